@@ -1,0 +1,51 @@
+"""Orbax checkpoints of the train state together with the input pipeline's position.
+
+Orbax writes each step into a temporary directory and renames it when complete, so a run
+killed mid-save keeps its previous checkpoint; `latest_step` only ever sees finished ones.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Saves/restores {"state": TrainState, "data": iterator state (JSON)} under `directory`."""
+
+  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+        enable_async_checkpointing=async_save)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("state", "data"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state: Any, data_state: dict[str, Any]) -> None:
+    """Starts saving (asynchronously: the copy to host happens before this returns)."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+
+  def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
+    """Restores step `step` into arrays with `target`'s shapes, dtypes and shardings."""
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+    return restored["state"], restored["data"]
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,7 @@
+"""Data sources (registered in `ssl_jax.registry.DATASETS`), host pipelines and on-device augmentation.
+
+Data never imports models or the trainer. Importing this package registers every source.
+"""
+
+from ssl_jax.data import digits, python_text  # noqa: F401  (registration)
+from ssl_jax.data.source import Dataset  # noqa: F401

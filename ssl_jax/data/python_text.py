@@ -1,0 +1,121 @@
+"""English text that ships with Python: `pydoc_data.topics` and standard-library docstrings.
+
+Documents are the reference topics plus every module/class/function docstring of the
+pure-Python standard library (read with `ast`, so nothing is imported or executed). A stable
+hash of each document's name assigns it to train or test, so held-out documents never leak.
+Rows are built RoBERTa-style ("full sentences"): documents, in a seeded order, are joined with
+[SEP] and cut into rows of `seq_len` tokens that start with [CLS].
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import sysconfig
+import zlib
+
+import numpy as np
+from pydoc_data import topics
+
+from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.source import Dataset
+from ssl_jax.registry import DATASETS
+
+# Test suites, IDEs and vendored code: large, repetitive or not English prose.
+_SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo", "site-packages",
+              "ensurepip", "distutils", "pydoc_data", "__pycache__", "lib-dynload"}
+
+
+@functools.lru_cache(maxsize=None)
+def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], ...]:
+  """(name, text) pairs in a deterministic order."""
+  documents = [(f"topic:{name}", text) for name, text in sorted(topics.topics.items())]
+  if stdlib_docstrings:
+    root = sysconfig.get_paths()["stdlib"]
+    for dirpath, dirnames, filenames in os.walk(root):
+      dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("config-"))
+      for filename in sorted(f for f in filenames if f.endswith(".py")):
+        path = os.path.join(dirpath, filename)
+        relative = os.path.relpath(path, root)
+        try:
+          with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+          continue
+        for node in ast.walk(tree):
+          if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            docstring = ast.get_docstring(node)
+            if docstring and len(docstring) >= 40:
+              where = getattr(node, "name", "<module>")
+              documents.append((f"{relative}:{where}:{getattr(node, 'lineno', 0)}", docstring))
+  return tuple(documents)
+
+
+def is_test_document(name: str, test_percent: int) -> bool:
+  return zlib.crc32(name.encode()) % 100 < test_percent
+
+
+def pack_rows(token_lists: list[list[int]], seq_len: int, order_seed: int) -> np.ndarray:
+  """Joins documents (in a seeded order) with [SEP] and cuts rows of [CLS] + seq_len-1 tokens."""
+  order = np.random.default_rng(order_seed).permutation(len(token_lists))
+  stream = np.concatenate([np.asarray(token_lists[i] + [tok.SEP_ID], np.int32) for i in order])
+  body = seq_len - 1
+  num_rows = -(-len(stream) // body)
+  padded = np.full(num_rows * body, tok.PAD_ID, np.int32)
+  padded[: len(stream)] = stream
+  rows = padded.reshape(num_rows, body)
+  return np.concatenate([np.full((num_rows, 1), tok.CLS_ID, np.int32), rows], axis=1)
+
+
+@DATASETS.register("python_text")
+def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int = 4000,
+                tokenizer_path: str = "", tokenizer_type: str = "unigram",
+                test_percent: int = 10, stdlib_docstrings: bool = True,
+                order_seed: int = 0) -> Dataset:
+  """Tokenized rows of Python's own English text, split by document.
+
+  Args:
+    workdir: where a freshly trained tokenizer is cached (`<workdir>/tokenizer.model`).
+    seq_len: tokens per row, including the leading [CLS].
+    vocab_size: sentencepiece vocabulary size when a tokenizer is trained.
+    tokenizer_path: an existing sentencepiece model to load instead of training one.
+    tokenizer_type: "unigram" or "bpe" when training.
+    test_percent: percentage of documents held out for evaluation.
+    stdlib_docstrings: include standard-library docstrings (else only the pydoc topics).
+    order_seed: seed of the document order before packing.
+  """
+  if tokenizer_path and not os.path.isfile(tokenizer_path):
+    raise FileNotFoundError(
+        f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
+        "sentencepiece .model file, or leave it empty to train one in the workdir.")
+  documents = python_documents(stdlib_docstrings)
+  train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
+  test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
+  if tokenizer_path:
+    tokenizer = tok.Tokenizer(tokenizer_path)
+  else:
+    cached = os.path.join(workdir, "tokenizer.model") if workdir else ""
+    if cached and os.path.isfile(cached):
+      tokenizer = tok.Tokenizer(cached)
+    else:
+      lines = (line for text in train_docs for line in text.splitlines() if line.strip())
+      target = cached or os.path.join(_scratch_dir(), f"python_text_{vocab_size}_{tokenizer_type}.model")
+      tokenizer = tok.train_tokenizer(lines, target, vocab_size, tokenizer_type)
+  if tokenizer.vocab_size < 5:
+    raise ValueError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")
+  train_rows = pack_rows(tokenizer.encode(train_docs), seq_len, order_seed)
+  test_rows = pack_rows(tokenizer.encode(test_docs), seq_len, order_seed)
+  return Dataset(
+      splits={"train": {"tokens": train_rows}, "test": {"tokens": test_rows}},
+      modality="text",
+      info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
+            "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
+            "mask_id": tok.MASK_ID, "special_ids": tokenizer.special_ids,
+            "num_train_documents": len(train_docs), "num_test_documents": len(test_docs)},
+  )
+
+
+def _scratch_dir() -> str:
+  import tempfile  # Only reached when no workdir is given (interactive use).
+  return tempfile.mkdtemp(prefix="ssl_jax_tokenizer_")

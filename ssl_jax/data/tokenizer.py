@@ -1,0 +1,67 @@
+"""sentencepiece tokenizers: train on an iterator of text, save atomically, load from a path."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import Iterable
+
+import sentencepiece as spm
+
+# Fixed ids so every objective can rely on them; [MASK] is a user-defined piece right after.
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
+
+
+class Tokenizer:
+  """A sentencepiece model with BERT-style special tokens at fixed ids."""
+
+  def __init__(self, model_path: str):
+    if not os.path.isfile(model_path):
+      raise FileNotFoundError(f"Tokenizer model {model_path!r} does not exist.")
+    self.path = model_path
+    self.sp = spm.SentencePieceProcessor(model_file=model_path)
+    expected = {PAD_ID: "[PAD]", UNK_ID: "[UNK]", CLS_ID: "[CLS]", SEP_ID: "[SEP]",
+                MASK_ID: "[MASK]"}
+    found = {i: self.sp.id_to_piece(i) for i in expected}
+    if found != expected:
+      raise ValueError(
+          f"Tokenizer {model_path!r} has special pieces {found}; expected {expected}. "
+          "Train it with ssl_jax.data.tokenizer.train_tokenizer.")
+
+  @property
+  def vocab_size(self) -> int:
+    return self.sp.get_piece_size()
+
+  @property
+  def special_ids(self) -> tuple[int, ...]:
+    return (PAD_ID, CLS_ID, SEP_ID, MASK_ID)
+
+  def encode(self, texts: list[str]) -> list[list[int]]:
+    return self.sp.encode(texts)
+
+  def decode(self, ids: list[int]) -> str:
+    return self.sp.decode([i for i in ids if i not in self.special_ids])
+
+
+def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
+                    model_type: str = "unigram", seed_sentencepiece_size: int = 200_000) -> Tokenizer:
+  """Trains a sentencepiece model on `texts` (one sentence per item) and writes it atomically."""
+  if model_type not in ("unigram", "bpe"):
+    raise ValueError(f"Unknown sentencepiece model_type {model_type!r}; valid: ['bpe', 'unigram'].")
+  buffer = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size,
+      model_type=model_type, character_coverage=1.0, num_threads=1,
+      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=CLS_ID, eos_id=SEP_ID,
+      pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
+      user_defined_symbols=["[MASK]"], seed_sentencepiece_size=seed_sentencepiece_size,
+      max_sentence_length=16384, minloglevel=2)
+  directory = os.path.dirname(os.path.abspath(model_path))
+  os.makedirs(directory, exist_ok=True)
+  # Write-then-rename: a crash mid-write never leaves a truncated model behind.
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+  with os.fdopen(fd, "wb") as f:
+    f.write(buffer.getvalue())
+  os.replace(tmp, model_path)
+  return Tokenizer(model_path)

@@ -1,0 +1,107 @@
+"""What an evaluator gets: the task, its trained variables, the data, and cached features."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from ssl_jax import parallel
+from ssl_jax.data.pipeline import batches_in_order
+from ssl_jax.data.source import Dataset
+from ssl_jax.tasks.base import Task
+
+TRAINED, RANDOM_INIT, RAW_PIXELS = "trained", "random_init", "raw_pixels"
+FEATURE_SETS = (TRAINED, RANDOM_INIT, RAW_PIXELS)
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """Evaluation inputs shared by every evaluator of one run.
+
+  Attributes:
+    task: the pretext task (its `represent` gives features).
+    variables: (params, model_state) after training.
+    initial_variables: builds the (params, model_state) the run started from (the same seed),
+      for the randomly initialised baseline.
+    dataset: the run's data; evaluators use its labelled splits.
+    mesh: where features are computed; batches are sharded over its batch axes.
+    batch_size: global evaluation batch size (divisible by the number of devices).
+    seed: seed for evaluation randomness (label draws, eval masks).
+    name: row label of the trained features (the task name).
+  """
+
+  task: Task
+  variables: tuple[Any, Any]
+  initial_variables: Callable[[], tuple[Any, Any]]
+  dataset: Dataset
+  mesh: Mesh
+  batch_size: int
+  seed: int
+  name: str
+  _cache: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
+  _initial: tuple[Any, Any] | None = None
+
+  def __post_init__(self):
+    self._represent = jax.jit(self.task.represent, out_shardings=parallel.replicated(self.mesh))
+
+  def row_name(self, feature_set: str) -> str:
+    return {TRAINED: self.name, RANDOM_INIT: "random init", RAW_PIXELS: "raw pixels"}[feature_set]
+
+  def features(self, feature_set: str, split: str) -> np.ndarray:
+    """[N, D] features of a split for "trained", "random_init" or "raw_pixels" (cached)."""
+    if feature_set not in FEATURE_SETS:
+      raise ValueError(f"Unknown feature set {feature_set!r}; valid: {FEATURE_SETS}.")
+    key = (feature_set, split)
+    if key not in self._cache:
+      arrays = self.dataset.split(split)
+      if feature_set == RAW_PIXELS:
+        images = arrays["image"]
+        self._cache[key] = images.reshape(len(images), -1).astype(np.float32)
+      else:
+        if feature_set == TRAINED:
+          variables = self.variables
+        else:
+          if self._initial is None:
+            self._initial = self.initial_variables()
+          variables = self._initial
+        self._cache[key] = self.apply(self._represent, variables, arrays)
+    return self._cache[key]
+
+  def apply(self, fn: Callable[..., Any], variables: tuple[Any, Any],
+            arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Runs `fn(params, model_state, batch)` over every example in order; returns numpy."""
+    sharding = parallel.batch_sharding(self.mesh)
+    outputs = []
+    inputs = {k: v for k, v in arrays.items() if k != "label"}
+    for batch, valid in batches_in_order(inputs, self.batch_size):
+      local = _process_slice(batch)
+      out = fn(*variables, parallel.global_batch(local, sharding))
+      outputs.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[:valid])
+    return np.concatenate(outputs)
+
+
+def _process_slice(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Every process builds the same global eval batch and contributes its own slice."""
+  count, index = jax.process_count(), jax.process_index()
+  size = len(next(iter(batch.values()))) // count
+  return {k: v[index * size:(index + 1) * size] for k, v in batch.items()}
+
+
+def labelled_subsets(labels: np.ndarray, per_class: int, draws: int, seed: int) -> np.ndarray:
+  """[draws, N] 0/1 weights selecting `per_class` examples of each class (0 = all examples)."""
+  weights = np.zeros((draws, len(labels)), np.float32)
+  for draw in range(draws):
+    if per_class == 0:
+      weights[draw] = 1.0
+      continue
+    rng = np.random.default_rng([seed, draw])
+    for label in np.unique(labels):
+      members = np.flatnonzero(labels == label)
+      chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+      weights[draw, chosen] = 1.0
+  return weights

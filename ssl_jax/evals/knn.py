@@ -1,0 +1,48 @@
+"""Weighted k-nearest-neighbour classification on frozen features (Wu et al., 2018)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax.evals.context import FEATURE_SETS, TRAINED, EvalContext
+from ssl_jax.registry import EVALUATORS, ConfigError
+
+
+@jax.jit
+def _normalize(x: jnp.ndarray) -> jnp.ndarray:
+  return x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+
+
+def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int,
+                temperature: float, num_classes: int) -> np.ndarray:
+  """Cosine-similarity kNN; each of the k neighbours votes with weight exp(sim / temperature)."""
+  train_x, test_x = _normalize(jnp.asarray(train_x)), _normalize(jnp.asarray(test_x))
+  k = min(k, len(train_x))
+  similarity, index = jax.lax.top_k(test_x @ train_x.T, k)
+  votes = jax.nn.one_hot(jnp.asarray(train_y)[index], num_classes)
+  scores = jnp.sum(votes * jnp.exp(similarity / temperature)[..., None], axis=1)
+  return np.asarray(jnp.argmax(scores, -1))
+
+
+@EVALUATORS.register("knn")
+def knn(ctx: EvalContext, k: int = 20, temperature: float = 0.07,
+        feature_sets: Sequence[str] = FEATURE_SETS, train_split: str = "train",
+        test_split: str = "test") -> dict[str, dict[str, float]]:
+  """kNN accuracy with every train label. Defaults k=20, T=0.07 follow solo-learn and
+  InstDisc; lightly's benchmarks use k=200, T=0.1 on larger datasets."""
+  unknown = set(feature_sets) - set(FEATURE_SETS)
+  if unknown:
+    raise ConfigError(f"Unknown knn feature_sets {sorted(unknown)}; valid: {FEATURE_SETS}.")
+  train_y = ctx.dataset.split(train_split)["label"]
+  test_y = ctx.dataset.split(test_split)["label"]
+  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  table = {}
+  for feature_set in (TRAINED, *[f for f in feature_sets if f != TRAINED]):
+    predictions = knn_predict(ctx.features(feature_set, train_split), train_y,
+                              ctx.features(feature_set, test_split), k, temperature, num_classes)
+    table[ctx.row_name(feature_set)] = {f"knn acc (k={k})": float(np.mean(predictions == test_y))}
+  return table

@@ -1,0 +1,40 @@
+"""Command-line entry point.
+
+  python -m ssl_jax.main --config configs/simclr_digits.py --workdir /tmp/simclr_digits \
+      [--config.total_steps=300 --config.optim.learning_rate=1e-3 ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from ssl_jax import train
+from ssl_jax.registry import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, FileNotFoundError) as error:
+    print(f"Error: {error}", file=sys.stderr)
+    sys.exit(2)
+  except train.TrainingInterrupted as interrupted:
+    print(str(interrupted), file=sys.stderr)
+    sys.exit(143)
+  except train.NonFiniteLossError as error:
+    print(f"Error: {error}", file=sys.stderr)
+    sys.exit(3)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,118 @@
+"""Where a run reports: metrics.jsonl, TensorBoard (tensorboardX), the console, JSON files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes JSON atomically (temp file + rename), so readers never see half a file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+  with os.fdopen(fd, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def _to_builtin(value: Any) -> Any:
+  if isinstance(value, (np.generic, np.ndarray)):
+    return value.tolist()
+  raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  minutes, seconds = divmod(seconds, 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class MetricWriter:
+  """Appends one JSON object per logged step, mirrors scalars to TensorBoard, prints progress."""
+
+  def __init__(self, workdir: str, total_steps: int, stream=sys.stdout):
+    from tensorboardX import SummaryWriter  # Heavy import, only where a run writes metrics.
+
+    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self.total_steps = total_steps
+    self.stream = stream
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    with open(self.jsonl_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for key, value in scalars.items():
+      self.tensorboard.add_scalar(key, float(value), int(step))
+    self.tensorboard.flush()
+
+  def progress(self, step: int, scalars: Mapping[str, float], steps_per_second: float) -> None:
+    """step 120/1000 | loss 3.2104 | lr 1.20e-03 | 2345 ex/s | ETA 1m05s"""
+    remaining = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.nan
+    parts = [f"step {step}/{self.total_steps}"]
+    for key, value in scalars.items():
+      if key in ("learning_rate", "examples_per_second", "steps_per_second"):
+        continue
+      parts.append(f"{key} {value:.4f}")
+    parts.append(f"lr {scalars.get('learning_rate', math.nan):.2e}")
+    parts.append(f"{scalars.get('examples_per_second', math.nan):.0f} ex/s")
+    parts.append(f"ETA {format_duration(remaining) if math.isfinite(remaining) else '?'}")
+    print(" | ".join(parts), file=self.stream, flush=True)
+
+  def close(self) -> None:
+    self.tensorboard.close()
+
+
+class Throughput:
+  """Steps and examples per second between two reads of the host clock."""
+
+  def __init__(self, step: int):
+    self.step, self.time = step, time.perf_counter()
+
+  def update(self, step: int, batch_size: int) -> tuple[float, float]:
+    now = time.perf_counter()
+    elapsed = max(now - self.time, 1e-9)
+    steps_per_second = (step - self.step) / elapsed
+    self.step, self.time = step, now
+    return steps_per_second, steps_per_second * batch_size
+
+
+def format_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+  """Markdown table: one row per (evaluator, row), one column per metric.
+
+  Values are floats or {"mean": m, "std": s}; accuracies (0..1) print as percentages.
+  """
+  columns: list[str] = []
+  rows: list[tuple[str, Mapping[str, Any]]] = []
+  for evaluator, table in results.items():
+    for row, values in table.items():
+      rows.append((f"{evaluator}: {row}", values))
+      columns += [c for c in values if c not in columns]
+  lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  for name, values in rows:
+    cells = [_format_cell(c, values.get(c)) for c in columns]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _format_cell(column: str, value: Any) -> str:
+  if value is None:
+    return ""
+  percent = "acc" in column
+  if isinstance(value, Mapping):
+    if percent:
+      return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
+    return f"{value['mean']:.4f} ± {value['std']:.4f}"
+  if percent:
+    return f"{100 * value:.1f}"
+  return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,6 @@
+"""Flax linen models, registered by name in `ssl_jax.registry.MODELS`.
+
+Importing this package registers every model; models never import tasks, data or the trainer.
+"""
+
+from ssl_jax.models import heads, resnet, transformer  # noqa: F401  (registration)

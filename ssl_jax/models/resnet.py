@@ -1,0 +1,101 @@
+"""ResNet encoders (v1.5) with CIFAR-style or ImageNet-style stems and configurable width."""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ssl_jax.registry import MODELS
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions with an identity (or projected) shortcut."""
+
+  features: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+    residual = x
+    y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), use_bias=False)(x)
+    y = nn.relu(norm()(y))
+    y = nn.Conv(self.features, (3, 3), use_bias=False)(y)
+    # Zero-init the last norm scale so each block starts as the identity (Goyal et al., 2017).
+    y = norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = nn.Conv(self.features, (1, 1), (self.strides, self.strides), use_bias=False)(x)
+      residual = norm()(residual)
+    return nn.relu(y + residual)
+
+
+class BottleneckBlock(nn.Module):
+  """1x1 reduce, 3x3 (strided), 1x1 expand by 4."""
+
+  features: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+    residual = x
+    y = nn.relu(norm()(nn.Conv(self.features, (1, 1), use_bias=False)(x)))
+    y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), use_bias=False)(y)
+    y = nn.relu(norm()(y))
+    y = nn.Conv(self.features * 4, (1, 1), use_bias=False)(y)
+    y = norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = nn.Conv(self.features * 4, (1, 1), (self.strides, self.strides), use_bias=False)(x)
+      residual = norm()(residual)
+    return nn.relu(y + residual)
+
+
+@MODELS.register("resnet")
+class ResNet(nn.Module):
+  """ResNet trunk returning globally pooled features of size `width * 2**(len(stages)-1)`.
+
+  Attributes:
+    stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
+    width: channels of the first stage; each later stage doubles it.
+    block: "basic" (ResNet-18/34) or "bottleneck" (ResNet-50+).
+    stem: "cifar" (3x3 conv, no pooling: small images) or "imagenet" (7x7/2 conv + 3x3/2 pool).
+  """
+
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  width: int = 64
+  block: str = "basic"
+  stem: str = "cifar"
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    blocks = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
+    if self.block not in blocks:
+      raise ValueError(f"Unknown ResNet block {self.block!r}; valid: {sorted(blocks)}.")
+    if self.stem not in ("cifar", "imagenet"):
+      raise ValueError(f"Unknown ResNet stem {self.stem!r}; valid: ['cifar', 'imagenet'].")
+    block_cls = blocks[self.block]
+    if self.stem == "imagenet":
+      x = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
+    else:
+      x = nn.Conv(self.width, (3, 3), use_bias=False)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+    if self.stem == "imagenet":
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for index in range(num_blocks):
+        strides = 2 if stage > 0 and index == 0 else 1
+        x = block_cls(self.width * 2**stage, strides=strides)(x, train=train)
+    return jnp.mean(x, axis=(1, 2))
+
+
+@MODELS.register("resnet18")
+def resnet18(width: int = 64, stem: str = "cifar") -> ResNet:
+  return ResNet(stage_sizes=(2, 2, 2, 2), width=width, block="basic", stem=stem)
+
+
+@MODELS.register("resnet50")
+def resnet50(width: int = 64, stem: str = "imagenet") -> ResNet:
+  return ResNet(stage_sizes=(3, 4, 6, 3), width=width, block="bottleneck", stem=stem)

@@ -1,0 +1,118 @@
+"""Named registries: the config picks every part (task, model, dataset, evaluator) by string.
+
+A lookup of an unknown name raises `UnknownNameError` listing every valid name and the closest
+matches, so a typo in `--config.model=resnt` stops the run before any work with a useful message.
+Options passed to a registered builder are checked against its signature the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable, Generic, Iterable, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+  """A config names something that does not exist or sets an option that is not accepted."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+  """A registry lookup with a name that was never registered."""
+
+  def __str__(self) -> str:  # KeyError would otherwise print the repr of the message.
+    return str(self.args[0])
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+  close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+  return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_options(
+    what: str, given: Iterable[str], valid: Iterable[str], *, where: str = ""
+) -> None:
+  """Raises ConfigError naming every key of `given` that is not in `valid`."""
+  valid = sorted(valid)
+  unknown = sorted(set(given) - set(valid))
+  if unknown:
+    hints = "".join(_suggest(u, valid) for u in unknown)
+    location = f" in {where}" if where else ""
+    raise ConfigError(
+        f"Unknown option(s) {unknown} for {what}{location}. "
+        f"Valid options: {valid}.{hints}"
+    )
+
+
+def accepted_options(fn: Callable[..., Any], skip: int = 0) -> list[str] | None:
+  """Keyword names `fn` accepts (after its first `skip` positional ones); None if it takes **kw."""
+  params = list(inspect.signature(fn).parameters.values())[skip:]
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+    return None
+  return [
+      p.name
+      for p in params
+      if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+  ]
+
+
+class Registry(Generic[T]):
+  """A mapping from names to builders of one kind of part (e.g. "model")."""
+
+  def __init__(self, kind: str):
+    self.kind = kind
+    self._entries: dict[str, T] = {}
+
+  def register(self, name: str) -> Callable[[T], T]:
+    """Decorator: `@MODELS.register("resnet")` above a class or function."""
+
+    def add(entry: T) -> T:
+      if name in self._entries and self._entries[name] is not entry:
+        raise ValueError(f"{self.kind} {name!r} is already registered.")
+      self._entries[name] = entry
+      return entry
+
+    return add
+
+  def get(self, name: str) -> T:
+    if name not in self._entries:
+      raise UnknownNameError(
+          f"Unknown {self.kind} {name!r}. Valid {self.kind} names: {self.names()}."
+          + _suggest(name, self._entries)
+      )
+    return self._entries[name]
+
+  def validate(self, name: str, options: Mapping[str, Any], num_positional: int = 0,
+               where: str = "") -> None:
+    """Checks, without building anything, that `name` exists and accepts every option.
+
+    `num_positional` counts the leading arguments the caller passes itself (not from config).
+    """
+    builder = self.get(name)
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    skip = num_positional + (1 if inspect.isclass(builder) else 0)
+    valid = accepted_options(target, skip=skip)
+    if valid is not None:
+      check_options(f"{self.kind} {name!r}", options, valid, where=where)
+
+  def build(self, name: str, options: Mapping[str, Any] | None = None, *args: Any) -> Any:
+    """Calls the builder registered as `name` with positional `args` and keyword `options`.
+
+    Options the builder does not accept are a ConfigError that lists the ones it does.
+    """
+    options = dict(options or {})
+    self.validate(name, options, num_positional=len(args))
+    return self.get(name)(*args, **options)
+
+  def names(self) -> list[str]:
+    return sorted(self._entries)
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._entries
+
+
+TASKS: Registry[Any] = Registry("task")
+MODELS: Registry[Any] = Registry("model")
+DATASETS: Registry[Any] = Registry("dataset")
+EVALUATORS: Registry[Any] = Registry("evaluator")

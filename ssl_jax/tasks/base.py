@@ -1,0 +1,66 @@
+"""The contract between a pretext task and the trainer/evaluators."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from ssl_jax import models as _models  # noqa: F401  (registers the models)
+from ssl_jax.data.source import Dataset
+from ssl_jax.registry import MODELS, ConfigError
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+
+class Task(abc.ABC):
+  """A model bundled with its pretext loss (scenic-style), built from the config by name.
+
+  Subclasses are registered with `@TASKS.register(name)` and constructed as
+  `Task(config, dataset, **config.task_kwargs)`. Everything the train step needs arrives as
+  arguments, so all methods are pure and jit-able.
+  """
+
+  modality: str = "image"
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
+    if dataset.modality != self.modality:
+      raise ConfigError(
+          f"Task {config.task!r} needs {self.modality} data, but dataset "
+          f"{config.data.name!r} is {dataset.modality} data.")
+    self.config = config
+    self.dataset = dataset
+
+  @abc.abstractmethod
+  def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> tuple[PyTree, PyTree]:
+    """Returns (params, model_state) for an example batch; model_state holds e.g. batch stats."""
+
+  @abc.abstractmethod
+  def loss_fn(self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array],
+              rng: jax.Array) -> tuple[jax.Array, tuple[Metrics, PyTree]]:
+    """Returns (loss, (metrics, new_model_state)) for one global batch."""
+
+  @abc.abstractmethod
+  def represent(self, params: PyTree, model_state: PyTree,
+                batch: dict[str, jax.Array]) -> jax.Array:
+    """Frozen features [batch, dim] for evaluators (no augmentation, inference mode)."""
+
+
+def build_model(config: ml_collections.ConfigDict, **derived: Any) -> nn.Module:
+  """Builds `config.model` with `config.model_kwargs`, filling in facts the data determines.
+
+  `derived` (e.g. vocab_size from the tokenizer) is used unless the config sets it explicitly.
+  """
+  options = {**derived, **config.model_kwargs.to_dict()}
+  return MODELS.build(config.model, options)
+
+
+def split_variables(variables: PyTree) -> tuple[PyTree, PyTree]:
+  """{'params': p, **rest} -> (p, rest)."""
+  variables = dict(variables)
+  params = variables.pop("params")
+  return params, variables

@@ -1,0 +1,137 @@
+"""BERT masked language modelling with dynamic masking and a vocabulary projection only where
+the loss is taken (the masked positions)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.data.source import Dataset
+from ssl_jax.registry import TASKS
+from ssl_jax.tasks.base import Task, build_model, split_variables
+
+
+def default_max_predictions(seq_len: int, rate: float) -> int:
+  """Per-row prediction budget: the mean masked count plus 4 standard deviations.
+
+  Rows that draw more masked tokens than this (probability ~3e-5) keep a random subset of them
+  masked; the rest stay untouched inputs, so every corrupted token is still predicted.
+  """
+  mean = seq_len * rate
+  return min(seq_len, math.ceil(mean + 4 * math.sqrt(mean * (1 - rate))) + 1)
+
+
+def bert_mask(rng: jax.Array, tokens: jnp.ndarray, *, special_ids: Sequence[int],
+              mask_id: int, vocab_size: int, rate: float = 0.15, mask_prob: float = 0.8,
+              random_prob: float = 0.1, max_predictions: int
+              ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """BERT's dynamic masking of a batch of rows [B, L].
+
+  Each non-special token is chosen with probability `rate`; a chosen token becomes [MASK] with
+  probability `mask_prob`, a random regular token with `random_prob`, else stays unchanged.
+
+  Returns:
+    inputs: corrupted tokens [B, L].
+    positions: [B, K] indices of the chosen tokens (K = max_predictions).
+    targets: [B, K] original tokens at those positions.
+    weights: [B, K] 1.0 for a real prediction, 0.0 for unused budget slots.
+  """
+  choose_key, order_key, kind_key, random_key = jax.random.split(rng, 4)
+  candidate = ~jnp.isin(tokens, jnp.asarray(special_ids))
+  chosen = candidate & jax.random.bernoulli(choose_key, rate, tokens.shape)
+  # A random order among chosen tokens; unchosen ones sort last and get weight 0.
+  score = jnp.where(chosen, jax.random.uniform(order_key, tokens.shape), -1.0)
+  top_scores, positions = jax.lax.top_k(score, max_predictions)
+  weights = (top_scores >= 0).astype(jnp.float32)
+  targets = jnp.take_along_axis(tokens, positions, axis=1)
+  kind = jax.random.uniform(kind_key, positions.shape)
+  # Special tokens occupy the lowest ids; random replacements are drawn from the regular ones.
+  first_regular = max(special_ids) + 1
+  random_tokens = jax.random.randint(random_key, positions.shape, first_regular, vocab_size)
+  replacement = jnp.where(kind < mask_prob, mask_id,
+                          jnp.where(kind < mask_prob + random_prob, random_tokens, targets))
+  replacement = jnp.where(weights > 0, replacement, targets)
+  rows = jnp.arange(tokens.shape[0])[:, None]
+  inputs = tokens.at[rows, positions].set(replacement)
+  return inputs, positions, targets, weights
+
+
+class MaskedLMModel(nn.Module):
+  """Encoder + BERT's prediction head (dense, GELU, LayerNorm, tied embedding projection)."""
+
+  encoder: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, positions: jnp.ndarray,
+               train: bool = True) -> jnp.ndarray:
+    hidden = self.encoder(tokens, valid, train=train)
+    hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
+    hidden = nn.LayerNorm(name="head_norm")(nn.gelu(nn.Dense(hidden.shape[-1],
+                                                              name="head_dense")(hidden)))
+    logits = self.encoder.attend(hidden)
+    bias = self.param("output_bias", nn.initializers.zeros, (logits.shape[-1],))
+    return logits.astype(jnp.float32) + bias
+
+  def represent(self, tokens: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+    hidden = self.encoder(tokens, valid, train=False)
+    weights = valid[..., None].astype(hidden.dtype)
+    return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+
+
+@TASKS.register("mlm")
+class MaskedLM(Task):
+  """BERT-style masked language modelling on token rows (`batch["tokens"]`).
+
+  Options (`config.task_kwargs`): mask_rate, mask_prob, random_prob, max_predictions (0 picks
+  `default_max_predictions`).
+  """
+
+  modality = "text"
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
+               mask_rate: float = 0.15, mask_prob: float = 0.8, random_prob: float = 0.1,
+               max_predictions: int = 0):
+    super().__init__(config, dataset)
+    info = dataset.info
+    seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
+    self.model = MaskedLMModel(build_model(config, vocab_size=info["vocab_size"],
+                                           max_length=seq_len))
+    self.pad_id = info["pad_id"]
+    self.mask_options = dict(
+        special_ids=tuple(info["special_ids"]), mask_id=info["mask_id"],
+        vocab_size=info["vocab_size"], rate=mask_rate, mask_prob=mask_prob,
+        random_prob=random_prob,
+        max_predictions=max_predictions or default_max_predictions(seq_len, mask_rate))
+
+  def init(self, rng, batch):
+    tokens = batch["tokens"]
+    positions = jnp.zeros((tokens.shape[0], self.mask_options["max_predictions"]), jnp.int32)
+    return split_variables(self.model.init(rng, tokens, tokens != self.pad_id, positions,
+                                           train=False))
+
+  def masked_predictions(self, params, model_state, batch, rng, train: bool):
+    """Masks the batch and returns (logits [B, K, V], targets [B, K], weights [B, K])."""
+    mask_key, dropout_key = jax.random.split(rng)
+    tokens = batch["tokens"]
+    inputs, positions, targets, weights = bert_mask(mask_key, tokens, **self.mask_options)
+    logits = self.model.apply({"params": params, **model_state}, inputs, tokens != self.pad_id,
+                              positions, train=train, rngs={"dropout": dropout_key})
+    return logits, targets, weights
+
+  def loss_fn(self, params, model_state, batch, rng):
+    logits, targets, weights = self.masked_predictions(params, model_state, batch, rng, True)
+    losses = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
+    count = jnp.maximum(weights.sum(), 1.0)
+    loss = (losses * weights).sum() / count
+    accuracy = ((logits.argmax(-1) == targets) * weights).sum() / count
+    return loss, ({"masked_accuracy": accuracy}, model_state)
+
+  def represent(self, params, model_state, batch):
+    tokens = batch["tokens"]
+    return self.model.apply({"params": params, **model_state}, tokens, tokens != self.pad_id,
+                            method=MaskedLMModel.represent)

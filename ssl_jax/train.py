@@ -1,0 +1,263 @@
+"""`train_and_evaluate(config, workdir)`: mesh -> data -> task -> state -> jitted step -> loop
+-> evaluation. Read top to bottom; each section does one thing."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ssl_jax import data as _data  # noqa: F401  (registers datasets)
+from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
+from ssl_jax import parallel, tasks as _tasks  # noqa: F401  (registers tasks)
+from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.config_base import validate_config
+from ssl_jax.data.pipeline import ShuffledBatches
+from ssl_jax.data.source import Dataset
+from ssl_jax.evals.context import EvalContext
+from ssl_jax.metrics import MetricWriter, Throughput, format_results_table, write_json
+from ssl_jax.optim import build_optimizer
+from ssl_jax.registry import DATASETS, EVALUATORS, TASKS, ConfigError
+from ssl_jax.state import TrainState
+from ssl_jax.tasks.base import Task
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or Inf; the run stopped without saving the bad state."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGTERM arrived; a checkpoint of `step` was saved and the same command resumes from it."""
+
+  def __init__(self, step: int, workdir: str):
+    super().__init__(f"Interrupted by SIGTERM at step {step}; saved a checkpoint in "
+                     f"{workdir}/checkpoints. Re-run the same command to resume.")
+    self.step = step
+
+
+# ---------------------------------------------------------------------------------------------
+# State and step.
+# ---------------------------------------------------------------------------------------------
+
+
+def _init_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(model init key, base key of the train state), both derived from the config seed."""
+  init_key, state_key = jax.random.split(jax.random.key(seed))
+  return init_key, state_key
+
+
+def create_state(task: Task, tx: optax.GradientTransformation, seed: int,
+                 batch: dict[str, jax.Array]) -> TrainState:
+  init_key, state_key = _init_keys(seed)
+  params, model_state = task.init(init_key, batch)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                    opt_state=tx.init(params), rng=jax.random.key_data(state_key))
+
+
+def make_train_step(task: Task, tx: optax.GradientTransformation):
+  """The pure update: loss and gradients on the global batch, optimizer, new model state."""
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    rng = state.step_key()
+
+    def loss_of(params):
+      return task.loss_fn(params, state.model_state, batch, rng)
+
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+        state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+# ---------------------------------------------------------------------------------------------
+# Input.
+# ---------------------------------------------------------------------------------------------
+
+
+def device_batches(batches: ShuffledBatches, sharding: jax.sharding.NamedSharding,
+                   buffer_size: int = 2) -> Iterator[tuple[dict[str, jax.Array], dict[str, Any]]]:
+  """Yields (global device batch, pipeline state after it), `buffer_size` batches ahead, so the
+  next transfer overlaps the current step."""
+  queue: collections.deque = collections.deque()
+  while True:
+    while len(queue) < buffer_size:
+      local = next(batches)
+      queue.append((parallel.global_batch(local, sharding), batches.get_state()))
+    yield queue.popleft()
+
+
+class _SigtermFlag:
+  """Turns SIGTERM into a flag the loop checks between steps (then saves and stops)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _first_nonfinite(pending: list[tuple[int, dict[str, jax.Array]]]) -> tuple[int, float] | None:
+  losses = jax.device_get([metrics["loss"] for _, metrics in pending])
+  for (step, _), loss in zip(pending, losses):
+    if not np.isfinite(loss):
+      return step, float(loss)
+  return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+# ---------------------------------------------------------------------------------------------
+
+
+def build_dataset(config: ml_collections.ConfigDict, workdir: str | None) -> Dataset:
+  options = {k: v for k, v in config.data.items() if k != "name"}
+  return DATASETS.build(config.data.name, options, workdir)
+
+
+def build_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
+  return TASKS.build(config.task, config.task_kwargs.to_dict(), config, dataset)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config.task` for `config.total_steps` (resuming from `workdir` if it holds a
+  checkpoint), evaluates with `config.evals`, and returns (and writes) the results."""
+  start_time = time.perf_counter()
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+  # --- Mesh and data ---------------------------------------------------------------------------
+  mesh = parallel.make_mesh(config.mesh)
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % mesh.size:
+      raise ConfigError(f"config.{key}={config[key]} is not divisible by the {mesh.size} "
+                        "devices of the mesh.")
+  dataset = build_dataset(config, workdir)
+  task = build_task(config, dataset)
+  tx, schedule = build_optimizer(config.optim, config.total_steps, config.batch_size)
+  train_batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size,
+                                  seed=config.seed)
+  data_sharding = parallel.batch_sharding(mesh)
+
+  with jax.set_mesh(mesh):
+    # --- State, created already sharded; resumed if a checkpoint exists -----------------------
+    example = parallel.global_batch(
+        {k: v[:config.batch_size // jax.process_count()] for k, v in
+         dataset.split(dataset.train_split).items()}, data_sharding)
+    init = functools.partial(create_state, task, tx, config.seed)
+    state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
+    state = jax.jit(init, out_shardings=state_sharding)(example)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    latest = checkpointer.latest_step()
+    if latest is not None:
+      state, data_state = checkpointer.restore(latest, state)
+      train_batches.set_state(data_state)
+      print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
+    step = int(jax.device_get(state.step))
+
+    train_step = jax.jit(make_train_step(task, tx), in_shardings=(state_sharding, data_sharding),
+                         out_shardings=(state_sharding, parallel.replicated(mesh)),
+                         donate_argnums=0)
+
+    # --- Loop ------------------------------------------------------------------------------------
+    writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
+    pending: list[tuple[int, dict[str, jax.Array]]] = []  # Device metrics not yet read.
+    throughput = Throughput(step)
+    last_saved = latest
+    try:
+      with _SigtermFlag() as sigterm:
+        batches = device_batches(train_batches, data_sharding)
+        while step < config.total_steps and not sigterm.requested:
+          batch, data_state = next(batches)
+          state, metrics = train_step(state, batch)
+          step += 1
+          pending.append((step, metrics))
+          if step % config.log_every == 0 or step == config.total_steps:
+            _log(writer, pending, schedule, throughput, step, config.batch_size, last_saved)
+            pending = []
+          if (step % config.checkpoint_every == 0 or step == config.total_steps
+              or sigterm.requested):
+            _check_finite(pending, last_saved)
+            checkpointer.save(step, state, data_state)
+            last_saved = step
+        if sigterm.requested:
+          checkpointer.wait()
+          raise TrainingInterrupted(step, workdir)
+    finally:
+      checkpointer.close()
+      if writer is not None:
+        writer.close()
+    train_seconds = time.perf_counter() - start_time
+
+    # --- Evaluation ------------------------------------------------------------------------------
+    ctx = EvalContext(
+        task=task, variables=(state.params, state.model_state),
+        initial_variables=lambda: jax.jit(functools.partial(task.init, _init_keys(config.seed)[0]))(
+            example),
+        dataset=dataset, mesh=mesh, batch_size=config.eval_batch_size, seed=config.seed,
+        name=config.task)
+    evals = {name: EVALUATORS.get(name)(ctx, **options.to_dict())
+             for name, options in config.evals.items()}
+
+  results = {"step": step, "evals": evals, "train_seconds": round(train_seconds, 1),
+             "total_seconds": round(time.perf_counter() - start_time, 1)}
+  if jax.process_index() == 0:
+    write_json(os.path.join(workdir, "results.json"), results)
+    if evals:
+      print(format_results_table(evals), flush=True)
+  return results
+
+
+def _check_finite(pending, last_saved) -> None:
+  bad = _first_nonfinite(pending) if pending else None
+  if bad is not None:
+    step, value = bad
+    where = (f"the last good checkpoint is step {last_saved}" if last_saved is not None
+             else "no checkpoint was saved before it")
+    raise NonFiniteLossError(f"The loss became {value} at step {step}; stopped without saving "
+                             f"that state ({where}). Lower the learning rate, enable "
+                             "config.optim.clip_norm, or check the input data.")
+
+
+def _log(writer, pending, schedule, throughput, step, batch_size, last_saved) -> None:
+  """Reads the metrics of the steps since the last log (the only host sync), checks them."""
+  _check_finite(pending, last_saved)
+  values = jax.device_get([metrics for _, metrics in pending])
+  means = {key: float(np.mean([v[key] for v in values])) for key in values[0]}
+  steps_per_second, examples_per_second = throughput.update(step, batch_size)
+  scalars = {**means, "learning_rate": float(schedule(step - 1)),
+             "steps_per_second": steps_per_second, "examples_per_second": examples_per_second}
+  if writer is not None:
+    writer.write(step, scalars)
+    writer.progress(step, scalars, steps_per_second)
