@@ -26,15 +26,15 @@ def get_config() -> ml_collections.ConfigDict:
       contrast=0.3, jitter_prob=0.8, blur_prob=0.3, blur_sigma=(0.1, 1.0), noise_std=0.05))
   config.optim.name = "adamw"
   config.optim.learning_rate = 2e-3
-  config.optim.warmup_steps = 50
+  config.optim.warmup_steps = 30
   config.optim.weight_decay = 1e-4
   config.evals = ml_collections.ConfigDict({
       "linear_probe": {"labels_per_class": (1, 5, 10, 0), "draws": 5},
       "knn": {"k": 20, "temperature": 0.07},
   })
-  config.total_steps = 1000
+  config.total_steps = 600
   config.batch_size = 256
   config.log_every = 50
-  config.checkpoint_every = 250
+  config.checkpoint_every = 200
   config.eval_batch_size = 512
   return config

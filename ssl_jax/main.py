@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ssl_jax import train
@@ -23,6 +23,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every checkpoint step at INFO; the progress line says what matters.
+    logging.set_verbosity(logging.WARNING)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, FileNotFoundError) as error:

@@ -40,7 +40,7 @@ def fit_logistic_regression(features: jnp.ndarray, labels: jnp.ndarray, weights:
     updates, state = solver.update(grad, state, params, value=value, grad=grad,
                                    value_fn=objective)
     return (optax.apply_updates(params, updates), state, iteration + 1,
-            optax.tree_utils.tree_norm(grad))
+            optax.tree.norm(grad))
 
   def not_done(carry):
     _, _, iteration, grad_norm = carry

@@ -1,0 +1,82 @@
+"""Test setup: 8 fake CPU devices (set before jax is imported) and a shared compilation cache."""
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Identical programs compiled by different tests (and their subprocesses) hit the disk cache.
+CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".jax_cache")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(CACHE_DIR))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import importlib.util  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str):
+  """get_config() of configs/<name>.py."""
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def override(config, overrides: dict):
+  """Sets dotted keys, like --config.a.b=v on the command line."""
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config
+
+
+def tiny_simclr_config(**overrides):
+  """The shipped SimCLR config shrunk to a width-8 one-stage ResNet and a few steps."""
+  config = load_config("simclr_digits")
+  config.model_kwargs.stage_sizes = (1,)
+  config.model_kwargs.width = 8
+  config.task_kwargs.projector_hidden_dim = 16
+  config.task_kwargs.projector_dim = 8
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.total_steps = 4
+  config.log_every = 2
+  config.checkpoint_every = 2
+  config.optim.warmup_steps = 1
+  config.evals.linear_probe.labels_per_class = (1, 0)
+  config.evals.linear_probe.draws = 2
+  return override(config, overrides)
+
+
+def tiny_mlm_config(**overrides):
+  """The shipped MLM config on the pydoc topics only, a 1-block width-32 encoder, few steps."""
+  config = load_config("mlm_python_text")
+  config.model_kwargs.width = 32
+  config.model_kwargs.depth = 1
+  config.model_kwargs.num_heads = 2
+  config.model_kwargs.mlp_dim = 64
+  config.data.seq_len = 32
+  config.data.vocab_size = 500
+  config.data.stdlib_docstrings = False
+  config.batch_size = 16
+  config.eval_batch_size = 32
+  config.total_steps = 4
+  config.log_every = 2
+  config.checkpoint_every = 2
+  config.optim.warmup_steps = 1
+  return override(config, overrides)
+
+
+@pytest.fixture(scope="session")
+def devices():
+  assert len(jax.devices()) == 8, "tests expect 8 fake CPU devices"
+  return jax.devices()
