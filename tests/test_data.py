@@ -51,7 +51,7 @@ def test_batches_in_order_pads_the_last_batch():
 def test_tokenizer_trains_saves_and_loads(tmp_path):
   texts = ["the quick brown fox jumps over the lazy dog"] * 50 + ["pack my box with jugs"] * 50
   path = str(tmp_path / "spm.model")
-  tok = tokenizer.train_tokenizer(texts, path, vocab_size=30)
+  tok = tokenizer.train_tokenizer(texts, path, vocab_size=34)
   ids = tok.encode(["the lazy fox"])[0]
   assert all(i > tokenizer.MASK_ID for i in ids)
   assert tok.decode(ids) == "the lazy fox"
