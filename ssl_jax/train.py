@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
-import json
 import os
 import signal
 import time
@@ -147,6 +147,45 @@ def build_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
   return TASKS.build(config.task, config.task_kwargs.to_dict(), config, dataset)
 
 
+@dataclasses.dataclass
+class Run:
+  """Everything `setup` builds for a run, before any checkpoint is restored."""
+
+  dataset: Dataset
+  task: Task
+  schedule: Any
+  batches: ShuffledBatches
+  example: dict[str, jax.Array]
+  state: TrainState
+  data_sharding: jax.sharding.NamedSharding
+  train_step: Any  # jitted (state, batch) -> (state, metrics), state donated.
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str | None,
+          mesh: jax.sharding.Mesh) -> Run:
+  """Builds data, task, optimizer, the sharded initial state and the jitted train step."""
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % mesh.size:
+      raise ConfigError(f"config.{key}={config[key]} is not divisible by the {mesh.size} "
+                        "devices of the mesh.")
+  dataset = build_dataset(config, workdir)
+  task = build_task(config, dataset)
+  tx, schedule = build_optimizer(config.optim, config.total_steps, config.batch_size)
+  batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size,
+                            seed=config.seed)
+  data_sharding = parallel.batch_sharding(mesh)
+  example = parallel.global_batch(
+      {k: v[:config.batch_size // jax.process_count()] for k, v in
+       dataset.split(dataset.train_split).items()}, data_sharding)
+  init = functools.partial(create_state, task, tx, config.seed)
+  state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
+  state = jax.jit(init, out_shardings=state_sharding)(example)
+  train_step = jax.jit(make_train_step(task, tx), in_shardings=(state_sharding, data_sharding),
+                       out_shardings=(state_sharding, parallel.replicated(mesh)),
+                       donate_argnums=0)
+  return Run(dataset, task, schedule, batches, example, state, data_sharding, train_step)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config.task` for `config.total_steps` (resuming from `workdir` if it holds a
   checkpoint), evaluates with `config.evals`, and returns (and writes) the results."""
@@ -157,38 +196,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
-  # --- Mesh and data ---------------------------------------------------------------------------
+  # --- Mesh, data, task, fresh state and the compiled step ------------------------------------
   mesh = parallel.make_mesh(config.mesh)
-  for key in ("batch_size", "eval_batch_size"):
-    if config[key] % mesh.size:
-      raise ConfigError(f"config.{key}={config[key]} is not divisible by the {mesh.size} "
-                        "devices of the mesh.")
-  dataset = build_dataset(config, workdir)
-  task = build_task(config, dataset)
-  tx, schedule = build_optimizer(config.optim, config.total_steps, config.batch_size)
-  train_batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size,
-                                  seed=config.seed)
-  data_sharding = parallel.batch_sharding(mesh)
-
   with jax.set_mesh(mesh):
-    # --- State, created already sharded; resumed if a checkpoint exists -----------------------
-    example = parallel.global_batch(
-        {k: v[:config.batch_size // jax.process_count()] for k, v in
-         dataset.split(dataset.train_split).items()}, data_sharding)
-    init = functools.partial(create_state, task, tx, config.seed)
-    state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
-    state = jax.jit(init, out_shardings=state_sharding)(example)
+    run = setup(config, workdir, mesh)
+    state = run.state
+
+    # --- Resume from the latest checkpoint, if any --------------------------------------------
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     latest = checkpointer.latest_step()
     if latest is not None:
       state, data_state = checkpointer.restore(latest, state)
-      train_batches.set_state(data_state)
+      run.batches.set_state(data_state)
       print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
     step = int(jax.device_get(state.step))
-
-    train_step = jax.jit(make_train_step(task, tx), in_shardings=(state_sharding, data_sharding),
-                         out_shardings=(state_sharding, parallel.replicated(mesh)),
-                         donate_argnums=0)
 
     # --- Loop ------------------------------------------------------------------------------------
     writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
@@ -197,14 +218,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     last_saved = latest
     try:
       with _SigtermFlag() as sigterm:
-        batches = device_batches(train_batches, data_sharding)
+        batches = device_batches(run.batches, run.data_sharding)
         while step < config.total_steps and not sigterm.requested:
           batch, data_state = next(batches)
-          state, metrics = train_step(state, batch)
+          state, metrics = run.train_step(state, batch)
           step += 1
           pending.append((step, metrics))
           if step % config.log_every == 0 or step == config.total_steps:
-            _log(writer, pending, schedule, throughput, step, config.batch_size, last_saved)
+            _log(writer, pending, run.schedule, throughput, step, config.batch_size, last_saved)
             pending = []
           if (step % config.checkpoint_every == 0 or step == config.total_steps
               or sigterm.requested):
@@ -221,11 +242,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_seconds = time.perf_counter() - start_time
 
     # --- Evaluation ------------------------------------------------------------------------------
+    init_key = _init_keys(config.seed)[0]
     ctx = EvalContext(
-        task=task, variables=(state.params, state.model_state),
-        initial_variables=lambda: jax.jit(functools.partial(task.init, _init_keys(config.seed)[0]))(
-            example),
-        dataset=dataset, mesh=mesh, batch_size=config.eval_batch_size, seed=config.seed,
+        task=run.task, variables=(state.params, state.model_state),
+        initial_variables=lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example),
+        dataset=run.dataset, mesh=mesh, batch_size=config.eval_batch_size, seed=config.seed,
         name=config.task)
     evals = {name: EVALUATORS.get(name)(ctx, **options.to_dict())
              for name, options in config.evals.items()}

@@ -1,0 +1,75 @@
+"""Evaluators: the probe solver against scikit-learn, kNN votes, label draws."""
+
+import jax.numpy as jnp
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from ssl_jax.evals.context import labelled_subsets
+from ssl_jax.evals.knn import knn_predict
+from ssl_jax.evals.linear_probe import fit_logistic_regression, probe_accuracy
+from ssl_jax.evals.masked_lm import most_frequent_token
+
+
+def _blobs(n=120, d=5, classes=3, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, classes, n)
+  features = rng.normal(size=(n, d)) + 1.5 * np.eye(classes, d)[labels]
+  return features.astype(np.float32), labels.astype(np.int32)
+
+
+def test_logistic_regression_matches_sklearn_optimum():
+  x, y = _blobs()
+  w, b = fit_logistic_regression(jnp.asarray(x), jnp.asarray(y), jnp.ones(len(y)), 1.0, 3)
+  reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(x, y)
+  np.testing.assert_allclose(np.asarray(w).T, reference.coef_, atol=2e-3)
+  # sklearn's intercepts are only defined up to a shared constant with softmax.
+  np.testing.assert_allclose(np.asarray(b) - np.mean(b),
+                             reference.intercept_ - reference.intercept_.mean(), atol=2e-3)
+
+
+def test_zero_weights_equal_fitting_on_the_subset():
+  x, y = _blobs()
+  weights = np.zeros(len(y), np.float32)
+  weights[:30] = 1.0
+  masked = fit_logistic_regression(jnp.asarray(x), jnp.asarray(y), jnp.asarray(weights), 1.0, 3)
+  subset = fit_logistic_regression(jnp.asarray(x[:30]), jnp.asarray(y[:30]), jnp.ones(30), 1.0, 3)
+  for a, b in zip(masked, subset):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_probe_accuracy_is_high_on_separable_data():
+  x, y = _blobs(n=400, seed=1)
+  x = x + 3.0 * np.eye(3, 5)[y]
+  accuracy = probe_accuracy(x[:300], y[:300], x[300:], y[300:], np.ones((2, 300), np.float32),
+                            1.0, 200)
+  assert accuracy.shape == (2,) and np.all(accuracy > 0.95)
+
+
+def test_labelled_subsets_draw_k_per_class_and_differ_between_draws():
+  labels = np.repeat(np.arange(4), 10)
+  weights = labelled_subsets(labels, 3, draws=5, seed=0)
+  for row in weights:
+    np.testing.assert_array_equal(np.bincount(labels[row > 0]), [3, 3, 3, 3])
+  assert len({tuple(row) for row in weights}) > 1
+  np.testing.assert_array_equal(labelled_subsets(labels, 0, 2, 0), 1.0)
+
+
+def test_knn_temperature_weighted_votes():
+  train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], np.float32)
+  labels = np.array([0, 0, 1])
+  test = np.array([[0.2, 1.0], [1.0, 0.05]], np.float32)
+  np.testing.assert_array_equal(knn_predict(train, labels, test, k=3, temperature=0.1,
+                                            num_classes=2), [1, 0])
+  # With k=2 the query near [0, 1] still has neighbours 2 (label 1) and 1 (label 0); the
+  # closer one wins because its weight exp(sim/T) is larger.
+  np.testing.assert_array_equal(knn_predict(train, labels, test[:1], k=2, temperature=0.1,
+                                            num_classes=2), [1])
+  # Two far neighbours of class 0 outvote one near neighbour of class 1 at a high temperature.
+  query = np.array([[0.6, 0.8]], np.float32)
+  assert knn_predict(train, labels, query, k=3, temperature=100.0, num_classes=2)[0] == 0
+  assert knn_predict(train, labels, query, k=3, temperature=0.01, num_classes=2)[0] == 1
+
+
+def test_most_frequent_token_ignores_specials():
+  tokens = np.array([[2, 0, 0, 0, 7, 7, 9]])
+  assert most_frequent_token(tokens, (0, 2, 3, 4), 10) == 7
