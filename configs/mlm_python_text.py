@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model_kwargs = ml_collections.ConfigDict(dict(
       width=128, depth=2, num_heads=4, mlp_dim=256, dropout_rate=0.0))
   config.data = ml_collections.ConfigDict(dict(
-      name="python_text", seq_len=64, vocab_size=4000, tokenizer_path=""))
+      name="python_text", seq_len=64, vocab_size=2000, tokenizer_path=""))
   config.optim.name = "adamw"
   config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 100
@@ -29,9 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b2 = 0.98
   config.optim.clip_norm = 1.0
   config.evals = ml_collections.ConfigDict({"masked_lm": {}})
-  config.total_steps = 1200
+  config.total_steps = 2000
   config.batch_size = 64
   config.log_every = 50
-  config.checkpoint_every = 400
+  config.checkpoint_every = 500
   config.eval_batch_size = 64
   return config
