@@ -29,9 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b2 = 0.98
   config.optim.clip_norm = 1.0
   config.evals = ml_collections.ConfigDict({"masked_lm": {}})
-  config.total_steps = 2000
+  config.total_steps = 1600
   config.batch_size = 64
   config.log_every = 50
-  config.checkpoint_every = 500
+  config.checkpoint_every = 400
   config.eval_batch_size = 64
   return config

@@ -13,6 +13,10 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class CheckpointMismatchError(ValueError):
+  """A checkpoint exists but holds a differently shaped train state."""
+
+
 class Checkpointer:
   """Saves/restores {"state": TrainState, "data": iterator state (JSON)} under `directory`."""
 
@@ -39,8 +43,14 @@ class Checkpointer:
     """Restores step `step` into arrays with `target`'s shapes, dtypes and shardings."""
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+    except (ValueError, KeyError, TypeError) as error:
+      raise CheckpointMismatchError(
+          f"The checkpoint of step {step} in {self.directory} does not match the state this "
+          f"config builds (a changed model, task or optimizer?): {error}. Use a fresh workdir, "
+          "or the config the checkpoint was written with.") from error
     return restored["state"], restored["data"]
 
   def wait(self) -> None:

@@ -12,6 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ssl_jax import train
+from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.registry import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, FileNotFoundError) as error:
+  except (ConfigError, FileNotFoundError, CheckpointMismatchError) as error:
     print(f"Error: {error}", file=sys.stderr)
     sys.exit(2)
   except train.TrainingInterrupted as interrupted:

@@ -88,18 +88,19 @@ class Throughput:
 
 
 def format_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-  """Markdown table: one row per (evaluator, row), one column per metric.
+  """Markdown table of {evaluator: {row: {column: value}}}: rows with the same name (e.g. the
+  feature set "raw pixels") are merged across evaluators, one column per metric.
 
-  Values are floats or {"mean": m, "std": s}; accuracies (0..1) print as percentages.
+  Values are floats or {"mean": m, "std": s}; accuracy columns (0..1) print as percentages.
   """
   columns: list[str] = []
-  rows: list[tuple[str, Mapping[str, Any]]] = []
-  for evaluator, table in results.items():
+  rows: dict[str, dict[str, Any]] = {}
+  for table in results.values():
     for row, values in table.items():
-      rows.append((f"{evaluator}: {row}", values))
+      rows.setdefault(row, {}).update(values)
       columns += [c for c in values if c not in columns]
   lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-  for name, values in rows:
+  for name, values in rows.items():
     cells = [_format_cell(c, values.get(c)) for c in columns]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)

@@ -44,14 +44,7 @@ def test_registry_rejects_options_the_builder_does_not_take():
     ({"batch_size": 0}, r"config.batch_size must be positive"),
 ])
 def test_bad_config_values_are_named(overrides, pattern):
-  config = tiny_simclr_config()
-  config.unlock()
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
+  config = tiny_simclr_config(**overrides)
   with pytest.raises(ConfigError, match=pattern):
     validate_config(config)
 

@@ -73,3 +73,18 @@ def test_knn_temperature_weighted_votes():
 def test_most_frequent_token_ignores_specials():
   tokens = np.array([[2, 0, 0, 0, 7, 7, 9]])
   assert most_frequent_token(tokens, (0, 2, 3, 4), 10) == 7
+
+
+def test_results_table_merges_rows_across_evaluators():
+  from ssl_jax.metrics import format_results_table
+  table = format_results_table({
+      "linear_probe": {"simclr": {"acc@1/class": {"mean": 0.5, "std": 0.25}},
+                       "raw pixels": {"acc@1/class": {"mean": 0.4, "std": 0.0}}},
+      "knn": {"simclr": {"knn acc": 0.9}},
+      "masked_lm": {"mlm": {"masked loss": 2.5}}})
+  assert table.splitlines() == [
+      "| | acc@1/class | knn acc | masked loss |",
+      "|---|---|---|---|",
+      "| simclr | 50.0 ± 25.0 | 90.0 |  |",
+      "| raw pixels | 40.0 ± 0.0 |  |  |",
+      "| mlm |  |  | 2.5000 |"]

@@ -156,3 +156,10 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_bitwise_identical(tmp
                                  capture_output=True, text=True, timeout=600)
   assert uninterrupted.returncode == 0, uninterrupted.stderr
   _assert_bitwise_equal(_saved_state(reference, 200), _saved_state(workdir, 200))
+
+
+def test_resuming_with_a_different_model_is_a_clear_error(tmp_path):
+  from ssl_jax.checkpoint import CheckpointMismatchError
+  train.train_and_evaluate(tiny_simclr_config(total_steps=2, evals={}), str(tmp_path))
+  with pytest.raises(CheckpointMismatchError, match="step 2.*does not match.*fresh workdir"):
+    train.train_and_evaluate(tiny_simclr_config(**{"model_kwargs.width": 16}), str(tmp_path))

@@ -11,6 +11,13 @@ import jax.numpy as jnp
 from ssl_jax.registry import MODELS
 
 
+def _shortcut(x: jnp.ndarray, y: jnp.ndarray, strides: int, norm) -> jnp.ndarray:
+  """Identity, or a strided 1x1 projection + norm where the block changes the shape."""
+  if x.shape == y.shape:
+    return x
+  return norm()(nn.Conv(y.shape[-1], (1, 1), (strides, strides), use_bias=False)(x))
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions with an identity (or projected) shortcut."""
 
@@ -20,16 +27,12 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
-    residual = x
     y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), use_bias=False)(x)
     y = nn.relu(norm()(y))
     y = nn.Conv(self.features, (3, 3), use_bias=False)(y)
     # Zero-init the last norm scale so each block starts as the identity (Goyal et al., 2017).
     y = norm(scale_init=nn.initializers.zeros)(y)
-    if residual.shape != y.shape:
-      residual = nn.Conv(self.features, (1, 1), (self.strides, self.strides), use_bias=False)(x)
-      residual = norm()(residual)
-    return nn.relu(y + residual)
+    return nn.relu(y + _shortcut(x, y, self.strides, norm))
 
 
 class BottleneckBlock(nn.Module):
@@ -41,16 +44,12 @@ class BottleneckBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
-    residual = x
     y = nn.relu(norm()(nn.Conv(self.features, (1, 1), use_bias=False)(x)))
     y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), use_bias=False)(y)
     y = nn.relu(norm()(y))
     y = nn.Conv(self.features * 4, (1, 1), use_bias=False)(y)
     y = norm(scale_init=nn.initializers.zeros)(y)
-    if residual.shape != y.shape:
-      residual = nn.Conv(self.features * 4, (1, 1), (self.strides, self.strides), use_bias=False)(x)
-      residual = norm()(residual)
-    return nn.relu(y + residual)
+    return nn.relu(y + _shortcut(x, y, self.strides, norm))
 
 
 @MODELS.register("resnet")
