@@ -95,6 +95,10 @@ class Registry(Generic[T]):
     valid = accepted_options(target, skip=skip)
     if valid is not None:
       check_options(f"{self.kind} {name!r}", options, valid, where=where)
+    # A builder may also check option values up front (e.g. names inside a list option).
+    value_check = getattr(builder, "validate_options", None)
+    if value_check is not None:
+      value_check(dict(options))
 
   def build(self, name: str, options: Mapping[str, Any] | None = None, *args: Any) -> Any:
     """Calls the builder registered as `name` with positional `args` and keyword `options`.

@@ -42,6 +42,8 @@ def test_registry_rejects_options_the_builder_does_not_take():
     ({"optim.learing_rate": 0.1}, r"\['learing_rate'\].*config.optim.*'learning_rate'"),
     ({"mesh.model": 2}, r"\['model'\].*config.mesh.*\['data', 'fsdp'\]"),
     ({"batch_size": 0}, r"config.batch_size must be positive"),
+    ({"evals.knn.feature_sets": ("trained", "pixels")},
+     r"Unknown feature_sets \['pixels'\].*'raw_pixels'"),
 ])
 def test_bad_config_values_are_named(overrides, pattern):
   config = tiny_simclr_config(**overrides)

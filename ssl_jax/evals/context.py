@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from ssl_jax import parallel
 from ssl_jax.data.pipeline import batches_in_order
 from ssl_jax.data.source import Dataset
+from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.base import Task
 
 TRAINED, RANDOM_INIT, RAW_PIXELS = "trained", "random_init", "raw_pixels"
@@ -83,6 +84,13 @@ class EvalContext:
       out = fn(*variables, parallel.global_batch(local, sharding))
       outputs.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[:valid])
     return np.concatenate(outputs)
+
+
+def check_feature_sets(options: dict[str, Any]) -> None:
+  """Raises ConfigError if an evaluator's `feature_sets` option names an unknown set."""
+  unknown = sorted(set(options.get("feature_sets", ())) - set(FEATURE_SETS))
+  if unknown:
+    raise ConfigError(f"Unknown feature_sets {unknown}; valid: {list(FEATURE_SETS)}.")
 
 
 def _process_slice(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.evals.context import FEATURE_SETS, TRAINED, EvalContext
-from ssl_jax.registry import EVALUATORS, ConfigError
+from ssl_jax.evals.context import FEATURE_SETS, TRAINED, EvalContext, check_feature_sets
+from ssl_jax.registry import EVALUATORS
 
 
 @jax.jit
@@ -34,9 +34,6 @@ def knn(ctx: EvalContext, k: int = 20, temperature: float = 0.07,
         test_split: str = "test") -> dict[str, dict[str, float]]:
   """kNN accuracy with every train label. Defaults k=20, T=0.07 follow solo-learn and
   InstDisc; lightly's benchmarks use k=200, T=0.1 on larger datasets."""
-  unknown = set(feature_sets) - set(FEATURE_SETS)
-  if unknown:
-    raise ConfigError(f"Unknown knn feature_sets {sorted(unknown)}; valid: {FEATURE_SETS}.")
   train_y = ctx.dataset.split(train_split)["label"]
   test_y = ctx.dataset.split(test_split)["label"]
   num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -46,3 +43,6 @@ def knn(ctx: EvalContext, k: int = 20, temperature: float = 0.07,
                               ctx.features(feature_set, test_split), k, temperature, num_classes)
     table[ctx.row_name(feature_set)] = {f"knn acc (k={k})": float(np.mean(predictions == test_y))}
   return table
+
+
+knn.validate_options = check_feature_sets

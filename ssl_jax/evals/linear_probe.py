@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssl_jax.evals.context import FEATURE_SETS, TRAINED, EvalContext, labelled_subsets
-from ssl_jax.registry import EVALUATORS, ConfigError
+from ssl_jax.evals.context import (FEATURE_SETS, TRAINED, EvalContext, check_feature_sets,
+                                   labelled_subsets)
+from ssl_jax.registry import EVALUATORS
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iterations"))
@@ -84,9 +85,6 @@ def linear_probe(ctx: EvalContext, labels_per_class: Sequence[int] = (1, 5, 10, 
     max_iterations: L-BFGS iteration cap (it stops earlier once converged).
     feature_sets: any of "trained", "random_init", "raw_pixels".
   """
-  unknown = set(feature_sets) - set(FEATURE_SETS)
-  if unknown:
-    raise ConfigError(f"Unknown linear_probe feature_sets {sorted(unknown)}; valid: {FEATURE_SETS}.")
   train_y = ctx.dataset.split(train_split)["label"]
   test_y = ctx.dataset.split(test_split)["label"]
   table = {}
@@ -106,3 +104,6 @@ def linear_probe(ctx: EvalContext, labels_per_class: Sequence[int] = (1, 5, 10, 
       offset += count
     table[ctx.row_name(feature_set)] = row
   return table
+
+
+linear_probe.validate_options = check_feature_sets
