@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -18,6 +19,9 @@ from ssl_jax.registry import ConfigError
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-process run (TPU pod slice, multi-node GPU): call "
+    "jax.distributed.initialize(), which reads the cluster from the environment.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,6 +31,8 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Orbax logs every checkpoint step at INFO; the progress line says what matters.
     logging.set_verbosity(logging.WARNING)
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, FileNotFoundError, CheckpointMismatchError) as error:
