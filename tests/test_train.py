@@ -6,7 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import jax
 import numpy as np
@@ -133,13 +133,17 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_bitwise_identical(tmp
              "--workdir", workdir, *overrides]
   process = subprocess.Popen(command, cwd=REPO, env=main_env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-  # Wait until training is under way (a few progress lines), then ask it to stop.
+  # Wait until training is under way (a few progress lines), then ask it to stop. The watchdog
+  # turns a hung child into a test failure instead of a hung suite.
+  watchdog = threading.Timer(300, process.kill)
+  watchdog.start()
   seen = 0
   for line in process.stdout:
     seen += line.startswith("step ")
     if seen == 5:
       break
   process.send_signal(signal.SIGTERM)
+  watchdog.cancel()
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 143, stderr
   assert "Interrupted by SIGTERM at step" in stderr
