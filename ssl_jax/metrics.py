@@ -57,13 +57,13 @@ class MetricWriter:
     self.tensorboard.flush()
 
   def progress(self, step: int, scalars: Mapping[str, float], steps_per_second: float) -> None:
-    """step 120/1000 | loss 3.2104 | lr 1.20e-03 | 2345 ex/s | ETA 1m05s"""
+    """step 120/1000 | loss 3.2104 | <task metrics> | lr 1.20e-03 | 2345 ex/s | ETA 1m05s"""
     remaining = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.nan
     parts = [f"step {step}/{self.total_steps}"]
-    for key, value in scalars.items():
-      if key in ("learning_rate", "examples_per_second", "steps_per_second"):
-        continue
-      parts.append(f"{key} {value:.4f}")
+    shown = [k for k in scalars if k not in ("learning_rate", "examples_per_second",
+                                              "steps_per_second")]
+    for key in sorted(shown, key=lambda k: (k != "loss", k)):  # Loss first.
+      parts.append(f"{key} {scalars[key]:.4f}")
     parts.append(f"lr {scalars.get('learning_rate', math.nan):.2e}")
     parts.append(f"{scalars.get('examples_per_second', math.nan):.0f} ex/s")
     parts.append(f"ETA {format_duration(remaining) if math.isfinite(remaining) else '?'}")

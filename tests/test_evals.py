@@ -88,3 +88,15 @@ def test_results_table_merges_rows_across_evaluators():
       "| simclr | 50.0 ± 25.0 | 90.0 |  |",
       "| raw pixels | 40.0 ± 0.0 |  |  |",
       "| mlm |  |  | 2.5000 |"]
+
+
+def test_progress_line_shows_step_loss_lr_throughput_and_eta(tmp_path):
+  import io
+  from ssl_jax.metrics import MetricWriter
+  stream = io.StringIO()
+  writer = MetricWriter(str(tmp_path), total_steps=100, stream=stream)
+  writer.progress(40, {"grad_norm": 0.5, "loss": 2.0, "learning_rate": 1e-3,
+                       "examples_per_second": 512.0, "steps_per_second": 2.0}, 2.0)
+  writer.close()
+  assert stream.getvalue().strip() == (
+      "step 40/100 | loss 2.0000 | grad_norm 0.5000 | lr 1.00e-03 | 512 ex/s | ETA 0m30s")
