@@ -23,7 +23,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = "resnet"
   config.model_kwargs = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict({"name": "digits"})
-  config.augment = ml_collections.ConfigDict()
+  config.augment = ml_collections.ConfigDict()  # see data.augment.view_configs
+  # Train a linear classifier on detached encoder features in the same step (solo-learn's
+  # online probe); its accuracy is logged during training and reported by `online_probe`.
+  config.online_probe = False
   config.optim = ml_collections.ConfigDict(dict(
       name="adamw",            # adamw | sgd | lars
       learning_rate=1e-3,      # peak, before lr_scaling

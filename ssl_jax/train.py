@@ -77,6 +77,8 @@ def make_train_step(task: Task, tx: optax.GradientTransformation):
         state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # Momentum (EMA) targets follow the updated online weights, inside the same jitted step.
+    model_state = task.update_targets(params, model_state, state.step)
     metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
     new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
                               opt_state=opt_state)

@@ -32,3 +32,14 @@ class MLPHead(nn.Module):
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, use_scale=False,
                        use_bias=False)(x)
     return x
+
+
+class LinearClassifier(nn.Module):
+  """A linear layer with the `train` argument every task module takes (online probe, rotation)."""
+
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    del train
+    return nn.Dense(self.num_classes)(x)

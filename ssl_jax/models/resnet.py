@@ -8,14 +8,23 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssl_jax.models.transformer import _dtype
 from ssl_jax.registry import MODELS
 
 
-def _shortcut(x: jnp.ndarray, y: jnp.ndarray, strides: int, norm) -> jnp.ndarray:
+def _shortcut(x: jnp.ndarray, y: jnp.ndarray, strides: int, norm, conv) -> jnp.ndarray:
   """Identity, or a strided 1x1 projection + norm where the block changes the shape."""
   if x.shape == y.shape:
     return x
-  return norm()(nn.Conv(y.shape[-1], (1, 1), (strides, strides), use_bias=False)(x))
+  return norm()(conv(y.shape[-1], (1, 1), (strides, strides))(x))
+
+
+def _layers(train: bool, dtype: str):
+  """(norm, conv) constructors: convolutions in the compute dtype, norms in float32 params."""
+  norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           dtype=_dtype(dtype))
+  conv = functools.partial(nn.Conv, use_bias=False, dtype=_dtype(dtype))
+  return norm, conv
 
 
 class BasicBlock(nn.Module):
@@ -23,16 +32,17 @@ class BasicBlock(nn.Module):
 
   features: int
   strides: int = 1
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
-    y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), use_bias=False)(x)
+    norm, conv = _layers(train, self.dtype)
+    y = conv(self.features, (3, 3), (self.strides, self.strides))(x)
     y = nn.relu(norm()(y))
-    y = nn.Conv(self.features, (3, 3), use_bias=False)(y)
+    y = conv(self.features, (3, 3))(y)
     # Zero-init the last norm scale so each block starts as the identity (Goyal et al., 2017).
     y = norm(scale_init=nn.initializers.zeros)(y)
-    return nn.relu(y + _shortcut(x, y, self.strides, norm))
+    return nn.relu(y + _shortcut(x, y, self.strides, norm, conv))
 
 
 class BottleneckBlock(nn.Module):
@@ -40,16 +50,17 @@ class BottleneckBlock(nn.Module):
 
   features: int
   strides: int = 1
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
-    y = nn.relu(norm()(nn.Conv(self.features, (1, 1), use_bias=False)(x)))
-    y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), use_bias=False)(y)
+    norm, conv = _layers(train, self.dtype)
+    y = nn.relu(norm()(conv(self.features, (1, 1))(x)))
+    y = conv(self.features, (3, 3), (self.strides, self.strides))(y)
     y = nn.relu(norm()(y))
-    y = nn.Conv(self.features * 4, (1, 1), use_bias=False)(y)
+    y = conv(self.features * 4, (1, 1))(y)
     y = norm(scale_init=nn.initializers.zeros)(y)
-    return nn.relu(y + _shortcut(x, y, self.strides, norm))
+    return nn.relu(y + _shortcut(x, y, self.strides, norm, conv))
 
 
 @MODELS.register("resnet")
@@ -61,12 +72,14 @@ class ResNet(nn.Module):
     width: channels of the first stage; each later stage doubles it.
     block: "basic" (ResNet-18/34) or "bottleneck" (ResNet-50+).
     stem: "cifar" (3x3 conv, no pooling: small images) or "imagenet" (7x7/2 conv + 3x3/2 pool).
+    dtype: compute dtype ("float32" or "bfloat16"); params and returned features are float32.
   """
 
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   width: int = 64
   block: str = "basic"
   stem: str = "cifar"
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -76,25 +89,26 @@ class ResNet(nn.Module):
     if self.stem not in ("cifar", "imagenet"):
       raise ValueError(f"Unknown ResNet stem {self.stem!r}; valid: ['cifar', 'imagenet'].")
     block_cls = blocks[self.block]
+    norm, conv = _layers(train, self.dtype)
     if self.stem == "imagenet":
-      x = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
+      x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)])(x)
     else:
-      x = nn.Conv(self.width, (3, 3), use_bias=False)(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+      x = conv(self.width, (3, 3))(x)
+    x = nn.relu(norm()(x))
     if self.stem == "imagenet":
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     for stage, num_blocks in enumerate(self.stage_sizes):
       for index in range(num_blocks):
         strides = 2 if stage > 0 and index == 0 else 1
-        x = block_cls(self.width * 2**stage, strides=strides)(x, train=train)
-    return jnp.mean(x, axis=(1, 2))
+        x = block_cls(self.width * 2**stage, strides=strides, dtype=self.dtype)(x, train=train)
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
 @MODELS.register("resnet18")
-def resnet18(width: int = 64, stem: str = "cifar") -> ResNet:
-  return ResNet(stage_sizes=(2, 2, 2, 2), width=width, block="basic", stem=stem)
+def resnet18(width: int = 64, stem: str = "cifar", dtype: str = "float32") -> ResNet:
+  return ResNet(stage_sizes=(2, 2, 2, 2), width=width, block="basic", stem=stem, dtype=dtype)
 
 
 @MODELS.register("resnet50")
-def resnet50(width: int = 64, stem: str = "imagenet") -> ResNet:
-  return ResNet(stage_sizes=(3, 4, 6, 3), width=width, block="bottleneck", stem=stem)
+def resnet50(width: int = 64, stem: str = "imagenet", dtype: str = "float32") -> ResNet:
+  return ResNet(stage_sizes=(3, 4, 6, 3), width=width, block="bottleneck", stem=stem, dtype=dtype)

@@ -44,6 +44,12 @@ class Task(abc.ABC):
               rng: jax.Array) -> tuple[jax.Array, tuple[Metrics, PyTree]]:
     """Returns (loss, (metrics, new_model_state)) for one global batch."""
 
+  def update_targets(self, params: PyTree, model_state: PyTree, step: jax.Array) -> PyTree:
+    """Called in the train step after the optimizer update of step `step` (0-based): returns
+    the model state with any momentum targets moved towards `params`. Default: unchanged."""
+    del params, step
+    return model_state
+
   @abc.abstractmethod
   def represent(self, params: PyTree, model_state: PyTree,
                 batch: dict[str, jax.Array]) -> jax.Array:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.data.augment import AugmentConfig, augment_batch
 from ssl_jax.data.source import Dataset
 from ssl_jax.models.heads import MLPHead
-from ssl_jax.registry import TASKS, check_options
-from ssl_jax.tasks.base import Task, build_model, split_variables
+from ssl_jax.registry import TASKS
+from ssl_jax.tasks.vision import VisionTask, merge_states
 
 
 def nt_xent(z: jnp.ndarray, temperature: float) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -34,57 +32,32 @@ def nt_xent(z: jnp.ndarray, temperature: float) -> tuple[jnp.ndarray, jnp.ndarra
   return loss, accuracy
 
 
-class SimCLRModel(nn.Module):
-  """Encoder followed by the projector; `represent` stops at the encoder."""
-
-  encoder: nn.Module
-  projector: nn.Module
-
-  def __call__(self, images: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-    return self.projector(self.encoder(images, train=train), train=train)
-
-  def represent(self, images: jnp.ndarray) -> jnp.ndarray:
-    return self.encoder(images, train=False)
-
-
 @TASKS.register("simclr")
-class SimCLR(Task):
+class SimCLR(VisionTask):
   """Contrastive learning of two views with NT-Xent.
 
   Options (`config.task_kwargs`): temperature, projector_hidden_dim, projector_dim,
-  projector_layers. Views come from `config.augment` (see `AugmentConfig`).
+  projector_layers. Views come from `config.augment` (see `data.augment.view_configs`).
+  Both views go through the encoder as one batch, so batch norm sees 2B images (as in the
+  official code).
   """
-
-  modality = "image"
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                temperature: float = 0.1, projector_hidden_dim: int = 512,
                projector_dim: int = 128, projector_layers: int = 2):
     super().__init__(config, dataset)
-    augment = config.get("augment", ml_collections.ConfigDict()).to_dict()
-    check_options("config.augment", augment, AugmentConfig.__dataclass_fields__)
-    self.augment = AugmentConfig(**augment)
     self.temperature = temperature
-    self.model = SimCLRModel(
-        encoder=build_model(config),
-        projector=MLPHead(projector_hidden_dim, projector_dim, projector_layers))
+    self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, projector_layers)
 
-  def init(self, rng, batch):
-    return split_variables(self.model.init(rng, batch["image"], train=False))
-
-  def views(self, rng: jax.Array, images: jnp.ndarray) -> jnp.ndarray:
-    """Two independent augmented views, stacked as [2B, H, W, C] (view 1 first)."""
-    rng_1, rng_2 = jax.random.split(rng)
-    return jnp.concatenate([augment_batch(rng_1, images, self.augment),
-                            augment_batch(rng_2, images, self.augment)])
+  def init_heads(self, keys, batch, features, params, model_state):
+    self.init_module("projector", next(keys), features, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
-    views = self.views(rng, batch["image"])
-    z, new_state = self.model.apply({"params": params, **model_state}, views, train=True,
-                                    mutable=list(model_state))
+    views = jnp.concatenate(self.two_views(rng, batch["image"]))
+    h, encoder_state = self.apply("encoder", params, model_state, views)
+    z, projector_state = self.apply("projector", params, model_state, h)
     loss, accuracy = nt_xent(z, self.temperature)
-    return loss, ({"contrastive_accuracy": accuracy}, new_state)
-
-  def represent(self, params, model_state, batch):
-    return self.model.apply({"params": params, **model_state}, batch["image"],
-                            method=SimCLRModel.represent)
+    loss, metrics = self.with_probe(loss, {"contrastive_accuracy": accuracy}, params,
+                                    h[:len(batch["image"])], batch)
+    return loss, (metrics, merge_states(model_state, {"encoder": encoder_state,
+                                                      "projector": projector_state}))

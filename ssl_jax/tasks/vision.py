@@ -1,0 +1,181 @@
+"""What every vision pretext task shares: named modules with their own parameter subtrees,
+augmented views, momentum (EMA) targets updated in the train step, and the online probe."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax.data.augment import augment_batch, view_configs
+from ssl_jax.data.source import Dataset
+from ssl_jax.models.heads import LinearClassifier
+from ssl_jax.registry import ConfigError
+from ssl_jax.tasks.base import Metrics, PyTree, Task, build_model
+
+TARGET = "target"  # model_state key holding the momentum copies of `target_modules`.
+
+
+def cosine_momentum(step: jax.Array, total_steps: int, base: float,
+                    final: float = 1.0) -> jax.Array:
+  """BYOL's schedule: `base` at step 0 rising to `final` at `total_steps` along a half cosine."""
+  progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
+  return final - (final - base) * (jnp.cos(jnp.pi * progress) + 1) / 2
+
+
+def ema(target: PyTree, online: PyTree, momentum: jax.Array) -> PyTree:
+  """momentum * target + (1 - momentum) * online, leaf by leaf."""
+  return jax.tree.map(lambda t, o: momentum * t + (1 - momentum) * o, target, online)
+
+
+def cosine_similarity(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+  a = a / jnp.linalg.norm(a, axis=-1, keepdims=True).clip(1e-12)
+  b = b / jnp.linalg.norm(b, axis=-1, keepdims=True).clip(1e-12)
+  return jnp.sum(a * b, axis=-1)
+
+
+def _run(module: nn.Module, variables: dict[str, Any], inputs: Any, train: bool,
+         **kwargs) -> tuple[Any, dict[str, Any]]:
+  """Applies `module`; in training, mutable collections (batch stats) come back updated."""
+  collections = [k for k in variables if k != "params"]
+  if train and collections:
+    out, new = module.apply(variables, inputs, train=True, mutable=collections, **kwargs)
+    return out, dict(new)
+  return module.apply(variables, inputs, train=train, **kwargs), {
+      k: v for k, v in variables.items() if k != "params"}
+
+
+class VisionTask(Task):
+  """Base of the image tasks.
+
+  Subclasses put their flax modules in `self.modules` (the encoder is always "encoder"), each
+  with its own subtree of params and model state, so heads can be added, frozen, or copied
+  into a momentum target by name. `target_modules` with `base_momentum` turns on the EMA
+  target: its weights live in `model_state["target"]` and follow the online weights by the
+  cosine momentum schedule after every optimizer update.
+  """
+
+  modality = "image"
+  target_modules: Sequence[str] = ()
+  represent_with_target = False  # DINO evaluates the teacher.
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
+               base_momentum: float = 0.0):
+    super().__init__(config, dataset)
+    self.views = view_configs(config.get("augment", {}))
+    self.encoder = build_model(config)
+    self.modules: dict[str, nn.Module] = {"encoder": self.encoder}
+    self.base_momentum = base_momentum
+    self.online_probe = bool(config.get("online_probe", False))
+    if self.online_probe:
+      num_classes = dataset.info.get("num_classes")
+      if not num_classes or "label" not in dataset.split(dataset.train_split):
+        raise ConfigError(f"config.online_probe needs labels in the training split; dataset "
+                          f"{config.data.name!r} has none.")
+      self.modules["online_probe"] = LinearClassifier(num_classes)
+
+  # --- Applying modules ----------------------------------------------------------------------
+
+  def apply(self, name: str, params: PyTree, model_state: PyTree, inputs: Any,
+            train: bool = True, **kwargs) -> tuple[Any, dict[str, Any]]:
+    """(output, that module's new model state) of module `name` with the online weights."""
+    variables = {"params": params[name], **model_state.get(name, {})}
+    return _run(self.modules[name], variables, inputs, train, **kwargs)
+
+  def apply_target(self, name: str, model_state: PyTree, inputs: Any, train: bool = True,
+                   **kwargs) -> tuple[Any, dict[str, Any]]:
+    """Like `apply` with the momentum target's weights; its output carries no gradient."""
+    out, new = _run(self.modules[name], model_state[TARGET][name], inputs, train, **kwargs)
+    return jax.lax.stop_gradient(out), new
+
+  def init_module(self, name: str, rng: jax.Array, inputs: Any, params: dict[str, Any],
+                  model_state: dict[str, Any], **kwargs) -> Any:
+    """Initialises module `name` on `inputs` into `params`/`model_state`; returns its output."""
+    variables = dict(self.modules[name].init(rng, inputs, train=False, **kwargs))
+    params[name] = variables.pop("params")
+    if variables:
+      model_state[name] = variables
+    out, _ = _run(self.modules[name], {"params": params[name], **variables}, inputs, False,
+                  **kwargs)
+    return out
+
+  def init(self, rng, batch):
+    params: dict[str, Any] = {}
+    model_state: dict[str, Any] = {}
+    keys = iter(jax.random.split(rng, 16))
+    features = self.init_module("encoder", next(keys), batch["image"], params, model_state)
+    self.init_heads(keys, batch, features, params, model_state)
+    if self.online_probe:
+      self.init_module("online_probe", next(keys), features, params, model_state)
+    if self.target_modules:
+      # The target starts as an exact copy of the online modules.
+      model_state[TARGET] = {name: {"params": params[name], **model_state.get(name, {})}
+                             for name in self.target_modules}
+    return params, model_state
+
+  def init_heads(self, keys, batch, features, params, model_state) -> None:
+    """Initialises the task's modules after the encoder (`keys` yields fresh RNG keys)."""
+
+  # --- Views, targets, probe -----------------------------------------------------------------
+
+  def two_views(self, rng: jax.Array, images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Two views from the `view1` and `view2` pipelines of `config.augment`."""
+    rng_1, rng_2 = jax.random.split(rng)
+    return (augment_batch(rng_1, images, self.views["view1"]),
+            augment_batch(rng_2, images, self.views["view2"]))
+
+  def momentum(self, step: jax.Array) -> jax.Array:
+    return cosine_momentum(step, self.config.total_steps, self.base_momentum)
+
+  def update_targets(self, params, model_state, step):
+    if not self.target_modules:
+      return model_state
+    momentum = self.momentum(step)
+    target = {name: {**model_state[TARGET][name],
+                     "params": ema(model_state[TARGET][name]["params"], params[name], momentum)}
+              for name in self.target_modules}
+    return {**model_state, TARGET: target}
+
+  def with_probe(self, loss: jax.Array, metrics: Metrics, params: PyTree, features: jnp.ndarray,
+                 batch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
+    """Adds the online probe's cross entropy on detached `features` (no-op when disabled)."""
+    if not self.online_probe:
+      return loss, metrics
+    logits, _ = self.apply("online_probe", params, {}, jax.lax.stop_gradient(features))
+    labels = batch["label"]
+    probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return loss + probe_loss, {**metrics, "online_probe_loss": probe_loss,
+                               "online_probe_accuracy": accuracy}
+
+  def represent(self, params, model_state, batch):
+    if self.represent_with_target:
+      variables = model_state[TARGET]["encoder"]
+    else:
+      variables = {"params": params["encoder"], **model_state.get("encoder", {})}
+    out, _ = _run(self.encoder, variables, batch["image"], False)
+    return out
+
+  def classify(self, params, model_state, batch):
+    """Online-probe logits on un-augmented images (the `online_probe` evaluator)."""
+    features = self.represent(params, model_state, batch)
+    return self.apply("online_probe", params, {}, features, train=False)[0]
+
+
+def merge_states(model_state: PyTree, online: dict[str, Any] | None = None,
+                 target: dict[str, Any] | None = None) -> PyTree:
+  """The model state with the named modules' collections (batch stats) replaced: `online` for
+  the online modules, `target` for the momentum copies (whose params are kept)."""
+  new = dict(model_state)
+  for name, collections in (online or {}).items():
+    if collections:
+      new[name] = collections
+  if target:
+    new[TARGET] = {**new[TARGET]}
+    for name, collections in target.items():
+      new[TARGET][name] = {**new[TARGET][name], **collections}
+  return new
