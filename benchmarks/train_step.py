@@ -4,8 +4,15 @@ r"""Train-step throughput of a config on this machine's devices, written as JSON
       --out /tmp/train_step.json [--config.batch_size=512 ...]
 
 Reports compile time, seconds per step (median over timed steps after one warm-up), examples
-per second, and the time of the on-device augmentation alone where the task has one, so the
-input side can be compared with the step it feeds.
+per second, the step's FLOPs (XLA's cost analysis of the compiled step) and the model-FLOPs
+utilisation against `--peak_tflops` (per device; defaults to the bf16 dense peak of known
+accelerators), and the time of the on-device augmentation alone where the task has one, so
+the input side can be compared with the step it feeds.
+
+The GPU figures in the README come from:
+
+  python benchmarks/train_step.py --config configs/reference/simclr_cifar10_resnet18.py \
+      --config.data.name=synthetic --config.batch_size=512 --config.model_kwargs.dtype=bfloat16
 """
 
 from __future__ import annotations
@@ -26,6 +33,17 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_c
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 _OUT = flags.DEFINE_string("out", "train_step.json", "Where to write the JSON result.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/ssl_jax_benchmark", "For cached tokenizers.")
+_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the device).")
+
+# Dense bf16 peaks (TFLOP/s) by device kind, for the MFU column.
+_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "TPU v4": 275.0, "TPU v5": 459.0,
+                "TPU v5 lite": 197.0, "TPU v6 lite": 918.0}
+
+
+def peak_tflops(device: jax.Device) -> float | None:
+  kind = device.device_kind
+  matches = [name for name in _PEAK_TFLOPS if name in kind]
+  return _PEAK_TFLOPS[max(matches, key=len)] if matches else None
 
 
 def _seconds(fn, *args) -> float:
@@ -42,6 +60,10 @@ def main(argv):
     run = train.setup(config, _WORKDIR.value, mesh)
     batch = parallel.global_batch(next(run.batches), run.data_sharding)
     state = run.state
+    compiled = run.train_step.lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    step_flops = float(cost.get("flops", 0.0)) if cost else 0.0
     start = time.perf_counter()
     state, metrics = run.train_step(state, batch)
     jax.block_until_ready(metrics)
@@ -58,9 +80,16 @@ def main(argv):
         "jax_version": jax.__version__, "compile_seconds": round(compile_seconds, 3),
         "step_seconds_median": statistics.median(times),
         "examples_per_second": config.batch_size / statistics.median(times),
+        "step_tflops": step_flops / 1e12,
     }
-    if hasattr(run.task, "views"):
-      views = jax.jit(run.task.views)
+    peak = _PEAK.value or peak_tflops(jax.devices()[0])
+    if peak and step_flops:
+      achieved = step_flops / statistics.median(times) / 1e12
+      result["achieved_tflops_per_second"] = achieved
+      # The compiled SPMD program is per device, so its FLOPs compare with one device's peak.
+      result["mfu"] = achieved / peak
+    if hasattr(run.task, "two_views"):
+      views = jax.jit(run.task.two_views)
       key = jax.random.key(0)
       _seconds(views, key, batch["image"])
       augment = statistics.median(_seconds(views, key, batch["image"]) for _ in range(10))

@@ -32,10 +32,14 @@ def ema(target: PyTree, online: PyTree, momentum: jax.Array) -> PyTree:
   return jax.tree.map(lambda t, o: momentum * t + (1 - momentum) * o, target, online)
 
 
+def l2_normalize(x: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:
+  """x / max(||x||, eps) along the last axis, with a finite gradient at x = 0 (unlike norm())."""
+  x = x.astype(jnp.float32)
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
+
+
 def cosine_similarity(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-  a = a / jnp.linalg.norm(a, axis=-1, keepdims=True).clip(1e-12)
-  b = b / jnp.linalg.norm(b, axis=-1, keepdims=True).clip(1e-12)
-  return jnp.sum(a * b, axis=-1)
+  return jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
 
 
 def _run(module: nn.Module, variables: dict[str, Any], inputs: Any, train: bool,
@@ -119,6 +123,26 @@ class VisionTask(Task):
 
   def init_heads(self, keys, batch, features, params, model_state) -> None:
     """Initialises the task's modules after the encoder (`keys` yields fresh RNG keys)."""
+
+  def forward(self, names: Sequence[str], params: PyTree, model_state: PyTree, inputs: Any,
+              train: bool = True) -> tuple[list[Any], PyTree]:
+    """Runs online modules in a chain (e.g. encoder -> projector -> predictor); returns every
+    module's output and the model state with their batch stats updated."""
+    outputs = []
+    for name in names:
+      inputs, new = self.apply(name, params, model_state, inputs, train)
+      model_state = merge_states(model_state, {name: new})
+      outputs.append(inputs)
+    return outputs, model_state
+
+  def forward_target(self, names: Sequence[str], model_state: PyTree,
+                     inputs: Any) -> tuple[Any, PyTree]:
+    """Runs the momentum target's modules in a chain (train mode, as the reference code
+    does); returns the last output (no gradient) and the updated model state."""
+    for name in names:
+      inputs, new = self.apply_target(name, model_state, inputs)
+      model_state = merge_states(model_state, target={name: new})
+    return inputs, model_state
 
   # --- Views, targets, probe -----------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+"""Shared recipes behind the configs: the digits zoo (every method trained and evaluated on
+identical terms) and the solo-learn CIFAR-10 ResNet-18 recipe of the reference configs."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssl_jax.config_base import base_config
+
+
+def digits_config(task: str, **task_kwargs) -> ml_collections.ConfigDict:
+  """A ResNet (1,1,1) width-32 encoder on 8x8 digits, 600 steps of batch 256, AdamW 2e-3,
+  evaluated by the linear probe at 1/5/10/all labels per class and kNN."""
+  config = base_config()
+  config.task = task
+  config.task_kwargs = ml_collections.ConfigDict(task_kwargs)
+  config.model = "resnet"
+  config.model_kwargs = ml_collections.ConfigDict(dict(
+      stage_sizes=(1, 1, 1), width=32, block="basic", stem="cifar"))
+  config.data = ml_collections.ConfigDict(dict(name="digits"))
+  # Digits are small and not mirror-symmetric: mild crops, no flips, jitter, blur and noise.
+  config.augment = ml_collections.ConfigDict(dict(
+      crop_scale=(0.5, 1.0), crop_ratio=(0.75, 1.333), flip_prob=0.0, brightness=0.2,
+      contrast=0.3, jitter_prob=0.8, blur_prob=0.3, blur_sigma=(0.1, 1.0), noise_std=0.05))
+  config.optim.name = "adamw"
+  config.optim.learning_rate = 2e-3
+  config.optim.warmup_steps = 30
+  config.optim.weight_decay = 1e-4
+  config.evals = ml_collections.ConfigDict({
+      "linear_probe": {"labels_per_class": (1, 5, 10, 0), "draws": 5},
+      "knn": {"k": 20, "temperature": 0.07},
+  })
+  config.total_steps = 600
+  config.batch_size = 256
+  config.log_every = 50
+  config.checkpoint_every = 200
+  config.eval_batch_size = 512
+  return config
+
+
+CIFAR10_TRAIN_EXAMPLES = 50_000
+
+
+def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float,
+                            epochs: int = 1000, **task_kwargs) -> ml_collections.ConfigDict:
+  """solo-learn's CIFAR-10 recipe: ResNet-18 (CIFAR stem), batch 256, LARS with the learning
+  rate scaled linearly by batch/256, 10 warmup epochs then cosine, the SimCLR/BYOL colour
+  augmentations at 32x32 (view 2 solarized with p=0.2), online probe, linear probe and kNN.
+
+  The data is `synthetic` at CIFAR-10's shape until a tfds source reads cifar10 (then set
+  `config.data` to it); the config builds and trains either way.
+  """
+  config = base_config()
+  config.task = task
+  config.task_kwargs = ml_collections.ConfigDict(task_kwargs)
+  config.model = "resnet18"
+  config.model_kwargs = ml_collections.ConfigDict(dict(width=64, stem="cifar", dtype="float32"))
+  config.data = ml_collections.ConfigDict(dict(name="synthetic", image_size=32, channels=3,
+                                               num_classes=10))
+  config.augment = ml_collections.ConfigDict(dict(
+      crop_scale=(0.08, 1.0), flip_prob=0.5, brightness=0.4, contrast=0.4, saturation=0.2,
+      hue=0.1, jitter_prob=0.8, grayscale_prob=0.2, blur_prob=0.0, solarize_prob=0.0,
+      view2=dict(solarize_prob=0.2)))
+  steps_per_epoch = CIFAR10_TRAIN_EXAMPLES // 256
+  config.optim.name = "lars"
+  config.optim.learning_rate = learning_rate
+  config.optim.lr_scaling = "linear"
+  config.optim.weight_decay = weight_decay
+  config.optim.warmup_steps = 10 * steps_per_epoch
+  config.online_probe = True
+  config.evals = ml_collections.ConfigDict({
+      "linear_probe": {"labels_per_class": (0,), "draws": 1},
+      "knn": {"k": 200, "temperature": 0.1},  # solo-learn's kNN defaults.
+  })
+  config.total_steps = epochs * steps_per_epoch
+  config.batch_size = 256
+  config.log_every = 100
+  config.checkpoint_every = 5 * steps_per_epoch
+  config.eval_batch_size = 512
+  return config
