@@ -58,8 +58,8 @@ def zoo_rows(results: dict[str, dict], throughput: dict[str, float],
     for table in result["evals"].values():
       for row, values in table.items():
         merged.setdefault(row, {}).update(values)
-    rows[method] = {**merged.pop(method), "train_seconds": result["train_seconds"],
-                    "examples_per_second": round(throughput[method], 1)}
+    rows[method] = {**merged.pop(method), "train seconds": int(round(result["train_seconds"])),
+                    "examples/s": int(round(throughput[method]))}
     baselines.setdefault(f"random init ({encoders[method]})", merged["random init"])
     baselines.setdefault("raw pixels", merged["raw pixels"])
   return {**rows, **dict(sorted(baselines.items()))}

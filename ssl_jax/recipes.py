@@ -56,7 +56,7 @@ def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float
   config.model = "resnet18"
   config.model_kwargs = ml_collections.ConfigDict(dict(width=64, stem="cifar", dtype="float32"))
   config.data = ml_collections.ConfigDict(dict(name="synthetic", image_size=32, channels=3,
-                                               num_classes=10))
+                                               num_classes=10, num_train=1024))
   config.augment = ml_collections.ConfigDict(dict(
       crop_scale=(0.08, 1.0), flip_prob=0.5, brightness=0.4, contrast=0.4, saturation=0.2,
       hue=0.1, jitter_prob=0.8, grayscale_prob=0.2, blur_prob=0.0, solarize_prob=0.0,

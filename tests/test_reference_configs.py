@@ -1,0 +1,75 @@
+"""The reference configs (the anchors' recipes) build at full size and train at their input
+shape on synthetic data."""
+
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO
+from ssl_jax import parallel, train
+from ssl_jax.config_base import validate_config
+
+REFERENCE = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "configs", "reference"))
+                   if f.endswith(".py"))
+
+
+def reference_config(name):
+  path = os.path.join(REPO, "configs", "reference", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def test_all_anchors_have_a_reference_config():
+  assert REFERENCE == ["barlow_twins_cifar10_resnet18", "byol_cifar10_resnet18",
+                       "dino_imagenet_vits16", "mae_imagenet_vitb16", "moco_v3_cifar10_resnet18",
+                       "simclr_cifar10_resnet18", "vicreg_cifar10_resnet18"]
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_full_size_model_builds(name):
+  """Initialises the real model abstractly (shapes only) and checks its size."""
+  config = reference_config(name)
+  validate_config(config)
+  config.data.num_train, config.data.num_test = 4, 4
+  task = train.build_task(config, train.build_dataset(config, None))
+  image = np.zeros((2, config.data.image_size, config.data.image_size, 3), np.float32)
+  params, _ = jax.eval_shape(task.init, jax.random.key(0), {"image": image})
+  encoder = sum(np.prod(p.shape) for p in jax.tree.leaves(params["encoder"]))
+  expected = {"resnet18": 11.2e6, "vit_b": 85.8e6, "vit_s": 21.7e6}[config.model]
+  assert abs(encoder - expected) / expected < 0.02, encoder
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_trains_two_steps_at_its_input_shape(name, devices):
+  """Two steps at the dataset's image size with the model and heads narrowed for CPU."""
+  config = reference_config(name)
+  config.batch_size, config.eval_batch_size = 8, 8
+  config.data.num_train, config.data.num_test = 8, 8
+  config.optim.warmup_steps = 0
+  config.model = {"resnet18": "resnet", "vit_b": "vit", "vit_s": "vit"}[config.model]
+  if config.model == "resnet":
+    config.model_kwargs.update(dict(stage_sizes=(1, 1), width=8))
+  else:
+    config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  for key in ("projector_hidden_dim", "predictor_hidden_dim", "projector_dim", "hidden_dim",
+              "out_dim", "bottleneck_dim", "decoder_width"):
+    if key in config.task_kwargs:
+      config.task_kwargs[key] = 16
+  for key in ("decoder_depth", "decoder_heads"):
+    if key in config.task_kwargs:
+      config.task_kwargs[key] = 1
+  if "num_local_crops" in config.task_kwargs:
+    config.task_kwargs.num_local_crops = 2
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+    state, metrics = run.train_step(run.state, run.example)
+    state, metrics = run.train_step(state, run.example)
+  assert run.example["image"].shape[1:] == (config.data.image_size,) * 2 + (3,)
+  assert np.isfinite(float(metrics["loss"]))
+  assert int(state.step) == 2
