@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict({"name": "digits"})
   config.augment = ml_collections.ConfigDict()  # see data.augment.view_configs
   # Train a linear classifier on detached encoder features in the same step (solo-learn's
-  # online probe); its accuracy is logged during training and reported by `online_probe`.
+  # online probe); its loss and accuracy are logged with the training metrics.
   config.online_probe = False
   config.optim = ml_collections.ConfigDict(dict(
       name="adamw",            # adamw | sgd | lars

@@ -184,11 +184,6 @@ class VisionTask(Task):
     out, _ = _run(self.encoder, variables, batch["image"], False)
     return out
 
-  def classify(self, params, model_state, batch):
-    """Online-probe logits on un-augmented images (the `online_probe` evaluator)."""
-    features = self.represent(params, model_state, batch)
-    return self.apply("online_probe", params, {}, features, train=False)[0]
-
 
 def merge_states(model_state: PyTree, online: dict[str, Any] | None = None,
                  target: dict[str, Any] | None = None) -> PyTree:
