@@ -27,6 +27,7 @@ class BYOL(VisionTask):
   """
 
   target_modules = ("encoder", "projector")
+  head_chain = ("projector", "predictor")
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                base_momentum: float = 0.996, projector_hidden_dim: int = 4096,
@@ -34,10 +35,6 @@ class BYOL(VisionTask):
     super().__init__(config, dataset, base_momentum)
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 2)
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    z = self.init_module("projector", next(keys), features, params, model_state)
-    self.init_module("predictor", next(keys), z, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     view_1, view_2 = self.two_views(rng, batch["image"])

@@ -29,6 +29,7 @@ class MoCoV3(VisionTask):
   makes the keys. Loss: ctr(q1, k2) + ctr(q2, k1)."""
 
   target_modules = ("encoder", "projector")
+  head_chain = ("projector", "predictor")
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                base_momentum: float = 0.99, temperature: float = 0.2,
@@ -39,10 +40,6 @@ class MoCoV3(VisionTask):
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 3,
                                         batch_norm_output=True)
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    z = self.init_module("projector", next(keys), features, params, model_state)
-    self.init_module("predictor", next(keys), z, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     view_1, view_2 = self.two_views(rng, batch["image"])

@@ -28,12 +28,11 @@ def rotations(images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
 class Rotation(VisionTask):
   """Predicts which of the four rotations was applied, from the encoder's features."""
 
+  head_chain = ("rotation_head",)
+
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
     super().__init__(config, dataset)
     self.modules["rotation_head"] = LinearClassifier(4)
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    self.init_module("rotation_head", next(keys), features, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     images = augment_batch(rng, batch["image"], self.views["view1"])
@@ -78,6 +77,8 @@ class DenoisingAutoencoder(VisionTask):
   on erased pixels only), decoder_hidden_dim.
   """
 
+  head_chain = ("decoder",)
+
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                noise_std: float = 0.1, mask_ratio: float = 0.25, patch_size: int = 2,
                masked_only: bool = False, decoder_hidden_dim: int = 512):
@@ -90,9 +91,6 @@ class DenoisingAutoencoder(VisionTask):
     self.modules["decoder"] = MLPHead(decoder_hidden_dim, shape[0] * shape[1] * shape[2], 2)
     self.options = (noise_std, mask_ratio, patch_size)
     self.masked_only = masked_only
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    self.init_module("decoder", next(keys), features, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     view_rng, corrupt_rng = jax.random.split(rng)

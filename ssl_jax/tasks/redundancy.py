@@ -55,12 +55,11 @@ def vicreg_loss(z_1: jnp.ndarray, z_2: jnp.ndarray, sim_coeff: float, std_coeff:
 class _TwoViewProjector(VisionTask):
   """Encoder -> 3-layer projector on each view; subclasses define `pair_loss(z1, z2)`."""
 
+  head_chain = ("projector",)
+
   def __init__(self, config, dataset, projector_hidden_dim, projector_dim):
     super().__init__(config, dataset)
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 3)
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    self.init_module("projector", next(keys), features, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     view_1, view_2 = self.two_views(rng, batch["image"])

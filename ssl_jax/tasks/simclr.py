@@ -42,15 +42,14 @@ class SimCLR(VisionTask):
   official code).
   """
 
+  head_chain = ("projector",)
+
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                temperature: float = 0.1, projector_hidden_dim: int = 512,
                projector_dim: int = 128, projector_layers: int = 2):
     super().__init__(config, dataset)
     self.temperature = temperature
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, projector_layers)
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    self.init_module("projector", next(keys), features, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     views = jnp.concatenate(self.two_views(rng, batch["image"]))

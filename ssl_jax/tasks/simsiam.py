@@ -23,6 +23,8 @@ def simsiam_loss(p_1: jnp.ndarray, p_2: jnp.ndarray, z_1: jnp.ndarray,
 class SimSiam(VisionTask):
   """Encoder -> 3-layer projector (batch-normed output) -> bottleneck predictor."""
 
+  head_chain = ("projector", "predictor")
+
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                projector_hidden_dim: int = 2048, projector_dim: int = 2048,
                predictor_hidden_dim: int = 512):
@@ -30,10 +32,6 @@ class SimSiam(VisionTask):
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 3,
                                         batch_norm_output=True)
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
-
-  def init_heads(self, keys, batch, features, params, model_state):
-    z = self.init_module("projector", next(keys), features, params, model_state)
-    self.init_module("predictor", next(keys), z, params, model_state)
 
   def loss_fn(self, params, model_state, batch, rng):
     view_1, view_2 = self.two_views(rng, batch["image"])

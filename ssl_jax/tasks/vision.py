@@ -65,6 +65,7 @@ class VisionTask(Task):
 
   modality = "image"
   target_modules: Sequence[str] = ()
+  head_chain: Sequence[str] = ()  # Modules after the encoder, each fed the previous output.
   represent_with_target = False  # DINO evaluates the teacher.
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
@@ -122,7 +123,12 @@ class VisionTask(Task):
     return params, model_state
 
   def init_heads(self, keys, batch, features, params, model_state) -> None:
-    """Initialises the task's modules after the encoder (`keys` yields fresh RNG keys)."""
+    """Initialises the task's modules after the encoder (`keys` yields fresh RNG keys).
+
+    Default: the modules of `head_chain` in order, each on the previous one's output.
+    """
+    for name in self.head_chain:
+      features = self.init_module(name, next(keys), features, params, model_state)
 
   def forward(self, names: Sequence[str], params: PyTree, model_state: PyTree, inputs: Any,
               train: bool = True) -> tuple[list[Any], PyTree]:
