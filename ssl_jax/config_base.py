@@ -69,8 +69,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
   for name, options in config.evals.items():
     EVALUATORS.validate(name, options, num_positional=1, where=f"config.evals.{name}")
+  if "online_probe" in config.evals and not config.online_probe:
+    raise ConfigError("config.evals.online_probe reads the probe trained during the run; set "
+                      "config.online_probe=True as well.")
   for key, value in data_options.items():
-    if key.endswith("_path") and value and not os.path.exists(value):
+    is_path = key in ("path", "data_dir") or key.endswith(("_path", "_dir")) and key not in (
+        "train_dir", "test_dir")
+    if is_path and value and isinstance(value, str) and not os.path.exists(
+        os.path.expanduser(value)):
       raise ConfigError(f"config.data.{key}={value!r} does not exist.")
   for key in ("total_steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size",
               "keep_checkpoints"):

@@ -23,7 +23,8 @@ from ssl_jax import parallel, tasks as _tasks  # noqa: F401  (registers tasks)
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.config_base import validate_config
 from ssl_jax.data.pipeline import ShuffledBatches
-from ssl_jax.data.source import Dataset
+from ssl_jax.data.records import take_rows
+from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.metrics import MetricWriter, Throughput, format_results_table, write_json
 from ssl_jax.optim import build_optimizer
@@ -59,7 +60,7 @@ def _init_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 def create_state(task: Task, tx: optax.GradientTransformation, seed: int,
                  batch: dict[str, jax.Array]) -> TrainState:
   init_key, state_key = _init_keys(seed)
-  params, model_state = task.init(init_key, batch)
+  params, model_state = task.init(init_key, unit_float_images(batch))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                     opt_state=tx.init(params), rng=jax.random.key_data(state_key))
 
@@ -69,6 +70,7 @@ def make_train_step(task: Task, tx: optax.GradientTransformation):
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = state.step_key()
+    batch = unit_float_images(batch)  # uint8 sources are copied as bytes, converted here.
 
     def loss_of(params):
       return task.loss_fn(params, state.model_state, batch, rng)
@@ -177,8 +179,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None,
                             seed=config.seed)
   data_sharding = parallel.batch_sharding(mesh)
   example = parallel.global_batch(
-      {k: v[:config.batch_size // jax.process_count()] for k, v in
-       dataset.split(dataset.train_split).items()}, data_sharding)
+      take_rows(dataset.split(dataset.train_split),
+                np.arange(config.batch_size // jax.process_count())), data_sharding)
   init = functools.partial(create_state, task, tx, config.seed)
   state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
   state = jax.jit(init, out_shardings=state_sharding)(example)

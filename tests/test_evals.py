@@ -1,8 +1,13 @@
 """Evaluators: the probe solver against scikit-learn, kNN votes, label draws."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from sklearn.linear_model import LogisticRegression
+
+from conftest import tiny_simclr_config
+from ssl_jax import parallel, train
 
 from ssl_jax.evals.context import labelled_subsets
 from ssl_jax.evals.knn import knn_predict
@@ -100,3 +105,48 @@ def test_progress_line_shows_step_loss_lr_throughput_and_eta(tmp_path):
   writer.close()
   assert stream.getvalue().strip() == (
       "step 40/100 | loss 2.0000 | grad_norm 0.5000 | lr 1.00e-03 | 512 ex/s | ETA 0m30s")
+
+
+# --- Full fine-tuning --------------------------------------------------------------------------
+
+
+def test_fine_tune_updates_every_encoder_weight_and_learns(tmp_path):
+  """The fine-tune evaluator trains encoder + head end to end: a from-scratch ResNet reaches
+  well above chance on digits in 60 steps, and the step changes encoder weights and BN stats."""
+  from ssl_jax.evals import fine_tune as fine_tune_lib
+  from ssl_jax.data.augment import AugmentConfig
+  from ssl_jax.models.heads import LinearClassifier
+
+  config = tiny_simclr_config(total_steps=1)
+  config.model_kwargs.width = 16
+  config.evals = {"fine_tune": {"steps": 60, "batch_size": 64, "warmup_steps": 5,
+                                "learning_rate": 1e-2, "feature_sets": ("trained",)}}
+  results = train.train_and_evaluate(config, str(tmp_path))
+  accuracy = results["evals"]["fine_tune"]["simclr (fine-tuned)"]["acc@all"]["mean"]
+  # Chance is 0.1; this tiny net from (almost) scratch reaches ~0.53 after 60 steps.
+  assert accuracy > 0.4, accuracy
+
+  # One step by hand: every encoder leaf moves, batch statistics update, the loss drops.
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+  encoder = run.task.encoder_variables(*jax.device_get((run.state.params, run.state.model_state)))
+  head = LinearClassifier(10).init(jax.random.key(0), jnp.zeros((1, 16)))
+  tx = optax.adam(1e-2)
+  step = jax.jit(fine_tune_lib._make_step(run.task.encoder, LinearClassifier(10), tx,
+                                          AugmentConfig(crop_scale=(1.0, 1.0), flip_prob=0.0,
+                                                        jitter_prob=0.0)))
+  state = fine_tune_lib._initial_state(encoder, head, tx)
+  before = jax.device_get(state)
+  batch = {k: jnp.asarray(v[:64]) for k, v in run.dataset.split("train").items()}
+  losses = []
+  for i in range(40):
+    state, loss = step(state, batch, jax.random.key_data(jax.random.key(i)))
+    losses.append(float(loss))
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), before["params"]["encoder"],
+                       jax.device_get(state["params"]["encoder"]))
+  assert all(jax.tree.leaves(moved))
+  stats_moved = jax.tree.map(lambda a, b: not np.allclose(a, b), before["model_state"],
+                             jax.device_get(state["model_state"]))
+  assert all(jax.tree.leaves(stats_moved))
+  assert losses[-1] < 0.5 * losses[0]

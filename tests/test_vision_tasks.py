@@ -224,3 +224,25 @@ def test_mae_needs_a_vit():
   config.model_kwargs = ml_collections.ConfigDict(dict(stage_sizes=(1,), width=8))
   with pytest.raises(ConfigError, match="needs a ViT encoder.*vit_b"):
     train.build_task(config, train.build_dataset(config, None))
+
+
+def test_online_probe_skips_unlabelled_records_and_is_detached(devices):
+  """Cross entropy over labelled rows only (label -1 = unlabelled), on stop-gradient features."""
+  config = tiny_vision_config("simsiam")
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    task = train.setup(config, None, mesh).task
+  features = _z(4, 3)
+  kernel = jnp.asarray(RNG.normal(size=(3, 10)), jnp.float32)
+  params = {"online_probe": {"Dense_0": {"kernel": kernel, "bias": jnp.zeros(10)}}}
+  batch = {"label": jnp.array([3, -1, 7, -1])}
+  loss, metrics = task.with_probe(jnp.float32(1.0), {}, params, features, batch)
+  logits = np.asarray(features) @ np.asarray(kernel)
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  expected = -(log_p[0, 3] + log_p[2, 7]) / 2
+  np.testing.assert_allclose(metrics["online_probe_loss"], expected, rtol=1e-5)
+  np.testing.assert_allclose(loss, 1.0 + expected, rtol=1e-5)
+  hits = (logits[0].argmax() == 3) + (logits[2].argmax() == 7)
+  np.testing.assert_allclose(metrics["online_probe_accuracy"], hits / 2)
+  grad = jax.grad(lambda f: task.with_probe(0.0, {}, params, f, batch)[0])(features)
+  assert not np.asarray(grad).any()

@@ -7,6 +7,8 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 
+from ssl_jax.data.records import take_rows
+
 
 class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
   """Endless epoch-shuffled batches over a dict of equally long arrays.
@@ -53,7 +55,7 @@ class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
     local = self.global_batch_size // self.process_count
     indices = indices[self.process_index * local:(self.process_index + 1) * local]
     self.position += 1
-    return {key: value[indices] for key, value in self.arrays.items()}
+    return take_rows(self.arrays, indices)
 
   def get_state(self) -> dict[str, Any]:
     return {"position": self.position, "seed": self.seed, "num_examples": self.num_examples,
@@ -79,8 +81,8 @@ def batches_in_order(arrays: dict[str, np.ndarray], batch_size: int
   for start in range(0, n, batch_size):
     stop = min(start + batch_size, n)
     batch = {}
-    for key, value in arrays.items():
-      chunk = value[start:stop]
+    for key, chunk in take_rows(arrays, np.arange(start, stop)).items():
+      value = arrays[key]
       if stop - start < batch_size:
         pad = np.zeros((batch_size - (stop - start),) + value.shape[1:], value.dtype)
         chunk = np.concatenate([chunk, pad])

@@ -37,3 +37,16 @@ class Dataset:
 
   def num_examples(self, name: str) -> int:
     return len(next(iter(self.split(name).values())))
+
+
+def unit_float_images(batch: dict[str, Any]) -> dict[str, Any]:
+  """A batch whose uint8 "image" ([0, 255]) is turned into float32 in [0, 1]; the rest as is.
+
+  Sources that decode files keep uint8 on the host (4x less to copy to the device). The jitted
+  step, the state init and the evaluators call this, so every task sees floats in [0, 1] and the
+  conversion fuses into the first op on device. Works on numpy and jax arrays alike.
+  """
+  image = batch.get("image")
+  if image is None or image.dtype != np.uint8:
+    return batch
+  return {**batch, "image": image.astype(np.float32) / 255.0}

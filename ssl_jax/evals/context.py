@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 
 from ssl_jax import parallel
 from ssl_jax.data.pipeline import batches_in_order
-from ssl_jax.data.source import Dataset
+from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.base import Task
 
@@ -48,10 +48,21 @@ class EvalContext:
   _initial: tuple[Any, Any] | None = None
 
   def __post_init__(self):
-    self._represent = jax.jit(self.task.represent, out_shardings=parallel.replicated(self.mesh))
+    self._represent = self.jit(self.task.represent)
+
+  def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn(params, model_state, batch)` jitted for `apply`: uint8 images become floats in [0, 1]
+    on device, and the output is replicated so every process can read all of it."""
+    return jax.jit(lambda params, model_state, batch: fn(params, model_state,
+                                                         unit_float_images(batch)),
+                   out_shardings=parallel.replicated(self.mesh))
 
   def row_name(self, feature_set: str) -> str:
     return {TRAINED: self.name, RANDOM_INIT: "random init", RAW_PIXELS: "raw pixels"}[feature_set]
+
+  def labels(self, split: str) -> np.ndarray:
+    """[N] int labels of a split, read into memory (-1 marks an unlabelled record)."""
+    return np.asarray(self.dataset.split(split)["label"])
 
   def features(self, feature_set: str, split: str) -> np.ndarray:
     """[N, D] features of a split for "trained", "random_init" or "raw_pixels" (cached)."""
@@ -61,7 +72,7 @@ class EvalContext:
     if key not in self._cache:
       arrays = self.dataset.split(split)
       if feature_set == RAW_PIXELS:
-        images = arrays["image"]
+        images = unit_float_images({"image": np.asarray(arrays["image"])})["image"]
         self._cache[key] = images.reshape(len(images), -1).astype(np.float32)
       else:
         if feature_set == TRAINED:
@@ -78,8 +89,8 @@ class EvalContext:
     """Runs `fn(params, model_state, batch)` over every example in order; returns numpy."""
     sharding = parallel.batch_sharding(self.mesh)
     outputs = []
-    inputs = {k: v for k, v in arrays.items() if k != "label"}
-    for batch, valid in batches_in_order(inputs, self.batch_size):
+    for batch, valid in batches_in_order(arrays, self.batch_size):
+      batch.pop("label", None)  # Nothing the model reads; saves the transfer.
       local = _process_slice(batch)
       out = fn(*variables, parallel.global_batch(local, sharding))
       outputs.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[:valid])

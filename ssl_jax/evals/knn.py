@@ -34,8 +34,7 @@ def knn(ctx: EvalContext, k: int = 20, temperature: float = 0.07,
         test_split: str = "test") -> dict[str, dict[str, float]]:
   """kNN accuracy with every train label. Defaults k=20, T=0.07 follow solo-learn and
   InstDisc; lightly's benchmarks use k=200, T=0.1 on larger datasets."""
-  train_y = ctx.dataset.split(train_split)["label"]
-  test_y = ctx.dataset.split(test_split)["label"]
+  train_y, test_y = ctx.labels(train_split), ctx.labels(test_split)
   num_classes = int(max(train_y.max(), test_y.max())) + 1
   table = {}
   for feature_set in (TRAINED, *[f for f in feature_sets if f != TRAINED]):

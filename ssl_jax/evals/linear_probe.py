@@ -85,8 +85,7 @@ def linear_probe(ctx: EvalContext, labels_per_class: Sequence[int] = (1, 5, 10, 
     max_iterations: L-BFGS iteration cap (it stops earlier once converged).
     feature_sets: any of "trained", "random_init", "raw_pixels".
   """
-  train_y = ctx.dataset.split(train_split)["label"]
-  test_y = ctx.dataset.split(test_split)["label"]
+  train_y, test_y = ctx.labels(train_split), ctx.labels(test_split)
   table = {}
   for feature_set in (TRAINED, *[f for f in feature_sets if f != TRAINED]):
     train_x = ctx.features(feature_set, train_split)

@@ -177,18 +177,36 @@ class VisionTask(Task):
       return loss, metrics
     logits, _ = self.apply("online_probe", params, {}, jax.lax.stop_gradient(features))
     labels = batch["label"]
-    probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    # Unlabelled records (label -1, e.g. STL-10's unlabelled split) train the encoder only.
+    labelled = labels >= 0
+    count = jnp.maximum(labelled.sum(), 1)
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+    probe_loss = jnp.sum(per_example * labelled) / count
+    accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * labelled) / count
     return loss + probe_loss, {**metrics, "online_probe_loss": probe_loss,
                                "online_probe_accuracy": accuracy}
 
-  def represent(self, params, model_state, batch):
+  def encoder_variables(self, params: PyTree, model_state: PyTree) -> dict[str, Any]:
+    """The encoder's variables that evaluation and fine-tuning start from: the online
+    encoder, or the momentum teacher for methods that evaluate it (DINO)."""
     if self.represent_with_target:
-      variables = model_state[TARGET]["encoder"]
-    else:
-      variables = {"params": params["encoder"], **model_state.get("encoder", {})}
-    out, _ = _run(self.encoder, variables, batch["image"], False)
+      return model_state[TARGET]["encoder"]
+    return {"params": params["encoder"], **model_state.get("encoder", {})}
+
+  def represent(self, params, model_state, batch):
+    out, _ = _run(self.encoder, self.encoder_variables(params, model_state), batch["image"],
+                  False)
     return out
+
+  def probe_logits(self, params: PyTree, model_state: PyTree,
+                   batch: dict[str, jax.Array]) -> jax.Array:
+    """Logits of the online probe on the online encoder's (eval-mode) features."""
+    if not self.online_probe:
+      raise ConfigError("This run has no online probe; set config.online_probe=True.")
+    variables = {"params": params["encoder"], **model_state.get("encoder", {})}
+    features, _ = _run(self.encoder, variables, batch["image"], False)
+    logits, _ = self.apply("online_probe", params, {}, features, train=False)
+    return logits
 
 
 def merge_states(model_state: PyTree, online: dict[str, Any] | None = None,
