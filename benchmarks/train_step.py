@@ -12,7 +12,7 @@ the input side can be compared with the step it feeds.
 The GPU figures in the README come from:
 
   python benchmarks/train_step.py --config configs/reference/simclr_cifar10_resnet18.py \
-      --config.data.name=synthetic --config.batch_size=512 --config.model_kwargs.dtype=bfloat16
+      --synthetic --config.batch_size=512 --config.model_kwargs.dtype=bfloat16
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from ssl_jax import parallel, train
+from ssl_jax.data.synthetic import synthetic_like
 from ssl_jax.metrics import write_json
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -36,6 +37,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "/tmp/ssl_jax_benchmark", "For cached 
 _STEP_TFLOPS = flags.DEFINE_float(
     "step_tflops", 0.0, "TFLOPs of one step, where XLA's cost analysis reports none (GPU): "
     "run this benchmark once on CPU with the same config and pass its step_tflops here.")
+_SYNTHETIC = flags.DEFINE_bool(
+    "synthetic", False, "Replace config.data by random images of the same shape and classes "
+    "(for configs written for a dataset this machine has not prepared).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the device).")
 
 # Dense bf16 peaks (TFLOP/s) by device kind, for the MFU column.
@@ -69,6 +73,9 @@ def _seconds(fn, *args) -> float:
 def main(argv):
   del argv
   config = _CONFIG.value
+  if _SYNTHETIC.value:
+    with config.unlocked():
+      config.data = synthetic_like(config.data, num_examples=2 * config.batch_size)
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     run = train.setup(config, _WORKDIR.value, mesh)

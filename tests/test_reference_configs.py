@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO
 from ssl_jax import parallel, train
 from ssl_jax.config_base import validate_config
+from ssl_jax.data.synthetic import synthetic_like
 
 REFERENCE = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "configs", "reference"))
                    if f.endswith(".py"))
@@ -24,6 +25,12 @@ def reference_config(name):
   return module.get_config()
 
 
+def on_synthetic_data(config, num_examples):
+  """The config with its dataset swapped for random images of the same shape and classes."""
+  config.data = synthetic_like(config.data, num_examples)
+  return config
+
+
 def test_all_anchors_have_a_reference_config():
   assert REFERENCE == ["barlow_twins_cifar10_resnet18", "byol_cifar10_resnet18",
                        "dino_imagenet_vits16", "mae_imagenet_vitb16", "moco_v3_cifar10_resnet18",
@@ -34,8 +41,9 @@ def test_all_anchors_have_a_reference_config():
 def test_full_size_model_builds(name):
   """Initialises the real model abstractly (shapes only) and checks its size."""
   config = reference_config(name)
+  assert config.data.name == "tfds"
   validate_config(config)
-  config.data.num_train, config.data.num_test = 4, 4
+  config = on_synthetic_data(config, 4)
   task = train.build_task(config, train.build_dataset(config, None))
   image = np.zeros((2, config.data.image_size, config.data.image_size, 3), np.float32)
   params, _ = jax.eval_shape(task.init, jax.random.key(0), {"image": image})
@@ -47,9 +55,8 @@ def test_full_size_model_builds(name):
 @pytest.mark.parametrize("name", REFERENCE)
 def test_trains_two_steps_at_its_input_shape(name, devices):
   """Two steps at the dataset's image size with the model and heads narrowed for CPU."""
-  config = reference_config(name)
+  config = on_synthetic_data(reference_config(name), 8)
   config.batch_size, config.eval_batch_size = 8, 8
-  config.data.num_train, config.data.num_test = 8, 8
   config.optim.warmup_steps = 0
   config.model = {"resnet18": "resnet", "vit_b": "vit", "vit_s": "vit"}[config.model]
   if config.model == "resnet":

@@ -3,8 +3,9 @@ r"""Barlow Twins on CIFAR-10 with ResNet-18, solo-learn's recipe (1000 epochs, b
   python -m ssl_jax.main --config configs/reference/barlow_twins_cifar10_resnet18.py --workdir /tmp/barlow_twins_c10
 
 Published (solo-learn model zoo, linear top-1 after 1000 epochs): 92.10.
-Until the tfds source lands the data is synthetic at CIFAR-10's shape (the recipe's speed and
-memory are real, its accuracy is not); tests build it and run a few steps.
+Data: tfds cifar10 as array_record; prepare it once with
+  tfds build cifar10 --file_format=array_record   (add --data_dir=... and set config.data.data_dir)
+Tests build the config and run a few steps on synthetic data of CIFAR-10's shape.
 """
 
 from ssl_jax.recipes import cifar10_resnet18_config

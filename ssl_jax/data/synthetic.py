@@ -3,10 +3,13 @@ at their real input size without the real dataset."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.registry import DATASETS
+from ssl_jax.data.tfds_images import CATALOGUE_SHAPES
+from ssl_jax.registry import DATASETS, ConfigError
 
 
 @DATASETS.register("synthetic")
@@ -27,3 +30,20 @@ def synthetic(workdir: str | None = None, image_size: int = 32, channels: int = 
 
   return Dataset(splits={"train": split(num_train), "test": split(num_test)},
                  modality="image", info={"num_classes": num_classes})
+
+
+def synthetic_like(data: Mapping[str, Any], num_examples: int = 512) -> dict[str, Any]:
+  """A `config.data` for random images of the shape and class count of `data` (a tfds
+  catalogue dataset, an image folder with image_size, or synthetic already): lets a config
+  written for a real dataset build, train and be benchmarked without it."""
+  if data["name"] == "synthetic":
+    return {**data, "num_train": num_examples, "num_test": num_examples}
+  size, classes = 0, 10
+  if data["name"] == "tfds":
+    base = data.get("dataset", "cifar10").split("/")[0].split(":")[0]
+    size, classes = CATALOGUE_SHAPES.get(base, (0, 10))
+  size = data.get("image_size", 0) or size
+  if not size:
+    raise ConfigError(f"Cannot tell the image size of config.data={dict(data)}; set image_size.")
+  return {"name": "synthetic", "image_size": size, "channels": data.get("channels", 3),
+          "num_classes": classes, "num_train": num_examples, "num_test": num_examples}

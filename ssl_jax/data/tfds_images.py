@@ -31,6 +31,9 @@ CATALOGUE = {
     "imagenette": {"pretrain": "train", "train": "train", "test": "validation"},
     "imagenet2012": {"pretrain": "train", "train": "train", "test": "validation"},
 }
+# (stored image side or None when it varies, classes): what a synthetic stand-in must match.
+CATALOGUE_SHAPES = {"cifar10": (32, 10), "cifar100": (32, 100), "stl10": (96, 10),
+                    "imagenette": (None, 10), "imagenet2012": (None, 1000)}
 UNLABELLED = -1
 
 
