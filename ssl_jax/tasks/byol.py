@@ -37,12 +37,8 @@ class BYOL(VisionTask):
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
   def loss_fn(self, params, model_state, batch, rng):
-    view_1, view_2 = self.two_views(rng, batch["image"])
-    online = ("encoder", "projector", "predictor")
-    (h_1, _, p_1), model_state = self.forward(online, params, model_state, view_1)
-    (_, _, p_2), model_state = self.forward(online, params, model_state, view_2)
-    target_1, model_state = self.forward_target(self.target_modules, model_state, view_1)
-    target_2, model_state = self.forward_target(self.target_modules, model_state, view_2)
+    h_1, (p_1, p_2), (target_1, target_2), model_state = self.predict_momentum_targets(
+        params, model_state, rng, batch["image"])
     loss = byol_loss(p_1, target_2) + byol_loss(p_2, target_1)
     metrics = {"cosine_similarity": jnp.mean(cosine_similarity(p_1, target_2))}
     loss, metrics = self.with_probe(loss, metrics, params, h_1, batch)

@@ -42,12 +42,8 @@ class MoCoV3(VisionTask):
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
   def loss_fn(self, params, model_state, batch, rng):
-    view_1, view_2 = self.two_views(rng, batch["image"])
-    online = ("encoder", "projector", "predictor")
-    (h_1, _, q_1), model_state = self.forward(online, params, model_state, view_1)
-    (_, _, q_2), model_state = self.forward(online, params, model_state, view_2)
-    k_1, model_state = self.forward_target(self.target_modules, model_state, view_1)
-    k_2, model_state = self.forward_target(self.target_modules, model_state, view_2)
+    h_1, (q_1, q_2), (k_1, k_2), model_state = self.predict_momentum_targets(
+        params, model_state, rng, batch["image"])
     loss = (moco_contrastive(q_1, k_2, self.temperature)
             + moco_contrastive(q_2, k_1, self.temperature))
     accuracy = jnp.mean(jnp.argmax(q_1 @ k_2.T, -1) == jnp.arange(q_1.shape[0]))

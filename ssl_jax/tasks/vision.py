@@ -158,6 +158,22 @@ class VisionTask(Task):
     return (augment_batch(rng_1, images, self.views["view1"]),
             augment_batch(rng_2, images, self.views["view2"]))
 
+  def predict_momentum_targets(self, params: PyTree, model_state: PyTree, rng: jax.Array,
+                               images: jnp.ndarray):
+    """BYOL's and MoCo v3's forward: two views through the online encoder -> projector ->
+    predictor and through the momentum target (`target_modules`).
+
+    Returns (view 1's encoder features, (prediction 1, prediction 2), (target 1, target 2),
+    model_state); a loss pairs prediction 1 with target 2 and prediction 2 with target 1.
+    """
+    view_1, view_2 = self.two_views(rng, images)
+    online = ("encoder", "projector", "predictor")
+    (features_1, _, prediction_1), model_state = self.forward(online, params, model_state, view_1)
+    (_, _, prediction_2), model_state = self.forward(online, params, model_state, view_2)
+    target_1, model_state = self.forward_target(self.target_modules, model_state, view_1)
+    target_2, model_state = self.forward_target(self.target_modules, model_state, view_2)
+    return features_1, (prediction_1, prediction_2), (target_1, target_2), model_state
+
   def momentum(self, step: jax.Array) -> jax.Array:
     return cosine_momentum(step, self.config.total_steps, self.base_momentum)
 
