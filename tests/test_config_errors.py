@@ -96,3 +96,17 @@ def test_command_line_errors(tmp_path):
   assert result.returncode != 0
   assert "total_stpes" in result.stderr
   assert not (tmp_path / "b").exists()
+
+
+def test_evaluator_misconfigurations_are_refused_before_training():
+  config = tiny_simclr_config()
+  config.evals = {"online_probe": {}}
+  with pytest.raises(ConfigError, match="config.online_probe=True"):
+    validate_config(config)
+  config.evals = {"fine_tune": {"feature_sets": ("raw_pixels",)}}
+  with pytest.raises(ConfigError, match=r"\['raw_pixels'\].*\['trained', 'random_init'\]"):
+    validate_config(config)
+  config.data = {"name": "tfds", "dataset": "cifar10", "data_dir": "/no/such/tfds"}
+  config.evals = {}
+  with pytest.raises(ConfigError, match="data_dir='/no/such/tfds' does not exist"):
+    validate_config(config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -97,11 +97,11 @@ class EvalContext:
     return np.concatenate(outputs)
 
 
-def check_feature_sets(options: dict[str, Any]) -> None:
-  """Raises ConfigError if an evaluator's `feature_sets` option names an unknown set."""
-  unknown = sorted(set(options.get("feature_sets", ())) - set(FEATURE_SETS))
+def check_feature_sets(options: dict[str, Any], valid: Sequence[str] = FEATURE_SETS) -> None:
+  """Raises ConfigError if an evaluator's `feature_sets` option names a set not in `valid`."""
+  unknown = sorted(set(options.get("feature_sets", ())) - set(valid))
   if unknown:
-    raise ConfigError(f"Unknown feature_sets {unknown}; valid: {list(FEATURE_SETS)}.")
+    raise ConfigError(f"Unknown feature_sets {unknown}; valid: {list(valid)}.")
 
 
 def _process_slice(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -23,7 +23,8 @@ from ssl_jax.config_base import base_config
 from ssl_jax.data.augment import AugmentConfig, augment_batch
 from ssl_jax.data.records import take_rows
 from ssl_jax.data.source import unit_float_images
-from ssl_jax.evals.context import RANDOM_INIT, TRAINED, EvalContext, labelled_subsets
+from ssl_jax.evals.context import (RANDOM_INIT, TRAINED, EvalContext, check_feature_sets,
+                                   labelled_subsets)
 from ssl_jax.models.heads import LinearClassifier
 from ssl_jax.optim import build_optimizer
 from ssl_jax.registry import EVALUATORS, ConfigError
@@ -99,13 +100,7 @@ def fine_tune(ctx: EvalContext, labels_per_class: Sequence[int] = (0,), draws: i
   return table
 
 
-def _check_feature_sets(options: dict[str, Any]) -> None:
-  unknown = sorted(set(options.get("feature_sets", ())) - set(FEATURE_SETS))
-  if unknown:
-    raise ConfigError(f"Unknown fine_tune feature_sets {unknown}; valid: {list(FEATURE_SETS)}.")
-
-
-fine_tune.validate_options = _check_feature_sets
+fine_tune.validate_options = functools.partial(check_feature_sets, valid=FEATURE_SETS)
 
 
 def _local(split, index: np.ndarray) -> dict[str, np.ndarray]:
