@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
       warmup_steps=0,
       end_lr_factor=0.0,       # cosine decays to end_lr_factor * peak
       weight_decay=0.0,        # never applied to biases and norm parameters
+      weight_decay_end=-1.0,   # >= 0: cosine ramp from weight_decay to this (DINO: 0.04 -> 0.4)
       clip_norm=0.0,           # global-norm gradient clipping; 0 disables
       b1=0.9, b2=0.999, eps=1e-8,            # adamw
       momentum=0.9, nesterov=False,          # sgd, lars

@@ -6,6 +6,7 @@ import math
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -54,18 +55,37 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int,
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
 
 
+def weight_decay_schedule(optim: ml_collections.ConfigDict, total_steps: int
+                          ) -> float | Callable[[Any], Any]:
+  """`weight_decay`, or with `weight_decay_end` >= 0 a cosine ramp between the two over the
+  run: end + (start - end) * (1 + cos(pi * t / T)) / 2, as DINO's `cosine_scheduler`."""
+  start, end = optim.weight_decay, optim.get("weight_decay_end", -1.0)
+  if end < 0:
+    return start
+
+  def schedule(step):
+    progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
+    return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+  return schedule
+
+
 def build_optimizer(optim: ml_collections.ConfigDict, total_steps: int, batch_size: int
                     ) -> tuple[optax.GradientTransformation, Callable[[Any], Any]]:
   """Returns (optax transformation, learning-rate schedule) for `config.optim`."""
   schedule = learning_rate_schedule(optim, total_steps, batch_size)
+  weight_decay = weight_decay_schedule(optim, total_steps)
   if optim.name == "adamw":
     tx = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                     weight_decay=optim.weight_decay, mask=weight_decay_mask)
+                     weight_decay=weight_decay, mask=weight_decay_mask)
   elif optim.name == "sgd":
     tx = optax.chain(
-        optax.add_decayed_weights(optim.weight_decay, mask=weight_decay_mask),
+        optax.add_decayed_weights(weight_decay, mask=weight_decay_mask),
         optax.sgd(schedule, momentum=optim.momentum or None, nesterov=optim.nesterov))
   elif optim.name == "lars":
+    if callable(weight_decay):
+      raise ConfigError("config.optim.weight_decay_end (a weight-decay ramp) works with adamw and "
+                        "sgd; optax's lars takes a constant weight_decay.")
     tx = optax.lars(schedule, weight_decay=optim.weight_decay,
                     weight_decay_mask=weight_decay_mask, trust_ratio_mask=weight_decay_mask,
                     trust_coefficient=optim.trust_coefficient, momentum=optim.momentum,

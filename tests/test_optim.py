@@ -10,7 +10,8 @@ import pytest
 from ssl_jax.config_base import base_config
 from ssl_jax.models.resnet import ResNet
 from ssl_jax.models.transformer import TransformerEncoder
-from ssl_jax.optim import build_optimizer, learning_rate_schedule, weight_decay_mask
+from ssl_jax.optim import (build_optimizer, learning_rate_schedule, weight_decay_mask,
+                           weight_decay_schedule)
 from ssl_jax.registry import ConfigError
 
 
@@ -91,3 +92,23 @@ def test_unknown_optimizer_and_schedule_are_clear_errors():
   with pytest.raises(ConfigError, match=r"'linear'.*cosine"):
     build_optimizer(optim, 10, 256)
   assert isinstance(optim, ml_collections.ConfigDict)
+
+
+def test_weight_decay_ramp_follows_dinos_cosine_and_reaches_the_update():
+  optim = base_config().optim
+  optim.update(learning_rate=0.1, weight_decay=0.04, weight_decay_end=0.4, schedule="constant")
+  schedule = weight_decay_schedule(optim, total_steps=100)
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 50, 100, 200)],
+                             [0.04, 0.22, 0.4, 0.4], rtol=1e-6)
+  tx, _ = build_optimizer(optim, total_steps=100, batch_size=256)
+  params = {"w": jnp.ones((2, 2)), "bias": jnp.ones(2)}
+  state = tx.init(params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  for step in range(51):
+    updates, state = tx.update(zeros, state, params)
+    if step in (0, 50):  # Zero gradients: the update is the decoupled decay alone.
+      np.testing.assert_allclose(updates["w"], -0.1 * float(schedule(step)), rtol=1e-5)
+      np.testing.assert_array_equal(updates["bias"], 0.0)  # Biases never decay.
+  optim.name = "lars"
+  with pytest.raises(ConfigError, match="weight_decay_end"):
+    build_optimizer(optim, total_steps=100, batch_size=256)

@@ -246,3 +246,24 @@ def test_online_probe_skips_unlabelled_records_and_is_detached(devices):
   np.testing.assert_allclose(metrics["online_probe_accuracy"], hits / 2)
   grad = jax.grad(lambda f: task.with_probe(0.0, {}, params, f, batch)[0])(features)
   assert not np.asarray(grad).any()
+
+
+def test_dino_freezes_the_prototypes_for_the_first_steps(devices):
+  config = tiny_vision_config("dino")
+  config.task_kwargs.freeze_last_layer_steps = 3
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+  task, params, model_state = run.task, run.state.params, run.state.model_state
+  batch = jax.device_get(run.example)
+
+  def head_grads(step):
+    state = {**model_state, dino.STEP: jnp.asarray(step, jnp.int32)}
+    grads = jax.grad(lambda p: task.loss_fn(p, state, batch, jax.random.key(0))[0])(params)
+    return grads["head"]
+
+  frozen, free = head_grads(2), head_grads(3)
+  assert not np.asarray(frozen["prototypes"]).any()
+  assert np.abs(np.asarray(free["prototypes"])).max() > 0
+  # The rest of the head learns from the first step.
+  assert np.abs(np.asarray(frozen["Dense_0"]["kernel"])).max() > 0

@@ -95,7 +95,8 @@ class DINO(VisionTask):
                bottleneck_dim: int = 256, norm_last_layer: bool = True,
                num_local_crops: int = 6, student_temp: float = 0.1,
                teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
-               warmup_teacher_temp_steps: int = 0, center_momentum: float = 0.9):
+               warmup_teacher_temp_steps: int = 0, center_momentum: float = 0.9,
+               freeze_last_layer_steps: int = 0):
     super().__init__(config, dataset, base_momentum)
     self.modules["head"] = DINOHead(out_dim, hidden_dim, bottleneck_dim,
                                     norm_last_layer=norm_last_layer)
@@ -104,6 +105,7 @@ class DINO(VisionTask):
     self.temps = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_steps)
     self.center_momentum = center_momentum
     self.out_dim = out_dim
+    self.freeze_last_layer_steps = freeze_last_layer_steps
 
   def init_heads(self, keys, batch, features, params, model_state):
     self.init_module("head", next(keys), features, params, model_state)
@@ -114,6 +116,7 @@ class DINO(VisionTask):
     global_views, local_views = multi_crop(step_rng, batch["image"], self.views,
                                            self.num_local_crops)
     chain = ("encoder", "head")
+    params = self.freeze_last_layer(params, model_state[STEP])
     # One encoder call per resolution (the paper's MultiCropWrapper).
     (h_global, s_global), model_state = self.forward(chain, params, model_state, global_views)
     student = [s_global]
@@ -131,6 +134,18 @@ class DINO(VisionTask):
                "teacher_batch_entropy": -jnp.sum(probs.mean(0) * jnp.log(probs.mean(0) + 1e-12))}
     loss, metrics = self.with_probe(loss, metrics, params, h_global[:len(batch["image"])], batch)
     return loss, (metrics, {**model_state, CENTER: new_center})
+
+  def freeze_last_layer(self, params, step: jax.Array):
+    """The head's prototypes (and gain) get no gradient for the first
+    `freeze_last_layer_steps` steps (the paper's first epoch), which stabilises early training."""
+    if not self.freeze_last_layer_steps:
+      return params
+    frozen = step < self.freeze_last_layer_steps
+    head = dict(params["head"])
+    for name in ("prototypes", "gain"):
+      if name in head:
+        head[name] = jnp.where(frozen, jax.lax.stop_gradient(head[name]), head[name])
+    return {**params, "head": head}
 
   def init(self, rng, batch):
     params, model_state = super().init(rng, batch)
