@@ -59,7 +59,8 @@ def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float
   config.data = ml_collections.ConfigDict(dict(name="tfds", dataset="cifar10"))
   config.augment = ml_collections.ConfigDict(dict(
       crop_scale=(0.08, 1.0), flip_prob=0.5, brightness=0.4, contrast=0.4, saturation=0.2,
-      hue=0.1, jitter_prob=0.8, grayscale_prob=0.2, blur_prob=0.0, solarize_prob=0.0,
+      hue=0.1, jitter_prob=0.8, jitter_order="random", grayscale_prob=0.2, blur_prob=0.0,
+      solarize_prob=0.0,
       view2=dict(solarize_prob=0.2)))
   steps_per_epoch = CIFAR10_TRAIN_EXAMPLES // 256
   config.optim.name = "lars"

@@ -34,7 +34,7 @@ def get_config():
                                                image_size=224))
   config.augment = ml_collections.ConfigDict(dict(
       crop_scale=(0.25, 1.0), flip_prob=0.5, brightness=0.4, contrast=0.4, saturation=0.2,
-      hue=0.1, jitter_prob=0.8, grayscale_prob=0.2, blur_prob=1.0, blur_sigma=(0.1, 2.0),
+      hue=0.1, jitter_prob=0.8, jitter_order="random", grayscale_prob=0.2, blur_prob=1.0, blur_sigma=(0.1, 2.0),
       view2=dict(blur_prob=0.1, solarize_prob=0.2),
       local=dict(size=96, crop_scale=(0.05, 0.25), blur_prob=0.5)))
   config.optim.name = "adamw"

@@ -28,8 +28,12 @@ class AugmentConfig:
       TensorFlow recipe; torchvision multiplies instead).
     contrast: contrast factor drawn from [1 - contrast, 1 + contrast].
     saturation: saturation factor drawn from [1 - saturation, 1 + saturation] (RGB only).
-    hue: hue rotation drawn from [-hue, hue] turns (a rotation in YIQ space; RGB only).
-    jitter_prob: probability of applying the colour jitter (brightness ... hue, in that order).
+    hue: hue shift drawn from [-hue, hue] turns of the HSV hue circle (torchvision's
+      adjust_hue; RGB only).
+    jitter_prob: probability of applying the colour jitter.
+    jitter_order: "fixed" (contrast, brightness, saturation, hue) or "random" (a fresh
+      permutation of the four per image, clipping to [0, 1] after each, as torchvision's
+      ColorJitter and SimCLR's TensorFlow code do).
     grayscale_prob: probability of replacing the image by its luma (RGB only).
     blur_prob: probability of a Gaussian blur.
     blur_sigma: range of the blur's standard deviation in pixels.
@@ -46,6 +50,7 @@ class AugmentConfig:
   saturation: float = 0.0
   hue: float = 0.0
   jitter_prob: float = 0.8
+  jitter_order: str = "fixed"
   grayscale_prob: float = 0.0
   blur_prob: float = 0.0
   blur_sigma: Sequence[float] = (0.1, 2.0)
@@ -112,20 +117,42 @@ def adjust_saturation(image: jnp.ndarray, factor: jnp.ndarray) -> jnp.ndarray:
   return gray + factor * (image - gray)
 
 
-# RGB <-> YIQ; a hue shift is a rotation of the (I, Q) chroma plane.
-_RGB_TO_YIQ = jnp.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
-                         [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = jnp.linalg.inv(_RGB_TO_YIQ)
+def rgb_to_hsv(image: jnp.ndarray) -> jnp.ndarray:
+  """[..., 3] RGB in [0, 1] -> HSV, hue in [0, 1) turns (Python's colorsys, vectorised)."""
+  r, g, b = image[..., 0], image[..., 1], image[..., 2]
+  value = jnp.max(image, -1)
+  chroma = value - jnp.min(image, -1)
+  safe = jnp.where(chroma > 0, chroma, 1.0)
+  saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1.0), 0.0)
+  hue = jnp.where(value == r, (g - b) / safe,
+                  jnp.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+  hue = jnp.where(chroma > 0, (hue / 6.0) % 1.0, 0.0)
+  return jnp.stack([hue, saturation, value], -1)
+
+
+def hsv_to_rgb(image: jnp.ndarray) -> jnp.ndarray:
+  """Inverse of `rgb_to_hsv`."""
+  hue, saturation, value = image[..., 0], image[..., 1], image[..., 2]
+  sector = jnp.floor(hue * 6.0)
+  fraction = hue * 6.0 - sector
+  p = value * (1.0 - saturation)
+  q = value * (1.0 - saturation * fraction)
+  t = value * (1.0 - saturation * (1.0 - fraction))
+  sector = sector.astype(jnp.int32) % 6
+  choices = [(value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value),
+             (value, p, q)]
+  channels = [jnp.select([sector == i for i in range(6)], [c[k] for c in choices])
+              for k in range(3)]
+  return jnp.stack(channels, -1)
 
 
 def adjust_hue(image: jnp.ndarray, turns: jnp.ndarray) -> jnp.ndarray:
-  """Rotates the hue by `turns` of a full circle (0.5 = opposite colours)."""
+  """Shifts the HSV hue by `turns` of the circle (0.5 = opposite colours), like torchvision."""
   if image.shape[-1] != 3:
     return image
-  angle = 2 * jnp.pi * turns
-  cos, sin = jnp.cos(angle), jnp.sin(angle)
-  rotation = jnp.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
-  return image @ (_YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ).T
+  hsv = rgb_to_hsv(image)
+  hsv = hsv.at[..., 0].set((hsv[..., 0] + turns) % 1.0)
+  return hsv_to_rgb(hsv)
 
 
 def solarize(image: jnp.ndarray, threshold: float = 0.5) -> jnp.ndarray:
@@ -144,6 +171,37 @@ def gaussian_blur(image: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
   return sum(kernel[i] * padded[:, i:i + image.shape[1]] for i in range(2 * radius + 1))
 
 
+JITTER_ORDERS = ("fixed", "random")
+
+
+def color_jitter(key: jax.Array, keys: Sequence[jax.Array], image: jnp.ndarray,
+                 cfg: AugmentConfig) -> jnp.ndarray:
+  """Brightness, contrast, saturation and hue with strengths drawn from `cfg`'s ranges."""
+  if cfg.jitter_order not in JITTER_ORDERS:
+    raise ValueError(f"Unknown jitter_order {cfg.jitter_order!r}; valid: {JITTER_ORDERS}.")
+  delta = jax.random.uniform(keys[3], (), minval=-cfg.brightness, maxval=cfg.brightness)
+  factor = jax.random.uniform(keys[4], (), minval=1 - cfg.contrast, maxval=1 + cfg.contrast)
+  saturation = jax.random.uniform(keys[8], (), minval=1 - cfg.saturation,
+                                  maxval=1 + cfg.saturation)
+  turns = jax.random.uniform(keys[9], (), minval=-cfg.hue, maxval=cfg.hue)
+  if cfg.jitter_order == "fixed":
+    mean = image.mean()
+    jittered = (image - mean) * factor + mean + delta
+    if cfg.saturation > 0:
+      jittered = adjust_saturation(jnp.clip(jittered, 0.0, 1.0), saturation)
+    if cfg.hue > 0:
+      jittered = adjust_hue(jnp.clip(jittered, 0.0, 1.0), turns)
+    return jittered
+  ops = [lambda x: x + delta,
+         lambda x: (x - x.mean()) * factor + x.mean(),
+         lambda x: adjust_saturation(x, saturation),
+         lambda x: adjust_hue(x, turns)]
+  order = jax.random.permutation(jax.random.fold_in(key, 2), len(ops))
+  for position in range(len(ops)):
+    image = jnp.clip(jax.lax.switch(order[position], ops, image), 0.0, 1.0)
+  return image
+
+
 def augment_image(key: jax.Array, image: jnp.ndarray, cfg: AugmentConfig) -> jnp.ndarray:
   """One random view of one image."""
   keys = jax.random.split(key, 8)
@@ -155,18 +213,7 @@ def augment_image(key: jax.Array, image: jnp.ndarray, cfg: AugmentConfig) -> jnp
     image = jnp.where(flip, image[:, ::-1], image)
   if cfg.brightness > 0 or cfg.contrast > 0 or cfg.saturation > 0 or cfg.hue > 0:
     jitter = jax.random.bernoulli(keys[2], cfg.jitter_prob)
-    delta = jax.random.uniform(keys[3], (), minval=-cfg.brightness, maxval=cfg.brightness)
-    factor = jax.random.uniform(keys[4], (), minval=1 - cfg.contrast, maxval=1 + cfg.contrast)
-    mean = image.mean()
-    jittered = (image - mean) * factor + mean + delta
-    if cfg.saturation > 0:
-      saturation = jax.random.uniform(keys[8], (), minval=1 - cfg.saturation,
-                                      maxval=1 + cfg.saturation)
-      jittered = adjust_saturation(jnp.clip(jittered, 0.0, 1.0), saturation)
-    if cfg.hue > 0:
-      turns = jax.random.uniform(keys[9], (), minval=-cfg.hue, maxval=cfg.hue)
-      jittered = adjust_hue(jnp.clip(jittered, 0.0, 1.0), turns)
-    image = jnp.where(jitter, jittered, image)
+    image = jnp.where(jitter, color_jitter(key, keys, image, cfg), image)
   if cfg.grayscale_prob > 0:
     image = jnp.where(jax.random.bernoulli(keys[10], cfg.grayscale_prob), grayscale(image), image)
   if cfg.blur_prob > 0:
