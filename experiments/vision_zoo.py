@@ -1,6 +1,6 @@
 r"""Every vision pretext method on digits with one shared recipe -> one results table.
 
-  python experiments/vision_zoo.py --workdir /tmp/vision_zoo            # all methods, ~35 min CPU
+  python experiments/vision_zoo.py --workdir /tmp/vision_zoo            # all methods, ~37 min on 2 CPU cores
   python experiments/vision_zoo.py --workdir /tmp/z --methods byol,mae --total_steps 100
 
 Each method trains `configs/<method>_digits.py` in <workdir>/<method> (so an interrupted zoo
