@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.data import augment, python_text, tokenizer
+from ssl_jax.data import augment, packing, python_text, tokenizer
 from ssl_jax.data.digits import digits
 from ssl_jax.data.pipeline import ShuffledBatches, batches_in_order
 
@@ -71,20 +71,32 @@ def test_python_text_splits_by_document_and_packs_rows(tmp_path):
   assert 0 < len(test_names) < len(documents) // 4
   data = python_text.python_text(str(tmp_path), seq_len=32, vocab_size=300,
                                  stdlib_docstrings=False)
-  rows = data.split("train")["tokens"]
-  assert rows.shape[1] == 32 and np.all(rows[:, 0] == tokenizer.CLS_ID)
+  train_split = data.split("train")
+  rows, segments = train_split["tokens"], train_split["segment_ids"]
+  assert rows.shape[1] == 32 and rows.shape == segments.shape == train_split["positions"].shape
   assert (tmp_path / "tokenizer.model").exists()  # Cached for the next run.
   assert data.info["vocab_size"] == 300
-  # Each document appears exactly once, each followed by [SEP].
+  # Each document appears exactly once, as [CLS] ... [SEP]; only the last row pads.
   assert np.sum(rows == tokenizer.SEP_ID) == data.info["num_train_documents"]
+  assert np.sum(rows == tokenizer.CLS_ID) == data.info["num_train_documents"]
+  assert not (segments[:-1] == 0).any()
 
 
-def test_pack_rows_joins_documents_with_sep_and_pads_the_tail():
-  rows = python_text.pack_rows([[10, 11], [12]], seq_len=4, order_seed=0)
-  flat = rows[:, 1:].ravel().tolist()
-  assert rows[:, 0].tolist() == [tokenizer.CLS_ID] * 2
-  assert sorted(flat) == sorted([10, 11, tokenizer.SEP_ID, 12, tokenizer.SEP_ID, 0])
-  assert flat[-1] == tokenizer.PAD_ID
+def test_packing_keeps_every_document_whole_and_in_order_across_rows():
+  docs = [[10, 11, 12], [20], [30, 31, 32, 33, 34]]
+  packed = packing.pack_documents(docs, seq_len=4, order_seed=0, pad_id=0, bos_id=2, eos_id=3)
+  order = np.random.default_rng(0).permutation(3)  # [2, 0, 1]
+  expected_stream = sum(([2] + docs[i] + [3] for i in order), [])
+  tokens, segments, positions = packed["tokens"], packed["segment_ids"], packed["positions"]
+  np.testing.assert_array_equal(tokens.ravel()[:len(expected_stream)], expected_stream)
+  np.testing.assert_array_equal(tokens.ravel()[len(expected_stream):], 0)
+  # Document 30..34 spans rows 0 and 1: it continues as a new segment with fresh positions.
+  np.testing.assert_array_equal(segments, [[1, 1, 1, 1], [1, 1, 1, 2], [1, 1, 1, 1],
+                                           [1, 1, 1, 0]])
+  np.testing.assert_array_equal(positions, [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 2, 3],
+                                            [0, 1, 2, 0]])
+  with pytest.raises(ValueError, match="every document is empty"):
+    packing.pack_documents([[], []], seq_len=4, order_seed=0, pad_id=0)
 
 
 def test_augmentation_is_deterministic_per_key_and_in_range():

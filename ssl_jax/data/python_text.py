@@ -3,8 +3,9 @@
 Documents are the reference topics plus every module/class/function docstring of the
 pure-Python standard library (read with `ast`, so nothing is imported or executed). A stable
 hash of each document's name assigns it to train or test, so held-out documents never leak.
-Rows are built RoBERTa-style ("full sentences"): documents, in a seeded order, are joined with
-[SEP] and cut into rows of `seq_len` tokens that start with [CLS].
+Rows are packed (`ssl_jax.data.packing`): every document is [CLS] text [SEP], documents in a
+seeded order fill rows of `seq_len` tokens end to end, and segment ids and per-document
+positions keep attention inside each document.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from pydoc_data import topics
 
 from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import DATASETS
 
@@ -56,18 +58,6 @@ def is_test_document(name: str, test_percent: int) -> bool:
   return zlib.crc32(name.encode()) % 100 < test_percent
 
 
-def pack_rows(token_lists: list[list[int]], seq_len: int, order_seed: int) -> np.ndarray:
-  """Joins documents (in a seeded order) with [SEP] and cuts rows of [CLS] + seq_len-1 tokens."""
-  order = np.random.default_rng(order_seed).permutation(len(token_lists))
-  stream = np.concatenate([np.asarray(token_lists[i] + [tok.SEP_ID], np.int32) for i in order])
-  body = seq_len - 1
-  num_rows = -(-len(stream) // body)
-  padded = np.full(num_rows * body, tok.PAD_ID, np.int32)
-  padded[: len(stream)] = stream
-  rows = padded.reshape(num_rows, body)
-  return np.concatenate([np.full((num_rows, 1), tok.CLS_ID, np.int32), rows], axis=1)
-
-
 @DATASETS.register("python_text")
 def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int = 4000,
                 tokenizer_path: str = "", tokenizer_type: str = "unigram",
@@ -77,7 +67,7 @@ def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int 
 
   Args:
     workdir: where a freshly trained tokenizer is cached (`<workdir>/tokenizer.model`).
-    seq_len: tokens per row, including the leading [CLS].
+    seq_len: tokens per packed row.
     vocab_size: sentencepiece vocabulary size when a tokenizer is trained.
     tokenizer_path: an existing sentencepiece model to load instead of training one.
     tokenizer_type: "unigram" or "bpe" when training.
@@ -104,10 +94,11 @@ def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int 
       tokenizer = tok.train_tokenizer(lines, target, vocab_size, tokenizer_type)
   if tokenizer.vocab_size < 5:
     raise ValueError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")
-  train_rows = pack_rows(tokenizer.encode(train_docs), seq_len, order_seed)
-  test_rows = pack_rows(tokenizer.encode(test_docs), seq_len, order_seed)
+  pack = functools.partial(pack_documents, seq_len=seq_len, order_seed=order_seed,
+                           pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
   return Dataset(
-      splits={"train": {"tokens": train_rows}, "test": {"tokens": test_rows}},
+      splits={"train": pack(tokenizer.encode(train_docs)),
+              "test": pack(tokenizer.encode(test_docs))},
       modality="text",
       info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
             "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,

@@ -39,10 +39,11 @@ def masked_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, floa
     return jnp.stack([per_row(nll), per_row(logits.argmax(-1) == targets),
                       per_row(targets == unigram), weights.sum(-1)], axis=-1)
 
-  rows = ctx.dataset.split(split)["tokens"]
-  num_batches = -(-len(rows) // ctx.batch_size)
-  index = np.repeat(np.arange(num_batches, dtype=np.int32), ctx.batch_size)[:len(rows)]
-  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, {"tokens": rows, "index": index})
+  rows = dict(ctx.dataset.split(split))  # tokens (+ segment_ids, positions when packed)
+  num_rows = len(rows["tokens"])
+  num_batches = -(-num_rows // ctx.batch_size)
+  index = np.repeat(np.arange(num_batches, dtype=np.int32), ctx.batch_size)[:num_rows]
+  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, {**rows, "index": index})
   nll, correct, unigram_correct, count = sums.astype(np.float64).sum(0)
   return {ctx.name: {"masked acc": correct / count, "masked loss": nll / count},
           "unigram (most frequent token)": {"masked acc": unigram_correct / count}}

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from ssl_jax.registry import MODELS
 
+PAD_SEGMENT = 0  # segment id of padding on packed rows (ssl_jax.data.packing writes it)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -15,6 +16,19 @@ def _dtype(name: str):
   if name not in _DTYPES:
     raise ValueError(f"Unknown dtype {name!r}; valid: {sorted(_DTYPES)}.")
   return _DTYPES[name]
+
+
+def segment_mask(segment_ids: jnp.ndarray, causal: bool = False) -> jnp.ndarray:
+  """[B, 1, L, L] booleans: query i may attend key j iff both are in the same non-padding
+  segment (and j <= i when `causal`). Padding queries attend to themselves only, so every
+  softmax row has an entry."""
+  same = segment_ids[:, :, None] == segment_ids[:, None, :]
+  mask = same & (segment_ids[:, None, :] != PAD_SEGMENT)
+  if causal:
+    length = segment_ids.shape[1]
+    mask = mask & jnp.tril(jnp.ones((length, length), bool))[None]
+  mask = mask | jnp.eye(segment_ids.shape[1], dtype=bool)[None]
+  return mask[:, None]
 
 
 class SelfAttention(nn.Module):
@@ -60,9 +74,11 @@ class EncoderBlock(nn.Module):
 class TransformerEncoder(nn.Module):
   """Token + learned position embeddings, `depth` pre-LN blocks, a final LayerNorm.
 
-  `__call__(tokens, valid, train)` returns hidden states [batch, length, width]; `valid` marks
-  real tokens so padding is never attended to. `attend(h)` projects hidden states onto the token
-  embedding matrix (tied output embeddings).
+  `__call__(tokens, valid, train, segment_ids=None, positions=None)` returns hidden states
+  [batch, length, width]. `valid` marks real tokens so padding is never attended to; on packed
+  rows, `segment_ids` (0 = padding) keep attention inside each document and `positions`
+  restart at every document (see `ssl_jax.data.packing`). `attend(h)` projects hidden states
+  onto the token embedding matrix (tied output embeddings).
   """
 
   vocab_size: int
@@ -87,15 +103,21 @@ class TransformerEncoder(nn.Module):
     self.final_norm = nn.LayerNorm()
     self.embed_dropout = nn.Dropout(self.dropout_rate)
 
-  def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, train: bool = True,
+               segment_ids: jnp.ndarray | None = None,
+               positions: jnp.ndarray | None = None) -> jnp.ndarray:
     length = tokens.shape[1]
     if length > self.max_length:
       raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}.")
-    x = self.token_embed(tokens) + self.position_embed[None, :length]
+    if segment_ids is None:  # One document per row: every valid token is segment 1.
+      segment_ids = valid.astype(jnp.int32)
+    else:
+      segment_ids = jnp.where(valid, segment_ids, PAD_SEGMENT)
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(length), tokens.shape)
+    x = self.token_embed(tokens) + jnp.take(self.position_embed, positions, axis=0)
     x = self.embed_dropout(x, deterministic=not train)
-    mask = (valid[:, None, :, None] & valid[:, None, None, :])
-    # Padding queries see nothing otherwise; let them see themselves so softmax stays finite.
-    mask = mask | jnp.eye(length, dtype=bool)[None, None]
+    mask = segment_mask(segment_ids)
     for block in self.blocks:
       x = block(x, mask, train)
     return self.final_norm(x)

@@ -68,8 +68,11 @@ class MaskedLMModel(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, positions: jnp.ndarray,
-               train: bool = True) -> jnp.ndarray:
-    hidden = self.encoder(tokens, valid, train=train)
+               train: bool = True, segment_ids: jnp.ndarray | None = None,
+               token_positions: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Logits [B, K, V] at the K masked `positions` of each row only."""
+    hidden = self.encoder(tokens, valid, train=train, segment_ids=segment_ids,
+                          positions=token_positions)
     hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
     hidden = nn.LayerNorm(name="head_norm")(nn.gelu(nn.Dense(hidden.shape[-1],
                                                               name="head_dense")(hidden)))
@@ -77,8 +80,11 @@ class MaskedLMModel(nn.Module):
     bias = self.param("output_bias", nn.initializers.zeros, (logits.shape[-1],))
     return logits.astype(jnp.float32) + bias
 
-  def represent(self, tokens: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
-    hidden = self.encoder(tokens, valid, train=False)
+  def represent(self, tokens: jnp.ndarray, valid: jnp.ndarray,
+                segment_ids: jnp.ndarray | None = None,
+                token_positions: jnp.ndarray | None = None) -> jnp.ndarray:
+    hidden = self.encoder(tokens, valid, train=False, segment_ids=segment_ids,
+                          positions=token_positions)
     weights = valid[..., None].astype(hidden.dtype)
     return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
 
@@ -120,7 +126,8 @@ class MaskedLM(Task):
     tokens = batch["tokens"]
     inputs, positions, targets, weights = bert_mask(mask_key, tokens, **self.mask_options)
     logits = self.model.apply({"params": params, **model_state}, inputs, tokens != self.pad_id,
-                              positions, train=train, rngs={"dropout": dropout_key})
+                              positions, train=train, rngs={"dropout": dropout_key},
+                              **packing_inputs(batch))
     return logits, targets, weights
 
   def loss_fn(self, params, model_state, batch, rng):
@@ -134,4 +141,10 @@ class MaskedLM(Task):
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     return self.model.apply({"params": params, **model_state}, tokens, tokens != self.pad_id,
-                            method=MaskedLMModel.represent)
+                            method=MaskedLMModel.represent, **packing_inputs(batch))
+
+
+def packing_inputs(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """The packed-row layout of a text batch, when it has one (segment ids and positions)."""
+  return {name: batch[key] for name, key in (("segment_ids", "segment_ids"),
+                                             ("token_positions", "positions")) if key in batch}
