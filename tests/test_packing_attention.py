@@ -5,7 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.models.transformer import TransformerEncoder, segment_mask
+import pytest
+
+from ssl_jax.models.transformer import TransformerDecoder, TransformerEncoder, segment_mask
 
 
 def test_segment_mask_is_same_segment_and_not_padding():
@@ -19,16 +21,17 @@ def test_segment_mask_is_same_segment_and_not_padding():
   np.testing.assert_array_equal(causal, mask & np.tril(np.ones((6, 6), bool)))
 
 
-def _encoder():
-  model = TransformerEncoder(vocab_size=50, width=16, depth=2, num_heads=2, mlp_dim=32,
+def _encoder(cls=TransformerEncoder):
+  model = cls(vocab_size=50, width=16, depth=2, num_heads=2, mlp_dim=32,
                              max_length=12, dropout_rate=0.0)
   tokens = jnp.zeros((1, 12), jnp.int32)
   params = model.init(jax.random.key(0), tokens, tokens >= 0, train=False)
   return model, params
 
 
-def test_a_document_ignores_its_row_mate_and_its_place_in_the_row():
-  model, params = _encoder()
+@pytest.mark.parametrize("cls", [TransformerEncoder, TransformerDecoder])
+def test_a_document_ignores_its_row_mate_and_its_place_in_the_row(cls):
+  model, params = _encoder(cls)
   doc_a = [2, 11, 12, 13, 3]
   run = lambda tokens, segments, positions: model.apply(
       params, jnp.asarray([tokens]), jnp.asarray([tokens]) != 0, train=False,

@@ -1,5 +1,6 @@
 """Evaluators, registered in `ssl_jax.registry.EVALUATORS`; each maps an EvalContext and its
 options to a results table {row: {column: value}}. Importing this package registers them."""
 
-from ssl_jax.evals import fine_tune, knn, linear_probe, masked_lm, online_probe  # noqa: F401
+from ssl_jax.evals import (fine_tune, knn, language_model, linear_probe, masked_lm,  # noqa: F401
+                           online_probe)
 from ssl_jax.evals.context import EvalContext  # noqa: F401

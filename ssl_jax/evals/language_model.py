@@ -1,0 +1,95 @@
+"""Causal LM evaluation: held-out next-token loss, perplexity and accuracy beside a unigram
+model of the training tokens, and sampled continuations of held-out documents."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.evals.context import EvalContext
+from ssl_jax.models import sampling
+from ssl_jax.registry import EVALUATORS, ConfigError
+
+UNIGRAM = "unigram (train token frequencies)"
+
+
+def unigram_log_probs(tokens: np.ndarray, vocab_size: int, pad_id: int) -> np.ndarray:
+  """log p(token) from add-one smoothed train counts (padding excluded): the baseline that
+  knows word frequencies but no context."""
+  counts = np.bincount(tokens[tokens != pad_id].ravel(), minlength=vocab_size) + 1.0
+  return np.log(counts / counts.sum())
+
+
+def _require_causal(ctx: EvalContext, name: str):
+  if not hasattr(ctx.task, "next_token_predictions"):
+    raise ConfigError(f"Evaluator {name!r} needs a causal LM task; {ctx.name!r} is not one.")
+
+
+@EVALUATORS.register("causal_lm")
+def causal_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
+  """{row: {"next-token acc", "loss", "perplexity"}} over every next-token target of `split`."""
+  _require_causal(ctx, "causal_lm")
+  task, info = ctx.task, ctx.dataset.info
+  unigram = jnp.asarray(unigram_log_probs(
+      np.asarray(ctx.dataset.split(ctx.dataset.train_split)["tokens"]), info["vocab_size"],
+      info["pad_id"]))
+
+  def batch_sums(params, model_state, batch):
+    logits, targets, weights = task.next_token_predictions(params, model_state, batch,
+                                                           jax.random.key(0), train=False)
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
+    per_row = lambda x: (x * weights).sum(-1)
+    return jnp.stack([per_row(nll), per_row(logits.argmax(-1) == targets),
+                      per_row(-unigram[targets]), per_row(targets == jnp.argmax(unigram)),
+                      weights.sum(-1)], axis=-1)
+
+  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, ctx.dataset.split(split))
+  nll, correct, unigram_nll, unigram_correct, count = sums.astype(np.float64).sum(0)
+  row = lambda loss, correct: {"next-token acc": correct / count, "loss": loss / count,
+                               "perplexity": float(np.exp(loss / count))}
+  return {ctx.name: row(nll, correct), UNIGRAM: row(unigram_nll, unigram_correct)}
+
+
+@EVALUATORS.register("lm_samples")
+def lm_samples(ctx: EvalContext, num_samples: int = 3, prompt_tokens: int = 12,
+               max_new_tokens: int = 40, temperature: float = 0.8, top_k: int = 40,
+               top_p: float = 1.0, split: str = "test") -> dict[str, dict[str, str]]:
+  """Continues the first `prompt_tokens` of `num_samples` held-out documents and prints the
+  prompt and the continuation; {"sample 1": {"prompt ⟶ continuation": text}, ...}."""
+  _require_causal(ctx, "lm_samples")
+  model, info = ctx.task.model, ctx.dataset.info
+  rows = ctx.dataset.split(split)
+  tokens = np.asarray(rows["tokens"])
+  starts = np.asarray(rows["positions"]) == 0 if "positions" in rows else None
+  prompts = []
+  # Prompts start at a document's beginning ([CLS] at position 0) and stay inside the row.
+  for r in range(len(tokens)):
+    candidates = np.flatnonzero(starts[r]) if starts is not None else np.array([0])
+    for c in candidates:
+      if c + prompt_tokens <= tokens.shape[1] and len(prompts) < num_samples:
+        prompts.append(tokens[r, c:c + prompt_tokens])
+    if len(prompts) == num_samples:
+      break
+  if not prompts:
+    raise ValueError(f"No {prompt_tokens}-token prompt fits in the rows of split {split!r}.")
+  prompt_len = min(prompt_tokens, model.max_length - 1)
+  new_tokens = min(max_new_tokens, model.max_length - prompt_len)
+  params = jax.device_get(ctx.variables[0])
+  out = np.asarray(sampling.generate(model, params, jnp.asarray(np.stack(prompts))[:, :prompt_len],
+                                     jax.random.key(ctx.seed), new_tokens, temperature, top_k,
+                                     top_p))
+  tokenizer = Tokenizer(info["tokenizer_path"])
+  samples = {}
+  for i, row in enumerate(out, 1):
+    prompt, continuation = tokenizer.decode(row[:prompt_len].tolist()), tokenizer.decode(
+        _until_end_of_document(row[prompt_len:], info["sep_id"]).tolist())
+    samples[f"sample {i}"] = {"prompt ⟶ continuation": f"{prompt} ⟶ {continuation}"}
+    print(f"[sample {i}] {prompt!r} ⟶ {continuation!r}", flush=True)
+  return samples
+
+
+def _until_end_of_document(tokens: np.ndarray, end_id: int) -> np.ndarray:
+  ends = np.flatnonzero(tokens == end_id)
+  return tokens[:ends[0]] if len(ends) else tokens
