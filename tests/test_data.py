@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.data import augment, packing, python_text, tokenizer
+from ssl_jax.data import augment, packing, python_text, text_corpus, tokenizer
 from ssl_jax.data.digits import digits
 from ssl_jax.data.pipeline import ShuffledBatches, batches_in_order
 
@@ -67,7 +67,7 @@ def test_tokenizer_trains_saves_and_loads(tmp_path):
 def test_python_text_splits_by_document_and_packs_rows(tmp_path):
   documents = python_text.python_documents(False)
   assert len(documents) > 50 and all(len(text) > 0 for _, text in documents)
-  test_names = {n for n, _ in documents if python_text.is_test_document(n, 10)}
+  test_names = {n for n, _ in documents if text_corpus.is_test_document(n, 10)}
   assert 0 < len(test_names) < len(documents) // 4
   data = python_text.python_text(str(tmp_path), seq_len=32, vocab_size=300,
                                  stdlib_docstrings=False)

@@ -3,5 +3,6 @@
 Data never imports models or the trainer. Importing this package registers every source.
 """
 
-from ssl_jax.data import digits, image_folder, python_text, synthetic, tfds_images  # noqa: F401
+from ssl_jax.data import (digits, image_folder, python_text, synthetic,  # noqa: F401
+                          text_files, tfds_images)
 from ssl_jax.data.source import Dataset  # noqa: F401

@@ -14,14 +14,11 @@ import ast
 import functools
 import os
 import sysconfig
-import zlib
 
-import numpy as np
 from pydoc_data import topics
 
-from ssl_jax.data import tokenizer as tok
-from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.source import Dataset
+from ssl_jax.data.text_corpus import text_dataset
 from ssl_jax.registry import DATASETS
 
 # Test suites, IDEs and vendored code: large, repetitive or not English prose.
@@ -54,10 +51,6 @@ def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], .
   return tuple(documents)
 
 
-def is_test_document(name: str, test_percent: int) -> bool:
-  return zlib.crc32(name.encode()) % 100 < test_percent
-
-
 @DATASETS.register("python_text")
 def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int = 4000,
                 tokenizer_path: str = "", tokenizer_type: str = "unigram",
@@ -75,38 +68,5 @@ def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int 
     stdlib_docstrings: include standard-library docstrings (else only the pydoc topics).
     order_seed: seed of the document order before packing.
   """
-  if tokenizer_path and not os.path.isfile(tokenizer_path):
-    raise FileNotFoundError(
-        f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
-        "sentencepiece .model file, or leave it empty to train one in the workdir.")
-  documents = python_documents(stdlib_docstrings)
-  train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
-  test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
-  if tokenizer_path:
-    tokenizer = tok.Tokenizer(tokenizer_path)
-  else:
-    cached = os.path.join(workdir, "tokenizer.model") if workdir else ""
-    if cached and os.path.isfile(cached):
-      tokenizer = tok.Tokenizer(cached)
-    else:
-      lines = (line for text in train_docs for line in text.splitlines() if line.strip())
-      target = cached or os.path.join(_scratch_dir(), f"python_text_{vocab_size}_{tokenizer_type}.model")
-      tokenizer = tok.train_tokenizer(lines, target, vocab_size, tokenizer_type)
-  if tokenizer.vocab_size < 5:
-    raise ValueError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")
-  pack = functools.partial(pack_documents, seq_len=seq_len, order_seed=order_seed,
-                           pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
-  return Dataset(
-      splits={"train": pack(tokenizer.encode(train_docs)),
-              "test": pack(tokenizer.encode(test_docs))},
-      modality="text",
-      info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
-            "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
-            "mask_id": tok.MASK_ID, "special_ids": tokenizer.special_ids,
-            "num_train_documents": len(train_docs), "num_test_documents": len(test_docs)},
-  )
-
-
-def _scratch_dir() -> str:
-  import tempfile  # Only reached when no workdir is given (interactive use).
-  return tempfile.mkdtemp(prefix="ssl_jax_tokenizer_")
+  return text_dataset(python_documents(stdlib_docstrings), workdir, seq_len, vocab_size,
+                      tokenizer_path, tokenizer_type, test_percent, order_seed, "python_text")

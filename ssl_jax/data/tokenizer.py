@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from typing import Iterable
 
@@ -50,13 +51,15 @@ def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
   if model_type not in ("unigram", "bpe"):
     raise ValueError(f"Unknown sentencepiece model_type {model_type!r}; valid: ['bpe', 'unigram'].")
   buffer = io.BytesIO()
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size,
-      model_type=model_type, character_coverage=1.0, num_threads=1,
-      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=CLS_ID, eos_id=SEP_ID,
-      pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
-      user_defined_symbols=["[MASK]"], seed_sentencepiece_size=seed_sentencepiece_size,
-      max_sentence_length=16384, minloglevel=2)
+  try:
+    _train(texts, buffer, vocab_size, model_type, seed_sentencepiece_size)
+  except RuntimeError as error:
+    limit = re.search(r"value <= (\d+)", str(error))
+    if limit:
+      raise ValueError(f"vocab_size={vocab_size} is too large for this text: sentencepiece can "
+                       f"make at most {limit.group(1)} pieces from it. Lower "
+                       "config.data.vocab_size.") from error
+    raise
   directory = os.path.dirname(os.path.abspath(model_path))
   os.makedirs(directory, exist_ok=True)
   # Write-then-rename: a crash mid-write never leaves a truncated model behind.
@@ -65,3 +68,14 @@ def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
     f.write(buffer.getvalue())
   os.replace(tmp, model_path)
   return Tokenizer(model_path)
+
+
+def _train(texts: Iterable[str], buffer: io.BytesIO, vocab_size: int, model_type: str,
+           seed_sentencepiece_size: int) -> None:
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size,
+      model_type=model_type, character_coverage=1.0, num_threads=1,
+      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=CLS_ID, eos_id=SEP_ID,
+      pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
+      user_defined_symbols=["[MASK]"], seed_sentencepiece_size=seed_sentencepiece_size,
+      max_sentence_length=16384, minloglevel=2)

@@ -1,0 +1,70 @@
+"""From documents to a packed text Dataset: held-out split by document, sentencepiece tokenizer
+(trained on the train documents and cached in the workdir, or loaded), packed rows.
+
+Every text source (the embedded Python text, the user's text and JSONL files) ends here, so
+they share one tokenizer contract and one row layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import zlib
+from typing import Sequence
+
+from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.packing import pack_documents
+from ssl_jax.data.source import Dataset
+
+
+def is_test_document(name: str, test_percent: int) -> bool:
+  """A stable hash of the document's name decides its split, so adding documents never moves
+  an existing one between train and test."""
+  return zlib.crc32(name.encode()) % 100 < test_percent
+
+
+def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_len: int,
+                 vocab_size: int, tokenizer_path: str, tokenizer_type: str, test_percent: int,
+                 order_seed: int, corpus_name: str) -> Dataset:
+  """Packed rows of (name, text) documents, split by `is_test_document`."""
+  if tokenizer_path and not os.path.isfile(tokenizer_path):
+    raise FileNotFoundError(
+        f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
+        "sentencepiece .model file, or leave it empty to train one in the workdir.")
+  train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
+  test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
+  if not train_docs or not test_docs:
+    raise ValueError(f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
+                     f"with test_percent={test_percent}; both splits need at least one.")
+  tokenizer = _tokenizer(train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type,
+                         corpus_name)
+  pack = functools.partial(pack_documents, seq_len=seq_len, order_seed=order_seed,
+                           pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
+  return Dataset(
+      splits={"train": pack(tokenizer.encode(train_docs)),
+              "test": pack(tokenizer.encode(test_docs))},
+      modality="text",
+      info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
+            "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
+            "mask_id": tok.MASK_ID, "special_ids": tokenizer.special_ids,
+            "num_train_documents": len(train_docs), "num_test_documents": len(test_docs)},
+  )
+
+
+def _tokenizer(train_docs: list[str], workdir: str | None, vocab_size: int,
+               tokenizer_path: str, tokenizer_type: str, corpus_name: str) -> tok.Tokenizer:
+  if tokenizer_path:
+    tokenizer = tok.Tokenizer(tokenizer_path)
+  else:
+    cached = os.path.join(workdir, "tokenizer.model") if workdir else ""
+    if cached and os.path.isfile(cached):
+      tokenizer = tok.Tokenizer(cached)
+    else:
+      lines = (line for text in train_docs for line in text.splitlines() if line.strip())
+      target = cached or os.path.join(tempfile.mkdtemp(prefix="ssl_jax_tokenizer_"),
+                                      f"{corpus_name}_{vocab_size}_{tokenizer_type}.model")
+      tokenizer = tok.train_tokenizer(lines, target, vocab_size, tokenizer_type)
+  if tokenizer.vocab_size < 5:
+    raise ValueError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")
+  return tokenizer
