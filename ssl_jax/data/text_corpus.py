@@ -48,6 +48,7 @@ def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_
       info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
             "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
             "mask_id": tok.MASK_ID, "special_ids": tokenizer.special_ids,
+            "word_start": tokenizer.word_start_table(),
             "num_train_documents": len(train_docs), "num_test_documents": len(test_docs)},
   )
 

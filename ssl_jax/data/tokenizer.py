@@ -8,6 +8,7 @@ import re
 import tempfile
 from typing import Iterable
 
+import numpy as np
 import sentencepiece as spm
 
 # Fixed ids so every objective can rely on them; [MASK] is a user-defined piece right after.
@@ -37,6 +38,14 @@ class Tokenizer:
   @property
   def special_ids(self) -> tuple[int, ...]:
     return (PAD_ID, CLS_ID, SEP_ID, MASK_ID)
+
+  def word_start_table(self) -> np.ndarray:
+    """[vocab] bool: the piece begins a word (sentencepiece's "▁" prefix) or is special. Whole-
+    word masking keeps the pieces between two starts together."""
+    pieces = [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
+    table = np.array([p.startswith("\u2581") for p in pieces], bool)
+    table[list(self.special_ids) + [UNK_ID]] = True
+    return table
 
   def encode(self, texts: list[str]) -> list[list[int]]:
     return self.sp.encode(texts)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.registry import TASKS
+from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, split_variables
 
 
@@ -26,14 +26,31 @@ def default_max_predictions(seq_len: int, rate: float) -> int:
   return min(seq_len, math.ceil(mean + 4 * math.sqrt(mean * (1 - rate))) + 1)
 
 
+MASKINGS = ("dynamic", "exact", "whole_word")
+
+
+def word_ids(tokens: jnp.ndarray, word_start: jnp.ndarray) -> jnp.ndarray:
+  """[B, L] index of the first token of each token's word (a word starts at a piece that
+  `word_start` marks: sentencepiece's "▁" prefix, or a special token)."""
+  starts = word_start[tokens] | (jnp.arange(tokens.shape[1]) == 0)[None]
+  return jax.lax.cummax(jnp.where(starts, jnp.arange(tokens.shape[1])[None], 0), axis=1)
+
+
 def bert_mask(rng: jax.Array, tokens: jnp.ndarray, *, special_ids: Sequence[int],
               mask_id: int, vocab_size: int, rate: float = 0.15, mask_prob: float = 0.8,
-              random_prob: float = 0.1, max_predictions: int
+              random_prob: float = 0.1, max_predictions: int, masking: str = "dynamic",
+              word_start: jnp.ndarray | None = None
               ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-  """BERT's dynamic masking of a batch of rows [B, L].
+  """BERT's masking of a batch of rows [B, L].
 
-  Each non-special token is chosen with probability `rate`; a chosen token becomes [MASK] with
-  probability `mask_prob`, a random regular token with `random_prob`, else stays unchanged.
+  Which tokens are chosen depends on `masking`:
+    dynamic     each non-special token independently with probability `rate` (RoBERTa);
+    exact       exactly round(rate * n) of the row's n non-special tokens (at least 1), as
+                google-research/bert's create_pretraining_data;
+    whole_word  each word with probability `rate`, all of its pieces together (needs
+                `word_start`, a [vocab] bool table of pieces that begin a word).
+  A chosen token becomes [MASK] with probability `mask_prob`, a random regular token with
+  `random_prob`, else stays unchanged.
 
   Returns:
     inputs: corrupted tokens [B, L].
@@ -41,12 +58,38 @@ def bert_mask(rng: jax.Array, tokens: jnp.ndarray, *, special_ids: Sequence[int]
     targets: [B, K] original tokens at those positions.
     weights: [B, K] 1.0 for a real prediction, 0.0 for unused budget slots.
   """
+  if masking not in MASKINGS:
+    raise ValueError(f"Unknown masking {masking!r}; valid: {list(MASKINGS)}.")
   choose_key, order_key, kind_key, random_key = jax.random.split(rng, 4)
   candidate = ~jnp.isin(tokens, jnp.asarray(special_ids))
-  chosen = candidate & jax.random.bernoulli(choose_key, rate, tokens.shape)
+  draw = jax.random.uniform(choose_key, tokens.shape)
+  order = jax.random.uniform(order_key, tokens.shape)
+  if masking == "whole_word":
+    if word_start is None:
+      raise ValueError("masking='whole_word' needs the tokenizer's word_start table.")
+    first = word_ids(tokens, word_start)
+    # Every piece of a word shares its first piece's draws: chosen and ordered together.
+    draw = jnp.take_along_axis(draw, first, axis=1)
+    order = jnp.take_along_axis(order, first, axis=1) + 1e-3 * (
+        jnp.arange(tokens.shape[1]) - first) / tokens.shape[1]
+  chosen = candidate & (draw < rate)
+  if masking == "exact":
+    # The row's candidates ranked by a random draw; the first round(rate * n) are chosen.
+    count = jnp.maximum(jnp.round(rate * candidate.sum(1, keepdims=True)), 1)
+    rank = jnp.argsort(jnp.argsort(jnp.where(candidate, draw, 2.0), axis=1), axis=1)
+    chosen = candidate & (rank < count)
   # A random order among chosen tokens; unchosen ones sort last and get weight 0.
-  score = jnp.where(chosen, jax.random.uniform(order_key, tokens.shape), -1.0)
-  top_scores, positions = jax.lax.top_k(score, max_predictions)
+  score = jnp.where(chosen, order, -1.0)
+  if masking == "whole_word" and max_predictions < tokens.shape[1]:
+    # One slot past the budget tells whether the cut splits a word; if so, drop that word.
+    top_scores, positions = jax.lax.top_k(score, max_predictions + 1)
+    slot_word = jnp.take_along_axis(first, positions, axis=1)
+    split = (top_scores[:, -1] >= 0) & (slot_word[:, -1] == slot_word[:, -2])
+    top_scores = jnp.where(split[:, None] & (slot_word == slot_word[:, -2:-1]), -1.0,
+                           top_scores)[:, :-1]
+    positions = positions[:, :-1]
+  else:
+    top_scores, positions = jax.lax.top_k(score, max_predictions)
   weights = (top_scores >= 0).astype(jnp.float32)
   targets = jnp.take_along_axis(tokens, positions, axis=1)
   kind = jax.random.uniform(kind_key, positions.shape)
@@ -94,21 +137,27 @@ class MaskedLM(Task):
   """BERT-style masked language modelling on token rows (`batch["tokens"]`).
 
   Options (`config.task_kwargs`): mask_rate, mask_prob, random_prob, max_predictions (0 picks
-  `default_max_predictions`).
+  `default_max_predictions`), masking ("dynamic", "exact" or "whole_word"; see `bert_mask`).
   """
 
   modality = "text"
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
                mask_rate: float = 0.15, mask_prob: float = 0.8, random_prob: float = 0.1,
-               max_predictions: int = 0):
+               max_predictions: int = 0, masking: str = "dynamic"):
     super().__init__(config, dataset)
     info = dataset.info
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
     self.model = MaskedLMModel(build_model(config, vocab_size=info["vocab_size"],
                                            max_length=seq_len))
     self.pad_id = info["pad_id"]
-    self.mask_options = dict(
+    if masking not in MASKINGS:
+      raise ConfigError(f"Unknown config.task_kwargs.masking {masking!r}; valid: {list(MASKINGS)}.")
+    if masking == "whole_word" and "word_start" not in info:
+      raise ConfigError(f"masking='whole_word' needs word boundaries from a sentencepiece "
+                        f"tokenizer; dataset {config.data.name!r} has none.")
+    word_start = jnp.asarray(info["word_start"]) if masking == "whole_word" else None
+    self.mask_options = dict(masking=masking, word_start=word_start,
         special_ids=tuple(info["special_ids"]), mask_id=info["mask_id"],
         vocab_size=info["vocab_size"], rate=mask_rate, mask_prob=mask_prob,
         random_prob=random_prob,
