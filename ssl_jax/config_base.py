@@ -23,7 +23,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = "resnet"
   config.model_kwargs = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict({"name": "digits"})
-  config.augment = ml_collections.ConfigDict()  # see data.augment.view_configs
+  # Image tasks: data.augment.view_configs; text tasks: data.text_augment.TextAugmentConfig.
+  config.augment = ml_collections.ConfigDict()
   # Train a linear classifier on detached encoder features in the same step (solo-learn's
   # online probe); its loss and accuracy are logged with the training metrics.
   config.online_probe = False

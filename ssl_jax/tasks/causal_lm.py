@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.data.source import Dataset
+from ssl_jax.data.text_augment import TextAugmenter
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, split_variables
 
@@ -43,6 +44,7 @@ class CausalLM(Task):
       raise ConfigError(f"Task 'causal_lm' needs a causal model; config.model={config.model!r} "
                         "attends both ways. Use 'transformer_decoder'.")
     self.pad_id = info["pad_id"]
+    self.augment = TextAugmenter(config.get("augment", {}), info)
 
   def init(self, rng, batch):
     tokens = batch["tokens"]
@@ -60,6 +62,7 @@ class CausalLM(Task):
     return logits, targets, weights
 
   def loss_fn(self, params, model_state, batch, rng):
+    batch = self.augment(rng, batch)  # `config.augment`: deletion / substitution / span shuffle
     logits, targets, weights = self.next_token_predictions(params, model_state, batch, rng, True)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     count = jnp.maximum(weights.sum(), 1.0)

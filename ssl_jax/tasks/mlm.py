@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.data.source import Dataset
+from ssl_jax.data.text_augment import TextAugmenter
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, split_variables
 
@@ -138,6 +139,7 @@ class MaskedLM(Task):
 
   Options (`config.task_kwargs`): mask_rate, mask_prob, random_prob, max_predictions (0 picks
   `default_max_predictions`), masking ("dynamic", "exact" or "whole_word"; see `bert_mask`).
+  `config.augment` may turn on text augmentation of the input rows (`TextAugmentConfig`).
   """
 
   modality = "text"
@@ -157,6 +159,7 @@ class MaskedLM(Task):
       raise ConfigError(f"masking='whole_word' needs word boundaries from a sentencepiece "
                         f"tokenizer; dataset {config.data.name!r} has none.")
     word_start = jnp.asarray(info["word_start"]) if masking == "whole_word" else None
+    self.augment = TextAugmenter(config.get("augment", {}), info)
     self.mask_options = dict(masking=masking, word_start=word_start,
         special_ids=tuple(info["special_ids"]), mask_id=info["mask_id"],
         vocab_size=info["vocab_size"], rate=mask_rate, mask_prob=mask_prob,
@@ -180,6 +183,7 @@ class MaskedLM(Task):
     return logits, targets, weights
 
   def loss_fn(self, params, model_state, batch, rng):
+    batch = self.augment(rng, batch)
     logits, targets, weights = self.masked_predictions(params, model_state, batch, rng, True)
     losses = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     count = jnp.maximum(weights.sum(), 1.0)
