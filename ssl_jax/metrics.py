@@ -91,7 +91,8 @@ def format_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]])
   """Markdown table of {evaluator: {row: {column: value}}}: rows with the same name (e.g. the
   feature set "raw pixels") are merged across evaluators, one column per metric.
 
-  Values are floats or {"mean": m, "std": s}; accuracy columns (0..1) print as percentages.
+  Values are floats or {"mean": m, "std": s}; accuracy, precision and recall columns (0..1)
+  print as percentages.
   """
   columns: list[str] = []
   rows: dict[str, dict[str, Any]] = {}
@@ -109,7 +110,7 @@ def format_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]])
 def _format_cell(column: str, value: Any) -> str:
   if value is None:
     return ""
-  percent = "acc" in column
+  percent = any(word in column for word in ("acc", "precision", "recall"))
   if isinstance(value, Mapping):
     if percent:
       return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"

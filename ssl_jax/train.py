@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import json
 import os
 import signal
 import time
@@ -190,21 +191,39 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None,
   return Run(dataset, task, schedule, batches, example, state, data_sharding, train_step)
 
 
+def write_config(workdir: str, config: ml_collections.ConfigDict,
+                 dataset_info: dict[str, Any] | None = None) -> None:
+  """<workdir>/config.json: the config as run, plus what the data decided (vocabulary size,
+  tokenizer path, special-token ids) under "dataset_info", so a checkpoint can be read back
+  (e.g. converted to Hugging Face) without rebuilding the data."""
+  if jax.process_index() != 0:
+    return
+  written = json.loads(config.to_json_best_effort())
+  if dataset_info:
+    # Scalars, names and id tables; per-token arrays (e.g. word_start) are left out.
+    written["dataset_info"] = {key: value for key, value in dataset_info.items()
+                               if isinstance(value, (int, float, str, tuple, list, dict))}
+  path = os.path.join(workdir, "config.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(written, f, indent=2, sort_keys=True, default=str)
+    f.write("\n")
+  os.replace(path + ".tmp", path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config.task` for `config.total_steps` (resuming from `workdir` if it holds a
   checkpoint), evaluates with `config.evals`, and returns (and writes) the results."""
   start_time = time.perf_counter()
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  write_config(workdir, config)
 
   # --- Mesh, data, task, fresh state and the compiled step ------------------------------------
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     run = setup(config, workdir, mesh)
     state = run.state
+    write_config(workdir, config, run.dataset.info)
 
     # --- Resume from the latest checkpoint, if any --------------------------------------------
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)

@@ -59,7 +59,7 @@ def tiny_simclr_config(**overrides):
 
 def tiny_mlm_config(**overrides):
   """The shipped MLM config on the pydoc topics only, a 1-block width-32 encoder, few steps."""
-  config = load_config("mlm_python_text")
+  config = load_config("bert_python_text")
   config.model_kwargs.width = 32
   config.model_kwargs.depth = 1
   config.model_kwargs.num_heads = 2

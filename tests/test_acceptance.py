@@ -24,8 +24,8 @@ def test_simclr_digits_beats_raw_pixels_and_random_init(tmp_path):
     assert probe["simclr"][column]["mean"] > probe["random init"][column]["mean"]
 
 
-def test_mlm_python_text_is_3x_the_unigram_baseline(tmp_path):
-  results = train.train_and_evaluate(load_config("mlm_python_text"), str(tmp_path))
+def test_bert_python_text_is_3x_the_unigram_baseline(tmp_path):
+  results = train.train_and_evaluate(load_config("bert_python_text"), str(tmp_path))
   table = results["evals"]["masked_lm"]
   assert table["mlm"]["masked acc"] >= 3 * table["unigram (most frequent token)"]["masked acc"]
 

@@ -31,10 +31,10 @@ def test_weight_decay_mask_skips_biases_and_norm_scales():
   params = encoder.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32),
                         jnp.ones((1, 4), bool), train=False)["params"]
   mask = _paths(weight_decay_mask(params))
-  assert mask["token_embed/embedding"] is True
-  assert mask["block_0/SelfAttention_0/query/kernel"] is True
-  assert mask["block_0/SelfAttention_0/query/bias"] is False
-  assert mask["block_0/LayerNorm_0/scale"] is False
+  assert mask["embed/token_embed/embedding"] is True
+  assert mask["block_0/attention/query/kernel"] is True
+  assert mask["block_0/attention/query/bias"] is False
+  assert mask["block_0/attention_norm/scale"] is False
   assert mask["final_norm/bias"] is False
 
 

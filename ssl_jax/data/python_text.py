@@ -55,7 +55,7 @@ def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], .
 def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int = 4000,
                 tokenizer_path: str = "", tokenizer_type: str = "unigram",
                 test_percent: int = 10, stdlib_docstrings: bool = True,
-                order_seed: int = 0) -> Dataset:
+                order_seed: int = 0, extra_ids: int = 0) -> Dataset:
   """Tokenized rows of Python's own English text, split by document.
 
   Args:
@@ -67,6 +67,8 @@ def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int 
     test_percent: percentage of documents held out for evaluation.
     stdlib_docstrings: include standard-library docstrings (else only the pydoc topics).
     order_seed: seed of the document order before packing.
+    extra_ids: T5 sentinels `<extra_id_k>` appended to the vocabulary (span corruption).
   """
   return text_dataset(python_documents(stdlib_docstrings), workdir, seq_len, vocab_size,
-                      tokenizer_path, tokenizer_type, test_percent, order_seed, "python_text")
+                      tokenizer_path, tokenizer_type, test_percent, order_seed, "python_text",
+                      extra_ids)

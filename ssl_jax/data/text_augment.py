@@ -134,7 +134,9 @@ class TextAugmenter:
   def __init__(self, options: Mapping[str, Any], info: Mapping[str, Any]):
     self.cfg = text_augment_config(options)
     self.special_ids = tuple(info["special_ids"])
-    self.vocab_size, self.pad_id = info["vocab_size"], info["pad_id"]
+    # Substitutes are drawn from pieces text can produce, never from T5 sentinels.
+    self.vocab_size = info.get("text_vocab_size", info["vocab_size"])
+    self.pad_id = info["pad_id"]
 
   def __call__(self, rng: jax.Array, batch: Batch) -> Batch:
     if not self.cfg.active:

@@ -26,7 +26,7 @@ def is_test_document(name: str, test_percent: int) -> bool:
 
 def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_len: int,
                  vocab_size: int, tokenizer_path: str, tokenizer_type: str, test_percent: int,
-                 order_seed: int, corpus_name: str) -> Dataset:
+                 order_seed: int, corpus_name: str, extra_ids: int = 0) -> Dataset:
   """Packed rows of (name, text) documents, split by `is_test_document`."""
   if tokenizer_path and not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(
@@ -39,6 +39,7 @@ def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_
                      f"with test_percent={test_percent}; both splits need at least one.")
   tokenizer = _tokenizer(train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type,
                          corpus_name)
+  tokenizer = tok.Tokenizer(tokenizer.path, extra_ids)
   pack = functools.partial(pack_documents, seq_len=seq_len, order_seed=order_seed,
                            pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
   return Dataset(
@@ -46,7 +47,10 @@ def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_
               "test": pack(tokenizer.encode(test_docs))},
       modality="text",
       info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
+            "text_vocab_size": tokenizer.text_vocab_size, "extra_ids": extra_ids,
+            "special_tokens": tokenizer.special_tokens(),
             "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
+            "bos_id": tok.CLS_ID, "eos_id": tok.SEP_ID,
             "mask_id": tok.MASK_ID, "special_ids": tokenizer.special_ids,
             "word_start": tokenizer.word_start_table(),
             "num_train_documents": len(train_docs), "num_test_documents": len(test_docs)},

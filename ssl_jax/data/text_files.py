@@ -27,7 +27,7 @@ FORMATS = ("lines", "file", "jsonl")
 def text_files(workdir: str | None = None, paths: str = "", format: str = "lines",  # noqa: A002
                text_key: str = "text", seq_len: int = 128, vocab_size: int = 4000,
                tokenizer_path: str = "", tokenizer_type: str = "unigram",
-               test_percent: int = 10, order_seed: int = 0) -> Dataset:
+               test_percent: int = 10, order_seed: int = 0, extra_ids: int = 0) -> Dataset:
   """Packed token rows of the documents in `paths` (comma-separated files or glob patterns).
 
   Args:
@@ -46,7 +46,7 @@ def text_files(workdir: str | None = None, paths: str = "", format: str = "lines
   if not documents:
     raise ValueError(f"No non-empty documents in {files} (format {format!r}).")
   return text_dataset(documents, workdir, seq_len, vocab_size, tokenizer_path, tokenizer_type,
-                      test_percent, order_seed, "text_files")
+                      test_percent, order_seed, "text_files", extra_ids)
 
 
 def list_files(paths: str) -> list[str]:

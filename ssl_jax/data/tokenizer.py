@@ -16,9 +16,15 @@ PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
 
 
 class Tokenizer:
-  """A sentencepiece model with BERT-style special tokens at fixed ids."""
+  """A sentencepiece model with BERT-style special tokens at fixed ids, plus `extra_ids` T5
+  sentinels appended after the sentencepiece vocabulary the way seqio does it:
+  `<extra_id_0>` is the last id, `<extra_id_1>` the one before, and so on. [CLS] and [SEP]
+  double as BOS and EOS (sentencepiece's bos/eos pieces)."""
 
-  def __init__(self, model_path: str):
+  def __init__(self, model_path: str, extra_ids: int = 0):
+    if extra_ids < 0:
+      raise ValueError(f"extra_ids must be >= 0, got {extra_ids}.")
+    self.extra_ids = extra_ids
     if not os.path.isfile(model_path):
       raise FileNotFoundError(f"Tokenizer model {model_path!r} does not exist.")
     self.path = model_path
@@ -32,8 +38,29 @@ class Tokenizer:
           "Train it with ssl_jax.data.tokenizer.train_tokenizer.")
 
   @property
-  def vocab_size(self) -> int:
+  def text_vocab_size(self) -> int:
+    """Pieces sentencepiece can produce from text (ids below this); sentinels come after."""
     return self.sp.get_piece_size()
+
+  @property
+  def vocab_size(self) -> int:
+    return self.sp.get_piece_size() + self.extra_ids
+
+  def sentinel_id(self, k: int) -> int:
+    """The id of `<extra_id_k>`."""
+    if not 0 <= k < self.extra_ids:
+      raise ValueError(f"<extra_id_{k}> does not exist; this tokenizer has {self.extra_ids} "
+                       "extra ids (config.data.extra_ids).")
+    return self.vocab_size - 1 - k
+
+  def special_tokens(self) -> dict[str, int]:
+    """Every special token and its id, as written into the run's config.json."""
+    tokens = {"[PAD]": PAD_ID, "[UNK]": UNK_ID, "[CLS] (bos)": CLS_ID, "[SEP] (eos)": SEP_ID,
+              "[MASK]": MASK_ID}
+    if self.extra_ids:
+      tokens[f"<extra_id_0..{self.extra_ids - 1}>"] = [self.sentinel_id(0),
+                                                      self.sentinel_id(self.extra_ids - 1)]
+    return tokens
 
   @property
   def special_ids(self) -> tuple[int, ...]:
@@ -42,8 +69,9 @@ class Tokenizer:
   def word_start_table(self) -> np.ndarray:
     """[vocab] bool: the piece begins a word (sentencepiece's "▁" prefix) or is special. Whole-
     word masking keeps the pieces between two starts together."""
-    pieces = [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
-    table = np.array([p.startswith("\u2581") for p in pieces], bool)
+    pieces = [self.sp.id_to_piece(i) for i in range(self.text_vocab_size)]
+    # Sentinels stand for whole spans: each is a word of its own.
+    table = np.array([p.startswith("\u2581") for p in pieces] + [True] * self.extra_ids, bool)
     table[list(self.special_ids) + [UNK_ID]] = True
     return table
 
@@ -51,7 +79,15 @@ class Tokenizer:
     return self.sp.encode(texts)
 
   def decode(self, ids: list[int]) -> str:
-    return self.sp.decode([i for i in ids if i not in self.special_ids])
+    """Text of `ids` without [PAD]/[CLS]/[SEP]/[MASK]; sentinels print as `<extra_id_k>`."""
+    pieces, run = [], []
+    for i in ids:
+      if i >= self.text_vocab_size:
+        pieces += [self.sp.decode(run), f"<extra_id_{self.vocab_size - 1 - i}>"]
+        run = []
+      elif i not in self.special_ids:
+        run.append(i)
+    return " ".join(p for p in pieces + [self.sp.decode(run)] if p)
 
 
 def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,

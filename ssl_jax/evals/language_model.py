@@ -27,29 +27,68 @@ def _require_causal(ctx: EvalContext, name: str):
     raise ConfigError(f"Evaluator {name!r} needs a causal LM task; {ctx.name!r} is not one.")
 
 
-@EVALUATORS.register("causal_lm")
-def causal_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
-  """{row: {"next-token acc", "loss", "perplexity"}} over every next-token target of `split`."""
-  _require_causal(ctx, "causal_lm")
-  task, info = ctx.task, ctx.dataset.info
+def _prediction_report(ctx: EvalContext, split: str, predictions, accuracy_name: str,
+                       keyed: bool = False) -> dict[str, dict[str, float]]:
+  """Loss, perplexity and accuracy of `predictions(params, model_state, batch, key)` ->
+  (logits, targets, weights) over `split`, beside the add-one unigram model of the train
+  tokens scored on the same targets. `keyed`: each batch gets its own fixed key (random
+  corruption that is the same at every evaluation)."""
+  info = ctx.dataset.info
   unigram = jnp.asarray(unigram_log_probs(
       np.asarray(ctx.dataset.split(ctx.dataset.train_split)["tokens"]), info["vocab_size"],
       info["pad_id"]))
+  base_key = jax.random.key(ctx.seed)
 
   def batch_sums(params, model_state, batch):
-    logits, targets, weights = task.next_token_predictions(params, model_state, batch,
-                                                           jax.random.key(0), train=False)
+    # The batch index lives in the batch so one compiled function serves every batch.
+    key = jax.random.fold_in(base_key, batch.pop("index")[0]) if keyed else base_key
+    logits, targets, weights = predictions(params, model_state, batch, key)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     per_row = lambda x: (x * weights).sum(-1)
     return jnp.stack([per_row(nll), per_row(logits.argmax(-1) == targets),
                       per_row(-unigram[targets]), per_row(targets == jnp.argmax(unigram)),
                       weights.sum(-1)], axis=-1)
 
-  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, ctx.dataset.split(split))
+  rows = dict(ctx.dataset.split(split))
+  if keyed:
+    num_rows = len(rows["tokens"])
+    rows["index"] = np.repeat(np.arange(-(-num_rows // ctx.batch_size), dtype=np.int32),
+                              ctx.batch_size)[:num_rows]
+  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, rows)
   nll, correct, unigram_nll, unigram_correct, count = sums.astype(np.float64).sum(0)
-  row = lambda loss, correct: {"next-token acc": correct / count, "loss": loss / count,
+  row = lambda loss, correct: {accuracy_name: correct / count, "loss": loss / count,
                                "perplexity": float(np.exp(loss / count))}
   return {ctx.name: row(nll, correct), UNIGRAM: row(unigram_nll, unigram_correct)}
+
+
+@EVALUATORS.register("causal_lm")
+def causal_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
+  """{row: {"next-token acc", "loss", "perplexity"}} over every next-token target of `split`."""
+  _require_causal(ctx, "causal_lm")
+  predictions = lambda params, model_state, batch, key: ctx.task.next_token_predictions(
+      params, model_state, batch, key, train=False)
+  return _prediction_report(ctx, split, predictions, "next-token acc")
+
+
+@EVALUATORS.register("span_corruption")
+def span_corruption(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
+  """Held-out T5 span corruption (a fixed corruption per batch): loss, perplexity and accuracy
+  over the text tokens of the targets (the hidden spans; sentinels and EOS, which a unigram
+  model cannot know, are left out of every row)."""
+  if not hasattr(ctx.task, "target_predictions"):
+    raise ConfigError(f"Evaluator 'span_corruption' needs a span-corruption task; "
+                      f"{ctx.name!r} is not one.")
+  info = ctx.dataset.info
+  regular_end = info["text_vocab_size"]
+  special = jnp.asarray(info["special_ids"])
+
+  def predictions(params, model_state, batch, key):
+    logits, targets, weights = ctx.task.target_predictions(params, model_state, batch, key,
+                                                           train=False)
+    text = (targets < regular_end) & ~jnp.isin(targets, special)
+    return logits, targets, weights * text
+
+  return _prediction_report(ctx, split, predictions, "span-token acc", keyed=True)
 
 
 @EVALUATORS.register("lm_samples")

@@ -1,4 +1,11 @@
-"""Pre-LayerNorm Transformer encoder (BERT-style trunk) built on `jax.nn.dot_product_attention`."""
+"""Transformer text models on `jax.nn.dot_product_attention`: encoder (BERT-style), decoder
+(GPT-style, causal, with a key/value cache) and encoder-decoder (T5-style).
+
+Sizes come from named presets (`size="tiny" | "mini" | "small" | "base"`), each of which a
+config may override dimension by dimension. Blocks are pre-LayerNorm by default (GPT-2, ViT);
+`post_norm=True` gives the original BERT layout (LayerNorm after each residual sum and after
+the embeddings, no final norm), so Hugging Face BERT checkpoints convert exactly.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +18,27 @@ from ssl_jax.registry import MODELS
 PAD_SEGMENT = 0  # segment id of padding on packed rows (ssl_jax.data.packing writes it)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
+# width, depth, heads, MLP width. tiny is for tests; mini and small are BERT's compact models
+# (Turc et al. 2019) and run on a CPU; base is BERT-base / GPT-2 small.
+PRESETS = {
+    "tiny": dict(width=64, depth=2, num_heads=2, mlp_dim=256),
+    "mini": dict(width=256, depth=4, num_heads=4, mlp_dim=1024),
+    "small": dict(width=512, depth=4, num_heads=8, mlp_dim=2048),
+    "base": dict(width=768, depth=12, num_heads=12, mlp_dim=3072),
+}
+
 
 def _dtype(name: str):
   if name not in _DTYPES:
     raise ValueError(f"Unknown dtype {name!r}; valid: {sorted(_DTYPES)}.")
   return _DTYPES[name]
+
+
+def resolve_size(size: str, **overrides: int) -> dict[str, int]:
+  """The preset's dimensions with every non-zero override applied."""
+  if size not in PRESETS:
+    raise ValueError(f"Unknown transformer size {size!r}; valid: {list(PRESETS)}.")
+  return {key: overrides.get(key) or value for key, value in PRESETS[size].items()}
 
 
 def segment_mask(segment_ids: jnp.ndarray, causal: bool = False) -> jnp.ndarray:
@@ -31,8 +54,9 @@ def segment_mask(segment_ids: jnp.ndarray, causal: bool = False) -> jnp.ndarray:
   return mask[:, None]
 
 
-class SelfAttention(nn.Module):
-  """Multi-head self-attention; `mask` is [batch, 1, q, k] booleans (True = may attend).
+class Attention(nn.Module):
+  """Multi-head attention; `mask` is [batch, 1, q, k] booleans (True = may attend). Keys and
+  values come from `context` when given (cross-attention), else from `x`.
 
   With `decode=True` it keeps a key/value cache in the "cache" collection: initialising with
   a [batch, max_length] input sizes the cache, and each later call takes one new token per row,
@@ -46,15 +70,16 @@ class SelfAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None, train: bool,
-               decode: bool = False) -> jnp.ndarray:
+               decode: bool = False, context: jnp.ndarray | None = None) -> jnp.ndarray:
     width = x.shape[-1]
     if width % self.num_heads:
       raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}.")
     head_dim = width // self.num_heads
     dense = lambda name: nn.DenseGeneral((self.num_heads, head_dim), dtype=_dtype(self.dtype),
                                          name=name)
-    q, k, v = dense("query")(x), dense("key")(x), dense("value")(x)
-    if decode:
+    source = x if context is None else context
+    q, k, v = dense("query")(x), dense("key")(source), dense("value")(source)
+    if decode and context is None:
       k, v, mask = self._update_cache(k, v, mask)
     # dot_product_attention picks the fused cuDNN/TPU kernel where the platform has one.
     y = jax.nn.dot_product_attention(q, k, v, mask=mask)
@@ -80,61 +105,137 @@ class SelfAttention(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-  """x + Attn(LN(x)); x + MLP(LN(x))."""
+  """Self-attention, optional cross-attention, and a GELU MLP, each a residual sub-layer.
+
+  Pre-norm (default): x + f(LN(x)). Post-norm (BERT): LN(x + f(x)).
+  """
 
   num_heads: int
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: str = "float32"
+  post_norm: bool = False
+  norm_epsilon: float = 1e-6
+  gelu_approximate: bool = True
+  cross_attention: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None, train: bool,
-               decode: bool = False) -> jnp.ndarray:
-    y = SelfAttention(self.num_heads, self.dropout_rate, self.dtype)(nn.LayerNorm()(x), mask,
-                                                                     train, decode)
-    x = x + nn.Dropout(self.dropout_rate)(y, deterministic=not train)
-    y = nn.Dense(self.mlp_dim, dtype=_dtype(self.dtype))(nn.LayerNorm()(x))
-    y = nn.Dense(x.shape[-1], dtype=_dtype(self.dtype))(nn.gelu(y))
-    return x + nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+               decode: bool = False, context: jnp.ndarray | None = None,
+               context_mask: jnp.ndarray | None = None) -> jnp.ndarray:
+    def sublayer(x, name, fn):
+      norm = nn.LayerNorm(epsilon=self.norm_epsilon, name=f"{name}_norm")
+      drop = lambda y: nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+      return norm(x + drop(fn(x))) if self.post_norm else x + drop(fn(norm(x)))
+
+    attention = lambda name: Attention(self.num_heads, self.dropout_rate, self.dtype, name=name)
+    x = sublayer(x, "attention", lambda h: attention("attention")(h, mask, train, decode))
+    if self.cross_attention:
+      x = sublayer(x, "cross_attention", lambda h: attention("cross_attention")(
+          h, context_mask, train, context=context))
+
+    def mlp(h):
+      h = nn.Dense(self.mlp_dim, dtype=_dtype(self.dtype), name="mlp_in")(h)
+      h = nn.gelu(h, approximate=self.gelu_approximate)
+      return nn.Dense(x.shape[-1], dtype=_dtype(self.dtype), name="mlp_out")(h)
+
+    return sublayer(x, "mlp", mlp)
+
+
+class TextEmbedding(nn.Module):
+  """Token and learned position embeddings of width `width`; `attend` is the tied output
+  projection. Shared between the stacks of an encoder-decoder, and between ELECTRA's
+  generator and discriminator."""
+
+  vocab_size: int
+  width: int
+  max_length: int
+  dtype: str = "float32"
+
+  def setup(self):
+    self.token_embed = nn.Embed(self.vocab_size, self.width, dtype=_dtype(self.dtype),
+                                embedding_init=nn.initializers.normal(0.02))
+    self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
+                                     (self.max_length, self.width))
+
+  def __call__(self, tokens: jnp.ndarray, positions: jnp.ndarray) -> jnp.ndarray:
+    return self.token_embed(tokens) + jnp.take(self.position_embed, positions, axis=0).astype(
+        _dtype(self.dtype))
+
+  def attend(self, hidden: jnp.ndarray) -> jnp.ndarray:
+    return self.token_embed.attend(hidden)
 
 
 @MODELS.register("transformer_encoder")
 class TransformerEncoder(nn.Module):
-  """Token + learned position embeddings, `depth` pre-LN blocks, a final LayerNorm.
+  """Embeddings, `depth` blocks, and (pre-norm) a final LayerNorm.
 
   `__call__(tokens, valid, train, segment_ids=None, positions=None)` returns hidden states
   [batch, length, width]. `valid` marks real tokens so padding is never attended to; on packed
   rows, `segment_ids` (0 = padding) keep attention inside each document and `positions`
   restart at every document (see `ssl_jax.data.packing`). `attend(h)` projects hidden states
   onto the token embedding matrix (tied output embeddings).
+
+  Options beyond the size: `embed_width` (0 = width) gives embeddings of another width with a
+  projection in and out (ELECTRA's generator); `shared_embed` reuses another module's
+  `TextEmbedding`; `remat` recomputes each block's activations in the backward pass instead of
+  storing them; `dtype="bfloat16"` computes in bfloat16 with float32 parameters.
   """
 
   vocab_size: int
-  width: int = 256
-  depth: int = 4
-  num_heads: int = 4
-  mlp_dim: int = 1024
+  size: str = "mini"
+  width: int = 0
+  depth: int = 0
+  num_heads: int = 0
+  mlp_dim: int = 0
   max_length: int = 512
   dropout_rate: float = 0.1
   dtype: str = "float32"
   causal: bool = False
+  post_norm: bool = False
+  norm_epsilon: float = 1e-6
+  gelu_approximate: bool = True
+  remat: bool = False
+  embed_width: int = 0
+  cross_attention: bool = False
+  shared_embed: nn.Module | None = None
+
+  @property
+  def dims(self) -> dict[str, int]:
+    return resolve_size(self.size, width=self.width, depth=self.depth,
+                        num_heads=self.num_heads, mlp_dim=self.mlp_dim)
+
+  @property
+  def embedding_width(self) -> int:
+    return self.embed_width or self.dims["width"]
 
   def setup(self):
-    self.token_embed = nn.Embed(self.vocab_size, self.width,
-                                embedding_init=nn.initializers.normal(0.02))
-    self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
-                                     (self.max_length, self.width))
+    dims = self.dims
+    if self.shared_embed is not None:
+      self.embed = self.shared_embed
+    else:
+      self.embed = TextEmbedding(self.vocab_size, self.embedding_width, self.max_length,
+                                 self.dtype)
+    if self.embedding_width != dims["width"]:
+      self.embed_project = nn.Dense(dims["width"], dtype=_dtype(self.dtype))
+      self.output_project = nn.Dense(self.embedding_width, dtype=_dtype(self.dtype))
+    # train (3) and decode (4) are Python booleans: static under rematerialization.
+    block = nn.remat(EncoderBlock, static_argnums=(3, 4)) if self.remat else EncoderBlock
     self.blocks = [
-        EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
-                     name=f"block_{i}")
-        for i in range(self.depth)
+        block(dims["num_heads"], dims["mlp_dim"], self.dropout_rate, self.dtype,
+              self.post_norm, self.norm_epsilon, self.gelu_approximate, self.cross_attention,
+              name=f"block_{i}")
+        for i in range(dims["depth"])
     ]
-    self.final_norm = nn.LayerNorm()
+    # Post-norm normalises the embeddings instead of the output (BERT).
+    self.final_norm = nn.LayerNorm(epsilon=self.norm_epsilon)
     self.embed_dropout = nn.Dropout(self.dropout_rate)
 
   def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, train: bool = True,
                segment_ids: jnp.ndarray | None = None,
-               positions: jnp.ndarray | None = None, decode: bool = False) -> jnp.ndarray:
+               positions: jnp.ndarray | None = None, decode: bool = False,
+               context: jnp.ndarray | None = None,
+               context_valid: jnp.ndarray | None = None) -> jnp.ndarray:
     length = tokens.shape[1]
     if length > self.max_length:
       raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}.")
@@ -144,21 +245,79 @@ class TransformerEncoder(nn.Module):
       segment_ids = jnp.where(valid, segment_ids, PAD_SEGMENT)
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(length), tokens.shape)
-    x = self.token_embed(tokens) + jnp.take(self.position_embed, positions, axis=0)
+    x = self.embed(tokens, positions)
+    if self.post_norm:
+      x = self.final_norm(x)
     x = self.embed_dropout(x, deterministic=not train)
+    if self.embedding_width != self.dims["width"]:
+      x = self.embed_project(x)
     mask = segment_mask(segment_ids, causal=self.causal)
+    context_mask = None if context_valid is None else context_valid[:, None, None, :]
     for block in self.blocks:
-      x = block(x, mask, train, decode)
-    return self.final_norm(x)
+      x = block(x, mask, train, decode, context, context_mask)
+    return x if self.post_norm else self.final_norm(x)
 
   def attend(self, hidden: jnp.ndarray) -> jnp.ndarray:
-    return self.token_embed.attend(hidden)
+    # A head that already ends at the embedding width (the MLM head) needs no projection.
+    if hidden.shape[-1] != self.embedding_width:
+      hidden = self.output_project(hidden)
+    return self.embed.attend(hidden)
 
 
 @MODELS.register("transformer_decoder")
 class TransformerDecoder(TransformerEncoder):
-  """GPT-style decoder: the same pre-LN trunk with causal attention (within each packed
-  document), tied output embeddings, and a key/value cache for sampling (`decode=True`: init
-  with a [batch, max_length] input, then feed one token per call with its `positions`)."""
+  """GPT-style decoder: the same trunk with causal attention (within each packed document),
+  tied output embeddings, and a key/value cache for sampling (`decode=True`: init with a
+  [batch, max_length] input, then feed one token per call with its `positions`)."""
 
   causal: bool = True
+
+
+@MODELS.register("transformer_encoder_decoder")
+class TransformerEncoderDecoder(nn.Module):
+  """T5-style encoder-decoder: one shared embedding, a bidirectional encoder, and a causal
+  decoder whose blocks also cross-attend to the encoder output; tied output projection.
+
+  `__call__(inputs, input_valid, decoder_inputs, decoder_valid, train)` returns decoder hidden
+  states [batch, target_length, width]; `attend` projects them onto the vocabulary.
+  `decoder_depth` 0 gives the decoder the encoder's depth.
+  """
+
+  vocab_size: int
+  size: str = "mini"
+  width: int = 0
+  depth: int = 0
+  decoder_depth: int = 0
+  num_heads: int = 0
+  mlp_dim: int = 0
+  max_length: int = 512
+  dropout_rate: float = 0.1
+  dtype: str = "float32"
+  norm_epsilon: float = 1e-6
+  remat: bool = False
+
+  def setup(self):
+    dims = resolve_size(self.size, width=self.width, depth=self.depth,
+                        num_heads=self.num_heads, mlp_dim=self.mlp_dim)
+    self.shared = TextEmbedding(self.vocab_size, dims["width"], self.max_length, self.dtype)
+    common = dict(vocab_size=self.vocab_size, width=dims["width"], num_heads=dims["num_heads"],
+                  mlp_dim=dims["mlp_dim"], max_length=self.max_length,
+                  dropout_rate=self.dropout_rate, dtype=self.dtype,
+                  norm_epsilon=self.norm_epsilon, remat=self.remat, shared_embed=self.shared)
+    self.encoder = TransformerEncoder(depth=dims["depth"], **common)
+    self.decoder = TransformerEncoder(depth=self.decoder_depth or dims["depth"], causal=True,
+                                      cross_attention=True, **common)
+
+  def encode(self, inputs: jnp.ndarray, input_valid: jnp.ndarray, train: bool = True
+             ) -> jnp.ndarray:
+    return self.encoder(inputs, input_valid, train=train)
+
+  def __call__(self, inputs: jnp.ndarray, input_valid: jnp.ndarray,
+               decoder_inputs: jnp.ndarray, decoder_valid: jnp.ndarray,
+               train: bool = True) -> jnp.ndarray:
+    encoded = self.encode(inputs, input_valid, train)
+    return self.decoder(decoder_inputs, decoder_valid, train=train, context=encoded,
+                        context_valid=input_valid)
+
+  def attend(self, hidden: jnp.ndarray) -> jnp.ndarray:
+    return self.shared.attend(hidden)

@@ -105,12 +105,37 @@ def bert_mask(rng: jax.Array, tokens: jnp.ndarray, *, special_ids: Sequence[int]
   return inputs, positions, targets, weights
 
 
+class MaskedLMHead(nn.Module):
+  """BERT's prediction head: dense to the embedding width, GELU, LayerNorm, then the tied
+  embedding projection (`attend`) plus an output bias. Logits are float32."""
+
+  embedding_width: int
+  gelu_approximate: bool = True
+  norm_epsilon: float = 1e-6
+
+  @nn.compact
+  def __call__(self, hidden: jnp.ndarray, attend) -> jnp.ndarray:
+    hidden = nn.Dense(self.embedding_width, name="dense")(hidden)
+    hidden = nn.LayerNorm(epsilon=self.norm_epsilon, name="norm")(
+        nn.gelu(hidden, approximate=self.gelu_approximate))
+    logits = attend(hidden).astype(jnp.float32)
+    return logits + self.param("output_bias", nn.initializers.zeros, (logits.shape[-1],))
+
+
+def masked_lm_head(encoder: nn.Module, name: str = "head") -> MaskedLMHead:
+  """The head that matches `encoder` (its embedding width, GELU and LayerNorm epsilon)."""
+  return MaskedLMHead(encoder.embedding_width, encoder.gelu_approximate, encoder.norm_epsilon,
+                      name=name)
+
+
 class MaskedLMModel(nn.Module):
-  """Encoder + BERT's prediction head (dense, GELU, LayerNorm, tied embedding projection)."""
+  """Encoder + BERT's prediction head, evaluated only at the masked positions."""
 
   encoder: nn.Module
 
-  @nn.compact
+  def setup(self):
+    self.head = masked_lm_head(self.encoder)
+
   def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, positions: jnp.ndarray,
                train: bool = True, segment_ids: jnp.ndarray | None = None,
                token_positions: jnp.ndarray | None = None) -> jnp.ndarray:
@@ -118,11 +143,7 @@ class MaskedLMModel(nn.Module):
     hidden = self.encoder(tokens, valid, train=train, segment_ids=segment_ids,
                           positions=token_positions)
     hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
-    hidden = nn.LayerNorm(name="head_norm")(nn.gelu(nn.Dense(hidden.shape[-1],
-                                                              name="head_dense")(hidden)))
-    logits = self.encoder.attend(hidden)
-    bias = self.param("output_bias", nn.initializers.zeros, (logits.shape[-1],))
-    return logits.astype(jnp.float32) + bias
+    return self.head(hidden, self.encoder.attend)
 
   def represent(self, tokens: jnp.ndarray, valid: jnp.ndarray,
                 segment_ids: jnp.ndarray | None = None,
@@ -160,10 +181,10 @@ class MaskedLM(Task):
                         f"tokenizer; dataset {config.data.name!r} has none.")
     word_start = jnp.asarray(info["word_start"]) if masking == "whole_word" else None
     self.augment = TextAugmenter(config.get("augment", {}), info)
-    self.mask_options = dict(masking=masking, word_start=word_start,
-        special_ids=tuple(info["special_ids"]), mask_id=info["mask_id"],
-        vocab_size=info["vocab_size"], rate=mask_rate, mask_prob=mask_prob,
-        random_prob=random_prob,
+    self.mask_options = dict(
+        masking=masking, word_start=word_start, special_ids=tuple(info["special_ids"]),
+        mask_id=info["mask_id"], vocab_size=info.get("text_vocab_size", info["vocab_size"]),
+        rate=mask_rate, mask_prob=mask_prob, random_prob=random_prob,
         max_predictions=max_predictions or default_max_predictions(seq_len, mask_rate))
 
   def init(self, rng, batch):

@@ -1,6 +1,6 @@
 r"""BERT-style masked language modelling on Python's own English text (offline, CPU).
 
-  python -m ssl_jax.main --config configs/mlm_python_text.py --workdir /tmp/mlm_python_text
+  python -m ssl_jax.main --config configs/bert_python_text.py --workdir /tmp/bert_python_text
 
 Trains a sentencepiece tokenizer (cached as <workdir>/tokenizer.model; set
 --config.data.tokenizer_path to reuse one), then a small pre-LN Transformer encoder.
