@@ -26,14 +26,19 @@ def is_test_document(name: str, test_percent: int) -> bool:
 
 def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_len: int,
                  vocab_size: int, tokenizer_path: str, tokenizer_type: str, test_percent: int,
-                 order_seed: int, corpus_name: str, extra_ids: int = 0) -> Dataset:
-  """Packed rows of (name, text) documents, split by `is_test_document`."""
+                 order_seed: int, corpus_name: str, extra_ids: int = 0,
+                 test_documents: Sequence[tuple[str, str]] | None = None) -> Dataset:
+  """Packed rows of (name, text) documents, split by `is_test_document` (or, when
+  `test_documents` is given, `documents` train and `test_documents` evaluate)."""
   if tokenizer_path and not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(
         f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
         "sentencepiece .model file, or leave it empty to train one in the workdir.")
-  train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
-  test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
+  if test_documents is not None:
+    train_docs, test_docs = [t for _, t in documents], [t for _, t in test_documents]
+  else:
+    train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
+    test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
   if not train_docs or not test_docs:
     raise ValueError(f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
                      f"with test_percent={test_percent}; both splits need at least one.")

@@ -68,7 +68,7 @@ def tfds_images(workdir: str | None = None, dataset: str = "cifar10", data_dir: 
   if missing:
     raise ValueError(f"tfds dataset {name!r} is not in the catalogue {sorted(CATALOGUE)}; set "
                      f"config.data.{{{', '.join(k + '_split' for k in missing)}}}.")
-  builder = _builder(tfds, name, data_dir)
+  builder = prepared_builder(tfds, name, data_dir)
   features = builder.info.features
   for key in (image_key, label_key):
     if key not in features:
@@ -91,7 +91,7 @@ def tfds_images(workdir: str | None = None, dataset: str = "cifar10", data_dir: 
   return Dataset(splits=opened, modality="image", train_split="pretrain", info=info)
 
 
-def _builder(tfds, name: str, data_dir: str):
+def prepared_builder(tfds, name: str, data_dir: str):
   """The prepared builder, read from its directory (so no catalogue code or TF is needed)."""
   data_dir = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", "")
                                 or "~/tensorflow_datasets")

@@ -151,16 +151,20 @@ class TextEmbedding(nn.Module):
   width: int
   max_length: int
   dtype: str = "float32"
+  with_positions: bool = True  # False: tokens only (each stack of a T5 has its own positions)
 
   def setup(self):
     self.token_embed = nn.Embed(self.vocab_size, self.width, dtype=_dtype(self.dtype),
                                 embedding_init=nn.initializers.normal(0.02))
-    self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
-                                     (self.max_length, self.width))
+    if self.with_positions:
+      self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
+                                       (self.max_length, self.width))
 
-  def __call__(self, tokens: jnp.ndarray, positions: jnp.ndarray) -> jnp.ndarray:
-    return self.token_embed(tokens) + jnp.take(self.position_embed, positions, axis=0).astype(
-        _dtype(self.dtype))
+  def __call__(self, tokens: jnp.ndarray, positions: jnp.ndarray | None) -> jnp.ndarray:
+    x = self.token_embed(tokens)
+    if positions is None:
+      return x
+    return x + jnp.take(self.position_embed, positions, axis=0).astype(_dtype(self.dtype))
 
   def attend(self, hidden: jnp.ndarray) -> jnp.ndarray:
     return self.token_embed.attend(hidden)
@@ -178,7 +182,7 @@ class TransformerEncoder(nn.Module):
 
   Options beyond the size: `embed_width` (0 = width) gives embeddings of another width with a
   projection in and out (ELECTRA's generator); `shared_embed` reuses another module's
-  `TextEmbedding`; `remat` recomputes each block's activations in the backward pass instead of
+  `TextEmbedding` (with `own_positions`, only its token table); `remat` recomputes each block's activations in the backward pass instead of
   storing them; `dtype="bfloat16"` computes in bfloat16 with float32 parameters.
   """
 
@@ -199,6 +203,7 @@ class TransformerEncoder(nn.Module):
   embed_width: int = 0
   cross_attention: bool = False
   shared_embed: nn.Module | None = None
+  own_positions: bool = False
 
   @property
   def dims(self) -> dict[str, int]:
@@ -216,6 +221,9 @@ class TransformerEncoder(nn.Module):
     else:
       self.embed = TextEmbedding(self.vocab_size, self.embedding_width, self.max_length,
                                  self.dtype)
+    if self.own_positions:
+      self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
+                                       (self.max_length, self.embedding_width))
     if self.embedding_width != dims["width"]:
       self.embed_project = nn.Dense(dims["width"], dtype=_dtype(self.dtype))
       self.output_project = nn.Dense(self.embedding_width, dtype=_dtype(self.dtype))
@@ -245,7 +253,11 @@ class TransformerEncoder(nn.Module):
       segment_ids = jnp.where(valid, segment_ids, PAD_SEGMENT)
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(length), tokens.shape)
-    x = self.embed(tokens, positions)
+    if self.own_positions:
+      x = self.embed(tokens, None) + jnp.take(self.position_embed, positions, axis=0).astype(
+          _dtype(self.dtype))
+    else:
+      x = self.embed(tokens, positions)
     if self.post_norm:
       x = self.final_norm(x)
     x = self.embed_dropout(x, deterministic=not train)
@@ -299,11 +311,15 @@ class TransformerEncoderDecoder(nn.Module):
   def setup(self):
     dims = resolve_size(self.size, width=self.width, depth=self.depth,
                         num_heads=self.num_heads, mlp_dim=self.mlp_dim)
-    self.shared = TextEmbedding(self.vocab_size, dims["width"], self.max_length, self.dtype)
+    # One token table for both stacks (T5's shared vocabulary); positions are per stack, so
+    # decoder step t carries no built-in pull towards encoder position t.
+    self.shared = TextEmbedding(self.vocab_size, dims["width"], self.max_length, self.dtype,
+                                with_positions=False)
     common = dict(vocab_size=self.vocab_size, width=dims["width"], num_heads=dims["num_heads"],
                   mlp_dim=dims["mlp_dim"], max_length=self.max_length,
                   dropout_rate=self.dropout_rate, dtype=self.dtype,
-                  norm_epsilon=self.norm_epsilon, remat=self.remat, shared_embed=self.shared)
+                  norm_epsilon=self.norm_epsilon, remat=self.remat, shared_embed=self.shared,
+                  own_positions=True)
     self.encoder = TransformerEncoder(depth=dims["depth"], **common)
     self.decoder = TransformerEncoder(depth=self.decoder_depth or dims["depth"], causal=True,
                                       cross_attention=True, **common)

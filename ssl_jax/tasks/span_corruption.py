@@ -138,8 +138,11 @@ class SpanCorruption(Task):
           f"Span corruption of {tokens_length}-token rows makes {num_spans} spans, each needing "
           f"a sentinel, but the tokenizer has extra_ids={info.get('extra_ids', 0)}. Set "
           f"config.data.extra_ids >= {num_spans} (T5 uses 100).")
-    # Long enough for the raw rows too, so `represent` can read uncorrupted text.
-    self.model = build_model(config, vocab_size=info["vocab_size"], max_length=tokens_length)
+    # Long enough for the raw rows too, so `represent` can read uncorrupted text (short spans
+    # make the inputs longer than the raw rows: one sentinel per span).
+    self.model = build_model(config, vocab_size=info["vocab_size"],
+                             max_length=max(tokens_length, self.inputs_length,
+                                            self.targets_length))
     if not hasattr(self.model, "decoder_depth"):
       raise ConfigError(f"Task 'span_corruption' needs an encoder-decoder; config.model="
                         f"{config.model!r}. Use 'transformer_encoder_decoder'.")
