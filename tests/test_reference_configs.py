@@ -13,8 +13,9 @@ from ssl_jax import parallel, train
 from ssl_jax.config_base import validate_config
 from ssl_jax.data.synthetic import synthetic_like
 
+TEXT_REFERENCE = ["bert_base_wikipedia", "gpt2_small_openwebtext"]
 REFERENCE = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "configs", "reference"))
-                   if f.endswith(".py"))
+                   if f.endswith(".py") and f[:-3] not in TEXT_REFERENCE)
 
 
 def reference_config(name):
@@ -80,3 +81,42 @@ def test_trains_two_steps_at_its_input_shape(name, devices):
   assert run.example["image"].shape[1:] == (config.data.image_size,) * 2 + (3,)
   assert np.isfinite(float(metrics["loss"]))
   assert int(state.step) == 2
+
+
+# --- Language ----------------------------------------------------------------------------------
+
+
+def _hf_parameter_count(model_class, config) -> int:
+  import torch
+  with torch.device("meta"):  # shapes only: nothing is allocated
+    model = model_class(config)
+  return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", TEXT_REFERENCE)
+def test_text_reference_models_have_the_published_size(name):
+  """BERT-base and GPT-2 small built abstractly at full size have exactly the parameters of
+  transformers' BertForMaskedLM (less BERT's unused token-type table) / GPT2LMHeadModel."""
+  import transformers
+
+  from ssl_jax.registry import MODELS
+  from ssl_jax.tasks.mlm import MaskedLMModel
+
+  config = reference_config(name)
+  validate_config(config)
+  dims = dict(config.model_kwargs, vocab_size=config.data.vocab_size)
+  if name.startswith("bert"):
+    model = MaskedLMModel(MODELS.build(config.model, dict(dims, max_length=512)))
+    tokens = np.zeros((1, 512), np.int32)
+    args = (tokens, tokens >= 0, np.zeros((1, 8), np.int32))
+    expected = _hf_parameter_count(transformers.BertForMaskedLM, transformers.BertConfig(
+        vocab_size=30522)) - 2 * 768
+  else:
+    model = MODELS.build(config.model, dict(dims, max_length=1024))
+    tokens = np.zeros((1, 1024), np.int32)
+    args = (tokens, tokens >= 0)
+    expected = _hf_parameter_count(transformers.GPT2LMHeadModel, transformers.GPT2Config())
+    assert expected == 124_439_808  # GPT-2 small, tied embeddings
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, train=False))
+  count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+  assert count == expected
