@@ -14,34 +14,16 @@ perplexity far below it.
 
 import ml_collections
 
-from ssl_jax.config_base import base_config
+from ssl_jax.recipes import python_text_config
 from ssl_jax.tasks.span_corruption import span_corruption_lengths
 
 INPUTS_LENGTH = 64
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = base_config()
-  config.task = "span_corruption"
-  config.task_kwargs = ml_collections.ConfigDict(dict(noise_density=0.15,
-                                                      mean_noise_span_length=3.0))
-  config.model = "transformer_encoder_decoder"
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      width=128, depth=2, num_heads=4, mlp_dim=256, dropout_rate=0.0))
-  tokens_length, _ = span_corruption_lengths(INPUTS_LENGTH)
-  config.data = ml_collections.ConfigDict(dict(
-      name="python_text", seq_len=tokens_length, vocab_size=2000, extra_ids=100,
-      tokenizer_path=""))
-  config.optim.name = "adamw"
-  config.optim.learning_rate = 1e-3
-  config.optim.warmup_steps = 100
-  config.optim.weight_decay = 0.01
-  config.optim.b2 = 0.98
-  config.optim.clip_norm = 1.0
-  config.evals = ml_collections.ConfigDict({"span_corruption": {}})
-  config.total_steps = 1600
-  config.batch_size = 64
-  config.log_every = 50
-  config.checkpoint_every = 400
-  config.eval_batch_size = 64
+  tokens_length, _ = span_corruption_lengths(INPUTS_LENGTH)  # 70 raw tokens, 14 targets
+  config = python_text_config("span_corruption", "transformer_encoder_decoder",
+                              {"span_corruption": {}}, seq_len=tokens_length,
+                              noise_density=0.15, mean_noise_span_length=3.0)
+  config.data.extra_ids = 100
   return config
