@@ -51,9 +51,14 @@ def test_jsonl_and_file_formats(corpus, tmp_path):
   jsonl = _build({"paths": str(corpus / "c.jsonl"), "format": "jsonl", "text_key": "body"},
                  tmp_path / "j")
   assert jsonl.info["num_train_documents"] + jsonl.info["num_test_documents"] == 60
-  whole = _build({"paths": f"{corpus / 'a.txt'},{corpus / 'b.txt'}", "format": "file",
-                  "test_percent": 50}, tmp_path / "f")
-  assert whole.info["num_train_documents"] + whole.info["num_test_documents"] == 2
+  # Split by a hash of each file's (temporary, so random) path: with 20 files at 50%, both
+  # splits are non-empty except with probability 2 * 0.5**20.
+  text = (corpus / "a.txt").read_text()
+  for i in range(20):
+    (tmp_path / f"doc{i}.txt").write_text(text)
+  whole = _build({"paths": str(tmp_path / "doc*.txt"), "format": "file", "test_percent": 50},
+                 tmp_path / "f")
+  assert whole.info["num_train_documents"] + whole.info["num_test_documents"] == 20
 
 
 def test_bad_corpus_input_names_the_problem(corpus, tmp_path):
