@@ -110,18 +110,24 @@ def prepared_builder(tfds, name: str, data_dir: str):
   return tfds.builder_from_directory(os.path.join(root, versions[-1]))
 
 
-def _open_split(tfds, builder, name: str, image_key: str, label_key: str, size: int | None,
-                channels: int, shape: tuple[int, ...], num_threads: int,
-                split: str) -> RecordSplit:
+def open_data_source(builder, name: str, split: str, **options):
+  """`builder.as_data_source(split)` with errors that say what to do: rebuild as array_record,
+  or pick one of the listed splits."""
   try:
-    source = builder.as_data_source(split=split,
-                                    decoders={image_key: tfds.decode.SkipDecoding()})
+    return builder.as_data_source(split=split, **options)
   except NotImplementedError as error:
     raise ValueError(f"tfds dataset {name!r} is not stored as array_record, which random access "
                      "needs: rebuild it with --file_format=array_record.") from error
   except (ValueError, KeyError) as error:
     raise ValueError(f"tfds dataset {name!r} has no split {split!r} (splits: "
                      f"{sorted(builder.info.splits)}): {error}") from error
+
+
+def _open_split(tfds, builder, name: str, image_key: str, label_key: str, size: int | None,
+                channels: int, shape: tuple[int, ...], num_threads: int,
+                split: str) -> RecordSplit:
+  source = open_data_source(builder, name, split,
+                            decoders={image_key: tfds.decode.SkipDecoding()})
 
   def decode(index_and_record) -> np.ndarray:
     index, record = index_and_record

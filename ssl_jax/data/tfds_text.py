@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_corpus import text_dataset
-from ssl_jax.data.tfds_images import prepared_builder
+from ssl_jax.data.tfds_images import open_data_source, prepared_builder
 from ssl_jax.registry import DATASETS
 
 
@@ -57,14 +57,7 @@ def tfds_text(workdir: str | None = None, dataset: str = "lm1b", data_dir: str =
                      f"{sorted(builder.info.features.keys())}.")
 
   def documents(split: str) -> list[tuple[str, str]]:
-    try:
-      source = builder.as_data_source(split=split)
-    except NotImplementedError as error:
-      raise ValueError(f"tfds dataset {dataset!r} is not stored as array_record; rebuild it "
-                       "with --file_format=array_record.") from error
-    except (ValueError, KeyError) as error:
-      raise ValueError(f"tfds dataset {dataset!r} has no split {split!r} (splits: "
-                       f"{sorted(builder.info.splits)}): {error}") from error
+    source = open_data_source(builder, dataset, split)
     return read_texts(source, text_key, max_documents, split)
 
   return text_dataset(documents(train_split), workdir, seq_len, vocab_size, tokenizer_path,

@@ -7,6 +7,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax import models as _models  # noqa: F401  (registers the models)
@@ -70,3 +71,9 @@ def split_variables(variables: PyTree) -> tuple[PyTree, PyTree]:
   variables = dict(variables)
   params = variables.pop("params")
   return params, variables
+
+
+def mean_over_valid(hidden: jax.Array, valid: jax.Array) -> jax.Array:
+  """[B, L, D] hidden states averaged over the real tokens of each row -> [B, D]."""
+  weights = valid[..., None].astype(hidden.dtype)
+  return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)

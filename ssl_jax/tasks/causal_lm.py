@@ -13,7 +13,7 @@ import ml_collections
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_augment import TextAugmenter
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, split_variables
+from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 
 
 def next_token_targets(tokens: jnp.ndarray, valid: jnp.ndarray,
@@ -75,8 +75,7 @@ class CausalLM(Task):
     valid = tokens != self.pad_id
     hidden = self.model.apply({"params": params, **model_state}, tokens, valid, train=False,
                               **_decoder_inputs(batch))
-    weights = valid[..., None].astype(hidden.dtype)
-    return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    return mean_over_valid(hidden, valid)
 
 
 def _decoder_inputs(batch):

@@ -25,7 +25,7 @@ from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_augment import TextAugmenter
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, split_variables
+from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 from ssl_jax.tasks.mlm import bert_mask, default_max_predictions, masked_lm_head, packing_inputs
 
 
@@ -186,6 +186,5 @@ class Electra(Task):
     valid = tokens != self.pad_id
     hidden = self.model.apply({"params": params, **model_state}, tokens, valid,
                               method=ElectraModel.discriminator_features, **packing_inputs(batch))
-    weights = valid[..., None].astype(hidden.dtype)
-    return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    return mean_over_valid(hidden, valid)
 

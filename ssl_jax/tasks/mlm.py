@@ -14,7 +14,7 @@ import ml_collections
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_augment import TextAugmenter
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, split_variables
+from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 
 
 def default_max_predictions(seq_len: int, rate: float) -> int:
@@ -150,8 +150,7 @@ class MaskedLMModel(nn.Module):
                 token_positions: jnp.ndarray | None = None) -> jnp.ndarray:
     hidden = self.encoder(tokens, valid, train=False, segment_ids=segment_ids,
                           positions=token_positions)
-    weights = valid[..., None].astype(hidden.dtype)
-    return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    return mean_over_valid(hidden, valid)
 
 
 @TASKS.register("mlm")

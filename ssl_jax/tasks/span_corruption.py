@@ -25,7 +25,7 @@ import ml_collections
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_augment import TextAugmenter
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, split_variables
+from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 
 
 def noise_counts(length: int, noise_density: float, mean_noise_span_length: float
@@ -190,5 +190,4 @@ class SpanCorruption(Task):
     valid = tokens != self.pad_id
     hidden = self.model.apply({"params": params, **model_state}, tokens, valid, train=False,
                               method=lambda m, t, v, train: m.encode(t, v, train))
-    weights = valid[..., None].astype(hidden.dtype)
-    return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    return mean_over_valid(hidden, valid)
