@@ -7,7 +7,8 @@ Defaults are the issue's shape: 4 layers, width 256, 4 heads, MLP 1024, sequence
 32, vocabulary 1000, dropout 0.1, AdamW. ssl_jax runs its real `mlm` train step (masking on
 device, vocabulary projection only at the masked positions, state donated); PyTorch runs the
 usual Hugging Face step on the same token rows (15% masked, labels -100 elsewhere):
-forward with labels, backward, AdamW step, zero_grad. Both use every core of the machine.
+forward with labels, backward, AdamW step, zero_grad. Both use every core of the machine, and
+the timed steps alternate between them so that load from elsewhere falls on both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import platform
 import statistics
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -28,7 +30,8 @@ from ssl_jax.metrics import write_json
 from ssl_jax.tasks.mlm import bert_mask
 
 _OUT = flags.DEFINE_string("out", "mlm_vs_pytorch.json", "Where to write the JSON result.")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per framework (after 2 warm-up).")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per framework (after 2 warm-up), "
+                               "alternating between the two.")
 _WIDTH = flags.DEFINE_integer("width", 256, "Hidden width.")
 _DEPTH = flags.DEFINE_integer("depth", 4, "Layers.")
 _HEADS = flags.DEFINE_integer("heads", 4, "Attention heads.")
@@ -52,33 +55,38 @@ def ssl_jax_config():
   return config
 
 
-def time_steps(step, steps: int) -> list[float]:
-  for _ in range(2):
+def time_interleaved(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+  """Seconds per call of each step, run in turn round after round (after two warm-up calls
+  each), so a change in the machine's load touches both frameworks alike."""
+  for step in steps.values():
     step()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
     step()
-    times.append(time.perf_counter() - start)
+  times = {name: [] for name in steps}
+  for _ in range(rounds):
+    for name, step in steps.items():
+      start = time.perf_counter()
+      step()
+      times[name].append(time.perf_counter() - start)
   return times
 
 
-def time_ssl_jax(config) -> tuple[list[float], dict, dict]:
+def ssl_jax_step(config) -> tuple[Callable[[], None], dict, dict]:
+  """ssl_jax's jitted `mlm` train step on one fixed batch, and that batch and dataset info."""
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     run = train.setup(config, _WORKDIR.value, mesh)
     batch = parallel.global_batch(next(run.batches), run.data_sharding)
-    holder = {"state": run.state}
+  holder = {"state": run.state}
 
-    def step():
+  def step():
+    with jax.set_mesh(mesh):
       holder["state"], metrics = run.train_step(holder["state"], batch)
       jax.block_until_ready(metrics)
 
-    times = time_steps(step, _STEPS.value)
-  return times, jax.device_get(batch), run.dataset.info
+  return step, jax.device_get(batch), run.dataset.info
 
 
-def time_pytorch(tokens: np.ndarray, info: dict) -> list[float]:
+def pytorch_step(tokens: np.ndarray, info: dict) -> Callable[[], None]:
   import torch
   import transformers
 
@@ -107,24 +115,27 @@ def time_pytorch(tokens: np.ndarray, info: dict) -> list[float]:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
-  return time_steps(step, _STEPS.value)
+  return step
 
 
 def main(argv):
   del argv
   config = ssl_jax_config()
-  jax_times, batch, info = time_ssl_jax(config)
-  torch_times = time_pytorch(np.asarray(batch["tokens"]), info)
+  jax_step, batch, info = ssl_jax_step(config)
+  times = time_interleaved(
+      {"ssl_jax": jax_step, "pytorch": pytorch_step(np.asarray(batch["tokens"]), info)},
+      _STEPS.value)
+  jax_times, torch_times = times["ssl_jax"], times["pytorch"]
   import torch
   import transformers
-  jax_step, torch_step = statistics.median(jax_times), statistics.median(torch_times)
+  jax_median, torch_median = statistics.median(jax_times), statistics.median(torch_times)
   result = {
       "shape": {"layers": _DEPTH.value, "width": _WIDTH.value, "heads": _HEADS.value,
                 "seq_len": _SEQ.value, "batch_size": _BATCH.value,
                 "vocab_size": info["vocab_size"]},
-      "ssl_jax_step_seconds_median": jax_step,
-      "pytorch_step_seconds_median": torch_step,
-      "pytorch_over_ssl_jax": torch_step / jax_step,  # > 1: ssl_jax is faster
+      "ssl_jax_step_seconds_median": jax_median,
+      "pytorch_step_seconds_median": torch_median,
+      "pytorch_over_ssl_jax": torch_median / jax_median,  # > 1: ssl_jax is faster
       "ssl_jax_step_seconds": jax_times, "pytorch_step_seconds": torch_times,
       "cpu_count": os.cpu_count(), "platform": platform.platform(),
       "jax_version": jax.__version__, "torch_version": torch.__version__,
