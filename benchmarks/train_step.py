@@ -4,7 +4,7 @@ r"""Train-step throughput of a config on this machine's devices, written as JSON
       --out /tmp/train_step.json [--config.batch_size=512 ...]
 
 Reports compile time, seconds per step (median over timed steps after one warm-up), examples
-per second, the step's FLOPs (XLA's cost analysis of the compiled step) and the model-FLOPs
+per second (and tokens per second for text), the step's FLOPs (XLA's cost analysis of the compiled step) and the model-FLOPs
 utilisation against `--peak_tflops` (per device; defaults to the bf16 dense peak of known
 accelerators), and the time of the on-device augmentation alone where the task has one, so
 the input side can be compared with the step it feeds.
@@ -13,6 +13,14 @@ The GPU figures in the README come from:
 
   python benchmarks/train_step.py --config configs/reference/simclr_cifar10_resnet18.py \
       --synthetic --config.batch_size=512 --config.model_kwargs.dtype=bfloat16
+
+and for the language models (sequence 512, bfloat16, cuDNN attention):
+
+  python benchmarks/train_step.py --config configs/reference/bert_base_wikipedia.py \
+      --synthetic --config.batch_size=32 --config.model_kwargs.attention_impl=cudnn
+  python benchmarks/train_step.py --config configs/reference/gpt2_small_openwebtext.py \
+      --synthetic --config.batch_size=16 --config.data.seq_len=512 \
+      --config.model_kwargs.attention_impl=cudnn
 """
 
 from __future__ import annotations
@@ -38,8 +46,9 @@ _STEP_TFLOPS = flags.DEFINE_float(
     "step_tflops", 0.0, "TFLOPs of one step, where XLA's cost analysis reports none (GPU): "
     "run this benchmark once on CPU with the same config and pass its step_tflops here.")
 _SYNTHETIC = flags.DEFINE_bool(
-    "synthetic", False, "Replace config.data by random images of the same shape and classes "
-    "(for configs written for a dataset this machine has not prepared).")
+    "synthetic", False, "Replace config.data by random images of the same shape and classes, or "
+    "random token rows of the same length and vocabulary (for configs written for a dataset "
+    "this machine has not prepared).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the device).")
 
 # Dense bf16 peaks (TFLOP/s) by device kind, for the MFU column.
@@ -98,8 +107,12 @@ def main(argv):
         "jax_version": jax.__version__, "compile_seconds": round(compile_seconds, 3),
         "step_seconds_median": statistics.median(times),
         "examples_per_second": config.batch_size / statistics.median(times),
+        "dtype": config.model_kwargs.get("dtype", "float32"),
         "step_tflops": step_flops / 1e12,
     }
+    if "tokens" in batch:
+      result["seq_len"] = int(batch["tokens"].shape[1])
+      result["tokens_per_second"] = result["examples_per_second"] * result["seq_len"]
     peak = _PEAK.value or peak_tflops(jax.devices()[0])
     if peak and step_flops:
       achieved = step_flops / statistics.median(times) / 1e12

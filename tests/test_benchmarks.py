@@ -22,3 +22,19 @@ def test_train_step_benchmark_writes_json(tmp_path):
   assert record["step_seconds_median"] > 0
   assert record["examples_per_second"] == 32 / record["step_seconds_median"]
   assert 0 < record["augment_share_of_step"]
+
+
+def test_train_step_benchmark_runs_a_text_reference_config_on_synthetic_tokens(tmp_path):
+  out = tmp_path / "bench.json"
+  result = subprocess.run(
+      [sys.executable, "benchmarks/train_step.py", "--config",
+       "configs/reference/bert_base_wikipedia.py", "--synthetic", "--steps", "1",
+       "--out", str(out), "--config.model_kwargs.size=tiny", "--config.data.seq_len=64",
+       "--config.data.vocab_size=500", "--config.batch_size=8"],
+      cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr
+  record = json.loads(out.read_text())
+  assert record["config"] == "mlm" and record["seq_len"] == 64 and record["dtype"] == "bfloat16"
+  assert record["tokens_per_second"] == 64 * record["examples_per_second"]
+  assert record["step_tflops"] > 0

@@ -120,3 +120,48 @@ def test_text_reference_models_have_the_published_size(name):
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, train=False))
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
   assert count == expected
+
+
+@pytest.mark.parametrize("name", TEXT_REFERENCE)
+def test_text_reference_trains_two_steps_at_its_sequence_length(name, devices):
+  """On synthetic token rows of the config's length, narrowed to the tiny preset and a 1000
+  token vocabulary: what `benchmarks/train_step.py --synthetic` runs at full size on a GPU."""
+  config = reference_config(name)
+  config.data = synthetic_like(config.data, 8)
+  assert config.data.to_dict() == {"name": "synthetic_text", "seq_len": config.data.seq_len,
+                                   "vocab_size": {"bert": 30522, "gpt2": 50257}[name.split("_")[0]],
+                                   "extra_ids": 0, "num_train": 8, "num_test": 8}
+  config.data.vocab_size = 1000  # GPT-2's 50257 would make 1.6 GB of logits on a CPU
+  config.model_kwargs.update(dict(size="tiny", dtype="float32"))
+  config.batch_size, config.eval_batch_size = 8, 8
+  config.optim.warmup_steps = 0
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+    state, metrics = run.train_step(run.state, run.example)
+    state, metrics = run.train_step(state, run.example)
+  assert run.example["tokens"].shape == (8, config.data.seq_len)
+  assert np.isfinite(float(metrics["loss"])) and int(state.step) == 2
+
+
+def test_synthetic_text_rows_are_packed_documents_of_text_tokens():
+  from ssl_jax.data.synthetic import synthetic_text
+  from ssl_jax.registry import ConfigError
+
+  data = synthetic_text(seq_len=32, vocab_size=50, extra_ids=3, num_train=6, num_test=2)
+  train_rows = data.split("train")
+  assert train_rows["tokens"].shape == (6, 32) and data.split("test")["tokens"].shape == (2, 32)
+  tokens, segments, positions = (train_rows[k] for k in ("tokens", "segment_ids", "positions"))
+  text = tokens[(tokens > 4)]
+  assert text.min() >= 5 and text.max() < 47  # never a special id or one of the 3 sentinels
+  for row_tokens, row_segments, row_positions in zip(tokens, segments, positions):
+    for segment in set(row_segments.tolist()) - {0}:
+      where = np.flatnonzero(row_segments == segment)
+      np.testing.assert_array_equal(row_positions[where], np.arange(len(where)) +
+                                    row_positions[where[0]])
+  info = data.info
+  assert info["text_vocab_size"] == 47 and info["special_ids"] == (0, 2, 3, 4)
+  assert info["special_tokens"]["<extra_id_0..2>"] == [49, 47]
+  assert info["word_start"][[0, 1, 2, 3, 4, 47, 48, 49]].all()
+  with pytest.raises(ConfigError, match="vocab_size=8 with extra_ids=3"):
+    synthetic_text(vocab_size=8, extra_ids=3)
