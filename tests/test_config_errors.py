@@ -110,3 +110,17 @@ def test_evaluator_misconfigurations_are_refused_before_training():
   config.evals = {}
   with pytest.raises(ConfigError, match="data_dir='/no/such/tfds' does not exist"):
     validate_config(config)
+
+
+def test_readme_names_every_registered_part():
+  """The README's table of names is how users find the parts; it must not fall behind."""
+  import re
+
+  from ssl_jax.registry import DATASETS, EVALUATORS, TASKS  # registered by importing train
+
+  with open(os.path.join(REPO, "README.md")) as f:
+    rows = {m.group(1): set(re.findall(r"`(\w+)`", m.group(2))) for m in re.finditer(
+        r"^\| `(\w+)[.\w<>]*`[^|]*\|[^|]*\| (.*) \|$", f.read(), re.MULTILINE)}
+  for key, registry in (("task", TASKS), ("model", MODELS), ("data", DATASETS),
+                        ("evals", EVALUATORS)):
+    assert set(registry.names()) <= rows[key], (key, set(registry.names()) - rows[key])
