@@ -84,6 +84,27 @@ class EvalContext:
         self._cache[key] = self.apply(self._represent, variables, arrays)
     return self._cache[key]
 
+  def split_sums(self, fn: Callable[..., jax.Array], split: str) -> np.ndarray:
+    """Sums over `split` of `fn(params, model_state, batch, key)` -> [batch, K] per-row
+    statistics, with the trained variables, as a float64 [K].
+
+    Each batch gets its own fixed key (folded from the seed and the batch index, which rides
+    in the batch so one compiled function serves every batch): random masking or corruption
+    is the same at every evaluation.
+    """
+    base_key = jax.random.key(self.seed)
+
+    def batch_sums(params, model_state, batch):
+      key = jax.random.fold_in(base_key, batch.pop("index")[0])
+      return fn(params, model_state, batch, key)
+
+    rows = dict(self.dataset.split(split))
+    num_rows = len(rows["tokens"] if "tokens" in rows else next(iter(rows.values())))
+    rows["index"] = np.repeat(np.arange(-(-num_rows // self.batch_size), dtype=np.int32),
+                              self.batch_size)[:num_rows]
+    sums = self.apply(jax.jit(batch_sums), self.variables, rows)
+    return sums.astype(np.float64).sum(0)
+
   def apply(self, fn: Callable[..., Any], variables: tuple[Any, Any],
             arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Runs `fn(params, model_state, batch)` over every example in order; returns numpy."""

@@ -27,21 +27,17 @@ def _require_causal(ctx: EvalContext, name: str):
     raise ConfigError(f"Evaluator {name!r} needs a causal LM task; {ctx.name!r} is not one.")
 
 
-def _prediction_report(ctx: EvalContext, split: str, predictions, accuracy_name: str,
-                       keyed: bool = False) -> dict[str, dict[str, float]]:
+def _prediction_report(ctx: EvalContext, split: str, predictions, accuracy_name: str
+                       ) -> dict[str, dict[str, float]]:
   """Loss, perplexity and accuracy of `predictions(params, model_state, batch, key)` ->
   (logits, targets, weights) over `split`, beside the add-one unigram model of the train
-  tokens scored on the same targets. `keyed`: each batch gets its own fixed key (random
-  corruption that is the same at every evaluation)."""
+  tokens scored on the same targets."""
   info = ctx.dataset.info
   unigram = jnp.asarray(unigram_log_probs(
       np.asarray(ctx.dataset.split(ctx.dataset.train_split)["tokens"]), info["vocab_size"],
       info["pad_id"]))
-  base_key = jax.random.key(ctx.seed)
 
-  def batch_sums(params, model_state, batch):
-    # The batch index lives in the batch so one compiled function serves every batch.
-    key = jax.random.fold_in(base_key, batch.pop("index")[0]) if keyed else base_key
+  def batch_sums(params, model_state, batch, key):
     logits, targets, weights = predictions(params, model_state, batch, key)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     per_row = lambda x: (x * weights).sum(-1)
@@ -49,13 +45,7 @@ def _prediction_report(ctx: EvalContext, split: str, predictions, accuracy_name:
                       per_row(-unigram[targets]), per_row(targets == jnp.argmax(unigram)),
                       weights.sum(-1)], axis=-1)
 
-  rows = dict(ctx.dataset.split(split))
-  if keyed:
-    num_rows = len(rows["tokens"])
-    rows["index"] = np.repeat(np.arange(-(-num_rows // ctx.batch_size), dtype=np.int32),
-                              ctx.batch_size)[:num_rows]
-  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, rows)
-  nll, correct, unigram_nll, unigram_correct, count = sums.astype(np.float64).sum(0)
+  nll, correct, unigram_nll, unigram_correct, count = ctx.split_sums(batch_sums, split)
   row = lambda loss, correct: {accuracy_name: correct / count, "loss": loss / count,
                                "perplexity": float(np.exp(loss / count))}
   return {ctx.name: row(nll, correct), UNIGRAM: row(unigram_nll, unigram_correct)}
@@ -88,7 +78,7 @@ def span_corruption(ctx: EvalContext, split: str = "test") -> dict[str, dict[str
     text = (targets < regular_end) & ~jnp.isin(targets, special)
     return logits, targets, weights * text
 
-  return _prediction_report(ctx, split, predictions, "span-token acc", keyed=True)
+  return _prediction_report(ctx, split, predictions, "span-token acc")
 
 
 @EVALUATORS.register("lm_samples")

@@ -26,11 +26,8 @@ def masked_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, floa
   info = ctx.dataset.info
   unigram = most_frequent_token(ctx.dataset.split(ctx.dataset.train_split)["tokens"],
                                 tuple(info["special_ids"]), info["vocab_size"])
-  base_key = jax.random.key(ctx.seed)
 
-  def batch_sums(params, model_state, batch):
-    # The batch index lives in the batch so one compiled function serves every batch.
-    key = jax.random.fold_in(base_key, batch["index"][0])
+  def batch_sums(params, model_state, batch, key):
     logits, targets, weights = task.masked_predictions(params, model_state, batch, key,
                                                        train=False)
     log_probs = jax.nn.log_softmax(logits)
@@ -39,11 +36,6 @@ def masked_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, floa
     return jnp.stack([per_row(nll), per_row(logits.argmax(-1) == targets),
                       per_row(targets == unigram), weights.sum(-1)], axis=-1)
 
-  rows = dict(ctx.dataset.split(split))  # tokens (+ segment_ids, positions when packed)
-  num_rows = len(rows["tokens"])
-  num_batches = -(-num_rows // ctx.batch_size)
-  index = np.repeat(np.arange(num_batches, dtype=np.int32), ctx.batch_size)[:num_rows]
-  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, {**rows, "index": index})
-  nll, correct, unigram_correct, count = sums.astype(np.float64).sum(0)
+  nll, correct, unigram_correct, count = ctx.split_sums(batch_sums, split)
   return {ctx.name: {"masked acc": correct / count, "masked loss": nll / count},
           "unigram (most frequent token)": {"masked acc": unigram_correct / count}}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.evals.masked_lm import most_frequent_token
@@ -26,10 +25,8 @@ def replaced_token_detection(ctx: EvalContext, split: str = "test"
   info = ctx.dataset.info
   unigram = most_frequent_token(ctx.dataset.split(ctx.dataset.train_split)["tokens"],
                                 tuple(info["special_ids"]), info["vocab_size"])
-  base_key = jax.random.key(ctx.seed)
 
-  def batch_sums(params, model_state, batch):
-    key = jax.random.fold_in(base_key, batch.pop("index")[0])
+  def batch_sums(params, model_state, batch, key):
     out = task.predictions(params, model_state, batch, key, train=False)
     weights, token_weights, labels = out["weights"], out["token_weights"], out["labels"]
     logits = out["generator_logits"]
@@ -43,11 +40,7 @@ def replaced_token_detection(ctx: EvalContext, split: str = "test"
         per_row(said_replaced * labels, token_weights), said_replaced.sum(-1),
         per_row(labels, token_weights)], axis=-1)
 
-  rows = dict(ctx.dataset.split(split))
-  num_rows = len(rows["tokens"])
-  rows["index"] = np.repeat(np.arange(-(-num_rows // ctx.batch_size), dtype=np.int32),
-                            ctx.batch_size)[:num_rows]
-  sums = ctx.apply(jax.jit(batch_sums), ctx.variables, rows).astype(np.float64).sum(0)
+  sums = ctx.split_sums(batch_sums, split)
   nll, correct, unigram_correct, masked, detected, tokens, true_pos, flagged, replaced = sums
   return {
       f"{ctx.name} generator": {"masked acc": correct / masked, "masked loss": nll / masked},
