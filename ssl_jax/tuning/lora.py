@@ -1,0 +1,229 @@
+"""LoRA (Hu et al. 2021) for any Flax linen model, without touching the model's code.
+
+The adapters are a pytree of their own, {module path: {"a": [in, r], "b": [r, out]}}, one
+entry per adapted `nn.Dense` / `nn.DenseGeneral` (chosen by a regular expression on the module
+path, e.g. "encoder/block_0/attention/query"). `apply` runs the model under
+`nn.intercept_methods`, so every adapted layer returns
+
+    W x + bias + (alpha / rank) * B(A(dropout(x)))
+
+and everything else is untouched. With "b" initialised to zero the adapted model starts equal
+to the base model. `merge` folds the update into the kernels for adapter-free inference
+(`unmerge` takes it out again), and the adapters alone are what a LoRA run needs to save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import zlib
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+Adapters = dict[str, dict[str, jax.Array]]
+
+_ADAPTABLE = (nn.Dense, nn.DenseGeneral)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+  """rank r, scale alpha / r, dropout on the adapter's input, and which layers to adapt
+  (`targets`: a regular expression searched in the "/"-joined module path; the default is
+  the query and value projections, as in the paper and peft)."""
+
+  rank: int = 8
+  alpha: float = 16.0
+  dropout: float = 0.0
+  targets: str = r"attention/(query|value)$"
+
+  @property
+  def scale(self) -> float:
+    return self.alpha / self.rank
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptedLayer:
+  """A layer LoRA can adapt: its kernel's input (contracted) and output shapes."""
+
+  path: str
+  in_shape: tuple[int, ...]
+  out_shape: tuple[int, ...]
+
+
+def _module_path(module: nn.Module) -> str:
+  return "/".join(module.path)
+
+
+def _contracted_dims(module: nn.Module, input_ndim: int) -> int:
+  """How many trailing input axes the layer contracts (its kernel's leading axes)."""
+  if isinstance(module, nn.Dense):
+    return 1
+  axes = module.axis if isinstance(module.axis, tuple) else (module.axis,)
+  if module.batch_dims:
+    raise ValueError(f"LoRA cannot adapt DenseGeneral {_module_path(module)!r} with batch_dims.")
+  if sorted(a % input_ndim for a in axes) != list(range(input_ndim - len(axes), input_ndim)):
+    raise ValueError(f"LoRA adapts layers that contract trailing axes; "
+                     f"{_module_path(module)!r} contracts axis={module.axis}.")
+  return len(axes)
+
+
+def find_layers(model: nn.Module, variables: PyTree, *args, **kwargs) -> list[AdaptedLayer]:
+  """Every Dense/DenseGeneral layer that `model.apply(variables, *args, **kwargs)` calls, with
+  its shapes (found by tracing shapes only; nothing is computed)."""
+  found: dict[str, AdaptedLayer] = {}
+
+  def record(next_fun, call_args, call_kwargs, context):
+    module = context.module
+    if context.method_name == "__call__" and isinstance(module, _ADAPTABLE):
+      out = next_fun(*call_args, **call_kwargs)
+      kernel = module.variables["params"]["kernel"]
+      n_in = _contracted_dims(module, call_args[0].ndim)
+      found[_module_path(module)] = AdaptedLayer(_module_path(module),
+                                                 tuple(kernel.shape[:n_in]),
+                                                 tuple(kernel.shape[n_in:]))
+      return out
+    return next_fun(*call_args, **call_kwargs)
+
+  def trace(variables):
+    with nn.intercept_methods(record):
+      return model.apply(variables, *args, **kwargs)
+
+  jax.eval_shape(trace, variables)
+  return list(found.values())
+
+
+def init_adapters(key: jax.Array, layers: list[AdaptedLayer], config: LoraConfig) -> Adapters:
+  """Adapters for the layers whose path matches `config.targets`: "a" ~ N(0, 1/in) (the
+  scale of a fan-in init), "b" = 0 (so the adapted model starts as the base model)."""
+  chosen = [layer for layer in layers if re.search(config.targets, layer.path)]
+  if not chosen:
+    raise ValueError(f"LoRA targets {config.targets!r} match no layer; the layers are: "
+                     f"{[layer.path for layer in layers]}.")
+  adapters = {}
+  for layer, layer_key in zip(chosen, jax.random.split(key, len(chosen))):
+    fan_in, fan_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
+    adapters[layer.path] = {
+        "a": jax.random.normal(layer_key, (fan_in, config.rank)) / np.sqrt(fan_in),
+        "b": jnp.zeros((config.rank, fan_out)),
+    }
+  return adapters
+
+
+def apply(model: nn.Module, variables: PyTree, adapters: Adapters, config: LoraConfig,
+          *args, dropout_key: jax.Array | None = None, method: str | Callable | None = None,
+          **kwargs) -> Any:
+  """`model.apply(variables, *args, **kwargs)` with the adapters added to their layers.
+
+  `dropout_key` turns on LoRA dropout (training); each layer folds its path into it.
+  """
+
+  def adapt(next_fun, call_args, call_kwargs, context):
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, _ADAPTABLE):
+      return next_fun(*call_args, **call_kwargs)
+    path = _module_path(module)
+    if path not in adapters:
+      return next_fun(*call_args, **call_kwargs)
+    y = next_fun(*call_args, **call_kwargs)
+    x = call_args[0]
+    n_in = _contracted_dims(module, x.ndim)
+    x = x.reshape(x.shape[:x.ndim - n_in] + (-1,))
+    if dropout_key is not None and config.dropout > 0:
+      keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, zlib.crc32(path.encode())),
+                                  1.0 - config.dropout, x.shape)
+      x = jnp.where(keep, x / (1.0 - config.dropout), 0.0)
+    a, b = adapters[path]["a"], adapters[path]["b"]
+    delta = (x @ a.astype(x.dtype)) @ b.astype(x.dtype) * config.scale
+    return y + delta.reshape(y.shape).astype(y.dtype)
+
+  with nn.intercept_methods(adapt):
+    return model.apply(variables, *args, method=method, **kwargs)
+
+
+def _kernel_delta(adapter: dict[str, jax.Array], kernel: jax.Array, scale: float) -> jax.Array:
+  return (scale * adapter["a"] @ adapter["b"]).reshape(kernel.shape).astype(kernel.dtype)
+
+
+def _map_kernels(params: PyTree, adapters: Adapters, fn) -> PyTree:
+  params = jax.tree.map(lambda x: x, params)  # a copy whose dicts can be edited
+  for path, adapter in adapters.items():
+    node = params
+    for name in path.split("/"):
+      if name not in node:
+        raise KeyError(f"Adapter {path!r} has no layer in these params (missing {name!r}).")
+      node = node[name]
+    node["kernel"] = fn(node["kernel"], adapter)
+  return params
+
+
+def merge(params: PyTree, adapters: Adapters, config: LoraConfig) -> PyTree:
+  """The base params with W + (alpha / r) A B in every adapted kernel: the same function as
+  `apply` (without dropout), at the base model's cost."""
+  return _map_kernels(params, adapters,
+                      lambda kernel, adapter: kernel + _kernel_delta(adapter, kernel, config.scale))
+
+
+def unmerge(params: PyTree, adapters: Adapters, config: LoraConfig) -> PyTree:
+  """Inverse of `merge` (up to float rounding)."""
+  return _map_kernels(params, adapters,
+                      lambda kernel, adapter: kernel - _kernel_delta(adapter, kernel, config.scale))
+
+
+def count_parameters(tree: PyTree) -> int:
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+
+
+def _nest(adapters: Adapters) -> dict:
+  nested: dict = {}
+  for path, adapter in adapters.items():
+    node = nested
+    for name in path.split("/"):
+      node = node.setdefault(name, {})
+    node.update(adapter)
+  return nested
+
+
+def _flatten(nested: dict, prefix: str = "") -> Adapters:
+  if set(nested) == {"a", "b"} and not isinstance(nested["a"], dict):
+    return {prefix: dict(nested)}
+  flat: Adapters = {}
+  for name, child in nested.items():
+    flat.update(_flatten(child, f"{prefix}/{name}" if prefix else name))
+  return flat
+
+
+def save_adapters(directory: str, adapters: Adapters, config: LoraConfig) -> int:
+  """Writes only the adapters (Orbax, atomically) and their config; returns the bytes on
+  disk. The base model comes from its own pretraining checkpoint."""
+  directory = os.path.abspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  tmp = os.path.join(directory, "lora.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2)
+  os.replace(tmp, os.path.join(directory, "lora.json"))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.join(directory, "adapters"), _nest(jax.device_get(adapters)),
+                    force=True)
+  checkpointer.wait_until_finished()
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(directory) for name in names)
+
+
+def load_adapters(directory: str) -> tuple[Adapters, LoraConfig]:
+  """The adapters and config that `save_adapters` wrote."""
+  config_path = os.path.join(directory, "lora.json")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"No LoRA adapters in {directory!r}: {config_path} is missing.")
+  with open(config_path) as f:
+    config = LoraConfig(**json.load(f))
+  nested = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory),
+                                                           "adapters"))
+  return _flatten(nested), config
