@@ -42,8 +42,8 @@ def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_
   if not train_docs or not test_docs:
     raise ValueError(f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
                      f"with test_percent={test_percent}; both splits need at least one.")
-  tokenizer = _tokenizer(train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type,
-                         corpus_name)
+  tokenizer = corpus_tokenizer(train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type,
+                               corpus_name)
   tokenizer = tok.Tokenizer(tokenizer.path, extra_ids)
   pack = functools.partial(pack_documents, seq_len=seq_len, order_seed=order_seed,
                            pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
@@ -62,8 +62,11 @@ def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_
   )
 
 
-def _tokenizer(train_docs: list[str], workdir: str | None, vocab_size: int,
-               tokenizer_path: str, tokenizer_type: str, corpus_name: str) -> tok.Tokenizer:
+def corpus_tokenizer(train_docs: Sequence[str], workdir: str | None, vocab_size: int,
+                     tokenizer_path: str, tokenizer_type: str, corpus_name: str
+                     ) -> tok.Tokenizer:
+  """The sentencepiece model at `tokenizer_path`, else the one cached in the workdir, else one
+  trained on the lines of `train_docs` (and cached there)."""
   if tokenizer_path:
     tokenizer = tok.Tokenizer(tokenizer_path)
   else:
