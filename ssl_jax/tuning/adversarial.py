@@ -1,0 +1,82 @@
+"""Gradient attacks on inputs: FGSM and PGD under an L-inf or L2 budget (Goodfellow et al.
+2015; Madry et al. 2018), for adversarial training and robust-accuracy evaluation.
+
+Each attack takes `loss_fn(x) -> scalar` (the loss to raise, e.g. the batch's mean cross
+entropy) and returns perturbed inputs inside the budget around `x` and inside `clip` (the
+valid input range, [0, 1] for images). The same functions perturb token embeddings for
+FreeLB-style text training (`clip=None`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+NORMS = ("linf", "l2")
+
+
+def _check(norm: str, eps: float) -> None:
+  if norm not in NORMS:
+    raise ValueError(f"Unknown attack norm {norm!r}; valid: {list(NORMS)}.")
+  if eps < 0:
+    raise ValueError(f"The attack budget eps must be >= 0; got {eps}.")
+
+
+def _per_example_norm(x: jnp.ndarray) -> jnp.ndarray:
+  """L2 norm of each example (leading axis), shaped to broadcast against `x`."""
+  norms = jnp.sqrt(jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1))
+  return norms.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def project(delta: jnp.ndarray, eps: float, norm: str) -> jnp.ndarray:
+  """The closest perturbation to `delta` inside the eps-ball of each example."""
+  if norm == "linf":
+    return jnp.clip(delta, -eps, eps)
+  return delta * jnp.minimum(1.0, eps / jnp.maximum(_per_example_norm(delta), 1e-12))
+
+
+def _ascent_step(grad: jnp.ndarray, step_size: float, norm: str) -> jnp.ndarray:
+  """The steepest-ascent step of length `step_size` in the attack's norm."""
+  if norm == "linf":
+    return step_size * jnp.sign(grad)
+  return step_size * grad / jnp.maximum(_per_example_norm(grad), 1e-12)
+
+
+def _clip(x: jnp.ndarray, clip: tuple[float, float] | None) -> jnp.ndarray:
+  return x if clip is None else jnp.clip(x, *clip)
+
+
+def fgsm(loss_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray, eps: float,
+         norm: str = "linf", clip: tuple[float, float] | None = (0.0, 1.0)) -> jnp.ndarray:
+  """One step of size eps along the loss gradient's sign (L-inf) or direction (L2)."""
+  _check(norm, eps)
+  grad = jax.grad(loss_fn)(x)
+  return _clip(x + project(_ascent_step(grad, eps, norm), eps, norm), clip)
+
+
+def pgd(loss_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray, eps: float,
+        step_size: float, steps: int, norm: str = "linf", key: jax.Array | None = None,
+        clip: tuple[float, float] | None = (0.0, 1.0)) -> jnp.ndarray:
+  """`steps` projected ascent steps of `step_size`; with `key`, from a uniform random start in
+  the ball (L-inf: each coordinate in [-eps, eps]; L2: a random direction and radius)."""
+  _check(norm, eps)
+  delta = jnp.zeros_like(x)
+  if key is not None:
+    if norm == "linf":
+      delta = jax.random.uniform(key, x.shape, x.dtype, -eps, eps)
+    else:
+      direction_key, radius_key = jax.random.split(key)
+      direction = jax.random.normal(direction_key, x.shape, x.dtype)
+      radius = jax.random.uniform(radius_key, (x.shape[0],) + (1,) * (x.ndim - 1), x.dtype)
+      delta = direction / jnp.maximum(_per_example_norm(direction), 1e-12) * radius * eps
+    delta = _clip(x + delta, clip) - x
+
+  def step(_, delta):
+    grad = jax.grad(loss_fn)(x + delta)
+    delta = project(delta + _ascent_step(grad, step_size, norm), eps, norm)
+    return _clip(x + delta, clip) - x  # clipping to the valid range keeps it in the ball
+
+  delta = jax.lax.fori_loop(0, steps, step, delta)
+  return x + delta
