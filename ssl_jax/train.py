@@ -176,6 +176,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None,
   dataset = build_dataset(config, workdir)
   task = build_task(config, dataset)
   tx, schedule = build_optimizer(config.optim, config.total_steps, config.batch_size)
+  tx = task.wrap_optimizer(tx)
   batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size,
                             seed=config.seed)
   data_sharding = parallel.batch_sharding(mesh)
@@ -185,6 +186,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None,
   init = functools.partial(create_state, task, tx, config.seed)
   state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
   state = jax.jit(init, out_shardings=state_sharding)(example)
+  state = state.replace(params=task.load_pretrained(state.params))
   train_step = jax.jit(make_train_step(task, tx), in_shardings=(state_sharding, data_sharding),
                        out_shardings=(state_sharding, parallel.replicated(mesh)),
                        donate_argnums=0)

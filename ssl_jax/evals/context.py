@@ -84,7 +84,8 @@ class EvalContext:
         self._cache[key] = self.apply(self._represent, variables, arrays)
     return self._cache[key]
 
-  def split_sums(self, fn: Callable[..., jax.Array], split: str) -> np.ndarray:
+  def split_sums(self, fn: Callable[..., jax.Array], split: str,
+                 keep_labels: bool = False) -> np.ndarray:
     """Sums over `split` of `fn(params, model_state, batch, key)` -> [batch, K] per-row
     statistics, with the trained variables, as a float64 [K].
 
@@ -102,16 +103,18 @@ class EvalContext:
     num_rows = len(rows["tokens"] if "tokens" in rows else next(iter(rows.values())))
     rows["index"] = np.repeat(np.arange(-(-num_rows // self.batch_size), dtype=np.int32),
                               self.batch_size)[:num_rows]
-    sums = self.apply(jax.jit(batch_sums), self.variables, rows)
+    sums = self.apply(jax.jit(batch_sums), self.variables, rows, keep_labels)
     return sums.astype(np.float64).sum(0)
 
   def apply(self, fn: Callable[..., Any], variables: tuple[Any, Any],
-            arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Runs `fn(params, model_state, batch)` over every example in order; returns numpy."""
+            arrays: dict[str, np.ndarray], keep_labels: bool = False) -> np.ndarray:
+    """Runs `fn(params, model_state, batch)` over every example in order; returns numpy.
+    Labels are not sent to the device unless `keep_labels`."""
     sharding = parallel.batch_sharding(self.mesh)
     outputs = []
     for batch, valid in batches_in_order(arrays, self.batch_size):
-      batch.pop("label", None)  # Nothing the model reads; saves the transfer.
+      if not keep_labels:
+        batch.pop("label", None)  # Nothing the model reads; saves the transfer.
       local = _process_slice(batch)
       out = fn(*variables, parallel.global_batch(local, sharding))
       outputs.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[:valid])

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from ssl_jax import models as _models  # noqa: F401  (registers the models)
 from ssl_jax.data.source import Dataset
@@ -50,6 +51,16 @@ class Task(abc.ABC):
     the model state with any momentum targets moved towards `params`. Default: unchanged."""
     del params, step
     return model_state
+
+  def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """The optimizer the trainer uses, from the one `config.optim` builds: a fine-tuning task
+    freezes parameters or scales learning rates here. Default: unchanged."""
+    return tx
+
+  def load_pretrained(self, params: PyTree) -> PyTree:
+    """Called once on the freshly initialised (sharded) params, before any checkpoint of this
+    run is restored: a fine-tuning task puts pretrained weights in. Default: unchanged."""
+    return params
 
   @abc.abstractmethod
   def represent(self, params: PyTree, model_state: PyTree,

@@ -1,0 +1,113 @@
+"""Fine-tuning through the trainer: a classification run starts from a pretraining workdir,
+and `method` decides what trains."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_mlm_config
+from ssl_jax import parallel, train
+from ssl_jax.checkpoint import CheckpointMismatchError
+from ssl_jax.config_base import base_config
+from ssl_jax.registry import ConfigError
+from ssl_jax.tasks.classification import read_pretraining
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+  """A 4-step MLM run on the pydoc topics: its workdir has config.json, tokenizer, checkpoint."""
+  workdir = str(tmp_path_factory.mktemp("mlm"))
+  config = tiny_mlm_config()
+  config.evals = {}
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def classification_config(workdir, **task_kwargs):
+  config = base_config()
+  config.task = "classification"
+  config.task_kwargs.update(dict(init_from=workdir, **task_kwargs))
+  config.model = "transformer_encoder"
+  config.data = dict(name="python_packages", seq_len=32,
+                     tokenizer_path=os.path.join(workdir, "tokenizer.model"))
+  config.optim.update(dict(name="adamw", learning_rate=1e-2, warmup_steps=0))
+  config.batch_size, config.eval_batch_size = 16, 32
+  config.total_steps, config.log_every, config.checkpoint_every = 3, 3, 3
+  config.evals = {"classification": {}}
+  return config
+
+
+def _trained(config):
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+    start = jax.device_get(run.state.params)
+    state = run.state
+    for _ in range(2):
+      state, metrics = run.train_step(state, run.example)
+  return start, jax.device_get(state.params), metrics
+
+
+def _equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("method", ["full", "linear", "lora"])
+def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, method, devices):
+  _, checkpoint_params, _ = read_pretraining(pretrained)
+  start, end, metrics = _trained(classification_config(pretrained, method=method))
+  assert _equal(start["encoder"], checkpoint_params["encoder"])  # pretrained weights in
+  assert np.isfinite(float(metrics["loss"]))
+  assert not _equal(start["head"], end["head"])
+  assert _equal(start["encoder"], end["encoder"]) == (method != "full")
+  assert ("lora" in end) == (method == "lora")
+  if method == "lora":
+    assert not _equal(start["lora"], end["lora"])
+
+
+def test_layer_decay_and_freezing_by_regex(pretrained, devices):
+  start, end, _ = _trained(classification_config(pretrained, freeze="regex:embed",
+                                                 layer_decay=0.5))
+  assert _equal(start["encoder"]["embed"], end["encoder"]["embed"])
+  assert not _equal(start["encoder"]["block_0"], end["encoder"]["block_0"])
+
+
+def test_a_fine_tuning_run_trains_and_reports_accuracy(pretrained, tmp_path, devices):
+  results = train.train_and_evaluate(classification_config(pretrained, method="linear"),
+                                     str(tmp_path))
+  table = results["evals"]["classification"]
+  assert set(table) == {"classification", "majority class"}
+  assert 0.0 <= table["classification"]["test acc"] <= 1.0
+  # The majority class of the train split is asyncio: 28 of the 165 test docstrings.
+  np.testing.assert_allclose(table["majority class"]["test acc"], 28 / 165)
+
+
+def test_what_is_missing_or_mismatched_is_named(pretrained, tmp_path):
+  config = classification_config(str(tmp_path))
+  config.data.tokenizer_path = os.path.join(pretrained, "tokenizer.model")
+  with pytest.raises(FileNotFoundError, match="config.json does not exist"):
+    train.setup(config, None, parallel.make_mesh(base_config().mesh))
+  config = classification_config(pretrained)
+  config.data.tokenizer_path = ""
+  config.data.vocab_size = 300
+  with pytest.raises(ConfigError, match=r"vocabulary of 500 pieces, this data 300.*tokenizer"):
+    train.setup(config, str(tmp_path), parallel.make_mesh(base_config().mesh))
+  config = classification_config(pretrained)
+  config.model_kwargs = dict(width=64)
+  with pytest.raises(CheckpointMismatchError, match="does not match the one this config"):
+    train.setup(config, None, parallel.make_mesh(base_config().mesh))
+  with pytest.raises(ConfigError, match=r"Unknown config.task_kwargs.method 'adapter'"):
+    train.setup(classification_config(pretrained, method="adapter"), None,
+                parallel.make_mesh(base_config().mesh))
+
+
+def test_from_scratch_builds_config_model(pretrained, devices):
+  config = classification_config(pretrained)
+  config.task_kwargs.init_from = ""
+  config.model_kwargs = dict(size="tiny", depth=1)
+  start, end, metrics = _trained(config)
+  assert start["encoder"]["block_0"]["mlp_in"]["kernel"].shape == (64, 256)
+  assert "block_1" not in start["encoder"]
+  assert not _equal(start["encoder"], end["encoder"]) and np.isfinite(float(metrics["loss"]))
