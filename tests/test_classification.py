@@ -54,14 +54,15 @@ def _equal(a, b):
   return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-@pytest.mark.parametrize("method", ["full", "linear", "lora"])
+@pytest.mark.parametrize("method", ["full", "linear", "lora", "scratch"])
 def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, method, devices):
   _, checkpoint_params, _ = read_pretraining(pretrained)
   start, end, metrics = _trained(classification_config(pretrained, method=method))
-  assert _equal(start["encoder"], checkpoint_params["encoder"])  # pretrained weights in
+  # Pretrained weights in, except for the from-scratch baseline (same shapes, random).
+  assert _equal(start["encoder"], checkpoint_params["encoder"]) == (method != "scratch")
   assert np.isfinite(float(metrics["loss"]))
   assert not _equal(start["head"], end["head"])
-  assert _equal(start["encoder"], end["encoder"]) == (method != "full")
+  assert _equal(start["encoder"], end["encoder"]) == (method in ("linear", "lora"))
   assert ("lora" in end) == (method == "lora")
   if method == "lora":
     assert not _equal(start["lora"], end["lora"])
@@ -111,3 +112,15 @@ def test_from_scratch_builds_config_model(pretrained, devices):
   assert start["encoder"]["block_0"]["mlp_in"]["kernel"].shape == (64, 256)
   assert "block_1" not in start["encoder"]
   assert not _equal(start["encoder"], end["encoder"]) and np.isfinite(float(metrics["loss"]))
+
+
+def test_shipped_config_follows_init_from_for_the_tokenizer(pretrained, devices):
+  from conftest import load_config
+
+  config = load_config("classify_python_packages")
+  config.task_kwargs.init_from = pretrained
+  assert config.data.tokenizer_path == os.path.join(pretrained, "tokenizer.model")
+  config.data.seq_len = 32  # the tiny pretraining model's length
+  config.batch_size = 16
+  start, end, _ = _trained(config)
+  assert not _equal(start["encoder"], end["encoder"])

@@ -12,7 +12,9 @@ dropout) and its latest checkpoint supplies the weights; "" trains `config.model
 scratch, the baseline every method has to beat. Methods:
   full     every weight trains (with `freeze` and `layer_decay` to shape that);
   linear   only the head trains (the frozen encoder's features: a linear probe);
-  lora     the encoder is frozen and LoRA adapters (`lora_*` options) train with the head.
+  lora     the encoder is frozen and LoRA adapters (`lora_*` options) train with the head;
+  scratch  the same architecture (and tokenizer) as `init_from`, from random weights: the
+           baseline, on identical terms.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 from ssl_jax.tuning import freeze, lora
 
-METHODS = ("full", "linear", "lora")
+METHODS = ("full", "linear", "lora", "scratch")
 POOLINGS = ("mean", "first")
 
 
@@ -134,7 +136,8 @@ class Classification(Task):
             f"The pretraining run in {init_from!r} has a vocabulary of "
             f"{pretrained_info.get('vocab_size')} pieces, this data {info['vocab_size']}: set "
             f"config.data.tokenizer_path={pretrained_info.get('tokenizer_path')!r}.")
-      self.pretrained = (pretrained_encoder_params(params, model_config.task), source)
+      if method != "scratch":
+        self.pretrained = (pretrained_encoder_params(params, model_config.task), source)
       # The fine-tune may change options that keep the shapes (dropout, remat, dtype); a
       # change of shape is caught when the weights are loaded.
       model_config.model_kwargs.update(config.model_kwargs.to_dict())
@@ -171,8 +174,8 @@ class Classification(Task):
     return {**params, "encoder": loaded}
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    strategy = {"full": self.freeze_strategy, "linear": "all_but_head",
-                "lora": r"regex:^encoder/"}[self.method]
+    strategy = {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
+                "linear": "all_but_head", "lora": r"regex:^encoder/"}[self.method]
     if self.layer_decay != 1.0:
       depth = self.model.encoder.dims["depth"]
       groups = {f"depth_{d}": optax.chain(tx, optax.scale(self.layer_decay ** (depth + 1 - d)))
