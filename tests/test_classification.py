@@ -81,6 +81,8 @@ def test_a_fine_tuning_run_trains_and_reports_accuracy(pretrained, tmp_path, dev
   table = results["evals"]["classification"]
   assert set(table) == {"classification", "majority class"}
   assert 0.0 <= table["classification"]["test acc"] <= 1.0
+  # linear: only the head trains, width 32 x 10 classes + 10 biases.
+  assert table["classification"]["trainable params"] == 32 * 10 + 10
   # The majority class of the train split is asyncio: 28 of the 165 test docstrings.
   np.testing.assert_allclose(table["majority class"]["test acc"], 28 / 165)
 

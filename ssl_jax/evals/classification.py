@@ -14,8 +14,8 @@ from ssl_jax.registry import EVALUATORS, ConfigError
 @EVALUATORS.register("classification")
 def classification(ctx: EvalContext, splits: Sequence[str] = ("validation", "test")
                    ) -> dict[str, dict[str, float]]:
-  """{row: {"<split> acc"}} for the trained classifier and for always answering the most
-  frequent training class."""
+  """{row: {"<split> acc"}} for the trained classifier (with its trainable parameter count)
+  and for always answering the most frequent training class."""
   if not hasattr(ctx.task, "logits") or not hasattr(ctx.task, "wrap_optimizer"):
     raise ConfigError(f"Evaluator 'classification' needs the 'classification' task; "
                       f"{ctx.name!r} is not one.")
@@ -35,4 +35,5 @@ def classification(ctx: EvalContext, splits: Sequence[str] = ("validation", "tes
     correct, majority_correct, count = ctx.split_sums(batch_sums, split, keep_labels=True)
     trained[f"{split} acc"] = correct / count
     baseline[f"{split} acc"] = majority_correct / count
+  trained["trainable params"] = ctx.task.trainable_parameters(ctx.variables[0])
   return {ctx.name: trained, "majority class": baseline}

@@ -173,9 +173,19 @@ class Classification(Task):
                           encoder, params["encoder"])
     return {**params, "encoder": loaded}
 
+  @property
+  def freeze_strategy_in_use(self) -> str:
+    return {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
+            "linear": "all_but_head", "lora": r"regex:^encoder/"}[self.method]
+
+  def trainable_parameters(self, params: Any) -> int:
+    """How many parameters the optimizer updates (the rest are frozen)."""
+    labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
+    return sum(int(np.prod(np.shape(leaf))) for leaf, label in
+               zip(jax.tree.leaves(params), jax.tree.leaves(labels)) if label == freeze.TRAINABLE)
+
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    strategy = {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
-                "linear": "all_but_head", "lora": r"regex:^encoder/"}[self.method]
+    strategy = self.freeze_strategy_in_use
     if self.layer_decay != 1.0:
       depth = self.model.encoder.dims["depth"]
       groups = {f"depth_{d}": optax.chain(tx, optax.scale(self.layer_decay ** (depth + 1 - d)))
