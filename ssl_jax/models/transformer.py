@@ -80,6 +80,8 @@ class Dropout(nn.Module):
   def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
     if deterministic or self.rate == 0.0:
       return x
+    if self.rate >= 1.0:
+      return jnp.zeros_like(x)
     size = x.size
     words = jax.random.bits(self.make_rng("dropout"), ((size + 1) // 2,), jnp.uint32)
     halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(-1)[:size]
