@@ -7,7 +7,7 @@ import optax
 import pytest
 from sklearn.datasets import load_digits
 
-from ssl_jax.tuning.adversarial import fgsm, pgd, project
+from ssl_jax.adapt.adversarial import fgsm, pgd, project
 
 
 @pytest.fixture(scope="module")

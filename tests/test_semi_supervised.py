@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.tuning.semi_supervised import pseudo_label_loss, pseudo_labels
+from ssl_jax.adapt.semi_supervised import pseudo_label_loss, pseudo_labels
 
 
 def test_pseudo_labels_keep_only_confident_predictions():

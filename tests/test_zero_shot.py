@@ -10,7 +10,7 @@ import pytest
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.models.transformer import TransformerDecoder, TransformerEncoder
 from ssl_jax.tasks.mlm import MaskedLMModel
-from ssl_jax.tuning import zero_shot
+from ssl_jax.adapt import zero_shot
 
 PAD = 0
 

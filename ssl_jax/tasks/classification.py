@@ -35,7 +35,7 @@ from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
-from ssl_jax.tuning import freeze, lora
+from ssl_jax.adapt import freeze, lora
 
 METHODS = ("full", "linear", "lora", "scratch")
 POOLINGS = ("mean", "first")
@@ -104,7 +104,7 @@ def _check_shapes(pretrained: Any, fresh: Any, source: str) -> None:
 class Classification(Task):
   """Cross entropy of a `TextClassifier` on `batch["label"]`; see the module docstring.
 
-  Options (`config.task_kwargs`): init_from, method, freeze (a `ssl_jax.tuning.freeze`
+  Options (`config.task_kwargs`): init_from, method, freeze (a `ssl_jax.adapt.freeze`
   strategy), layer_decay, pooling, head_dropout, label_smoothing, lora_rank, lora_alpha,
   lora_dropout, lora_targets.
   """

@@ -1,4 +1,4 @@
-"""LoRA, freezing and layer-wise learning-rate decay (ssl_jax/tuning)."""
+"""LoRA, freezing and layer-wise learning-rate decay (ssl_jax/adapt)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 
 from ssl_jax.models.transformer import TransformerEncoder
 from ssl_jax.registry import ConfigError
-from ssl_jax.tuning import freeze, lora
+from ssl_jax.adapt import freeze, lora
 
 TOKENS = jnp.arange(48).reshape(3, 16) % 50
 ARGS = (TOKENS, TOKENS >= 0)
