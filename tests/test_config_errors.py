@@ -123,4 +123,7 @@ def test_readme_names_every_registered_part():
         r"^\| `(\w+)[.\w<>]*`[^|]*\|[^|]*\| (.*) \|$", f.read(), re.MULTILINE)}
   for key, registry in (("task", TASKS), ("model", MODELS), ("data", DATASETS),
                         ("evals", EVALUATORS)):
-    assert set(registry.names()) <= rows[key], (key, set(registry.names()) - rows[key])
+    # Parts that tests register for themselves (e.g. a dataset with a NaN) are not shipped.
+    shipped = {name for name in registry.names()
+               if registry.get(name).__module__.startswith("ssl_jax.")}
+    assert len(shipped) >= 4 and shipped <= rows[key], (key, shipped - rows[key])
