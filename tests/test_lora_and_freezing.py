@@ -194,7 +194,7 @@ def test_layerwise_decay_scales_each_depth():
   depths = freeze.layer_depths(PARAMS)
   assert depths["embed"]["embedding"] == 0 and depths["block_1"]["dense"]["kernel"] == 2
   assert depths["head"]["kernel"] == depths["final_norm"]["scale"] == 3
-  tx = freeze.layerwise_decay(optax.sgd(1.0), PARAMS, decay=0.5)
+  tx = freeze.layerwise_decay(optax.sgd(1.0), blocks=2, decay=0.5)
   grads = jax.tree.map(jnp.ones_like, PARAMS)
   updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
   expected = {"embed": -0.125, "block_0": -0.25, "block_1": -0.5, "final_norm": -1.0,
@@ -203,4 +203,6 @@ def test_layerwise_decay_scales_each_depth():
     for leaf in jax.tree.leaves(updates[top]):
       np.testing.assert_allclose(leaf, value)
   with pytest.raises(ConfigError, match=r"\(0, 1\]"):
-    freeze.layerwise_decay(optax.sgd(1.0), PARAMS, decay=1.5)
+    freeze.layerwise_decay(optax.sgd(1.0), blocks=2, decay=1.5)
+  with pytest.raises(ConfigError, match="set up for 3 blocks; the params have 2"):
+    freeze.layerwise_decay(optax.sgd(1.0), blocks=3, decay=0.5).init(PARAMS)

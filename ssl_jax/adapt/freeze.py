@@ -96,14 +96,21 @@ def layer_depths(params: PyTree, head: str = "head") -> PyTree:
   return jax.tree.map(depth, leaf_paths(params))
 
 
-def layerwise_decay(tx: optax.GradientTransformation, params: PyTree, decay: float,
+def layerwise_decay(tx: optax.GradientTransformation, blocks: int, decay: float,
                     head: str = "head") -> optax.GradientTransformation:
-  """Scales the updates of a leaf at depth d by decay ** (top - d): the head learns at the
-  full rate, each block below it `decay` times slower than the one above."""
+  """Scales the updates of a leaf at depth d by decay ** (blocks + 1 - d): the head learns at
+  the full rate, each block below it `decay` times slower than the one above. The depth
+  groups are fixed by `blocks`, so this can be built before the params exist."""
   if not 0.0 < decay <= 1.0:
     raise ConfigError(f"layer-wise lr decay must be in (0, 1]; got {decay}.")
-  depths = layer_depths(params, head)
-  top = max(jax.tree.leaves(depths))
+  top = blocks + 1
   groups = {f"depth_{d}": optax.chain(tx, optax.scale(decay ** (top - d)))
-            for d in sorted(set(jax.tree.leaves(depths)))}
-  return optax.multi_transform(groups, jax.tree.map(lambda d: f"depth_{d}", depths))
+            for d in range(top + 1)}
+
+  def labels(params):
+    if num_blocks(params) != blocks:
+      raise ConfigError(f"layer-wise lr decay was set up for {blocks} blocks; the params have "
+                        f"{num_blocks(params)}.")
+    return jax.tree.map(lambda d: f"depth_{d}", layer_depths(params, head))
+
+  return optax.multi_transform(groups, labels)

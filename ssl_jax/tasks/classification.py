@@ -187,12 +187,7 @@ class Classification(Task):
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     strategy = self.freeze_strategy_in_use
     if self.layer_decay != 1.0:
-      depth = self.model.encoder.dims["depth"]
-      groups = {f"depth_{d}": optax.chain(tx, optax.scale(self.layer_decay ** (depth + 1 - d)))
-                for d in range(depth + 2)}
-      tx = optax.multi_transform(
-          groups, lambda params: jax.tree.map(lambda d: f"depth_{d}",
-                                              freeze.layer_depths(params)))
+      tx = freeze.layerwise_decay(tx, self.model.encoder.dims["depth"], self.layer_decay)
     if strategy == "none":
       return tx
     return freeze.freeze(tx, lambda params: freeze.freeze_labels(params, strategy))
