@@ -23,6 +23,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = "resnet"
   config.model_kwargs = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict({"name": "digits"})
+  # Few-label training (ssl_jax/data/label_budget.py): keep per_class labels of each class
+  # (0 = all), chosen by draw; "drop" the rest or "pair" them, unlabelled, with labelled rows.
+  config.label_budget = ml_collections.ConfigDict(dict(per_class=0, draw=0, unlabelled="drop"))
   # Image tasks: data.augment.view_configs; text tasks: data.text_augment.TextAugmentConfig.
   config.augment = ml_collections.ConfigDict()
   # Train a linear classifier on detached encoder features in the same step (solo-learn's
@@ -54,7 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-_SECTION_KEYS = ("optim", "mesh")
+_SECTION_KEYS = ("optim", "mesh", "label_budget")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -80,7 +83,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if is_path and value and isinstance(value, str) and not os.path.exists(
         os.path.expanduser(value)):
       raise ConfigError(f"config.data.{key}={value!r} does not exist.")
-  for key in ("total_steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size",
+  for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size",
               "keep_checkpoints"):
     if int(config[key]) <= 0:
       raise ConfigError(f"config.{key} must be positive, got {config[key]!r}.")
+  if int(config.total_steps) < 0:
+    # 0 evaluates the initial (e.g. pretrained, or zero-shot) model without a step.
+    raise ConfigError(f"config.total_steps must be >= 0, got {config.total_steps!r}.")

@@ -23,6 +23,7 @@ from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
 from ssl_jax import parallel, tasks as _tasks  # noqa: F401  (registers tasks)
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.config_base import validate_config
+from ssl_jax.data.label_budget import apply_label_budget
 from ssl_jax.data.pipeline import ShuffledBatches
 from ssl_jax.data.records import take_rows
 from ssl_jax.data.source import Dataset, unit_float_images
@@ -144,8 +145,13 @@ def _first_nonfinite(pending: list[tuple[int, dict[str, jax.Array]]]) -> tuple[i
 
 
 def build_dataset(config: ml_collections.ConfigDict, workdir: str | None) -> Dataset:
+  """`config.data`'s source, cut to `config.label_budget`."""
   options = {k: v for k, v in config.data.items() if k != "name"}
-  return DATASETS.build(config.data.name, options, workdir)
+  dataset = DATASETS.build(config.data.name, options, workdir)
+  budget = config.get("label_budget", {})
+  return apply_label_budget(dataset, int(budget.get("per_class", 0)),
+                            int(budget.get("draw", 0)), budget.get("unlabelled", "drop"),
+                            seed=config.seed)
 
 
 def build_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
@@ -186,7 +192,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None,
   init = functools.partial(create_state, task, tx, config.seed)
   state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
   state = jax.jit(init, out_shardings=state_sharding)(example)
-  state = state.replace(params=task.load_pretrained(state.params))
+  params, model_state = task.load_pretrained(state.params, state.model_state)
+  state = state.replace(params=params, model_state=model_state)
   train_step = jax.jit(make_train_step(task, tx), in_shardings=(state_sharding, data_sharding),
                        out_shardings=(state_sharding, parallel.replicated(mesh)),
                        donate_argnums=0)

@@ -12,7 +12,7 @@ from ssl_jax import parallel, train
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.config_base import base_config
 from ssl_jax.registry import ConfigError
-from ssl_jax.tasks.classification import read_pretraining
+from ssl_jax.tasks.fine_tuning import read_pretraining
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def _equal(a, b):
 
 @pytest.mark.parametrize("method", ["full", "linear", "lora", "scratch"])
 def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, method, devices):
-  _, checkpoint_params, _ = read_pretraining(pretrained)
+  checkpoint_params = read_pretraining(pretrained)[1]["params"]
   start, end, metrics = _trained(classification_config(pretrained, method=method))
   # Pretrained weights in, except for the from-scratch baseline (same shapes, random).
   assert _equal(start["encoder"], checkpoint_params["encoder"]) == (method != "scratch")

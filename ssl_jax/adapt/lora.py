@@ -2,10 +2,13 @@
 
 The adapters are a pytree of their own, {module path: {"a": [in, r], "b": [r, out]}}, one
 entry per adapted `nn.Dense` / `nn.DenseGeneral` (chosen by a regular expression on the module
-path, e.g. "encoder/block_0/attention/query"). `apply` runs the model under
-`nn.intercept_methods`, so every adapted layer returns
+path, e.g. "encoder/block_0/attention/query"), and of every adapted `nn.Conv` (LoRA for
+convolutions as peft does it: the kernel [kh, kw, in, out] gets the update A B reshaped, A
+being [kh * kw * in, r]). `apply` runs the model under `nn.intercept_methods`, so every
+adapted layer returns
 
-    W x + bias + (alpha / rank) * B(A(dropout(x)))
+    W x + bias + (alpha / rank) * B(A(dropout(x)))       (Dense)
+    conv(x, W) + bias + conv(dropout(x), (alpha / rank) * A B)   (Conv)
 
 and everything else is untouched. With "b" initialised to zero the adapted model starts equal
 to the base model. `merge` folds the update into the kernels for adapter-free inference
@@ -30,7 +33,7 @@ import orbax.checkpoint as ocp
 PyTree = Any
 Adapters = dict[str, dict[str, jax.Array]]
 
-_ADAPTABLE = (nn.Dense, nn.DenseGeneral)
+_ADAPTABLE = (nn.Dense, nn.DenseGeneral, nn.Conv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +69,8 @@ def _contracted_dims(module: nn.Module, input_ndim: int) -> int:
   """How many trailing input axes the layer contracts (its kernel's leading axes)."""
   if isinstance(module, nn.Dense):
     return 1
+  if isinstance(module, nn.Conv):
+    return input_ndim - 1  # the window and the input channels
   axes = module.axis if isinstance(module.axis, tuple) else (module.axis,)
   if module.batch_dims:
     raise ValueError(f"LoRA cannot adapt DenseGeneral {_module_path(module)!r} with batch_dims.")
@@ -85,7 +90,8 @@ def find_layers(model: nn.Module, variables: PyTree, *args, **kwargs) -> list[Ad
     if context.method_name == "__call__" and isinstance(module, _ADAPTABLE):
       out = next_fun(*call_args, **call_kwargs)
       kernel = module.variables["params"]["kernel"]
-      n_in = _contracted_dims(module, call_args[0].ndim)
+      n_in = (kernel.ndim - 1 if isinstance(module, nn.Conv)
+              else _contracted_dims(module, call_args[0].ndim))
       found[_module_path(module)] = AdaptedLayer(_module_path(module),
                                                  tuple(kernel.shape[:n_in]),
                                                  tuple(kernel.shape[n_in:]))
@@ -134,13 +140,21 @@ def apply(model: nn.Module, variables: PyTree, adapters: Adapters, config: LoraC
       return next_fun(*call_args, **call_kwargs)
     y = next_fun(*call_args, **call_kwargs)
     x = call_args[0]
-    n_in = _contracted_dims(module, x.ndim)
-    x = x.reshape(x.shape[:x.ndim - n_in] + (-1,))
     if dropout_key is not None and config.dropout > 0:
       keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, zlib.crc32(path.encode())),
                                   1.0 - config.dropout, x.shape)
       x = jnp.where(keep, x / (1.0 - config.dropout), 0.0)
     a, b = adapters[path]["a"], adapters[path]["b"]
+    if isinstance(module, nn.Conv):
+      # A convolution is linear in its kernel: the update is the same convolution (strides,
+      # padding, groups) with the low-rank kernel, without bias.
+      kernel = module.variables["params"]["kernel"]
+      delta_conv = module.clone(parent=None, use_bias=False)
+      delta = delta_conv.apply({"params": {"kernel": _kernel_delta(adapters[path], kernel,
+                                                                   config.scale)}}, x)
+      return y + delta.astype(y.dtype)
+    n_in = _contracted_dims(module, x.ndim)
+    x = x.reshape(x.shape[:x.ndim - n_in] + (-1,))
     delta = (x @ a.astype(x.dtype)) @ b.astype(x.dtype) * config.scale
     return y + delta.reshape(y.shape).astype(y.dtype)
 

@@ -11,6 +11,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from ssl_jax import parallel
+from ssl_jax.data.label_budget import labelled_indices
 from ssl_jax.data.pipeline import batches_in_order
 from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.registry import ConfigError
@@ -136,15 +137,13 @@ def _process_slice(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def labelled_subsets(labels: np.ndarray, per_class: int, draws: int, seed: int) -> np.ndarray:
-  """[draws, N] 0/1 weights selecting `per_class` examples of each class (0 = all examples)."""
+  """[draws, N] 0/1 weights selecting `per_class` examples of each class (0 = all examples);
+  the draws are `label_budget.labelled_indices`', so a fine-tune run with
+  `config.label_budget` sees the same examples as the probe at that budget and draw."""
   weights = np.zeros((draws, len(labels)), np.float32)
   for draw in range(draws):
     if per_class == 0:
       weights[draw] = 1.0
       continue
-    rng = np.random.default_rng([seed, draw])
-    for label in np.unique(labels):
-      members = np.flatnonzero(labels == label)
-      chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
-      weights[draw, chosen] = 1.0
+    weights[draw, labelled_indices(labels, per_class, draw, seed)] = 1.0
   return weights

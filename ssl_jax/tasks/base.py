@@ -57,10 +57,11 @@ class Task(abc.ABC):
     freezes parameters or scales learning rates here. Default: unchanged."""
     return tx
 
-  def load_pretrained(self, params: PyTree) -> PyTree:
-    """Called once on the freshly initialised (sharded) params, before any checkpoint of this
-    run is restored: a fine-tuning task puts pretrained weights in. Default: unchanged."""
-    return params
+  def load_pretrained(self, params: PyTree, model_state: PyTree) -> tuple[PyTree, PyTree]:
+    """Called once on the freshly initialised (sharded) params and model state, before any
+    checkpoint of this run is restored: a fine-tuning task puts pretrained weights (and batch
+    statistics) in. Default: unchanged."""
+    return params, model_state
 
   @abc.abstractmethod
   def represent(self, params: PyTree, model_state: PyTree,

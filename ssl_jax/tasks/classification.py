@@ -19,8 +19,7 @@ scratch, the baseline every method has to beat. Methods:
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -29,16 +28,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from ssl_jax.checkpoint import CheckpointMismatchError
+from ssl_jax.adapt import freeze, lora
+from ssl_jax.adapt.zero_shot import single_token_verbalizers
+from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.tokenizer import Tokenizer
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
-from ssl_jax.adapt import freeze, lora
+from ssl_jax.tasks.base import build_model, mean_over_valid, split_variables
+from ssl_jax.tasks.fine_tuning import FineTuning
 
-METHODS = ("full", "linear", "lora", "scratch")
 POOLINGS = ("mean", "first")
+ZERO_SHOT_SCORINGS = ("sum", "per_token", "pmi")
+DEFAULT_PROMPT = " This is from the Python module"
+TEXT_PRETRAINING = ("mlm", "causal_lm")
 
 
 class TextClassifier(nn.Module):
@@ -58,166 +61,251 @@ class TextClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(pooled.astype(jnp.float32))
 
 
-def read_pretraining(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any], str]:
-  """(config, params of the latest checkpoint as numpy, checkpoint directory) of a
-  pretraining workdir; errors name what is missing."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"init_from={workdir!r}: {config_path} does not exist. Point "
-                            "init_from at the workdir of a finished pretraining run.")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  steps = sorted(int(name) for name in os.listdir(directory) if name.isdigit()) if os.path.isdir(
-      directory) else []
-  if not steps:
-    raise FileNotFoundError(f"init_from={workdir!r} has no checkpoint under {directory}.")
-  path = os.path.join(directory, str(steps[-1]), "state")
-  restored = ocp.StandardCheckpointer().restore(path)
-  return config, jax.tree.map(np.asarray, restored["params"]), path
-
-
 def pretrained_encoder_params(params: dict[str, Any], task: str) -> dict[str, Any]:
   """The encoder's subtree of a pretraining task's params."""
   if task == "causal_lm":
     return params
-  if task == "mlm" and "encoder" in params:
-    return params["encoder"]
-  raise ConfigError(f"Fine-tuning starts from 'mlm' or 'causal_lm' text pretraining; "
-                    f"init_from holds a {task!r} run.")
-
-
-def _check_shapes(pretrained: Any, fresh: Any, source: str) -> None:
-  paths = lambda tree: {jax.tree_util.keystr(path): np.shape(leaf)
-                        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-  have, want = paths(pretrained), paths(fresh)
-  problems = [f"{p}: checkpoint {have.get(p)} vs model {want.get(p)}"
-              for p in sorted(set(have) | set(want)) if have.get(p) != want.get(p)]
-  if problems:
-    raise CheckpointMismatchError(
-        f"The encoder in {source} does not match the one this config builds "
-        f"({len(problems)} differences, e.g. {problems[:3]}). Use the pretraining run's "
-        "tokenizer (config.data.tokenizer_path) and do not override model_kwargs.")
+  return params["encoder"]
 
 
 @TASKS.register("classification")
-class Classification(Task):
-  """Cross entropy of a `TextClassifier` on `batch["label"]`; see the module docstring.
-
-  Options (`config.task_kwargs`): init_from, method, freeze (a `ssl_jax.adapt.freeze`
-  strategy), layer_decay, pooling, head_dropout, label_smoothing, lora_rank, lora_alpha,
-  lora_dropout, lora_targets.
+class Classification(FineTuning):
+  """Cross entropy of a `TextClassifier` on `batch["label"]`; see the module docstring and
+  `FineTuning` for the shared options. Text-only options: layer_decay, pooling, head_dropout.
   """
 
   modality = "text"
+  input_key = "tokens"
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset, init_from: str = "",
                method: str = "full", freeze: str = "none", layer_decay: float = 1.0,
                pooling: str = "mean", head_dropout: float = 0.0,
                label_smoothing: float = 0.0, lora_rank: int = 8, lora_alpha: float = 16.0,
                lora_dropout: float = 0.0,
-               lora_targets: str = r"attention/(query|value)$"):
-    super().__init__(config, dataset)
-    for name, value, valid in (("method", method, METHODS), ("pooling", pooling, POOLINGS)):
-      if value not in valid:
-        raise ConfigError(f"Unknown config.task_kwargs.{name} {value!r}; valid: {list(valid)}.")
+               lora_targets: str = r"attention/(query|value)$",
+               semi_supervised: str = "none", unlabelled_weight: float = 1.0,
+               pseudo_label_threshold: float = 0.95,
+               prompt: str = DEFAULT_PROMPT, verbalizers: str = "",
+               zero_shot_scoring: str = "per_token"):
+    if pooling not in POOLINGS:
+      raise ConfigError(f"Unknown config.task_kwargs.pooling {pooling!r}; valid: "
+                        f"{list(POOLINGS)}.")
+    if semi_supervised == "fixmatch":
+      raise ConfigError("semi_supervised='fixmatch' needs weak and strong views; text has "
+                        "none yet: use 'pretext' (the masked-LM loss on unlabelled rows).")
+    super().__init__(config, dataset, init_from, method, freeze, label_smoothing,
+                     lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
+                     semi_supervised, unlabelled_weight, pseudo_label_threshold)
     info = dataset.info
-    if "num_classes" not in info:
-      raise ConfigError(f"Task 'classification' needs labelled data; {config.data.name!r} has "
-                        "no labels. Use e.g. 'python_packages' or 'text_classification_files'.")
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
-    self.pretrained = None
     model_config = config
     if init_from:
-      model_config, params, source = read_pretraining(init_from)
+      model_config = self.pretrained_config
       pretrained_info = model_config.get("dataset_info", {})
       if pretrained_info.get("vocab_size") != info["vocab_size"]:
         raise ConfigError(
             f"The pretraining run in {init_from!r} has a vocabulary of "
             f"{pretrained_info.get('vocab_size')} pieces, this data {info['vocab_size']}: set "
             f"config.data.tokenizer_path={pretrained_info.get('tokenizer_path')!r}.")
-      if method != "scratch":
-        self.pretrained = (pretrained_encoder_params(params, model_config.task), source)
+      if model_config.task not in TEXT_PRETRAINING:
+        raise ConfigError(f"Fine-tuning starts from {list(TEXT_PRETRAINING)} text "
+                          f"pretraining; init_from={init_from!r} holds a "
+                          f"{model_config.task!r} run.")
+      if semi_supervised == "pretext" and model_config.task != "mlm":
+        raise ConfigError("semi_supervised='pretext' on text keeps the masked-LM loss; "
+                          f"init_from={init_from!r} holds a {model_config.task!r} run.")
       # The fine-tune may change options that keep the shapes (dropout, remat, dtype); a
       # change of shape is caught when the weights are loaded.
+      model_config = model_config.copy_and_resolve_references()
       model_config.model_kwargs.update(config.model_kwargs.to_dict())
       seq_len = int(model_config.data.get("seq_len", seq_len))
     self.model = TextClassifier(
         build_model(model_config, vocab_size=info["vocab_size"], max_length=seq_len),
-        info["num_classes"], pooling, head_dropout)
+        self.num_classes, pooling, head_dropout)
     self.pad_id = info["pad_id"]
-    self.method, self.freeze_strategy = method, freeze
-    self.layer_decay, self.label_smoothing = layer_decay, label_smoothing
-    self.lora_config = lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets)
+    self.layer_decay = layer_decay
+    self.zero_shot = None
+    if method == "zero_shot":
+      if not init_from:
+        raise ConfigError("method='zero_shot' scores with a pretrained language model: set "
+                          "task_kwargs.init_from to an 'mlm' or 'causal_lm' workdir.")
+      words = ([w.strip() for w in verbalizers.split(",")] if verbalizers else
+               list(info["class_names"]))
+      if len(words) != self.num_classes:
+        raise ConfigError(f"task_kwargs.verbalizers names {len(words)} words for "
+                          f"{self.num_classes} classes {list(info['class_names'])}.")
+      self.zero_shot = ZeroShotPrompt.build(Tokenizer(info["tokenizer_path"]), prompt, words,
+                                            model_config.task, zero_shot_scoring,
+                                            seq_len, self.model.encoder.max_length)
 
   # --- Parameters ---------------------------------------------------------------------------
 
-  def init(self, rng, batch):
-    tokens = batch["tokens"]
-    variables = self.model.init(rng, tokens, tokens != self.pad_id, train=False)
-    params, model_state = split_variables(variables)
-    if self.method == "lora":
-      layers = lora.find_layers(self.model, variables, tokens, tokens != self.pad_id,
-                                train=False)
-      params = {**params, "lora": lora.init_adapters(jax.random.fold_in(rng, 1), layers,
-                                                     self.lora_config)}
-    return params, model_state
+  def init_model(self, rng, tokens):
+    return split_variables(self.model.init(rng, tokens, tokens != self.pad_id, train=False))
 
-  def load_pretrained(self, params: Any) -> Any:
-    """`params` with the encoder replaced by the pretrained one (shapes checked)."""
-    if self.pretrained is None:
-      return params
-    encoder, source = self.pretrained
-    _check_shapes(encoder, params["encoder"], source)
-    loaded = jax.tree.map(lambda new, old: jax.device_put(new.astype(old.dtype), old.sharding),
-                          encoder, params["encoder"])
-    return {**params, "encoder": loaded}
+  def adapted_layers(self, variables, tokens):
+    return lora.find_layers(self.model, variables, tokens, tokens != self.pad_id, train=False)
 
-  @property
-  def freeze_strategy_in_use(self) -> str:
-    return {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
-            "linear": "all_but_head", "lora": r"regex:^encoder/"}[self.method]
-
-  def trainable_parameters(self, params: Any) -> int:
-    """How many parameters the optimizer updates (the rest are frozen)."""
-    labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
-    return sum(int(np.prod(np.shape(leaf))) for leaf, label in
-               zip(jax.tree.leaves(params), jax.tree.leaves(labels)) if label == freeze.TRAINABLE)
+  def encoder_checkpoint(self, variables):
+    return pretrained_encoder_params(variables["params"], self.pretrained_config.task), {}
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    strategy = self.freeze_strategy_in_use
     if self.layer_decay != 1.0:
       tx = freeze.layerwise_decay(tx, self.model.encoder.dims["depth"], self.layer_decay)
-    if strategy == "none":
-      return tx
-    return freeze.freeze(tx, lambda params: freeze.freeze_labels(params, strategy))
+    return super().wrap_optimizer(tx)
 
   # --- Forward --------------------------------------------------------------------------------
 
-  def logits(self, params, model_state, batch, rng: jax.Array | None, train: bool):
-    tokens = batch["tokens"]
-    params = dict(params)
+  def forward(self, params, model_state, tokens, rng, train):
+    if self.zero_shot is not None:
+      return self.zero_shot_scores(params, model_state, tokens), model_state
+    params = {k: v for k, v in params.items() if k != "pretext"}
     adapters = params.pop("lora", None)
     variables = {"params": params, **model_state}
-    rngs = {"dropout": rng} if rng is not None else {}
+    rngs = {"dropout": rng} if (rng is not None and train) else {}
     args = (tokens, tokens != self.pad_id)
     if adapters is None:
-      return self.model.apply(variables, *args, train=train, rngs=rngs)
+      return self.model.apply(variables, *args, train=train, rngs=rngs), model_state
     return lora.apply(self.model, variables, adapters, self.lora_config, *args, train=train,
-                      rngs=rngs, dropout_key=rng if train else None)
-
-  def loss_fn(self, params, model_state, batch, rng):
-    logits = self.logits(params, model_state, batch, rng, train=True)
-    labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]),
-                                 self.label_smoothing)
-    loss = optax.softmax_cross_entropy(logits, labels).mean()
-    accuracy = (logits.argmax(-1) == batch["label"]).mean()
-    return loss, ({"accuracy": accuracy}, model_state)
+                      rngs=rngs, dropout_key=rng if train else None), model_state
 
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": {k: v for k, v in params.items() if k != "lora"},
+    hidden = self.model.apply({"params": {k: v for k, v in params.items()
+                                          if k not in ("lora", "pretext")},
                                **model_state}, tokens, valid, False,
                               method=lambda m, t, v, train: m.encoder(t, v, train=train))
     return mean_over_valid(hidden, valid)
+
+  # --- Zero-shot --------------------------------------------------------------------------------
+
+  def zero_shot_scores(self, params, model_state, tokens):
+    """[B, classes] scores of each label word after "text + prompt" (see ZeroShotPrompt)."""
+    prompt = self.zero_shot
+    encoder_params = {"params": {"encoder": params["encoder"]}, **model_state}
+    if prompt.kind == "pet":
+      sequences, valid, positions = prompt.masked(tokens, self.pad_id)
+      mlm_params = {"params": {**params["pretext"], "encoder": params["encoder"]}}
+      logits = self.pretext.model.apply(mlm_params, sequences, valid, positions[:, None],
+                                        train=False)[:, 0]
+      return jax.nn.log_softmax(logits.astype(jnp.float32))[:, prompt.verbalizers[:, 0]]
+
+    def continuation(rows):
+      sequences, valid, at, targets, weights = prompt.continuations(rows, self.pad_id)
+      batch, classes, length = sequences.shape
+      hidden = self.model.apply(encoder_params, sequences.reshape(-1, length),
+                                valid.reshape(-1, length), method=_encode)
+      hidden = jnp.take_along_axis(hidden, at.reshape(batch * classes, -1)[..., None], axis=1)
+      # The vocabulary is projected only where a verbalizer token is predicted.
+      logits = self.model.apply(encoder_params, hidden, method=_attend)
+      log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+      picked = jnp.take_along_axis(log_probs, targets.reshape(batch * classes, -1)[..., None],
+                                   axis=-1)[..., 0].reshape(batch, classes, -1)
+      return (picked * weights).sum(-1)
+
+    scores = continuation(tokens)
+    if prompt.scoring == "per_token":
+      scores = scores / prompt.lengths
+    elif prompt.scoring == "pmi":
+      # Domain-conditional PMI (Holtzman et al. 2021): subtract each word's score after the
+      # prompt alone, so words the LM likes everywhere stop winning by surface form.
+      empty = jnp.full((1, tokens.shape[1]), self.pad_id, tokens.dtype).at[:, :2].set(
+          jnp.asarray([tok.CLS_ID, tok.SEP_ID], tokens.dtype))
+      scores = scores - continuation(empty)
+    return scores
+
+
+def _encode(module, tokens, valid):
+  return module.encoder(tokens, valid, train=False)
+
+
+def _attend(module, hidden):
+  return module.encoder.attend(hidden)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroShotPrompt:
+  """A prompt appended to each example's text, and the label words scored after it.
+
+  A row is "[CLS] text [SEP] [PAD]...". For a causal LM (lm-evaluation-harness style) the
+  sequence "[CLS] text prompt word" is scored by log p(word | [CLS] text prompt), summed over
+  the word's pieces ("sum"), divided by their number ("per_token"), or minus the same score
+  without the text ("pmi"). For a masked LM (PET) the sequence is "[CLS] text prompt [MASK]
+  [SEP]" and a class scores log p(its one-piece word at [MASK]).
+  """
+
+  kind: str               # "causal" or "pet"
+  scoring: str
+  prompt: np.ndarray      # [S] the prompt's pieces
+  verbalizers: np.ndarray  # [C, V] each word's pieces, padded
+  lengths: np.ndarray     # [C] pieces per word
+
+  @classmethod
+  def build(cls, tokenizer: Tokenizer, prompt: str, words: list[str], pretraining_task: str,
+            scoring: str, seq_len: int, max_length: int) -> "ZeroShotPrompt":
+    if scoring not in ZERO_SHOT_SCORINGS:
+      raise ConfigError(f"Unknown config.task_kwargs.zero_shot_scoring {scoring!r}; valid: "
+                        f"{list(ZERO_SHOT_SCORINGS)}.")
+    prompt_ids = tokenizer.encode([prompt])[0] if prompt else []
+    if pretraining_task == "mlm":
+      ids = [[i] for i in single_token_verbalizers(tokenizer, words)]
+      kind = "pet"
+    else:
+      ids = [tokenizer.encode([" " + word])[0] for word in words]
+      kind = "causal"
+    width = max(len(i) for i in ids)
+    needed = seq_len + len(prompt_ids) + width
+    if needed > max_length:
+      raise ConfigError(f"Zero-shot sequences need {needed} positions (rows of {seq_len}, the "
+                        f"prompt's {len(prompt_ids)} pieces, words of up to {width}); the "
+                        f"pretrained model has {max_length}. Lower config.data.seq_len.")
+    verbalizers = np.zeros((len(ids), width), np.int32)
+    for c, pieces in enumerate(ids):
+      verbalizers[c, :len(pieces)] = pieces
+    return cls(kind, scoring, np.asarray(prompt_ids, np.int32), verbalizers,
+               np.asarray([len(i) for i in ids], np.float32))
+
+  def _layout(self, tokens: jnp.ndarray, extra: int):
+    """Each row's text (up to its [SEP]) then the prompt, in rows of L + S + extra:
+    (sequences [B, L2], index [1, L2], where the prompt ends [B, 1])."""
+    length = tokens.shape[1] + len(self.prompt) + extra
+    index = jnp.arange(length)[None]
+    cut = (tokens != tok.PAD_ID).sum(-1, keepdims=True) - 1  # the [SEP] position
+    text = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])))
+    sequences = jnp.where(index < cut, text, tok.PAD_ID)
+    if len(self.prompt):
+      prompt = jnp.asarray(self.prompt)[jnp.clip(index - cut, 0, len(self.prompt) - 1)]
+      sequences = jnp.where((index >= cut) & (index < cut + len(self.prompt)), prompt,
+                            sequences)
+    return sequences, index, cut + len(self.prompt)
+
+  def continuations(self, tokens: jnp.ndarray, pad_id: int):
+    """Per class: sequences [B, C, L2], valid [B, C, L2], the positions that predict the
+    word's pieces [B, C, V], the pieces [B, C, V] and their weights [B, C, V]."""
+    del pad_id
+    width = self.verbalizers.shape[1]
+    sequences, index, end = self._layout(tokens, width)
+    words = jnp.asarray(self.verbalizers)  # [C, V]
+    offset = index - end  # [B, L2]: position inside the word
+    piece = words[:, jnp.clip(offset, 0, width - 1)]  # [C, B, L2]
+    inside = (offset >= 0)[None] & (offset[None] < jnp.asarray(self.lengths, jnp.int32)[:, None,
+                                                                                        None])
+    sequences = jnp.where(inside, piece, sequences[None]).transpose(1, 0, 2)
+    valid = (sequences != tok.PAD_ID)
+    batch, classes = tokens.shape[0], len(words)
+    at = jnp.broadcast_to(end[:, None] - 1 + jnp.arange(width)[None, None], (batch, classes,
+                                                                             width))
+    targets = jnp.broadcast_to(words[None], (batch, classes, width))
+    weights = jnp.broadcast_to((jnp.arange(width)[None] < jnp.asarray(self.lengths)[:, None])
+                               .astype(jnp.float32)[None], (batch, classes, width))
+    return sequences, valid, at, targets, weights
+
+  def masked(self, tokens: jnp.ndarray, pad_id: int):
+    """PET: sequences [B, L2] ending "prompt [MASK] [SEP]", valid [B, L2], the [MASK]
+    position [B]."""
+    del pad_id
+    sequences, index, end = self._layout(tokens, 2)
+    sequences = jnp.where(index == end, tok.MASK_ID, sequences)
+    sequences = jnp.where(index == end + 1, tok.SEP_ID, sequences)
+    return sequences, sequences != tok.PAD_ID, end[:, 0]
