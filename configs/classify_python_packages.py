@@ -23,7 +23,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "classification"
   config.task_kwargs = ml_collections.ConfigDict(dict(
       init_from=pretraining, method="full", pooling="mean", layer_decay=1.0,
-      lora_rank=8, lora_alpha=16.0))
+      lora_rank=8, lora_alpha=16.0, semi_supervised="none", unlabelled_weight=1.0,
+      # method=zero_shot: the prompt after each docstring and one word per class (""
+      # = the package names); sum | per_token | pmi scoring with a causal LM, PET with an MLM.
+      prompt=" This is from the Python module", verbalizers="",
+      zero_shot_scoring="per_token"))
   config.model = "transformer_encoder"
   config.data = ml_collections.ConfigDict(dict(
       name="python_packages", seq_len=64, tokenizer_path=pretraining + "/tokenizer.model"))

@@ -206,3 +206,21 @@ def test_layerwise_decay_scales_each_depth():
     freeze.layerwise_decay(optax.sgd(1.0), blocks=2, decay=1.5)
   with pytest.raises(ConfigError, match="set up for 3 blocks; the params have 2"):
     freeze.layerwise_decay(optax.sgd(1.0), blocks=3, decay=0.5).init(PARAMS)
+
+
+def test_lora_on_convolutions_merges_into_the_kernels():
+  from ssl_jax.models.resnet import ResNet
+  model = ResNet(stage_sizes=(1, 1), width=8, stem="cifar")
+  images = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+  variables = model.init(jax.random.key(1), images, train=False)
+  layers = lora.find_layers(model, variables, images, train=False)
+  # A strided 3x3 conv, and the block's 1x1 projection shortcut, with their kernel shapes.
+  shapes = {layer.path: (layer.in_shape, layer.out_shape) for layer in layers}
+  assert shapes["BasicBlock_1/Conv_0"] == ((3, 3, 8), (16,))
+  assert shapes["BasicBlock_1/Conv_2"] == ((1, 1, 8), (16,))
+  config = lora.LoraConfig(rank=2, alpha=4.0, targets=r"Conv_\d+$")
+  adapters = _random_adapters(layers, config)
+  adapted = lora.apply(model, variables, adapters, config, images, train=False)
+  assert float(jnp.abs(adapted - model.apply(variables, images, train=False)).max()) > 0.05
+  merged = {**variables, "params": lora.merge(variables["params"], adapters, config)}
+  np.testing.assert_allclose(model.apply(merged, images, train=False), adapted, atol=1e-5)

@@ -240,6 +240,7 @@ class ZeroShotPrompt:
   prompt: np.ndarray      # [S] the prompt's pieces
   verbalizers: np.ndarray  # [C, V] each word's pieces, padded
   lengths: np.ndarray     # [C] pieces per word
+  length: int             # positions of a scored sequence (at most the model's)
 
   @classmethod
   def build(cls, tokenizer: Tokenizer, prompt: str, words: list[str], pretraining_task: str,
@@ -255,24 +256,26 @@ class ZeroShotPrompt:
       ids = [tokenizer.encode([" " + word])[0] for word in words]
       kind = "causal"
     width = max(len(i) for i in ids)
-    needed = seq_len + len(prompt_ids) + width
-    if needed > max_length:
-      raise ConfigError(f"Zero-shot sequences need {needed} positions (rows of {seq_len}, the "
-                        f"prompt's {len(prompt_ids)} pieces, words of up to {width}); the "
-                        f"pretrained model has {max_length}. Lower config.data.seq_len.")
+    if len(prompt_ids) + width + 8 > max_length:
+      raise ConfigError(f"The zero-shot prompt ({len(prompt_ids)} pieces) and words (up to "
+                        f"{width}) leave too little of the pretrained model's {max_length} "
+                        "positions for the text: shorten them.")
     verbalizers = np.zeros((len(ids), width), np.int32)
     for c, pieces in enumerate(ids):
       verbalizers[c, :len(pieces)] = pieces
+    # The text is cut (from its end) where "text prompt word" would not fit the model.
+    length = min(seq_len + len(prompt_ids) + width, max_length)
     return cls(kind, scoring, np.asarray(prompt_ids, np.int32), verbalizers,
-               np.asarray([len(i) for i in ids], np.float32))
+               np.asarray([len(i) for i in ids], np.float32), length)
 
   def _layout(self, tokens: jnp.ndarray, extra: int):
-    """Each row's text (up to its [SEP]) then the prompt, in rows of L + S + extra:
-    (sequences [B, L2], index [1, L2], where the prompt ends [B, 1])."""
-    length = tokens.shape[1] + len(self.prompt) + extra
+    """Each row's text (up to its [SEP], cut to leave room) then the prompt, in rows of
+    `self.length`: (sequences [B, L2], index [1, L2], where the prompt ends [B, 1])."""
+    length = self.length
     index = jnp.arange(length)[None]
     cut = (tokens != tok.PAD_ID).sum(-1, keepdims=True) - 1  # the [SEP] position
-    text = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])))
+    cut = jnp.minimum(cut, length - len(self.prompt) - extra)
+    text = jnp.pad(tokens, ((0, 0), (0, max(0, length - tokens.shape[1]))))[:, :length]
     sequences = jnp.where(index < cut, text, tok.PAD_ID)
     if len(self.prompt):
       prompt = jnp.asarray(self.prompt)[jnp.clip(index - cut, 0, len(self.prompt) - 1)]

@@ -195,18 +195,21 @@ class FineTuning(Task):
   @property
   def freeze_strategy_in_use(self) -> str:
     return {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
-            "linear": "all_but_head", "lora": r"regex:^encoder/",
-            "zero_shot": "regex:."}[self.method]
+            "linear": "all_but_head", "lora": r"regex:^encoder/"}[self.method]
 
   def trainable_parameters(self, params: PyTree) -> int:
     """How many parameters the optimizer updates (the rest are frozen); the pretext heads of
     a semi-supervised run train but are not part of the classifier, so they do not count."""
+    if self.method == "zero_shot":
+      return 0
     params = {k: v for k, v in params.items() if k != "pretext"}
     labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
     return sum(int(np.prod(np.shape(leaf))) for leaf, label in
                zip(jax.tree.leaves(params), jax.tree.leaves(labels)) if label == freeze.TRAINABLE)
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    if self.method == "zero_shot":
+      return optax.set_to_zero()  # nothing trains (and no optimizer state is kept)
     strategy = self.freeze_strategy_in_use
     if strategy == "none":
       return tx

@@ -1,0 +1,238 @@
+r"""Which way of internalizing pretrained knowledge wins at which label budget: the README's
+label-efficiency and robustness tables, made by one command.
+
+  python experiments/label_efficiency.py --workdir /tmp/label_efficiency
+
+For digits (VICReg-pretrained ResNet, `configs/classify_digits.py`) and the `python_packages`
+text task (BERT-pretrained encoder, `configs/classify_python_packages.py`), at 1, 5, 10 and
+all labels per class, each a mean ± std over `--draws` label draws (at "all", over seeds):
+training the same network from scratch, a linear head on the frozen encoder, full fine-tuning,
+LoRA, and semi-supervised fine-tuning (the pretraining loss on every train example plus cross
+entropy on the labelled ones); for text also zero-shot scoring with the GPT run (no labels).
+Then, on digits with every label: clean and PGD accuracy of full fine-tuning with and without
+PGD adversarial training.
+
+Every cell is one `train.train_and_evaluate` run of the shipped config (same trainer,
+checkpoints and metrics as pretraining) in its own sub-workdir, so an interrupted experiment
+resumes where it stopped. The pretraining runs are made first unless `--digits_pretraining`,
+`--text_pretraining` and `--lm_pretraining` name finished workdirs. Writes
+<workdir>/label_efficiency.json and label_efficiency.md. XLA's persistent compilation cache
+(<workdir>/xla_cache) lets runs with the same shapes skip compiling.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+import types
+from typing import Any
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from ssl_jax import train
+from ssl_jax.metrics import write_json
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config_module(name: str) -> types.ModuleType:
+  """configs/<name>.py as a module (configs/ is a folder of files, not a package)."""
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+vicreg_digits, classify_digits = config_module("vicreg_digits"), config_module("classify_digits")
+bert_python_text, gpt_python_text = (config_module("bert_python_text"),
+                                     config_module("gpt_python_text"))
+classify_python_packages = config_module("classify_python_packages")
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the experiment.")
+_SUITES = flags.DEFINE_list("suites", ["digits", "text"], "digits and/or text.")
+_BUDGETS = flags.DEFINE_list("budgets", ["1", "5", "10", "0"], "Labels per class; 0 = all.")
+_DRAWS = flags.DEFINE_integer("draws", 5, "Label draws (seeds at 'all') per budget.")
+_DIGITS_PRETRAINING = flags.DEFINE_string("digits_pretraining", "",
+                                          "A finished configs/vicreg_digits.py workdir.")
+_TEXT_PRETRAINING = flags.DEFINE_string("text_pretraining", "",
+                                        "A finished configs/bert_python_text.py workdir.")
+_LM_PRETRAINING = flags.DEFINE_string("lm_pretraining", "",
+                                      "A finished configs/gpt_python_text.py workdir.")
+_ROBUSTNESS = flags.DEFINE_bool("robustness", True, "Also make the robustness table.")
+
+# method -> (task_kwargs, label_budget.unlabelled, optimizer overrides). The learning rates
+# were chosen on the validation split (text) / with 5 labels per class (digits).
+DIGITS_METHODS = {
+    "from scratch": (dict(method="scratch"), "drop", {}),
+    "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
+    "full fine-tune": (dict(method="full"), "drop", {}),
+    "LoRA (rank 4, every conv)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
+    "semi-supervised (+ VICReg loss)": (dict(method="full", semi_supervised="pretext"),
+                                        "pair", {}),
+}
+TEXT_METHODS = {
+    "from scratch": (dict(method="scratch"), "drop", {}),
+    "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
+    "full fine-tune": (dict(method="full"), "drop", {}),
+    "LoRA (rank 8, query/value)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
+    "semi-supervised (+ MLM loss)": (dict(method="full", semi_supervised="pretext"), "pair",
+                                     {}),
+}
+# Descriptive one-piece words (the package names are several pieces each).
+ZERO_SHOT_WORDS = "loop,email,import,logging,element,process,test,server,request,encoding"
+
+
+def pretrain(module, workdir: str) -> str:
+  """Runs a pretraining config into `workdir` unless it already finished there."""
+  config = module.get_config()
+  config.evals = {}
+  if not os.path.isfile(os.path.join(workdir, "results.json")):
+    train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def run_cell(config, workdir: str) -> dict[str, Any]:
+  """One run's classification results (cached in its workdir)."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.isfile(path):
+    train.train_and_evaluate(config, workdir)
+  with open(path) as f:
+    return json.load(f)["evals"]
+
+
+# Shorter text runs than the shipped config (300 steps of 64) keep the 200 runs near 30 min.
+SUITE_OVERRIDES = {"digits": {}, "text": dict(total_steps=150, batch_size=32)}
+
+
+def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, optim: dict,
+                per_class: int, draw: int, overrides: dict | None = None):
+  config = module.get_config()
+  config.update(overrides or {})
+  config.task_kwargs.init_from = init_from
+  config.task_kwargs.update(task_kwargs)
+  config.optim.update(optim)
+  config.label_budget.update(dict(per_class=per_class, draw=draw, unlabelled=unlabelled))
+  config.seed = draw
+  config.checkpoint_every = config.total_steps
+  config.keep_checkpoints = 1
+  return config
+
+
+def label_efficiency(suite: str, module, methods, init_from: str, root: str
+                     ) -> dict[str, dict[str, Any]]:
+  budgets = [int(b) for b in _BUDGETS.value]
+  table: dict[str, dict[str, Any]] = {}
+  for name, (task_kwargs, unlabelled, optim) in methods.items():
+    row: dict[str, Any] = {}
+    for per_class in budgets:
+      accuracies = []
+      for draw in range(_DRAWS.value):
+        slug = f"{name.split(' (')[0].replace(' ', '_')}/{per_class}_{draw}"
+        evals = run_cell(cell_config(module, init_from, task_kwargs, unlabelled, optim,
+                                     per_class, draw, SUITE_OVERRIDES[suite]),
+                         os.path.join(root, suite, slug))
+        result = next(iter(evals["classification"].values()))
+        accuracies.append(100 * result["test acc"])
+        row["trainable params"] = result["trainable params"]
+      column = f"{per_class}/class" if per_class else "all"
+      row[column] = {"mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}
+      print(f"[{suite}] {name} @ {column}: {np.mean(accuracies):.1f} ± {np.std(accuracies):.1f}",
+            flush=True)
+    table[name] = row
+  return table
+
+
+def zero_shot_row(text_pretraining: str, lm_pretraining: str, root: str) -> dict[str, Any]:
+  """Zero-shot accuracy of the GPT run (PMI scoring) and of the BERT run (PET): no labels, so
+  the same number at every budget."""
+  rows = {}
+  for name, init_from, scoring in (("zero-shot, GPT (PMI)", lm_pretraining, "pmi"),
+                                   ("zero-shot, BERT (PET)", text_pretraining, "per_token")):
+    config = classify_python_packages.get_config()
+    config.task_kwargs.update(dict(init_from=init_from, method="zero_shot",
+                                   zero_shot_scoring=scoring, verbalizers=ZERO_SHOT_WORDS))
+    config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
+    config.total_steps = 0
+    evals = run_cell(config, os.path.join(root, "text", name.split(",")[1].strip()[:4]))
+    accuracy = 100 * next(iter(evals["classification"].values()))["test acc"]
+    rows[name] = {column: {"mean": accuracy, "std": 0.0} for column in
+                  [f"{b}/class" if int(b) else "all" for b in _BUDGETS.value]}
+    rows[name]["trainable params"] = 0
+  return rows
+
+
+def robustness(init_from: str, root: str) -> dict[str, Any]:
+  """Clean and PGD accuracy (L-inf, eps 0.05 and 0.1, 10 steps) with every digits label."""
+  table = {}
+  for name, attack in (("standard fine-tune", "none"), ("PGD adversarial fine-tune", "pgd")):
+    config = cell_config(classify_digits, init_from, dict(method="full", adversarial=attack,
+                                                          adv_eps=0.1, adv_steps=5,
+                                                          adv_step_size=0.03),
+                         "drop", {}, 0, 0)
+    config.total_steps = 400
+    config.evals = {"robustness": dict(eps=(0.05, 0.1), steps=10, step_size=0.025)}
+    evals = run_cell(config, os.path.join(root, "robustness", attack))
+    table[name] = {k: 100 * v for k, v in next(iter(evals["robustness"].values())).items()}
+  return table
+
+
+def markdown(table: dict[str, dict[str, Any]]) -> str:
+  columns = [c for c in next(iter(table.values())) if c != "trainable params"]
+  lines = ["| method | " + " | ".join(columns) + " | trainable params | task weights |",
+           "|---" * (len(columns) + 3) + "|"]
+  for name, row in table.items():
+    cells = []
+    for column in columns:
+      value = row[column]
+      cells.append(f"{value['mean']:.1f} ± {value['std']:.1f}" if value["std"] else
+                   f"{value['mean']:.1f}")
+    params = row["trainable params"]
+    size = f"{params * 4 / 1024:,.0f} KiB" if params else "0"
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {params:,} | {size} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  root = _WORKDIR.value
+  jax.config.update("jax_compilation_cache_dir", os.path.join(root, "xla_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  start = time.perf_counter()
+  results: dict[str, Any] = {}
+  sections = []
+  if "digits" in _SUITES.value:
+    digits = _DIGITS_PRETRAINING.value or pretrain(
+        vicreg_digits, os.path.join(root, "pretrain", "vicreg_digits"))
+    results["digits"] = label_efficiency("digits", classify_digits, DIGITS_METHODS, digits,
+                                         root)
+    sections.append("## digits, test accuracy (%)\n\n" + markdown(results["digits"]))
+    if _ROBUSTNESS.value:
+      results["robustness"] = robustness(digits, root)
+      columns = list(next(iter(results["robustness"].values())))
+      lines = ["| fine-tune | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+      lines += [f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |"
+                for name, row in results["robustness"].items()]
+      sections.append("## digits robustness, test accuracy (%)\n\n" + "\n".join(lines))
+  if "text" in _SUITES.value:
+    bert = _TEXT_PRETRAINING.value or pretrain(
+        bert_python_text, os.path.join(root, "pretrain", "bert_python_text"))
+    gpt = _LM_PRETRAINING.value or pretrain(
+        gpt_python_text, os.path.join(root, "pretrain", "gpt_python_text"))
+    text = label_efficiency("text", classify_python_packages, TEXT_METHODS, bert, root)
+    results["text"] = {**text, **zero_shot_row(bert, gpt, root)}
+    sections.append("## python_packages, test accuracy (%)\n\n" + markdown(results["text"]))
+  results["seconds"] = round(time.perf_counter() - start, 1)
+  write_json(os.path.join(root, "label_efficiency.json"), results)
+  report = "\n\n".join(sections)
+  with open(os.path.join(root, "label_efficiency.md"), "w") as f:
+    f.write(report + "\n")
+  print(report)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)
