@@ -126,3 +126,87 @@ def test_shipped_config_follows_init_from_for_the_tokenizer(pretrained, devices)
   config.batch_size = 16
   start, end, _ = _trained(config)
   assert not _equal(start["encoder"], end["encoder"])
+
+
+# --- Zero-shot --------------------------------------------------------------------------------
+
+WORDS = "the,of,and,to,is,in,for,be,that,or"
+
+
+def _zero_shot(workdir, **task_kwargs):
+  """(task, params, model_state, test rows) of a zero-shot classification run on `workdir`."""
+  config = classification_config(workdir, method="zero_shot", verbalizers=WORDS,
+                                 prompt=" It is about", **task_kwargs)
+  task = train.build_task(config, train.build_dataset(config, None))
+  rows = task.dataset.split("test")["tokens"][:4]
+  params, model_state = task.init(jax.random.key(0), {"tokens": rows})
+  params, model_state = task.load_pretrained(params, model_state)
+  return task, params, model_state, rows
+
+
+def _text_of(row, room):
+  """A row's [CLS] + text pieces (without [SEP] and padding), cut to `room` pieces."""
+  row = [int(t) for t in row if t != 0]
+  return row[:-1][:room]
+
+
+def test_pet_scores_equal_the_masked_lm_at_the_mask(pretrained):
+  from ssl_jax.adapt import zero_shot
+  from ssl_jax.data import tokenizer as tok
+
+  task, params, model_state, rows = _zero_shot(pretrained)
+  scores = np.asarray(task.logits(params, model_state, {"tokens": rows}, None, False))
+  prompt = task.zero_shot.prompt.tolist()
+  room = task.zero_shot.length - len(prompt) - 2  # the model's 32 positions
+  prompts = [_text_of(row, room) + prompt + [tok.MASK_ID, tok.SEP_ID] for row in rows]
+  mlm_params = {**params["pretext"], "encoder": params["encoder"]}
+  expected = zero_shot.masked_scores(
+      zero_shot.masked_log_probs_fn(task.pretext, mlm_params, {}), prompts, tok.MASK_ID,
+      task.zero_shot.verbalizers[:, 0].tolist(), tok.PAD_ID)
+  np.testing.assert_allclose(scores, expected, atol=1e-5)
+  assert task.trainable_parameters(params) == 0
+
+
+@pytest.fixture(scope="module")
+def pretrained_lm(tmp_path_factory):
+  """A 2-step causal LM on the pydoc topics, as small as the MLM above."""
+  from conftest import load_config
+
+  config = load_config("gpt_python_text")
+  config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  config.data.update(dict(seq_len=48, vocab_size=500, stdlib_docstrings=False))
+  config.batch_size, config.eval_batch_size = 16, 32
+  config.total_steps, config.log_every, config.checkpoint_every = 2, 2, 2
+  config.evals = {}
+  config.optim.warmup_steps = 1
+  workdir = str(tmp_path_factory.mktemp("lm"))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_causal_scores_equal_prefix_by_prefix_log_likelihoods(pretrained_lm):
+  from ssl_jax.adapt import zero_shot
+  from ssl_jax.data import tokenizer as tok
+  from ssl_jax.registry import TASKS
+
+  results = {}
+  for scoring in ("sum", "per_token", "pmi"):
+    task, params, model_state, rows = _zero_shot(pretrained_lm, zero_shot_scoring=scoring)
+    results[scoring] = np.asarray(task.logits(params, model_state, {"tokens": rows}, None,
+                                              False))
+  # The same decoder as a causal_lm task, scored by `continuation_scores`.
+  config, _, _ = read_pretraining(pretrained_lm)
+  lm_task = TASKS.build("causal_lm", config.task_kwargs.to_dict(), config,
+                        train.build_dataset(config, None))
+  log_probs = zero_shot.causal_log_probs_fn(lm_task, params["encoder"], {})
+  prompt = task.zero_shot.prompt.tolist()
+  words = [list(w[:int(n)]) for w, n in zip(task.zero_shot.verbalizers.tolist(),
+                                            task.zero_shot.lengths)]
+  room = task.zero_shot.length - len(prompt) - max(len(w) for w in words)
+  expected = zero_shot.continuation_scores(
+      log_probs, [_text_of(r, room) + prompt for r in rows], words, tok.PAD_ID)
+  np.testing.assert_allclose(results["sum"], expected["sum"], atol=1e-4)
+  np.testing.assert_allclose(results["per_token"], expected["per_token"], atol=1e-4)
+  alone = zero_shot.continuation_scores(log_probs, [[tok.CLS_ID] + prompt], words,
+                                        tok.PAD_ID)["sum"]
+  np.testing.assert_allclose(results["pmi"], expected["sum"] - alone, atol=1e-4)

@@ -264,7 +264,7 @@ class ZeroShotPrompt:
     for c, pieces in enumerate(ids):
       verbalizers[c, :len(pieces)] = pieces
     # The text is cut (from its end) where "text prompt word" would not fit the model.
-    length = min(seq_len + len(prompt_ids) + width, max_length)
+    length = min(seq_len + len(prompt_ids) + (2 if kind == "pet" else width), max_length)
     return cls(kind, scoring, np.asarray(prompt_ids, np.int32), verbalizers,
                np.asarray([len(i) for i in ids], np.float32), length)
 
