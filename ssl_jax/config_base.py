@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from ssl_jax import early_stopping
 from ssl_jax.registry import (DATASETS, EVALUATORS, MODELS, TASKS, ConfigError,
                               check_options)
 
@@ -46,6 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
       trust_coefficient=0.001,               # lars
   ))
   config.evals = ml_collections.ConfigDict()  # evaluator name -> its options
+  # Validate during training, keep the best state, stop without improvement
+  # (ssl_jax/early_stopping.py); every=0 disables it.
+  config.early_stopping = early_stopping.defaults()
   config.total_steps = 1000
   config.batch_size = 256                    # global, over all devices and processes
   config.seed = 0
@@ -57,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-_SECTION_KEYS = ("optim", "mesh", "label_budget")
+_SECTION_KEYS = ("optim", "mesh", "label_budget", "early_stopping")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -72,6 +76,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   DATASETS.validate(config.data.name, data_options, num_positional=1, where="config.data")
   TASKS.validate(config.task, config.task_kwargs, num_positional=2, where="config.task_kwargs")
   MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
+  early_stopping.validate(config.early_stopping)
   for name, options in config.evals.items():
     EVALUATORS.validate(name, options, num_positional=1, where=f"config.evals.{name}")
   if "online_probe" in config.evals and not config.online_probe:

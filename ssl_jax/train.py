@@ -20,13 +20,14 @@ import optax
 
 from ssl_jax import data as _data  # noqa: F401  (registers datasets)
 from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
-from ssl_jax import parallel, tasks as _tasks  # noqa: F401  (registers tasks)
+from ssl_jax import early_stopping, parallel, tasks as _tasks  # noqa: F401  (registers tasks)
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.config_base import validate_config
 from ssl_jax.data.label_budget import apply_label_budget
 from ssl_jax.data.pipeline import ShuffledBatches
 from ssl_jax.data.records import take_rows
 from ssl_jax.data.source import Dataset, unit_float_images
+from ssl_jax.data.validation_split import hold_out_validation
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.metrics import MetricWriter, Throughput, format_results_table, write_json
 from ssl_jax.optim import build_optimizer
@@ -145,9 +146,14 @@ def _first_nonfinite(pending: list[tuple[int, dict[str, jax.Array]]]) -> tuple[i
 
 
 def build_dataset(config: ml_collections.ConfigDict, workdir: str | None) -> Dataset:
-  """`config.data`'s source, cut to `config.label_budget`."""
+  """`config.data`'s source (with a validation split held out of train if early stopping
+  needs one it lacks), cut to `config.label_budget`."""
   options = {k: v for k, v in config.data.items() if k != "name"}
   dataset = DATASETS.build(config.data.name, options, workdir)
+  stopping = config.get("early_stopping", early_stopping.defaults())
+  if int(stopping.every):
+    # A fixed seed: every run seed and label draw is validated on the same examples.
+    dataset = hold_out_validation(dataset, float(stopping.validation_fraction), seed=0)
   budget = config.get("label_budget", {})
   return apply_label_budget(dataset, int(budget.get("per_class", 0)),
                             int(budget.get("draw", 0)), budget.get("unlabelled", "drop"),
@@ -236,12 +242,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # --- Resume from the latest checkpoint, if any --------------------------------------------
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    stopper = early_stopping.from_config(config.early_stopping)
     latest = checkpointer.latest_step()
     if latest is not None:
       state, data_state = checkpointer.restore(latest, state)
+      tracked = data_state.pop(early_stopping.CHECKPOINT_KEY, None)
+      if stopper is not None and tracked is not None:
+        stopper.load_state_dict(tracked)
       run.batches.set_state(data_state)
       print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
     step = int(jax.device_get(state.step))
+    init_key = _init_keys(config.seed)[0]
+
+    def eval_context(state: TrainState) -> EvalContext:
+      return EvalContext(
+          task=run.task, variables=(state.params, state.model_state),
+          initial_variables=lambda: jax.jit(functools.partial(run.task.init, init_key))(
+              run.example),
+          dataset=run.dataset, mesh=mesh, batch_size=config.eval_batch_size, seed=config.seed,
+          name=config.task)
+
+    if stopper is not None:
+      validation = early_stopping.make_validation(config.early_stopping, eval_context)
+      best = Checkpointer(os.path.join(workdir, "best_checkpoint"), max_to_keep=1)
 
     # --- Loop ------------------------------------------------------------------------------------
     writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
@@ -251,7 +274,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
       with _SigtermFlag() as sigterm:
         batches = device_batches(run.batches, run.data_sharding)
-        while step < config.total_steps and not sigterm.requested:
+        while (step < config.total_steps and not sigterm.requested
+               and not (stopper is not None and stopper.stopped)):
           batch, data_state = next(batches)
           state, metrics = run.train_step(state, batch)
           step += 1
@@ -259,9 +283,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if step % config.log_every == 0 or step == config.total_steps:
             _log(writer, pending, run.schedule, throughput, step, config.batch_size, last_saved)
             pending = []
+          if stopper is not None and (step % config.early_stopping.every == 0
+                                      or step == config.total_steps):
+            _validate(stopper, validation, best, state, data_state, step, writer)
+          stopped = stopper is not None and stopper.stopped
           if (step % config.checkpoint_every == 0 or step == config.total_steps
-              or sigterm.requested):
+              or sigterm.requested or stopped):
             _check_finite(pending, last_saved)
+            if stopper is not None:
+              data_state = {**data_state, early_stopping.CHECKPOINT_KEY: stopper.state_dict()}
             checkpointer.save(step, state, data_state)
             last_saved = step
         if sigterm.requested:
@@ -273,23 +303,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer.close()
     train_seconds = time.perf_counter() - start_time
 
+    # --- The best validated state, when early stopping kept one ---------------------------------
+    if stopper is not None:
+      best.wait()
+      best_step = best.latest_step()
+      if best_step is not None and best_step != step:
+        state = best.restore(best_step, state)[0]
+        print(f"Evaluating the best validated state, step {best_step} "
+              f"({stopper.metric} {stopper.best_value:.4f}).", flush=True)
+      best.close()
+
     # --- Evaluation ------------------------------------------------------------------------------
-    init_key = _init_keys(config.seed)[0]
-    ctx = EvalContext(
-        task=run.task, variables=(state.params, state.model_state),
-        initial_variables=lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example),
-        dataset=run.dataset, mesh=mesh, batch_size=config.eval_batch_size, seed=config.seed,
-        name=config.task)
+    ctx = eval_context(state)
     evals = {name: EVALUATORS.get(name)(ctx, **options.to_dict())
              for name, options in config.evals.items()}
 
   results = {"step": step, "evals": evals, "train_seconds": round(train_seconds, 1),
              "total_seconds": round(time.perf_counter() - start_time, 1)}
+  if stopper is not None:
+    results["early_stopping"] = stopper.summary(step)
   if jax.process_index() == 0:
     write_json(os.path.join(workdir, "results.json"), results)
     if evals:
       print(format_results_table(evals), flush=True)
   return results
+
+
+def _validate(stopper, validation, best, state, data_state, step, writer) -> None:
+  """One early-stopping validation (a host sync, every `early_stopping.every` steps): records
+  the metric and, when it is the best so far, saves the state as the best checkpoint."""
+  value = validation(state)
+  if writer is not None:
+    writer.write(step, {f"early_stopping/{stopper.metric}": value})
+  # After a resume the best of a validated step may already be on disk (saved before the
+  # interruption, after the last regular checkpoint); the resumed state there is identical.
+  if stopper.update(step, value) and step not in best.all_steps():
+    best.save(step, state, data_state)
+  if stopper.stopped:
+    print(f"Early stopping at step {step}: {stopper.metric} has not improved on "
+          f"{stopper.best_value:.4f} (step {stopper.best_step}) for {stopper.patience} "
+          "validations.", flush=True)
 
 
 def _check_finite(pending, last_saved) -> None:

@@ -14,6 +14,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import importlib.util  # noqa: E402
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -80,3 +81,36 @@ def tiny_mlm_config(**overrides):
 def devices():
   assert len(jax.devices()) == 8, "tests expect 8 fake CPU devices"
   return jax.devices()
+
+
+@pytest.fixture(scope="session")
+def simclr_workdir(tmp_path_factory):
+  """A finished 4-step tiny SimCLR run (width-8 one-stage ResNet): config.json and checkpoints,
+  the pretraining that image fine-tuning tests start from."""
+  from ssl_jax import train
+
+  workdir = str(tmp_path_factory.mktemp("simclr"))
+  config = tiny_simclr_config()
+  config.evals = {}
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def trained_steps(config, steps: int = 2):
+  """((params, model_state) after `train.setup`, the same after `steps` train steps on the
+  first batch, the last step's metrics), all on the host."""
+  from ssl_jax import parallel, train
+
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+    start = jax.device_get((run.state.params, run.state.model_state))
+    state = run.state
+    for _ in range(steps):
+      state, metrics = run.train_step(state, run.example)
+  return start, jax.device_get((state.params, state.model_state)), jax.device_get(metrics)
+
+
+def trees_equal(a, b) -> bool:
+  """Bitwise equality of two pytrees' leaves."""
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_mlm_config
+from conftest import tiny_mlm_config, trained_steps, trees_equal as _equal
 from ssl_jax import parallel, train
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.config_base import base_config
@@ -40,18 +40,9 @@ def classification_config(workdir, **task_kwargs):
 
 
 def _trained(config):
-  mesh = parallel.make_mesh(config.mesh)
-  with jax.set_mesh(mesh):
-    run = train.setup(config, None, mesh)
-    start = jax.device_get(run.state.params)
-    state = run.state
-    for _ in range(2):
-      state, metrics = run.train_step(state, run.example)
-  return start, jax.device_get(state.params), metrics
-
-
-def _equal(a, b):
-  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  """(params before, params after two steps, metrics)."""
+  (start, _), (end, _), metrics = trained_steps(config)
+  return start, end, metrics
 
 
 @pytest.mark.parametrize("method", ["full", "linear", "lora", "scratch"])

@@ -2,24 +2,13 @@
 (weights and batch statistics), `method` decides what trains, the semi-supervised objectives
 read paired batches, and adversarial training plus the robustness evaluator run end to end."""
 
-import jax
 import numpy as np
 import pytest
 
-from conftest import load_config, tiny_simclr_config
-from ssl_jax import parallel, train
+from conftest import load_config, trained_steps as _trained, trees_equal as _equal
+from ssl_jax import train
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.fine_tuning import read_pretraining
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-  """A 4-step SimCLR run (width-8 one-stage ResNet): config.json and checkpoints."""
-  workdir = str(tmp_path_factory.mktemp("simclr"))
-  config = tiny_simclr_config()
-  config.evals = {}
-  train.train_and_evaluate(config, workdir)
-  return workdir
 
 
 def fine_tune_config(workdir, per_class=2, unlabelled="drop", **task_kwargs):
@@ -32,27 +21,12 @@ def fine_tune_config(workdir, per_class=2, unlabelled="drop", **task_kwargs):
   return config
 
 
-def _trained(config, steps=2):
-  mesh = parallel.make_mesh(config.mesh)
-  with jax.set_mesh(mesh):
-    run = train.setup(config, None, mesh)
-    start = jax.device_get((run.state.params, run.state.model_state))
-    state = run.state
-    for _ in range(steps):
-      state, metrics = run.train_step(state, run.example)
-  return start, jax.device_get((state.params, state.model_state)), jax.device_get(metrics)
-
-
-def _equal(a, b):
-  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 @pytest.mark.parametrize("method", ["linear", "lora", "scratch"])
-def test_methods_load_weights_and_statistics_and_train_what_they_say(pretrained, method,
+def test_methods_load_weights_and_statistics_and_train_what_they_say(simclr_workdir, method,
                                                                       devices):
-  checkpoint = read_pretraining(pretrained)[1]
+  checkpoint = read_pretraining(simclr_workdir)[1]
   (params, state), (end_params, end_state), metrics = _trained(
-      fine_tune_config(pretrained, method=method))
+      fine_tune_config(simclr_workdir, method=method))
   stats = state["batch_stats"]["encoder"]
   loaded = (_equal(params["encoder"], checkpoint["params"]["encoder"]) and
             _equal(stats, checkpoint["model_state"]["encoder"]["batch_stats"]))
@@ -68,15 +42,15 @@ def test_methods_load_weights_and_statistics_and_train_what_they_say(pretrained,
 
 
 @pytest.mark.parametrize("objective", ["pretext", "fixmatch"])
-def test_semi_supervised_objectives_add_an_unlabelled_loss(pretrained, objective, devices):
-  config = fine_tune_config(pretrained, unlabelled="pair", semi_supervised=objective,
+def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objective, devices):
+  config = fine_tune_config(simclr_workdir, unlabelled="pair", semi_supervised=objective,
                             pseudo_label_threshold=0.0)
   (params, _), (end_params, _), metrics = _trained(config)
   assert metrics["loss"] == pytest.approx(metrics["supervised_loss"] +
                                           metrics["unlabelled_loss"], rel=1e-5)
   if objective == "pretext":
     # SimCLR's projector comes from the checkpoint and keeps training on every image.
-    checkpoint = read_pretraining(pretrained)[1]["params"]
+    checkpoint = read_pretraining(simclr_workdir)[1]["params"]
     assert _equal(params["pretext"]["projector"], checkpoint["projector"])
     assert not _equal(params["pretext"], end_params["pretext"])
     assert [k for k in metrics if k.startswith("pretext_")]  # SimCLR's own metrics, prefixed
@@ -84,8 +58,8 @@ def test_semi_supervised_objectives_add_an_unlabelled_loss(pretrained, objective
     assert metrics["pseudo_label_rate"] == 1.0  # threshold 0: every prediction is kept
 
 
-def test_adversarial_fine_tune_and_robustness_evaluator(pretrained, tmp_path, devices):
-  config = fine_tune_config(pretrained, per_class=0, adversarial="pgd", adv_steps=2)
+def test_adversarial_fine_tune_and_robustness_evaluator(simclr_workdir, tmp_path, devices):
+  config = fine_tune_config(simclr_workdir, per_class=0, adversarial="pgd", adv_steps=2)
   config.evals = {"robustness": dict(eps=(0.0, 0.3), steps=3, step_size=0.15),
                   "classification": {}}
   results = train.train_and_evaluate(config, str(tmp_path))
@@ -97,11 +71,11 @@ def test_adversarial_fine_tune_and_robustness_evaluator(pretrained, tmp_path, de
       results["evals"]["classification"]["image_classification"]["test acc"])
 
 
-def test_fine_tuning_errors_name_the_fix(pretrained, tmp_path):
+def test_fine_tuning_errors_name_the_fix(simclr_workdir, tmp_path):
   with pytest.raises(ConfigError, match="set config.label_budget.unlabelled='pair'"):
-    train.build_task(fine_tune_config(pretrained, semi_supervised="fixmatch"),
-                     train.build_dataset(fine_tune_config(pretrained), None))
-  config = fine_tune_config(pretrained, method="zero_shot")
+    train.build_task(fine_tune_config(simclr_workdir, semi_supervised="fixmatch"),
+                     train.build_dataset(fine_tune_config(simclr_workdir), None))
+  config = fine_tune_config(simclr_workdir, method="zero_shot")
   with pytest.raises(ConfigError, match="image classification has full, linear, lora"):
     train.build_task(config, train.build_dataset(config, None))
   with pytest.raises(FileNotFoundError, match="config.json does not exist"):

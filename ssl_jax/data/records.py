@@ -132,3 +132,15 @@ def parallel_map(fn: Callable[[Any], np.ndarray], items, num_threads: int) -> li
   if num_threads not in _POOLS:
     _POOLS[num_threads] = futures.ThreadPoolExecutor(num_threads, "ssl_jax_decode")
   return list(_POOLS[num_threads].map(fn, items))
+
+
+def subset_split(split: Mapping[str, Any], indices: np.ndarray) -> Mapping[str, Any]:
+  """The rows at `indices` as a split of their own: numpy arrays for an in-memory split, a
+  lazy RecordSplit (reading through to `split`) for a RecordSplit."""
+  indices = np.asarray(indices, np.int64)
+  if not isinstance(split, RecordSplit):
+    return take_rows(split, indices)
+  columns = {name: (split[name].element_shape, split[name].dtype) for name in split}
+  read_labels = (lambda: np.asarray(split["label"])[indices]) if "label" in split else None
+  return RecordSplit(len(indices), lambda rows: split.take(indices[rows]), columns,
+                     read_labels=read_labels)
