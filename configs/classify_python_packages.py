@@ -8,8 +8,11 @@ docstring comes from (offline, CPU; `python_packages` in ssl_jax/data/text_class
 `task_kwargs.init_from` names the pretraining workdir (default /tmp/bert_python_text): its
 config.json rebuilds the encoder, its checkpoint gives the weights and its tokenizer reads the
 docstrings (`data.tokenizer_path` follows `init_from`). `method` is full | linear | lora |
-scratch (the same network from random weights). Early stopping is not in yet: the run trains
-`total_steps` and reports validation and test accuracy beside the majority class (17.0% test).
+adapter | prefix | prompt | scratch (the same network from random weights) | zero_shot. The
+run reports validation and test accuracy beside the majority class (17.0% test); with
+`--config.early_stopping.every=25 --config.early_stopping.patience=4` it validates every 25
+steps, stops after 4 validations without a better validation accuracy, and is evaluated at
+its best validated step.
 """
 
 import ml_collections
@@ -23,7 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "classification"
   config.task_kwargs = ml_collections.ConfigDict(dict(
       init_from=pretraining, method="full", pooling="mean", layer_decay=1.0,
-      lora_rank=8, lora_alpha=16.0, semi_supervised="none", unlabelled_weight=1.0,
+      lora_rank=8, lora_alpha=16.0, adapter_size=16, prefix_length=10, prompt_length=10,
+      semi_supervised="none", unlabelled_weight=1.0,
       # method=zero_shot: the prompt after each docstring and one word per class (""
       # = the package names); sum | per_token | pmi scoring with a causal LM, PET with an MLM.
       prompt=" This is from the Python module", verbalizers="",

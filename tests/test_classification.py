@@ -45,18 +45,29 @@ def _trained(config):
   return start, end, metrics
 
 
-@pytest.mark.parametrize("method", ["full", "linear", "lora", "scratch"])
+PEFT = {  # method -> its parameter count on the tiny encoder (width 32, 1 block, 2 heads)
+    "lora": 2 * (32 * 8 + 8 * 32),              # query and value, rank 8
+    "adapter": 2 * (32 * 16 + 16 + 16 * 32 + 32),  # attention and MLP outputs, size 16
+    "prefix": 2 * 10 * 2 * 16,                  # keys and values: 10 x 2 heads x 16
+    "prompt": 10 * 32,                          # 10 embeddings of width 32
+}
+
+
+@pytest.mark.parametrize("method", ["full", "linear", "scratch", *PEFT])
 def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, method, devices):
   checkpoint_params = read_pretraining(pretrained)[1]["params"]
-  start, end, metrics = _trained(classification_config(pretrained, method=method))
+  config = classification_config(pretrained, method=method)
+  start, end, metrics = _trained(config)
   # Pretrained weights in, except for the from-scratch baseline (same shapes, random).
   assert _equal(start["encoder"], checkpoint_params["encoder"]) == (method != "scratch")
   assert np.isfinite(float(metrics["loss"]))
   assert not _equal(start["head"], end["head"])
-  assert _equal(start["encoder"], end["encoder"]) == (method in ("linear", "lora"))
-  assert ("lora" in end) == (method == "lora")
-  if method == "lora":
-    assert not _equal(start["lora"], end["lora"])
+  assert _equal(start["encoder"], end["encoder"]) == (method == "linear" or method in PEFT)
+  assert set(end) == {"encoder", "head"} | ({method} & set(PEFT))
+  if method in PEFT:
+    assert not _equal(start[method], end[method])
+    task = train.build_task(config, train.build_dataset(config, None))
+    assert task.trainable_parameters(end) == PEFT[method] + 32 * 10 + 10
 
 
 def test_layer_decay_and_freezing_by_regex(pretrained, devices):

@@ -13,6 +13,9 @@ scratch, the baseline every method has to beat. Methods:
   full     every weight trains (with `freeze` and `layer_decay` to shape that);
   linear   only the head trains (the frozen encoder's features: a linear probe);
   lora     the encoder is frozen and LoRA adapters (`lora_*` options) train with the head;
+  adapter  the same with bottleneck adapters (`adapter_size`, `adapter_targets`);
+  prefix   the same with `prefix_length` learned keys/values in every attention layer;
+  prompt   the same with `prompt_length` learned input embeddings after [CLS];
   scratch  the same architecture (and tokenizer) as `init_from`, from random weights: the
            baseline, on identical terms.
 """
@@ -29,7 +32,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ssl_jax.adapt import freeze, lora
+from ssl_jax.adapt import bottleneck, freeze, lora, prompts
 from ssl_jax.adapt.zero_shot import single_token_verbalizers
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.tokenizer import Tokenizer
@@ -83,6 +86,8 @@ class Classification(FineTuning):
                label_smoothing: float = 0.0, lora_rank: int = 8, lora_alpha: float = 16.0,
                lora_dropout: float = 0.0,
                lora_targets: str = r"attention/(query|value)$",
+               adapter_size: int = 16, adapter_targets: str = r"(attention/out|mlp_out)$",
+               prefix_length: int = 10, prompt_length: int = 10,
                semi_supervised: str = "none", unlabelled_weight: float = 1.0,
                pseudo_label_threshold: float = 0.95,
                prompt: str = DEFAULT_PROMPT, verbalizers: str = "",
@@ -95,7 +100,9 @@ class Classification(FineTuning):
                         "none yet: use 'pretext' (the masked-LM loss on unlabelled rows).")
     super().__init__(config, dataset, init_from, method, freeze, label_smoothing,
                      lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
-                     semi_supervised, unlabelled_weight, pseudo_label_threshold)
+                     semi_supervised, unlabelled_weight, pseudo_label_threshold,
+                     bottleneck.AdapterConfig(adapter_size, adapter_targets),
+                     prompts.PrefixConfig(prefix_length), prompts.PromptConfig(prompt_length))
     info = dataset.info
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
     model_config = config
@@ -122,7 +129,7 @@ class Classification(FineTuning):
     self.model = TextClassifier(
         build_model(model_config, vocab_size=info["vocab_size"], max_length=seq_len),
         self.num_classes, pooling, head_dropout)
-    self.pad_id = info["pad_id"]
+    self.pad_id, self.mask_id = info["pad_id"], info["mask_id"]
     self.layer_decay = layer_decay
     self.zero_shot = None
     if method == "zero_shot":
@@ -143,8 +150,8 @@ class Classification(FineTuning):
   def init_model(self, rng, tokens):
     return split_variables(self.model.init(rng, tokens, tokens != self.pad_id, train=False))
 
-  def adapted_layers(self, variables, tokens):
-    return lora.find_layers(self.model, variables, tokens, tokens != self.pad_id, train=False)
+  def model_args(self, tokens):
+    return tokens, tokens != self.pad_id
 
   def encoder_checkpoint(self, variables):
     return pretrained_encoder_params(variables["params"], self.pretrained_config.task), {}
@@ -159,22 +166,21 @@ class Classification(FineTuning):
   def forward(self, params, model_state, tokens, rng, train):
     if self.zero_shot is not None:
       return self.zero_shot_scores(params, model_state, tokens), model_state
-    params = {k: v for k, v in params.items() if k != "pretext"}
-    adapters = params.pop("lora", None)
+    params, peft = self.split_params(params)
+    if self.method == "prompt":
+      # [MASK] fills the prompt's reserved positions: any non-padding token would do, as
+      # the prompt vectors replace their embeddings.
+      tokens = prompts.reserve_prompt_positions(tokens, self.prompt_config.length,
+                                                self.mask_id, self.prompt_config.start)
     variables = {"params": params, **model_state}
     rngs = {"dropout": rng} if (rng is not None and train) else {}
-    args = (tokens, tokens != self.pad_id)
-    if adapters is None:
-      return self.model.apply(variables, *args, train=train, rngs=rngs), model_state
-    return lora.apply(self.model, variables, adapters, self.lora_config, *args, train=train,
-                      rngs=rngs, dropout_key=rng if train else None), model_state
+    return self.apply_model(variables, peft, *self.model_args(tokens), train=train, rngs=rngs,
+                            dropout_key=rng if train else None), model_state
 
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": {k: v for k, v in params.items()
-                                          if k not in ("lora", "pretext")},
-                               **model_state}, tokens, valid, False,
+    hidden = self.model.apply({"params": self.split_params(params)[0], **model_state}, tokens, valid, False,
                               method=lambda m, t, v, train: m.encoder(t, v, train=train))
     return mean_over_valid(hidden, valid)
 

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from ssl_jax.adapt import freeze, lora
+from ssl_jax.adapt import bottleneck, freeze, lora, prompts
 from ssl_jax.adapt.semi_supervised import pseudo_label_loss
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.data.label_budget import LABELLED_PREFIX
@@ -30,7 +30,10 @@ from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Metrics, PyTree, Task
 
-METHODS = ("full", "linear", "lora", "scratch", "zero_shot")
+# Parameter-efficient methods: the encoder is frozen; their parameters live under
+# params[<method>] and train with the head.
+PEFT_METHODS = ("lora", "adapter", "prefix", "prompt")
+METHODS = ("full", "linear", "scratch", "zero_shot") + PEFT_METHODS
 SEMI_SUPERVISED = ("none", "pretext", "fixmatch")
 
 
@@ -93,6 +96,10 @@ class FineTuning(Task):
     freeze: a `ssl_jax.adapt.freeze` strategy for full fine-tuning.
     label_smoothing.
     lora_rank, lora_alpha, lora_dropout, lora_targets: the adapters of method "lora".
+    adapter_size, adapter_targets: method "adapter" (bottleneck adapters after the matched
+      layers' outputs; default after each block's attention and MLP outputs).
+    prefix_length: method "prefix" (learned keys/values in every self-attention layer).
+    prompt_length: method "prompt" (learned input embeddings at reserved positions).
     semi_supervised: none | pretext (the pretraining loss on unlabelled rows, weighted by
       unlabelled_weight) | fixmatch (pseudo-labels of a weak view teach a strong view where
       their confidence reaches pseudo_label_threshold).
@@ -103,7 +110,10 @@ class FineTuning(Task):
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset, init_from: str,
                method: str, freeze_strategy: str, label_smoothing: float, lora_config:
                lora.LoraConfig, semi_supervised: str, unlabelled_weight: float,
-               pseudo_label_threshold: float):
+               pseudo_label_threshold: float,
+               adapter_config: bottleneck.AdapterConfig = bottleneck.AdapterConfig(),
+               prefix_config: prompts.PrefixConfig = prompts.PrefixConfig(),
+               prompt_config: prompts.PromptConfig = prompts.PromptConfig()):
     super().__init__(config, dataset)
     for name, value, valid in (("method", method, METHODS),
                                ("semi_supervised", semi_supervised, SEMI_SUPERVISED)):
@@ -124,6 +134,8 @@ class FineTuning(Task):
     self.method, self.freeze_strategy = method, freeze_strategy
     self.label_smoothing = label_smoothing
     self.lora_config = lora_config
+    self.adapter_config, self.prefix_config = adapter_config, prefix_config
+    self.prompt_config = prompt_config
     self.semi_supervised, self.unlabelled_weight = semi_supervised, unlabelled_weight
     self.pseudo_label_threshold = pseudo_label_threshold
     self.paired = paired
@@ -148,16 +160,51 @@ class FineTuning(Task):
     """(params {"encoder", "head"}, model_state) of the classifier; see subclasses."""
     raise NotImplementedError
 
-  def adapted_layers(self, variables: PyTree, inputs: jnp.ndarray) -> list[lora.AdaptedLayer]:
-    raise NotImplementedError
+  def model_args(self, inputs: jnp.ndarray) -> tuple[Any, ...]:
+    """The positional arguments of `self.model` for `inputs` (before `train`)."""
+    return (inputs,)
+
+  def init_peft(self, key: jax.Array, variables: PyTree, inputs: jnp.ndarray) -> PyTree:
+    """The parameters of the parameter-efficient method in use, for the model's layers."""
+    trace = (self.model, variables, *self.model_args(inputs))
+    if self.method == "lora":
+      return lora.init_adapters(key, lora.find_layers(*trace, train=False), self.lora_config)
+    if self.method == "adapter":
+      return bottleneck.init_adapters(key, bottleneck.find_layers(*trace, train=False),
+                                      self.adapter_config)
+    if self.method == "prefix":
+      return prompts.init_prefixes(key, prompts.attention_layers(*trace, train=False),
+                                   self.prefix_config)
+    return prompts.init_prompts(key, prompts.embedding_layers(*trace, train=False),
+                                self.prompt_config)
+
+  def apply_model(self, variables: PyTree, peft: PyTree | None, *args,
+                  dropout_key: jax.Array | None = None, **kwargs) -> Any:
+    """`self.model.apply(variables, *args, **kwargs)` with the method's parameters `peft`
+    (None: the plain model)."""
+    if peft is None:
+      return self.model.apply(variables, *args, **kwargs)
+    if self.method == "lora":
+      return lora.apply(self.model, variables, peft, self.lora_config, *args,
+                        dropout_key=dropout_key, **kwargs)
+    if self.method == "adapter":
+      return bottleneck.apply(self.model, variables, peft, *args, **kwargs)
+    if self.method == "prefix":
+      return prompts.apply_prefixes(self.model, variables, peft, *args, **kwargs)
+    return prompts.apply_prompts(self.model, variables, peft, *args,
+                                 start=self.prompt_config.start, **kwargs)
+
+  def split_params(self, params: PyTree) -> tuple[PyTree, PyTree | None]:
+    """(the classifier's own params, the parameter-efficient method's or None)."""
+    own = {k: v for k, v in params.items() if k != "pretext" and k not in PEFT_METHODS}
+    return own, params.get(self.method) if self.method in PEFT_METHODS else None
 
   def init(self, rng, batch):
     inputs = batch[self.input_key]
     params, model_state = self.init_model(rng, inputs)
-    if self.method == "lora":
-      layers = self.adapted_layers({"params": params, **model_state}, inputs)
-      params = {**params, "lora": lora.init_adapters(jax.random.fold_in(rng, 1), layers,
-                                                     self.lora_config)}
+    if self.method in PEFT_METHODS:
+      params = {**params, self.method: self.init_peft(
+          jax.random.fold_in(rng, 1), {"params": params, **model_state}, inputs)}
     if self.pretext is not None:
       pretext_params, pretext_state = self.pretext.init(jax.random.fold_in(rng, 2),
                                                          {self.input_key: inputs})
@@ -195,7 +242,8 @@ class FineTuning(Task):
   @property
   def freeze_strategy_in_use(self) -> str:
     return {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
-            "linear": "all_but_head", "lora": r"regex:^encoder/"}[self.method]
+            "linear": "all_but_head",
+            **{method: r"regex:^encoder/" for method in PEFT_METHODS}}[self.method]
 
   def trainable_parameters(self, params: PyTree) -> int:
     """How many parameters the optimizer updates (the rest are frozen); the pretext heads of

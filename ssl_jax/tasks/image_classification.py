@@ -9,7 +9,9 @@ through the same trainer, checkpoints, metrics and registry as pretraining.
 and options) and its latest checkpoint gives the weights and batch statistics (DINO's teacher,
 the network it evaluates). The methods and semi-supervised objectives are `FineTuning`'s; LoRA
 adapts convolutions and Dense layers chosen by `lora_targets` (default: every convolution of a
-ResNet, the query and value projections of a ViT). `config.augment` is the labelled view
+ResNet, the query and value projections of a ViT); bottleneck adapters follow the layers
+chosen by `adapter_targets` (default: a ViT's attention and MLP outputs), and prefix tuning
+works on a ViT. `config.augment` is the labelled view
 (view1) and FixMatch's strong view (view2). `adversarial` = fgsm | pgd trains on attacked
 images (Madry et al. 2018): within `adv_eps` in the `adv_norm` ball, `adv_steps` steps of
 `adv_step_size` from a random start, the attack seeing the model in eval mode.
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.adapt import adversarial, lora
+from ssl_jax.adapt import adversarial, bottleneck, lora, prompts
 from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
@@ -60,19 +62,23 @@ class ImageClassification(FineTuning):
                method: str = "full", freeze: str = "none", label_smoothing: float = 0.0,
                lora_rank: int = 4, lora_alpha: float = 8.0, lora_dropout: float = 0.0,
                lora_targets: str = DEFAULT_IMAGE_LORA_TARGETS,
+               adapter_size: int = 16, adapter_targets: str = r"(attention/out|mlp_out)$",
+               prefix_length: int = 10,
                semi_supervised: str = "none", unlabelled_weight: float = 1.0,
                pseudo_label_threshold: float = 0.95, adversarial: str = "none",
                adv_eps: float = 0.1, adv_norm: str = "linf", adv_steps: int = 5,
                adv_step_size: float = 0.03):
-    if method == "zero_shot":
-      raise ConfigError("method='zero_shot' scores label words with a language model; image "
-                        "classification has full, linear, lora and scratch.")
+    if method in ("zero_shot", "prompt"):
+      raise ConfigError(f"method={method!r} works on token sequences; image classification "
+                        "has full, linear, scratch, lora, adapter and (ViT) prefix.")
     if adversarial not in ATTACKS:
       raise ConfigError(f"Unknown config.task_kwargs.adversarial {adversarial!r}; valid: "
                         f"{list(ATTACKS)}.")
     super().__init__(config, dataset, init_from, method, freeze, label_smoothing,
                      lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
-                     semi_supervised, unlabelled_weight, pseudo_label_threshold)
+                     semi_supervised, unlabelled_weight, pseudo_label_threshold,
+                     bottleneck.AdapterConfig(adapter_size, adapter_targets),
+                     prompts.PrefixConfig(prefix_length))
     model_config = config
     if init_from:
       model_config = self.pretrained_config.copy_and_resolve_references()
@@ -92,9 +98,6 @@ class ImageClassification(FineTuning):
   def init_model(self, rng, images):
     return split_variables(self.model.init(rng, images, train=False))
 
-  def adapted_layers(self, variables, images):
-    return lora.find_layers(self.model, variables, images, train=False)
-
   def encoder_checkpoint(self, variables):
     if TASKS.get(self.pretrained_config.task).represent_with_target:
       teacher = variables["model_state"]["target"]["encoder"]
@@ -105,18 +108,13 @@ class ImageClassification(FineTuning):
 
   def forward(self, params, model_state, images, rng, train):
     del rng  # no dropout in the image encoders
-    params = {k: v for k, v in params.items() if k != "pretext"}
-    adapters = params.pop("lora", None)
+    params, peft = self.split_params(params)
     # A linear probe reads the frozen encoder as it is: batch statistics stay as pretrained.
     train = train and self.method != "linear"
     classifier_state = {k: v for k, v in model_state.items() if k != "pretext"}
     variables = {"params": params, **classifier_state}
     mutable = [k for k in classifier_state] if train else False
-    if adapters is None:
-      out = self.model.apply(variables, images, train=train, mutable=mutable)
-    else:
-      out = lora.apply(self.model, variables, adapters, self.lora_config, images, train=train,
-                       mutable=mutable)
+    out = self.apply_model(variables, peft, images, train=train, mutable=mutable)
     if not mutable:
       return out, model_state
     logits, updated = out
