@@ -7,6 +7,7 @@ import optax
 import pytest
 from sklearn.datasets import load_digits
 
+from ssl_jax.adapt import adversarial
 from ssl_jax.adapt.adversarial import fgsm, pgd, project
 
 
@@ -66,3 +67,42 @@ def test_bad_attack_options_are_named():
     fgsm(lambda x: x.sum(), jnp.ones((1, 2)), 0.1, norm="l1")
   with pytest.raises(ValueError, match="eps must be >= 0"):
     pgd(lambda x: x.sum(), jnp.ones((1, 2)), -1.0, 0.1, 2)
+
+
+def test_freelb_and_embedding_pgd_follow_the_hand_computed_ascent():
+  """A linear loss theta . sum(x + delta): every ascent step moves delta by step_size along
+  the (masked) gradient, inside the eps ball, and the weights' gradient is FreeLB's average of
+  the inputs seen at each step, with no gradient through the perturbation."""
+  x = jax.random.normal(jax.random.key(0), (2, 4, 3))
+  mask = jnp.array([[1, 1, 1, 0], [1, 1, 0, 0]], jnp.float32)[..., None]
+  theta = jax.random.normal(jax.random.key(1), (3,))
+  key, eps, step_size, steps = jax.random.key(2), 0.5, 0.2, 3
+
+  def loss_fn(theta):
+    return lambda delta: (jnp.sum((x + delta) * theta), delta)
+
+  # The same random start, then the steps by hand.
+  direction_key, radius_key = jax.random.split(key)
+  direction = jax.random.normal(direction_key, x.shape) * mask
+  radius = jax.random.uniform(radius_key, (2, 1, 1))
+  norm = lambda d: jnp.sqrt(jnp.sum(d ** 2, axis=(1, 2), keepdims=True))  # noqa: E731
+  deltas = [direction / norm(direction) * radius * eps]
+  grad = jnp.broadcast_to(theta, x.shape) * mask
+  for _ in range(steps):
+    moved = deltas[-1] + step_size * grad / norm(grad)
+    deltas.append(moved * jnp.minimum(1.0, eps / norm(moved)))
+  losses = [float(jnp.sum((x + d) * theta)) for d in deltas]
+  assert losses == sorted(losses)  # every step raises the loss
+
+  for mode, expected_loss, inputs_seen in (
+      ("freelb", np.mean(losses[:steps]), deltas[:steps]),
+      ("pgd", losses[steps], deltas[steps:])):
+    loss, last = adversarial.embedding_adversarial_loss(
+        loss_fn(theta), x.shape, mask, eps, step_size, steps, key, mode)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    assert float(jnp.max(norm(last))) <= eps + 1e-5
+    assert float(jnp.abs(last * (1 - mask)).max()) == 0.0  # padding is never perturbed
+    weight_grad = jax.grad(lambda t: adversarial.embedding_adversarial_loss(
+        loss_fn(t), x.shape, mask, eps, step_size, steps, key, mode)[0])(theta)
+    expected_grad = np.mean([np.sum(x + d, axis=(0, 1)) for d in inputs_seen], axis=0)
+    np.testing.assert_allclose(weight_grad, expected_grad, rtol=1e-5)

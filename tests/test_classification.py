@@ -212,3 +212,31 @@ def test_causal_scores_equal_prefix_by_prefix_log_likelihoods(pretrained_lm):
   alone = zero_shot.continuation_scores(log_probs, [[tok.CLS_ID] + prompt], words,
                                         tok.PAD_ID)["sum"]
   np.testing.assert_allclose(results["pmi"], expected["sum"] - alone, atol=1e-4)
+
+
+def test_embedding_space_adversarial_training(pretrained, devices):
+  def first_loss(**attack):
+    config = classification_config(pretrained, method="full", **attack)
+    return float(trained_steps(config, steps=1)[2]["supervised_loss"])
+
+  clean = first_loss()
+  # With a zero budget FreeLB's ascent never moves: the mean of its losses is the clean loss
+  # (the same dropout masks at every step).
+  assert first_loss(adversarial="freelb", adv_eps=0.0, adv_steps=2) == pytest.approx(clean,
+                                                                                   rel=1e-6)
+  # Embedding PGD trains on the loss after the ascent: higher than the clean one.
+  assert first_loss(adversarial="pgd", adv_eps=2.0, adv_steps=3, adv_step_size=1.0) > clean
+  with pytest.raises(ConfigError, match="valid for text: \\['none', 'freelb', 'pgd'\\]"):
+    train.build_task(classification_config(pretrained, adversarial="fgsm"),
+                     train.build_dataset(classification_config(pretrained), None))
+
+
+def test_freelb_run_and_text_robustness_evaluator(pretrained, tmp_path, devices):
+  config = classification_config(pretrained, method="full", adversarial="freelb")
+  config.evals = {"classification": {"splits": ("test",)},
+                  "robustness": dict(eps=(0.0, 20.0), norm="l2", steps=3, step_size=10.0)}
+  evals = train.train_and_evaluate(config, str(tmp_path))["evals"]
+  row = evals["robustness"]["classification"]
+  assert row["clean acc"] == evals["classification"]["classification"]["test acc"]
+  assert row["embedding pgd acc @ l2 eps=0"] == row["clean acc"]
+  assert row["embedding pgd acc @ l2 eps=20"] < row["clean acc"]

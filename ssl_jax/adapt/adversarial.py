@@ -3,13 +3,13 @@
 
 Each attack takes `loss_fn(x) -> scalar` (the loss to raise, e.g. the batch's mean cross
 entropy) and returns perturbed inputs inside the budget around `x` and inside `clip` (the
-valid input range, [0, 1] for images). The same functions perturb token embeddings for
-FreeLB-style text training (`clip=None`).
+valid input range, [0, 1] for images). Text is attacked in embedding space:
+`embedding_adversarial_loss` gives FreeLB and embedding-PGD training losses.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -80,3 +80,43 @@ def pgd(loss_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray, eps: floa
 
   delta = jax.lax.fori_loop(0, steps, step, delta)
   return x + delta
+
+
+def embedding_adversarial_loss(loss_fn: Callable[[jnp.ndarray], tuple[jnp.ndarray, Any]],
+                               shape: tuple[int, ...], mask: jnp.ndarray, eps: float,
+                               step_size: float, steps: int, key: jax.Array,
+                               mode: str = "freelb") -> tuple[jnp.ndarray, Any]:
+  """Adversarial training in embedding space (text has no continuous input to attack).
+
+  `loss_fn(delta) -> (loss, aux)` is the training loss with `delta` [batch, length, width]
+  added to the token embeddings; `mask` [batch, length, 1] zeroes it at padding. Each example's
+  perturbation starts at a random point of its L2 ball of radius `eps` (over its real tokens)
+  and takes `steps` normalised ascent steps of `step_size`, projected back into the ball.
+
+    freelb  (Zhu et al. 2020) the loss is the mean of the losses at the perturbation before
+            each ascent step, so its gradient w.r.t. the weights is FreeLB's gradient
+            accumulated over the ascent ("free" adversarial training: K steps, K gradients);
+    pgd     (Madry et al. 2018, on embeddings) the loss at the final perturbation only.
+
+  The weights get no gradient through the perturbation (it is a constant of each loss).
+  Returns (loss, aux of the last loss).
+  """
+  if mode not in EMBEDDING_MODES:
+    raise ValueError(f"Unknown embedding attack {mode!r}; valid: {list(EMBEDDING_MODES)}.")
+  _check("l2", eps)
+  direction_key, radius_key = jax.random.split(key)
+  direction = jax.random.normal(direction_key, shape) * mask
+  radius = jax.random.uniform(radius_key, (shape[0],) + (1,) * (len(shape) - 1))
+  delta = direction / jnp.maximum(_per_example_norm(direction), 1e-12) * radius * eps
+  losses = []
+  for _ in range(steps):
+    (loss, aux), grad = jax.value_and_grad(loss_fn, has_aux=True)(jax.lax.stop_gradient(delta))
+    losses.append(loss)
+    delta = jax.lax.stop_gradient(
+        project(delta + _ascent_step(grad * mask, step_size, "l2"), eps, "l2") * mask)
+  if mode == "pgd":
+    return loss_fn(delta)
+  return jnp.mean(jnp.stack(losses)), aux
+
+
+EMBEDDING_MODES = ("freelb", "pgd")

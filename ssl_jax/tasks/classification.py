@@ -32,14 +32,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from ssl_jax.adapt import bottleneck, freeze, lora, prompts
+from ssl_jax.adapt import adversarial as adversarial_lib, bottleneck, freeze, lora, prompts
 from ssl_jax.adapt.zero_shot import single_token_verbalizers
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.tokenizer import Tokenizer
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid, split_variables
-from ssl_jax.tasks.fine_tuning import FineTuning
+from ssl_jax.models.transformer import TextEmbedding
+from ssl_jax.tasks.fine_tuning import FineTuning, cross_entropy
 
 POOLINGS = ("mean", "first")
 ZERO_SHOT_SCORINGS = ("sum", "per_token", "pmi")
@@ -88,6 +89,8 @@ class Classification(FineTuning):
                lora_targets: str = r"attention/(query|value)$",
                adapter_size: int = 16, adapter_targets: str = r"(attention/out|mlp_out)$",
                prefix_length: int = 10, prompt_length: int = 10,
+               adversarial: str = "none", adv_eps: float = 1.0, adv_steps: int = 2,
+               adv_step_size: float = 0.5,
                semi_supervised: str = "none", unlabelled_weight: float = 1.0,
                pseudo_label_threshold: float = 0.95,
                prompt: str = DEFAULT_PROMPT, verbalizers: str = "",
@@ -95,6 +98,13 @@ class Classification(FineTuning):
     if pooling not in POOLINGS:
       raise ConfigError(f"Unknown config.task_kwargs.pooling {pooling!r}; valid: "
                         f"{list(POOLINGS)}.")
+    if adversarial not in ("none",) + adversarial_lib.EMBEDDING_MODES:
+      raise ConfigError(f"Unknown config.task_kwargs.adversarial {adversarial!r}; valid for "
+                        f"text: {['none', *adversarial_lib.EMBEDDING_MODES]}.")
+    if adversarial != "none" and (adv_eps < 0 or adv_steps < 1):
+      raise ConfigError(f"Embedding-space adversarial training needs adv_eps >= 0 and "
+                        f"adv_steps >= 1; got adv_eps={adv_eps}, adv_steps={adv_steps}.")
+    self.attack = dict(mode=adversarial, eps=adv_eps, steps=adv_steps, step_size=adv_step_size)
     if semi_supervised == "fixmatch":
       raise ConfigError("semi_supervised='fixmatch' needs weak and strong views; text has "
                         "none yet: use 'pretext' (the masked-LM loss on unlabelled rows).")
@@ -163,7 +173,45 @@ class Classification(FineTuning):
 
   # --- Forward --------------------------------------------------------------------------------
 
-  def forward(self, params, model_state, tokens, rng, train):
+  def supervised_loss(self, params, model_state, tokens, labels, attack_key, forward_key):
+    if self.attack["mode"] == "none":
+      return super().supervised_loss(params, model_state, tokens, labels, attack_key,
+                                     forward_key)
+    # FreeLB / embedding PGD: the perturbation lives on the token embeddings of real tokens,
+    # and every ascent step sees the same dropout masks.
+    def loss_of(delta):
+      logits, state = self.forward(params, model_state, tokens, forward_key, True,
+                                   embedding_delta=delta)
+      return cross_entropy(logits, labels, self.label_smoothing), (logits, state)
+
+    shape = tokens.shape + (self.model.encoder.embedding_width,)
+    mask = (tokens != self.pad_id)[..., None].astype(jnp.float32)
+    loss, (logits, model_state) = adversarial_lib.embedding_adversarial_loss(
+        loss_of, shape, mask, self.attack["eps"], self.attack["step_size"],
+        self.attack["steps"], attack_key, self.attack["mode"])
+    return loss, logits, model_state
+
+  def attacked_logits(self, params, model_state, tokens, labels, key, eps: float, steps: int,
+                      step_size: float) -> jnp.ndarray:
+    """Eval-mode logits after an embedding-space PGD attack (L2, per example, random start)
+    on the cross entropy of `labels`: what the robustness evaluator measures on text."""
+    def loss_of(delta):
+      logits, _ = self.forward(params, model_state, tokens, None, False,
+                               embedding_delta=delta)
+      return cross_entropy(logits, labels), logits
+
+    shape = tokens.shape + (self.model.encoder.embedding_width,)
+    mask = (tokens != self.pad_id)[..., None].astype(jnp.float32)
+    _, logits = adversarial_lib.embedding_adversarial_loss(loss_of, shape, mask, eps,
+                                                           step_size, steps, key, "pgd")
+    return jax.lax.stop_gradient(logits)
+
+  def forward(self, params, model_state, tokens, rng, train, embedding_delta=None):
+    """(logits, model state); `embedding_delta` [batch, length, width] is added to the token
+    embeddings (adversarial training)."""
+    if embedding_delta is not None:
+      with nn.intercept_methods(_add_to_embeddings(embedding_delta)):
+        return self.forward(params, model_state, tokens, rng, train)
     if self.zero_shot is not None:
       return self.zero_shot_scores(params, model_state, tokens), model_state
     params, peft = self.split_params(params)
@@ -318,3 +366,13 @@ class ZeroShotPrompt:
     sequences = jnp.where(index == end, tok.MASK_ID, sequences)
     sequences = jnp.where(index == end + 1, tok.SEP_ID, sequences)
     return sequences, sequences != tok.PAD_ID, end[:, 0]
+
+
+def _add_to_embeddings(delta: jnp.ndarray):
+  """An interceptor adding `delta` to the output of the encoder's token embedding."""
+  def add(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, TextEmbedding) and context.method_name == "__call__":
+      return out + delta.astype(out.dtype)
+    return out
+  return add

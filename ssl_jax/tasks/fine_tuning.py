@@ -289,15 +289,22 @@ class FineTuning(Task):
     del params, model_state, labels, rng
     return inputs
 
+  def supervised_loss(self, params, model_state, inputs, labels, attack_key, forward_key
+                      ) -> tuple[jnp.ndarray, jnp.ndarray, PyTree]:
+    """(cross entropy, logits, new model state) on the labelled inputs, attacked first by
+    `perturb` (adversarial training)."""
+    inputs = self.perturb(params, model_state, inputs, labels, attack_key)
+    logits, model_state = self.forward(params, model_state, inputs, forward_key, True)
+    return cross_entropy(logits, labels, self.label_smoothing), logits, model_state
+
   def loss_fn(self, params, model_state, batch, rng):
     view_key, forward_key, attack_key, unlabelled_key = jax.random.split(rng, 4)
     key = LABELLED_PREFIX + self.input_key
     inputs = batch[key] if self.paired else batch[self.input_key]
     labels = batch["label"]
     inputs = self.train_inputs(view_key, inputs, "weak")
-    inputs = self.perturb(params, model_state, inputs, labels, attack_key)
-    logits, model_state = self.forward(params, model_state, inputs, forward_key, True)
-    loss = cross_entropy(logits, labels, self.label_smoothing)
+    loss, logits, model_state = self.supervised_loss(params, model_state, inputs, labels,
+                                                     attack_key, forward_key)
     metrics: Metrics = {"accuracy": (logits.argmax(-1) == labels).mean(),
                         "supervised_loss": loss}
     if self.semi_supervised == "pretext":
