@@ -313,6 +313,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               f"({stopper.metric} {stopper.best_value:.4f}).", flush=True)
       best.close()
 
+    # --- What the run ships beyond its pretraining (fine-tunes: the trained weights) ----------
+    exported = run.task.export(state.params, os.path.join(workdir, "task_weights"))
+
     # --- Evaluation ------------------------------------------------------------------------------
     ctx = eval_context(state)
     evals = {name: EVALUATORS.get(name)(ctx, **options.to_dict())
@@ -322,6 +325,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
              "total_seconds": round(time.perf_counter() - start_time, 1)}
   if stopper is not None:
     results["early_stopping"] = stopper.summary(step)
+  if exported is not None:
+    results["task_weights"] = exported
   if jax.process_index() == 0:
     write_json(os.path.join(workdir, "results.json"), results)
     if evals:

@@ -240,3 +240,24 @@ def test_freelb_run_and_text_robustness_evaluator(pretrained, tmp_path, devices)
   assert row["clean acc"] == evals["classification"]["classification"]["test acc"]
   assert row["embedding pgd acc @ l2 eps=0"] == row["clean acc"]
   assert row["embedding pgd acc @ l2 eps=20"] < row["clean acc"]
+
+
+def test_task_weights_hold_only_what_trained_and_round_trip(pretrained, tmp_path, devices):
+  from ssl_jax.adapt.task_weights import load_task_weights
+
+  config = classification_config(pretrained, method="prompt")
+  results = train.train_and_evaluate(config, str(tmp_path))
+  exported = results["task_weights"]
+  assert exported["parameters"] == PEFT["prompt"] + 32 * 10 + 10
+  final = read_pretraining(str(tmp_path))[1]["params"]
+  # A fresh classifier with the pretrained encoder, plus the task weights, is the trained one.
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    fresh = jax.device_get(train.setup(config, None, mesh).state.params)
+  restored = load_task_weights(exported["path"], fresh)
+  assert not _equal(fresh, final) and _equal(restored, final)
+  full_checkpoint = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in
+                        os.walk(os.path.join(pretrained, "checkpoints")) for name in names)
+  assert exported["bytes"] < full_checkpoint / 4
+  with pytest.raises(FileNotFoundError, match="task_weights.json is missing"):
+    load_task_weights(str(tmp_path), fresh)

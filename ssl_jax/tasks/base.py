@@ -63,6 +63,13 @@ class Task(abc.ABC):
     statistics) in. Default: unchanged."""
     return params, model_state
 
+  def export(self, params: PyTree, directory: str) -> dict[str, Any] | None:
+    """Called after training with the final params: writes what the run has to ship
+    beyond its pretraining (fine-tunes: the trained weights only) under `directory` and
+    returns a summary for results.json. Default: nothing."""
+    del params, directory
+    return None
+
   @abc.abstractmethod
   def represent(self, params: PyTree, model_state: PyTree,
                 batch: dict[str, jax.Array]) -> jax.Array:

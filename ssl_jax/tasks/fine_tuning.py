@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from ssl_jax.adapt import bottleneck, freeze, lora, prompts
+from ssl_jax.adapt import bottleneck, freeze, lora, prompts, task_weights
 from ssl_jax.adapt.semi_supervised import pseudo_label_loss
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.data.label_budget import LABELLED_PREFIX
@@ -254,6 +254,16 @@ class FineTuning(Task):
     labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
     return sum(int(np.prod(np.shape(leaf))) for leaf, label in
                zip(jax.tree.leaves(params), jax.tree.leaves(labels)) if label == freeze.TRAINABLE)
+
+  def export(self, params: PyTree, directory: str) -> dict[str, Any] | None:
+    """The trained weights alone (`adapt.task_weights`), pointing at the pretraining
+    checkpoint for the rest; nothing for zero-shot (nothing trains)."""
+    if self.method == "zero_shot":
+      return None
+    params = {k: v for k, v in params.items() if k != "pretext"}
+    labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
+    base = self.pretrained[1] if self.pretrained is not None else None
+    return task_weights.save_task_weights(directory, params, labels, base)
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     if self.method == "zero_shot":
