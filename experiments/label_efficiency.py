@@ -12,6 +12,11 @@ entropy on the labelled ones); for text also zero-shot scoring with the GPT run 
 Then, on digits with every label: clean and PGD accuracy of full fine-tuning with and without
 PGD adversarial training.
 
+Text also gets bottleneck adapters, prefix tuning and prompt tuning, each at the learning
+rate (of LR_CANDIDATES) with the best validation accuracy at 5 labels per class. "task weights
+on disk" is what a run ships beyond its pretraining checkpoint (`adapt.task_weights`: the
+trained parameters alone).
+
 Every cell is one `train.train_and_evaluate` run of the shipped config (same trainer,
 checkpoints and metrics as pretraining) in its own sub-workdir, so an interrupted experiment
 resumes where it stopped. The pretraining runs are made first unless `--digits_pretraining`,
@@ -82,6 +87,14 @@ TEXT_METHODS = {
     "semi-supervised (+ MLM loss)": (dict(method="full", semi_supervised="pretext"), "pair",
                                      {}),
 }
+# Text-only parameter-efficient rows; their learning rates are picked on the validation split
+# (`select_learning_rate`) from LR_CANDIDATES at 5 labels per class, draw 0.
+TEXT_PEFT_METHODS = {
+    "bottleneck adapters (size 16)": dict(method="adapter"),
+    "prefix tuning (10 per layer)": dict(method="prefix"),
+    "prompt tuning (10 tokens)": dict(method="prompt"),
+}
+LR_CANDIDATES = (3e-3, 1e-2, 3e-2, 1e-1)
 # Descriptive one-piece words (the package names are several pieces each).
 ZERO_SHOT_WORDS = "loop,email,import,logging,element,process,test,server,request,encoding"
 
@@ -95,13 +108,22 @@ def pretrain(module, workdir: str) -> str:
   return workdir
 
 
-def run_cell(config, workdir: str) -> dict[str, Any]:
-  """One run's classification results (cached in its workdir)."""
+def run_cell(config, workdir: str, key: str = "evals") -> Any:
+  """One run's results.json[key] (cached in its workdir)."""
   path = os.path.join(workdir, "results.json")
   if not os.path.isfile(path):
     train.train_and_evaluate(config, workdir)
   with open(path) as f:
-    return json.load(f)["evals"]
+    return json.load(f)[key]
+
+
+def task_weights_bytes(module, init_from: str, task_kwargs: dict, unlabelled: str,
+                       workdir: str) -> int:
+  """Bytes on disk of what a fine-tune with these options ships (`adapt.task_weights`): the
+  same for every budget and draw, so measured once, on a 1-step run."""
+  config = cell_config(module, init_from, task_kwargs, unlabelled, {}, 5, 0)
+  config.total_steps, config.evals = 1, {}
+  return run_cell(config, workdir, "task_weights")["bytes"]
 
 
 # Shorter text runs than the shipped config (300 steps of 64) keep the 200 runs near 30 min.
@@ -120,6 +142,21 @@ def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, opti
   config.checkpoint_every = config.total_steps
   config.keep_checkpoints = 1
   return config
+
+
+def select_learning_rate(name: str, task_kwargs: dict, init_from: str, root: str) -> float:
+  """The candidate learning rate with the best validation accuracy at 5 labels per class
+  (draw 0) on the text task; the test split is never read for the choice."""
+  scores = {}
+  for lr in LR_CANDIDATES:
+    slug = f"{name.split(' (')[0].replace(' ', '_')}/lr_{lr:g}"
+    evals = run_cell(cell_config(classify_python_packages, init_from, task_kwargs, "drop",
+                                 dict(learning_rate=lr), 5, 0, SUITE_OVERRIDES["text"]),
+                     os.path.join(root, "lr_selection", slug))
+    scores[lr] = next(iter(evals["classification"].values()))["validation acc"]
+  best = max(scores, key=scores.get)
+  print(f"[lr] {name}: validation acc {scores} -> {best:g}", flush=True)
+  return best
 
 
 def label_efficiency(suite: str, module, methods, init_from: str, root: str
@@ -142,6 +179,9 @@ def label_efficiency(suite: str, module, methods, init_from: str, root: str
       row[column] = {"mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}
       print(f"[{suite}] {name} @ {column}: {np.mean(accuracies):.1f} ± {np.std(accuracies):.1f}",
             flush=True)
+    row["task weights bytes"] = task_weights_bytes(
+        module, init_from, task_kwargs, unlabelled,
+        os.path.join(root, suite, "task_weights", name.split(" (")[0].replace(" ", "_")))
     table[name] = row
   return table
 
@@ -181,8 +221,9 @@ def robustness(init_from: str, root: str) -> dict[str, Any]:
 
 
 def markdown(table: dict[str, dict[str, Any]]) -> str:
-  columns = [c for c in next(iter(table.values())) if c != "trainable params"]
-  lines = ["| method | " + " | ".join(columns) + " | trainable params | task weights |",
+  columns = [c for c in next(iter(table.values()))
+             if c not in ("trainable params", "task weights bytes")]
+  lines = ["| method | " + " | ".join(columns) + " | trainable params | task weights on disk |",
            "|---" * (len(columns) + 3) + "|"]
   for name, row in table.items():
     cells = []
@@ -191,7 +232,8 @@ def markdown(table: dict[str, dict[str, Any]]) -> str:
       cells.append(f"{value['mean']:.1f} ± {value['std']:.1f}" if value["std"] else
                    f"{value['mean']:.1f}")
     params = row["trainable params"]
-    size = f"{params * 4 / 1024:,.0f} KiB" if params else "0"
+    size = (f"{row['task weights bytes'] / 1024:,.0f} KiB" if "task weights bytes" in row
+            else "none")
     lines.append(f"| {name} | " + " | ".join(cells) + f" | {params:,} | {size} |")
   return "\n".join(lines)
 
@@ -222,7 +264,11 @@ def main(argv):
         bert_python_text, os.path.join(root, "pretrain", "bert_python_text"))
     gpt = _LM_PRETRAINING.value or pretrain(
         gpt_python_text, os.path.join(root, "pretrain", "gpt_python_text"))
-    text = label_efficiency("text", classify_python_packages, TEXT_METHODS, bert, root)
+    methods = dict(TEXT_METHODS)
+    for name, task_kwargs in TEXT_PEFT_METHODS.items():
+      lr = select_learning_rate(name, task_kwargs, bert, root)
+      methods[f"{name}, lr {lr:g}"] = (task_kwargs, "drop", dict(learning_rate=lr))
+    text = label_efficiency("text", classify_python_packages, methods, bert, root)
     results["text"] = {**text, **zero_shot_row(bert, gpt, root)}
     sections.append("## python_packages, test accuracy (%)\n\n" + markdown(results["text"]))
   results["seconds"] = round(time.perf_counter() - start, 1)

@@ -103,8 +103,9 @@ def test_what_is_missing_or_mismatched_is_named(pretrained, tmp_path):
   config.model_kwargs = dict(width=64)
   with pytest.raises(CheckpointMismatchError, match="does not match the one this config"):
     train.setup(config, None, parallel.make_mesh(base_config().mesh))
-  with pytest.raises(ConfigError, match=r"Unknown config.task_kwargs.method 'adapter'"):
-    train.setup(classification_config(pretrained, method="adapter"), None,
+  with pytest.raises(ConfigError, match=r"Unknown config.task_kwargs.method 'adapters'.*"
+                                        r"'lora', 'adapter', 'prefix', 'prompt'"):
+    train.setup(classification_config(pretrained, method="adapters"), None,
                 parallel.make_mesh(base_config().mesh))
 
 

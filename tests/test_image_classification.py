@@ -76,7 +76,7 @@ def test_fine_tuning_errors_name_the_fix(simclr_workdir, tmp_path):
     train.build_task(fine_tune_config(simclr_workdir, semi_supervised="fixmatch"),
                      train.build_dataset(fine_tune_config(simclr_workdir), None))
   config = fine_tune_config(simclr_workdir, method="zero_shot")
-  with pytest.raises(ConfigError, match="image classification has full, linear, lora"):
+  with pytest.raises(ConfigError, match="image classification has full, linear, scratch, lora, adapter"):
     train.build_task(config, train.build_dataset(config, None))
   with pytest.raises(FileNotFoundError, match="config.json does not exist"):
     config = fine_tune_config(str(tmp_path))
