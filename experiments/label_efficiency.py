@@ -3,26 +3,27 @@ label-efficiency and robustness tables, made by one command.
 
   python experiments/label_efficiency.py --workdir /tmp/label_efficiency
 
-For digits (VICReg-pretrained ResNet, `configs/classify_digits.py`) and the `python_packages`
-text task (BERT-pretrained encoder, `configs/classify_python_packages.py`), at 1, 5, 10 and
-all labels per class, each a mean ± std over `--draws` label draws (at "all", over seeds):
-training the same network from scratch, a linear head on the frozen encoder, full fine-tuning,
-LoRA, and semi-supervised fine-tuning (the pretraining loss on every train example plus cross
-entropy on the labelled ones); for text also zero-shot scoring with the GPT run (no labels).
-Then, on digits with every label: clean and PGD accuracy of full fine-tuning with and without
-PGD adversarial training.
-
-Text also gets bottleneck adapters, prefix tuning and prompt tuning, each at the learning
-rate (of LR_CANDIDATES) with the best validation accuracy at 5 labels per class. "task weights
-on disk" is what a run ships beyond its pretraining checkpoint (`adapt.task_weights`: the
-trained parameters alone).
+Three suites: digits (VICReg-pretrained ResNet, `configs/classify_digits.py`) and the
+`python_packages` text task (`configs/classify_python_packages.py`) twice, from the BERT
+(masked LM) run and from the GPT (causal LM) run. Each at 1, 5, 10 and all labels per class,
+a mean ± std over `--draws` label draws (at "all", over seeds): training the same network from
+scratch, a linear head on the frozen encoder, full fine-tuning, LoRA, and semi-supervised
+fine-tuning (the pretraining loss on every train example plus cross entropy on the labelled
+ones). Text also gets bottleneck adapters, prefix tuning and prompt tuning, each at the
+learning rate (of LR_CANDIDATES) with the best validation accuracy at 5 labels per class, and
+zero-shot scoring by the pretraining run itself (GPT: PMI; BERT: PET). "task weights on disk"
+is what a run ships beyond its pretraining checkpoint (`adapt.task_weights`: the trained
+parameters alone). Then, per suite with every label: clean and PGD accuracy of full
+fine-tuning with and without adversarial training (digits: pixel PGD; text: FreeLB, attacked
+by embedding PGD).
 
 Every cell is one `train.train_and_evaluate` run of the shipped config (same trainer,
 checkpoints and metrics as pretraining) in its own sub-workdir, so an interrupted experiment
 resumes where it stopped. The pretraining runs are made first unless `--digits_pretraining`,
 `--text_pretraining` and `--lm_pretraining` name finished workdirs. Writes
 <workdir>/label_efficiency.json and label_efficiency.md. XLA's persistent compilation cache
-(<workdir>/xla_cache) lets runs with the same shapes skip compiling.
+(<workdir>/xla_cache) lets runs with the same shapes skip compiling. On 2 CPU cores the whole
+experiment takes about 3 hours (a text cell 15-50 s, a digits cell about a minute).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ bert_python_text, gpt_python_text = (config_module("bert_python_text"),
 classify_python_packages = config_module("classify_python_packages")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the experiment.")
-_SUITES = flags.DEFINE_list("suites", ["digits", "text"], "digits and/or text.")
+_SUITES = flags.DEFINE_list("suites", ["digits", "text", "text_gpt"],
+                            "digits; text (from the BERT run); text_gpt (from the GPT run).")
 _BUDGETS = flags.DEFINE_list("budgets", ["1", "5", "10", "0"], "Labels per class; 0 = all.")
 _DRAWS = flags.DEFINE_integer("draws", 5, "Label draws (seeds at 'all') per budget.")
 _DIGITS_PRETRAINING = flags.DEFINE_string("digits_pretraining", "",
@@ -84,8 +86,8 @@ TEXT_METHODS = {
     "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
     "full fine-tune": (dict(method="full"), "drop", {}),
     "LoRA (rank 8, query/value)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
-    "semi-supervised (+ MLM loss)": (dict(method="full", semi_supervised="pretext"), "pair",
-                                     {}),
+    "semi-supervised (+ LM loss)": (dict(method="full", semi_supervised="pretext"), "pair",
+                                    {}),
 }
 # Text-only parameter-efficient rows; their learning rates are picked on the validation split
 # (`select_learning_rate`) from LR_CANDIDATES at 5 labels per class, draw 0.
@@ -126,8 +128,10 @@ def task_weights_bytes(module, init_from: str, task_kwargs: dict, unlabelled: st
   return run_cell(config, workdir, "task_weights")["bytes"]
 
 
-# Shorter text runs than the shipped config (300 steps of 64) keep the 200 runs near 30 min.
-SUITE_OVERRIDES = {"digits": {}, "text": dict(total_steps=150, batch_size=32)}
+# Shorter text runs than the shipped config (300 steps of 64) keep each text suite's ~180 runs
+# near an hour on 2 CPU cores.
+SUITE_OVERRIDES = {"digits": {}, "text": dict(total_steps=150, batch_size=32),
+                   "text_gpt": dict(total_steps=150, batch_size=32)}
 
 
 def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, optim: dict,
@@ -136,6 +140,8 @@ def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, opti
   config.update(overrides or {})
   config.task_kwargs.init_from = init_from
   config.task_kwargs.update(task_kwargs)
+  if "tokenizer_path" in config.data:  # text: read the pieces the encoder was trained on
+    config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
   config.optim.update(optim)
   config.label_budget.update(dict(per_class=per_class, draw=draw, unlabelled=unlabelled))
   config.seed = draw
@@ -144,18 +150,19 @@ def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, opti
   return config
 
 
-def select_learning_rate(name: str, task_kwargs: dict, init_from: str, root: str) -> float:
+def select_learning_rate(suite: str, name: str, task_kwargs: dict, init_from: str, root: str
+                         ) -> float:
   """The candidate learning rate with the best validation accuracy at 5 labels per class
   (draw 0) on the text task; the test split is never read for the choice."""
   scores = {}
   for lr in LR_CANDIDATES:
     slug = f"{name.split(' (')[0].replace(' ', '_')}/lr_{lr:g}"
     evals = run_cell(cell_config(classify_python_packages, init_from, task_kwargs, "drop",
-                                 dict(learning_rate=lr), 5, 0, SUITE_OVERRIDES["text"]),
-                     os.path.join(root, "lr_selection", slug))
+                                 dict(learning_rate=lr), 5, 0, SUITE_OVERRIDES[suite]),
+                     os.path.join(root, suite, "lr_selection", slug))
     scores[lr] = next(iter(evals["classification"].values()))["validation acc"]
   best = max(scores, key=scores.get)
-  print(f"[lr] {name}: validation acc {scores} -> {best:g}", flush=True)
+  print(f"[{suite} lr] {name}: validation acc {scores} -> {best:g}", flush=True)
   return best
 
 
@@ -186,38 +193,62 @@ def label_efficiency(suite: str, module, methods, init_from: str, root: str
   return table
 
 
-def zero_shot_row(text_pretraining: str, lm_pretraining: str, root: str) -> dict[str, Any]:
-  """Zero-shot accuracy of the GPT run (PMI scoring) and of the BERT run (PET): no labels, so
-  the same number at every budget."""
-  rows = {}
-  for name, init_from, scoring in (("zero-shot, GPT (PMI)", lm_pretraining, "pmi"),
-                                   ("zero-shot, BERT (PET)", text_pretraining, "per_token")):
-    config = classify_python_packages.get_config()
-    config.task_kwargs.update(dict(init_from=init_from, method="zero_shot",
-                                   zero_shot_scoring=scoring, verbalizers=ZERO_SHOT_WORDS))
-    config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
-    config.total_steps = 0
-    evals = run_cell(config, os.path.join(root, "text", name.split(",")[1].strip()[:4]))
-    accuracy = 100 * next(iter(evals["classification"].values()))["test acc"]
-    rows[name] = {column: {"mean": accuracy, "std": 0.0} for column in
-                  [f"{b}/class" if int(b) else "all" for b in _BUDGETS.value]}
-    rows[name]["trainable params"] = 0
-  return rows
+def zero_shot_row(suite: str, init_from: str, root: str) -> dict[str, Any]:
+  """Zero-shot accuracy of the pretraining run itself (GPT: PMI scoring; BERT: PET): no
+  labels, so the same number at every budget."""
+  config = classify_python_packages.get_config()
+  lm = read_config(init_from).task == "causal_lm"
+  name, scoring = ("zero-shot (PMI)", "pmi") if lm else ("zero-shot (PET)", "per_token")
+  config.task_kwargs.update(dict(init_from=init_from, method="zero_shot",
+                                 zero_shot_scoring=scoring, verbalizers=ZERO_SHOT_WORDS))
+  config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
+  config.total_steps = 0
+  evals = run_cell(config, os.path.join(root, suite, "zero_shot"))
+  accuracy = 100 * next(iter(evals["classification"].values()))["test acc"]
+  row: dict[str, Any] = {column: {"mean": accuracy, "std": 0.0} for column in
+                         [f"{b}/class" if int(b) else "all" for b in _BUDGETS.value]}
+  row["trainable params"] = 0
+  return {name: row}
 
 
-def robustness(init_from: str, root: str) -> dict[str, Any]:
-  """Clean and PGD accuracy (L-inf, eps 0.05 and 0.1, 10 steps) with every digits label."""
+def read_config(workdir: str):
+  with open(os.path.join(workdir, "config.json")) as f:
+    return types.SimpleNamespace(**json.load(f))
+
+
+def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
+  """Clean and PGD accuracy of full fine-tuning with every label, with and without adversarial
+  training. Digits: PGD in pixel space (L-inf; training eps 0.1, 5 steps; attack 10 steps at
+  eps 0.05 and 0.1). Text: FreeLB in embedding space (L2 per example; training eps 0.3, 2
+  steps of 0.15; attack: embedding PGD, 5 steps of 0.05, at eps 0.05, 0.1 and 0.2)."""
+  if suite == "digits":
+    module, attacks = classify_digits, (("standard fine-tune", "none"),
+                                        ("PGD adversarial fine-tune", "pgd"))
+    training = dict(adv_eps=0.1, adv_steps=5, adv_step_size=0.03)
+    attack = dict(eps=(0.05, 0.1), steps=10, step_size=0.025)
+    overrides = dict(total_steps=400)
+  else:
+    module, attacks = classify_python_packages, (("standard fine-tune", "none"),
+                                                 ("FreeLB adversarial fine-tune", "freelb"))
+    training = dict(adv_eps=0.3, adv_steps=2, adv_step_size=0.15)
+    attack = dict(eps=(0.05, 0.1, 0.2), norm="l2", steps=5, step_size=0.05)
+    overrides = SUITE_OVERRIDES[suite]
   table = {}
-  for name, attack in (("standard fine-tune", "none"), ("PGD adversarial fine-tune", "pgd")):
-    config = cell_config(classify_digits, init_from, dict(method="full", adversarial=attack,
-                                                          adv_eps=0.1, adv_steps=5,
-                                                          adv_step_size=0.03),
-                         "drop", {}, 0, 0)
-    config.total_steps = 400
-    config.evals = {"robustness": dict(eps=(0.05, 0.1), steps=10, step_size=0.025)}
-    evals = run_cell(config, os.path.join(root, "robustness", attack))
+  for name, mode in attacks:
+    config = cell_config(module, init_from, dict(method="full", adversarial=mode, **training),
+                         "drop", {}, 0, 0, overrides)
+    config.evals = {"robustness": attack}
+    evals = run_cell(config, os.path.join(root, suite, "robustness", mode))
     table[name] = {k: 100 * v for k, v in next(iter(evals["robustness"].values())).items()}
   return table
+
+
+def robustness_markdown(table: dict[str, dict[str, float]]) -> str:
+  columns = list(next(iter(table.values())))
+  lines = ["| fine-tune | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  lines += [f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |"
+            for name, row in table.items()]
+  return "\n".join(lines)
 
 
 def markdown(table: dict[str, dict[str, Any]]) -> str:
@@ -253,24 +284,30 @@ def main(argv):
                                          root)
     sections.append("## digits, test accuracy (%)\n\n" + markdown(results["digits"]))
     if _ROBUSTNESS.value:
-      results["robustness"] = robustness(digits, root)
-      columns = list(next(iter(results["robustness"].values())))
-      lines = ["| fine-tune | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-      lines += [f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |"
-                for name, row in results["robustness"].items()]
-      sections.append("## digits robustness, test accuracy (%)\n\n" + "\n".join(lines))
-  if "text" in _SUITES.value:
-    bert = _TEXT_PRETRAINING.value or pretrain(
-        bert_python_text, os.path.join(root, "pretrain", "bert_python_text"))
-    gpt = _LM_PRETRAINING.value or pretrain(
-        gpt_python_text, os.path.join(root, "pretrain", "gpt_python_text"))
+      results["digits robustness"] = robustness("digits", digits, root)
+      sections.append("## digits robustness, test accuracy (%)\n\n" +
+                      robustness_markdown(results["digits robustness"]))
+  text_suites = [suite for suite in ("text", "text_gpt") if suite in _SUITES.value]
+  if text_suites:
+    encoders = {
+        "text": ("BERT (masked LM)", _TEXT_PRETRAINING.value or pretrain(
+            bert_python_text, os.path.join(root, "pretrain", "bert_python_text"))),
+        "text_gpt": ("GPT (causal LM)", _LM_PRETRAINING.value or pretrain(
+            gpt_python_text, os.path.join(root, "pretrain", "gpt_python_text")))}
+  for suite in text_suites:
+    encoder, init_from = encoders[suite]
     methods = dict(TEXT_METHODS)
     for name, task_kwargs in TEXT_PEFT_METHODS.items():
-      lr = select_learning_rate(name, task_kwargs, bert, root)
+      lr = select_learning_rate(suite, name, task_kwargs, init_from, root)
       methods[f"{name}, lr {lr:g}"] = (task_kwargs, "drop", dict(learning_rate=lr))
-    text = label_efficiency("text", classify_python_packages, methods, bert, root)
-    results["text"] = {**text, **zero_shot_row(bert, gpt, root)}
-    sections.append("## python_packages, test accuracy (%)\n\n" + markdown(results["text"]))
+    table = label_efficiency(suite, classify_python_packages, methods, init_from, root)
+    results[suite] = {**table, **zero_shot_row(suite, init_from, root)}
+    sections.append(f"## python_packages from the {encoder} run, test accuracy (%)\n\n"
+                    + markdown(results[suite]))
+    if _ROBUSTNESS.value:
+      results[f"{suite} robustness"] = robustness(suite, init_from, root)
+      sections.append(f"## python_packages robustness, from the {encoder} run, test accuracy "
+                      "(%)\n\n" + robustness_markdown(results[f"{suite} robustness"]))
   results["seconds"] = round(time.perf_counter() - start, 1)
   write_json(os.path.join(root, "label_efficiency.json"), results)
   report = "\n\n".join(sections)

@@ -262,3 +262,42 @@ def test_task_weights_hold_only_what_trained_and_round_trip(pretrained, tmp_path
   assert exported["bytes"] < full_checkpoint / 4
   with pytest.raises(FileNotFoundError, match="task_weights.json is missing"):
     load_task_weights(str(tmp_path), fresh)
+
+
+@pytest.mark.parametrize("pretraining", ["mlm", "causal_lm"])
+def test_semi_supervised_adds_the_pretraining_lm_loss(pretrained, pretrained_lm, pretraining,
+                                                      devices):
+  from ssl_jax.registry import TASKS
+
+  workdir = pretrained if pretraining == "mlm" else pretrained_lm
+  config = classification_config(workdir, semi_supervised="pretext", unlabelled_weight=0.5)
+  config.label_budget.update(dict(per_class=2, unlabelled="pair"))
+  config.data.seq_len = 24  # shorter rows than both pretraining runs'
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = train.setup(config, None, mesh)
+    params, batch = run.state.params, jax.device_get(run.example)
+    loss, (metrics, _) = jax.jit(run.task.loss_fn)(params, run.state.model_state, batch,
+                                                   jax.random.key(3))
+  # The pretraining task, rebuilt from its config.json, scores the unlabelled rows with the
+  # classifier's encoder: a causal LM's params are the decoder itself; an MLM's are
+  # {"encoder", its head from the checkpoint}.
+  pconfig, variables, _ = read_pretraining(workdir)
+  assert pconfig.data.seq_len != config.data.seq_len  # so the LM keeps its own positions
+  pconfig.model_kwargs.max_length = pconfig.data.seq_len
+  lm = TASKS.build(pconfig.task, pconfig.task_kwargs.to_dict(), pconfig, run.dataset)
+  if pretraining == "causal_lm":
+    assert "pretext" not in params
+    lm_params = params["encoder"]
+    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]},
+                                      jax.random.key(0))
+  else:
+    assert _equal(params["pretext"], {k: v for k, v in variables["params"].items()
+                                           if k != "encoder"})
+    lm_params = {**params["pretext"], "encoder": params["encoder"]}
+    # The masking draws from the key the task hands the pretext loss.
+    unlabelled_key = jax.random.split(jax.random.key(3), 4)[3]
+    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]}, unlabelled_key)
+  assert float(metrics["unlabelled_loss"]) == pytest.approx(float(expected), rel=1e-5)
+  assert float(loss) == pytest.approx(float(metrics["supervised_loss"]) +
+                                      0.5 * float(expected), rel=1e-5)

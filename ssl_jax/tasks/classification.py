@@ -89,8 +89,8 @@ class Classification(FineTuning):
                lora_targets: str = r"attention/(query|value)$",
                adapter_size: int = 16, adapter_targets: str = r"(attention/out|mlp_out)$",
                prefix_length: int = 10, prompt_length: int = 10,
-               adversarial: str = "none", adv_eps: float = 1.0, adv_steps: int = 2,
-               adv_step_size: float = 0.5,
+               adversarial: str = "none", adv_eps: float = 0.3, adv_steps: int = 2,
+               adv_step_size: float = 0.15,
                semi_supervised: str = "none", unlabelled_weight: float = 1.0,
                pseudo_label_threshold: float = 0.95,
                prompt: str = DEFAULT_PROMPT, verbalizers: str = "",
@@ -107,7 +107,7 @@ class Classification(FineTuning):
     self.attack = dict(mode=adversarial, eps=adv_eps, steps=adv_steps, step_size=adv_step_size)
     if semi_supervised == "fixmatch":
       raise ConfigError("semi_supervised='fixmatch' needs weak and strong views; text has "
-                        "none yet: use 'pretext' (the masked-LM loss on unlabelled rows).")
+                        "none yet: use 'pretext' (the pretraining LM loss on unlabelled rows).")
     super().__init__(config, dataset, init_from, method, freeze, label_smoothing,
                      lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
                      semi_supervised, unlabelled_weight, pseudo_label_threshold,
@@ -128,9 +128,6 @@ class Classification(FineTuning):
         raise ConfigError(f"Fine-tuning starts from {list(TEXT_PRETRAINING)} text "
                           f"pretraining; init_from={init_from!r} holds a "
                           f"{model_config.task!r} run.")
-      if semi_supervised == "pretext" and model_config.task != "mlm":
-        raise ConfigError("semi_supervised='pretext' on text keeps the masked-LM loss; "
-                          f"init_from={init_from!r} holds a {model_config.task!r} run.")
       # The fine-tune may change options that keep the shapes (dropout, remat, dtype); a
       # change of shape is caught when the weights are loaded.
       model_config = model_config.copy_and_resolve_references()
@@ -162,6 +159,16 @@ class Classification(FineTuning):
 
   def model_args(self, tokens):
     return tokens, tokens != self.pad_id
+
+  def pretext_config(self, pconfig):
+    # A task sizes its model's position table from the rows it is given; the checkpoint's
+    # table is as long as the pretraining rows, which fine-tuning rows need not match.
+    pconfig = pconfig.copy_and_resolve_references()
+    pconfig.model_kwargs.max_length = int(pconfig.data.seq_len)
+    return pconfig
+
+  def pretext_is_encoder(self) -> bool:
+    return self.pretrained_config is not None and self.pretrained_config.task == "causal_lm"
 
   def encoder_checkpoint(self, variables):
     return pretrained_encoder_params(variables["params"], self.pretrained_config.task), {}
@@ -228,7 +235,8 @@ class Classification(FineTuning):
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": self.split_params(params)[0], **model_state}, tokens, valid, False,
+    hidden = self.model.apply({"params": self.split_params(params)[0], **model_state}, tokens,
+                              valid, False,
                               method=lambda m, t, v, train: m.encoder(t, v, train=train))
     return mean_over_valid(hidden, valid)
 

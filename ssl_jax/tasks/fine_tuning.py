@@ -150,7 +150,7 @@ class FineTuning(Task):
     # zero-shot scoring reads its vocabulary head (PET with a masked LM).
     if semi_supervised == "pretext" or (method == "zero_shot" and init_from and
                                         self.pretrained_config.task == "mlm"):
-      pconfig = self.pretrained_config
+      pconfig = self.pretext_config(self.pretrained_config)
       self.pretext = TASKS.build(pconfig.task, pconfig.task_kwargs.to_dict(), pconfig,
                                  dataset)
 
@@ -205,13 +205,24 @@ class FineTuning(Task):
     if self.method in PEFT_METHODS:
       params = {**params, self.method: self.init_peft(
           jax.random.fold_in(rng, 1), {"params": params, **model_state}, inputs)}
-    if self.pretext is not None:
+    if self.pretext is not None and not self.pretext_is_encoder():
       pretext_params, pretext_state = self.pretext.init(jax.random.fold_in(rng, 2),
                                                          {self.input_key: inputs})
       params = {**params, "pretext": _without_encoder(pretext_params)}
       if _without_encoder(pretext_state):
         model_state = {**model_state, "pretext": _without_encoder(pretext_state)}
     return params, model_state
+
+  def pretext_config(self, pconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The pretraining config the kept pretext task is rebuilt from; subclasses pin what the
+    fine-tuning data would otherwise change (a text model's number of positions)."""
+    return pconfig
+
+  def pretext_is_encoder(self) -> bool:
+    """Whether the kept pretraining task's params are the encoder itself with no head of its
+    own (a causal LM scores the vocabulary with its input embeddings) rather than
+    {"encoder", heads...}; its loss then reads `params["encoder"]` as they are."""
+    return False
 
   def encoder_checkpoint(self, variables: dict[str, Any]) -> tuple[Any, Any]:
     """(encoder params, encoder model state) inside a pretraining run's variables."""
@@ -330,6 +341,8 @@ class FineTuning(Task):
 
   def _pretext_variables(self, params, model_state) -> tuple[PyTree, PyTree]:
     """The pretraining task's (params, model_state) view of ours: its encoder is ours."""
+    if self.pretext_is_encoder():
+      return params["encoder"], encoder_state_of(model_state)
     pretext_params = {**params["pretext"], "encoder": params["encoder"]}
     pretext_state = {**model_state.get("pretext", {})}
     if encoder_state_of(model_state):
@@ -347,7 +360,9 @@ class FineTuning(Task):
     """The pretraining task's own loss on unlabelled rows, through the shared encoder."""
     loss, (metrics, new_state) = self.pretext.loss_fn(
         *self._pretext_variables(params, model_state), batch, rng)
-    if "encoder" in new_state:
+    if self.pretext_is_encoder():
+      model_state = with_encoder_state(model_state, new_state)
+    elif "encoder" in new_state:
       model_state = with_encoder_state(model_state, new_state["encoder"])
     if "pretext" in model_state:
       model_state["pretext"] = _without_encoder(new_state)
