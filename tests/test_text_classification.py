@@ -72,6 +72,7 @@ def test_rows_are_cut_to_length_with_sep_last(packages):
 
 
 def _write_labelled(tmp_path):
+  tmp_path.mkdir(parents=True, exist_ok=True)
   words = {"sports": "ball goal team match score player", "weather": "rain sun cloud wind storm"}
   rows = [(label, " ".join(np.random.default_rng(i).permutation(words[label].split())) + f" n{i}")
           for i, label in enumerate(["sports", "weather"] * 30)]
@@ -85,14 +86,29 @@ def _write_labelled(tmp_path):
 def test_csv_and_jsonl_labelled_files(tmp_path):
   csv_path, jsonl_path = _write_labelled(tmp_path)
   data = text_classification_files(str(tmp_path), paths=str(csv_path), seq_len=12,
-                                   vocab_size=40, test_percent=30)
+                                   vocab_size=36, test_percent=30)
   assert data.info["class_names"] == ["sports", "weather"]
   assert sum(sum(c) for c in data.info["class_counts"].values()) == 40
   jsonl = text_classification_files(None, paths=str(jsonl_path), text_key="review",
-                                    label_key="y", seq_len=12, vocab_size=40,
+                                    label_key="y", seq_len=12, vocab_size=36,
                                     tokenizer_path=data.info["tokenizer_path"], test_percent=30)
   assert sum(sum(c) for c in jsonl.info["class_counts"].values()) == 20
   assert jsonl.info["tokenizer_path"] == data.info["tokenizer_path"]
+
+
+def test_labelled_file_split_does_not_depend_on_the_directory(tmp_path):
+  """The split hashes file name and line, so a copied dataset splits the same way (and the
+  tokenizer trained on its train split is the same)."""
+  splits = []
+  for directory in ("one", "elsewhere/two"):
+    csv_path, _ = _write_labelled(tmp_path / directory)
+    data = text_classification_files(None, paths=str(csv_path), seq_len=12, vocab_size=36,
+                                     test_percent=30)
+    splits.append({split: np.asarray(data.split(split)["tokens"]) for split in
+                   ("train", "validation", "test")})
+  assert len(splits[0]["test"]) > 0 and len(splits[0]["validation"]) > 0
+  for split in splits[0]:
+    np.testing.assert_array_equal(splits[0][split], splits[1][split])
 
 
 def test_labelled_file_errors_name_the_problem(tmp_path):

@@ -73,6 +73,8 @@ def test_bad_corpus_input_names_the_problem(corpus, tmp_path):
     _build({"paths": str(tmp_path / "broken.jsonl"), "format": "jsonl"}, tmp_path)
   with pytest.raises(ValueError, match="vocab_size=5000 is too large.*at most"):
     _build({"paths": str(corpus / "a.txt"), "vocab_size": 5000}, tmp_path / "big")
+  with pytest.raises(ValueError, match=r"vocab_size=10 is too small.*need \d+ pieces"):
+    _build({"paths": str(corpus / "a.txt"), "vocab_size": 10}, tmp_path / "small")
   (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
   with pytest.raises(ValueError, match="latin1.txt is not UTF-8"):
     _build({"paths": str(tmp_path / "latin1.txt")}, tmp_path)

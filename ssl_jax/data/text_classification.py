@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import os
 import zlib
 from typing import Sequence
 
@@ -163,26 +164,30 @@ def read_labelled(path: str, text_key: str, label_key: str) -> list[tuple[str, s
         if missing:
           raise ValueError(f"{path} has no column {missing[0]!r} (columns: {fields}); set "
                            "config.data.text_key / label_key.")
-        records = [(f"{path}:{number}", record) for number, record in enumerate(reader, 2)]
+        records = list(enumerate(reader, 2))
       elif path.endswith(".jsonl"):
         records = []
         for number, line in enumerate(f, 1):
           if not line.strip():
             continue
           try:
-            records.append((f"{path}:{number}", json.loads(line)))
+            records.append((number, json.loads(line)))
           except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{number} is not valid JSON: {error}") from error
       else:
         raise ValueError(f"{path}: labelled text must be a .csv or .jsonl file.")
   except UnicodeDecodeError as error:
     raise ValueError(f"{path} is not UTF-8 text: {error}") from error
-  for name, record in records:
+  # The split hashes the row's name: the file's name and line, not its directory, so the split
+  # is the same wherever the dataset is copied.
+  file_name = os.path.basename(path)
+  for number, record in records:
     if not isinstance(record, dict) or text_key not in record or label_key not in record:
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-      raise ValueError(f"{name} needs fields {text_key!r} and {label_key!r} (has {keys}).")
+      raise ValueError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has "
+                       f"{keys}).")
     if str(record[text_key]).strip():
-      rows.append((name, str(record[text_key]), str(record[label_key])))
+      rows.append((f"{file_name}:{number}", str(record[text_key]), str(record[label_key])))
   return rows
 
 

@@ -104,6 +104,12 @@ def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
       raise ValueError(f"vocab_size={vocab_size} is too large for this text: sentencepiece can "
                        f"make at most {limit.group(1)} pieces from it. Lower "
                        "config.data.vocab_size.") from error
+    # Every character of the text (character_coverage=1.0) and every special token is a piece.
+    floor = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))
+    if floor:
+      raise ValueError(f"vocab_size={vocab_size} is too small for this text: its characters "
+                       f"and special tokens alone need {floor.group(1)} pieces. Raise "
+                       "config.data.vocab_size.") from error
     raise
   directory = os.path.dirname(os.path.abspath(model_path))
   os.makedirs(directory, exist_ok=True)
