@@ -32,8 +32,8 @@ def _build(options, workdir):
 
 def test_lines_format_one_document_per_line_split_by_name(corpus, tmp_path):
   data = _build({"paths": str(corpus / "*.txt")}, tmp_path)
-  names = [f"{corpus / 'a.txt'}:{i + 1}" for i in range(30)] + \
-          [f"{corpus / 'b.txt'}:{i + 1}" for i in range(30)]
+  # Named relative to the files' common directory, so the split does not depend on it.
+  names = [f"a.txt:{i + 1}" for i in range(30)] + [f"b.txt:{i + 1}" for i in range(30)]
   expected_test = sum(is_test_document(n, 20) for n in names)
   assert data.info["num_test_documents"] == expected_test
   assert data.info["num_train_documents"] == 60 - expected_test
@@ -51,14 +51,17 @@ def test_jsonl_and_file_formats(corpus, tmp_path):
   jsonl = _build({"paths": str(corpus / "c.jsonl"), "format": "jsonl", "text_key": "body"},
                  tmp_path / "j")
   assert jsonl.info["num_train_documents"] + jsonl.info["num_test_documents"] == 60
-  # Split by a hash of each file's (temporary, so random) path: with 20 files at 50%, both
-  # splits are non-empty except with probability 2 * 0.5**20.
+  # One document per file, named by its path under the files' common directory.
   text = (corpus / "a.txt").read_text()
   for i in range(20):
-    (tmp_path / f"doc{i}.txt").write_text(text)
-  whole = _build({"paths": str(tmp_path / "doc*.txt"), "format": "file", "test_percent": 50},
-                 tmp_path / "f")
-  assert whole.info["num_train_documents"] + whole.info["num_test_documents"] == 20
+    (tmp_path / "docs" / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "docs" / f"part{i % 2}" / f"doc{i}.txt").write_text(text)
+  whole = _build({"paths": str(tmp_path / "docs" / "part*" / "doc*.txt"), "format": "file",
+                  "test_percent": 50}, tmp_path / "f")
+  expected_test = sum(is_test_document(f"part{i % 2}/doc{i}.txt", 50) for i in range(20))
+  assert 0 < expected_test < 20
+  assert whole.info["num_test_documents"] == expected_test
+  assert whole.info["num_train_documents"] == 20 - expected_test
 
 
 def test_bad_corpus_input_names_the_problem(corpus, tmp_path):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import csv
 import json
-import os
 import zlib
 from typing import Sequence
 
@@ -33,7 +32,7 @@ from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.python_text import python_documents
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document
-from ssl_jax.data.text_files import list_files
+from ssl_jax.data.text_files import document_names, list_files
 from ssl_jax.registry import DATASETS
 
 PACKAGES = ("asyncio", "email", "importlib", "logging", "xml", "multiprocessing", "unittest",
@@ -152,8 +151,10 @@ def package_examples() -> list[tuple[str, str, str | None]]:
           for name, text in documents if text in labelled]
 
 
-def read_labelled(path: str, text_key: str, label_key: str) -> list[tuple[str, str, str]]:
-  """(name, text, label) rows of one .csv (header row) or .jsonl file."""
+def read_labelled(path: str, name: str, text_key: str, label_key: str
+                  ) -> list[tuple[str, str, str]]:
+  """(name, text, label) rows of one .csv (header row) or .jsonl file; rows are named
+  "<name>:<line>" (`name` from `text_files.document_names`)."""
   rows = []
   try:
     with open(path, encoding="utf-8", newline="") as f:
@@ -178,16 +179,13 @@ def read_labelled(path: str, text_key: str, label_key: str) -> list[tuple[str, s
         raise ValueError(f"{path}: labelled text must be a .csv or .jsonl file.")
   except UnicodeDecodeError as error:
     raise ValueError(f"{path} is not UTF-8 text: {error}") from error
-  # The split hashes the row's name: the file's name and line, not its directory, so the split
-  # is the same wherever the dataset is copied.
-  file_name = os.path.basename(path)
   for number, record in records:
     if not isinstance(record, dict) or text_key not in record or label_key not in record:
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
       raise ValueError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has "
                        f"{keys}).")
     if str(record[text_key]).strip():
-      rows.append((f"{file_name}:{number}", str(record[text_key]), str(record[label_key])))
+      rows.append((f"{name}:{number}", str(record[text_key]), str(record[label_key])))
   return rows
 
 
@@ -201,8 +199,8 @@ def text_classification_files(workdir: str | None = None, paths: str = "",
   """The user's labelled text: CSV files with a header row or JSONL files (comma-separated
   paths or globs), one example per row; labels are the sorted distinct label strings."""
   examples = []
-  for path in list_files(paths):
-    examples += read_labelled(path, text_key, label_key)
+  for path, name in document_names(list_files(paths)).items():
+    examples += read_labelled(path, name, text_key, label_key)
   if not examples:
     raise ValueError(f"No labelled text in config.data.paths={paths!r}.")
   return labelled_text_dataset(examples, workdir, seq_len, vocab_size, tokenizer_path,

@@ -6,8 +6,9 @@ Formats:
   lines   one document per non-empty line of every file
   file    one document per file (its whole text)
   jsonl   one JSON object per line; the document is its `text_key` field
-Documents are named "<file>:<line>" (or "<file>"), and a hash of the name holds out
-`test_percent` of them, so the split does not change when files are added.
+Documents are named "<file>:<line>" (or "<file>"), the file's path relative to the directory
+all matched files share, and a hash of the name holds out `test_percent` of them: the split
+does not change when files are added or when the whole dataset is copied elsewhere.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def text_files(workdir: str | None = None, paths: str = "", format: str = "lines
     raise ValueError(f"Unknown config.data.format {format!r}; valid: {list(FORMATS)}.")
   files = list_files(paths)
   documents = []
-  for path in files:
-    documents += read_documents(path, format, text_key)
+  for path, name in document_names(files).items():
+    documents += read_documents(path, name, format, text_key)
   if not documents:
     raise ValueError(f"No non-empty documents in {files} (format {format!r}).")
   return text_dataset(documents, workdir, seq_len, vocab_size, tokenizer_path, tokenizer_type,
@@ -64,21 +65,29 @@ def list_files(paths: str) -> list[str]:
   return files
 
 
-def read_documents(path: str, format: str, text_key: str) -> list[tuple[str, str]]:  # noqa: A002
-  """(name, text) documents of one file."""
+def document_names(files: list[str]) -> dict[str, str]:
+  """{file: its path relative to the files' common directory}: what a document's name (and so
+  its split) is made from, so the split does not depend on where the dataset lives."""
+  root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+  return {f: os.path.relpath(os.path.abspath(f), root) for f in files}
+
+
+def read_documents(path: str, name: str, format: str, text_key: str  # noqa: A002
+                   ) -> list[tuple[str, str]]:
+  """(name, text) documents of one file; `name` names the file in document names."""
   try:
     with open(path, encoding="utf-8") as f:
       content = f.read()
   except UnicodeDecodeError as error:
     raise ValueError(f"{path} is not UTF-8 text: {error}") from error
   if format == "file":
-    return [(path, content)] if content.strip() else []
+    return [(name, content)] if content.strip() else []
   documents = []
   for number, line in enumerate(content.splitlines(), 1):
     if not line.strip():
       continue
     if format == "lines":
-      documents.append((f"{path}:{number}", line))
+      documents.append((f"{name}:{number}", line))
       continue
     try:
       record = json.loads(line)
@@ -89,5 +98,5 @@ def read_documents(path: str, format: str, text_key: str) -> list[tuple[str, str
       raise ValueError(f"{path}:{number} has no field {text_key!r} (has {keys}); set "
                        "config.data.text_key.")
     if str(record[text_key]).strip():
-      documents.append((f"{path}:{number}", str(record[text_key])))
+      documents.append((f"{name}:{number}", str(record[text_key])))
   return documents
