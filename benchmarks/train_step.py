@@ -43,17 +43,30 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 _OUT = flags.DEFINE_string("out", "train_step.json", "Where to write the JSON result.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/ssl_jax_benchmark", "For cached tokenizers.")
 _STEP_TFLOPS = flags.DEFINE_float(
-    "step_tflops", 0.0, "TFLOPs of one step, where XLA's cost analysis reports none (GPU): "
-    "run this benchmark once on CPU with the same config and pass its step_tflops here.")
+  "step_tflops",
+  0.0,
+  "TFLOPs of one step, where XLA's cost analysis reports none (GPU): "
+  "run this benchmark once on CPU with the same config and pass its step_tflops here.",
+)
 _SYNTHETIC = flags.DEFINE_bool(
-    "synthetic", False, "Replace config.data by random images of the same shape and classes, or "
-    "random token rows of the same length and vocabulary (for configs written for a dataset "
-    "this machine has not prepared).")
+  "synthetic",
+  False,
+  "Replace config.data by random images of the same shape and classes, or "
+  "random token rows of the same length and vocabulary (for configs written for a dataset "
+  "this machine has not prepared).",
+)
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the device).")
 
 # Dense bf16 peaks (TFLOP/s) by device kind, for the MFU column.
-_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "TPU v4": 275.0, "TPU v5": 459.0,
-                "TPU v5 lite": 197.0, "TPU v6 lite": 918.0}
+_PEAK_TFLOPS = {
+  "H100": 989.0,
+  "H200": 989.0,
+  "A100": 312.0,
+  "TPU v4": 275.0,
+  "TPU v5": 459.0,
+  "TPU v5 lite": 197.0,
+  "TPU v6 lite": 918.0,
+}
 
 
 def model_flops(lowered) -> float:
@@ -102,13 +115,17 @@ def main(argv):
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - start)
     result = {
-        "config": config.task, "model": config.model, "batch_size": config.batch_size,
-        "devices": [str(d) for d in jax.devices()], "platform": platform.platform(),
-        "jax_version": jax.__version__, "compile_seconds": round(compile_seconds, 3),
-        "step_seconds_median": statistics.median(times),
-        "examples_per_second": config.batch_size / statistics.median(times),
-        "dtype": config.model_kwargs.get("dtype", "float32"),
-        "step_tflops": step_flops / 1e12,
+      "config": config.task,
+      "model": config.model,
+      "batch_size": config.batch_size,
+      "devices": [str(d) for d in jax.devices()],
+      "platform": platform.platform(),
+      "jax_version": jax.__version__,
+      "compile_seconds": round(compile_seconds, 3),
+      "step_seconds_median": statistics.median(times),
+      "examples_per_second": config.batch_size / statistics.median(times),
+      "dtype": config.model_kwargs.get("dtype", "float32"),
+      "step_tflops": step_flops / 1e12,
     }
     if "tokens" in batch:
       result["seq_len"] = int(batch["tokens"].shape[1])

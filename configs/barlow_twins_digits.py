@@ -9,6 +9,7 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("barlow_twins", projector_hidden_dim=256, projector_dim=256,
-                         lambda_offdiag=0.0051)
+  config = digits_config(
+    "barlow_twins", projector_hidden_dim=256, projector_dim=256, lambda_offdiag=0.0051
+  )
   return config

@@ -13,5 +13,6 @@ from ssl_jax.recipes import python_text_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return python_text_config("mlm", "transformer_encoder", {"masked_lm": {}},
-                            mask_rate=0.15, mask_prob=0.8, random_prob=0.1)
+  return python_text_config(
+    "mlm", "transformer_encoder", {"masked_lm": {}}, mask_rate=0.15, mask_prob=0.8, random_prob=0.1
+  )

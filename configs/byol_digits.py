@@ -9,6 +9,7 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("byol", base_momentum=0.99, projector_hidden_dim=256, projector_dim=64,
-                         predictor_hidden_dim=256)
+  config = digits_config(
+    "byol", base_momentum=0.99, projector_hidden_dim=256, projector_dim=64, predictor_hidden_dim=256
+  )
   return config

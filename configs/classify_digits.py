@@ -25,21 +25,48 @@ from ssl_jax.config_base import base_config
 def get_config() -> ml_collections.ConfigDict:
   config = base_config()
   config.task = "image_classification"
-  config.task_kwargs = ml_collections.ConfigDict(dict(
-      init_from="/tmp/vicreg_digits", method="full", semi_supervised="none",
-      unlabelled_weight=1.0, pseudo_label_threshold=0.95, lora_rank=4, lora_alpha=8.0,
-      adversarial="none", adv_eps=0.1, adv_norm="linf", adv_steps=5, adv_step_size=0.03))
+  config.task_kwargs = ml_collections.ConfigDict(
+    dict(
+      init_from="/tmp/vicreg_digits",
+      method="full",
+      semi_supervised="none",
+      unlabelled_weight=1.0,
+      pseudo_label_threshold=0.95,
+      lora_rank=4,
+      lora_alpha=8.0,
+      adversarial="none",
+      adv_eps=0.1,
+      adv_norm="linf",
+      adv_steps=5,
+      adv_step_size=0.03,
+    )
+  )
   config.model = "resnet"
   config.data = ml_collections.ConfigDict(dict(name="digits"))
   # view1: the labelled (and FixMatch weak) view, mild crops only; view2: FixMatch's strong
   # view, the pretraining recipe's jitter, blur and noise.
-  config.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.6, 1.0), crop_ratio=(0.75, 1.333), flip_prob=0.0, brightness=0.0,
-      contrast=0.0, jitter_prob=0.0, blur_prob=0.0, noise_std=0.0,
-      view2=dict(crop_scale=(0.5, 1.0), brightness=0.2, contrast=0.3, jitter_prob=0.8,
-                 blur_prob=0.3, blur_sigma=(0.1, 1.0), noise_std=0.05)))
-  config.optim.update(dict(name="adamw", learning_rate=1e-3, warmup_steps=20,
-                           weight_decay=0.01))
+  config.augment = ml_collections.ConfigDict(
+    dict(
+      crop_scale=(0.6, 1.0),
+      crop_ratio=(0.75, 1.333),
+      flip_prob=0.0,
+      brightness=0.0,
+      contrast=0.0,
+      jitter_prob=0.0,
+      blur_prob=0.0,
+      noise_std=0.0,
+      view2=dict(
+        crop_scale=(0.5, 1.0),
+        brightness=0.2,
+        contrast=0.3,
+        jitter_prob=0.8,
+        blur_prob=0.3,
+        blur_sigma=(0.1, 1.0),
+        noise_std=0.05,
+      ),
+    )
+  )
+  config.optim.update(dict(name="adamw", learning_rate=1e-3, warmup_steps=20, weight_decay=0.01))
   config.evals = ml_collections.ConfigDict({"classification": {}})
   config.total_steps = 200
   config.batch_size = 64

@@ -27,19 +27,33 @@ def get_config() -> ml_collections.ConfigDict:
   config = base_config()
   pretraining = ml_collections.FieldReference("/tmp/bert_python_text")
   config.task = "classification"
-  config.task_kwargs = ml_collections.ConfigDict(dict(
-      init_from=pretraining, method="full", pooling="mean", layer_decay=1.0,
-      lora_rank=8, lora_alpha=16.0, adapter_size=16, prefix_length=10, prompt_length=10,
-      semi_supervised="none", unlabelled_weight=1.0,
+  config.task_kwargs = ml_collections.ConfigDict(
+    dict(
+      init_from=pretraining,
+      method="full",
+      pooling="mean",
+      layer_decay=1.0,
+      lora_rank=8,
+      lora_alpha=16.0,
+      adapter_size=16,
+      prefix_length=10,
+      prompt_length=10,
+      semi_supervised="none",
+      unlabelled_weight=1.0,
       # method=zero_shot: the prompt after each docstring and one word per class (""
       # = the package names); sum | per_token | pmi scoring with a causal LM, PET with an MLM.
-      prompt=" This is from the Python module", verbalizers="",
-      zero_shot_scoring="per_token"))
+      prompt=" This is from the Python module",
+      verbalizers="",
+      zero_shot_scoring="per_token",
+    )
+  )
   config.model = "transformer_encoder"
-  config.data = ml_collections.ConfigDict(dict(
-      name="python_packages", seq_len=64, tokenizer_path=pretraining + "/tokenizer.model"))
-  config.optim.update(dict(name="adamw", learning_rate=1e-3, warmup_steps=30,
-                           weight_decay=0.01, clip_norm=1.0))
+  config.data = ml_collections.ConfigDict(
+    dict(name="python_packages", seq_len=64, tokenizer_path=pretraining + "/tokenizer.model")
+  )
+  config.optim.update(
+    dict(name="adamw", learning_rate=1e-3, warmup_steps=30, weight_decay=0.01, clip_norm=1.0)
+  )
   config.evals = ml_collections.ConfigDict({"classification": {}})
   config.total_steps = 300
   config.batch_size = 64

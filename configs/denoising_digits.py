@@ -9,6 +9,7 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("denoising", noise_std=0.1, mask_ratio=0.25, patch_size=2,
-                         decoder_hidden_dim=256)
+  config = digits_config(
+    "denoising", noise_std=0.1, mask_ratio=0.25, patch_size=2, decoder_hidden_dim=256
+  )
   return config

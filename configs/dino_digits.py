@@ -9,9 +9,17 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("dino", base_momentum=0.99, out_dim=256, hidden_dim=256,
-                         bottleneck_dim=64, num_local_crops=4, teacher_temp=0.07,
-                         warmup_teacher_temp=0.04, warmup_teacher_temp_steps=150)
+  config = digits_config(
+    "dino",
+    base_momentum=0.99,
+    out_dim=256,
+    hidden_dim=256,
+    bottleneck_dim=64,
+    num_local_crops=4,
+    teacher_temp=0.07,
+    warmup_teacher_temp=0.04,
+    warmup_teacher_temp_steps=150,
+  )
   config.augment.local = dict(size=4, crop_scale=(0.2, 0.5))
   config.optim.clip_norm = 3.0
   return config

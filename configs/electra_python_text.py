@@ -19,6 +19,12 @@ from ssl_jax.recipes import python_text_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return python_text_config("electra", "transformer_encoder",
-                            {"replaced_token_detection": {}}, generator_fraction=0.25,
-                            discriminator_weight=50.0, mask_rate=0.15, mask_prob=0.85)
+  return python_text_config(
+    "electra",
+    "transformer_encoder",
+    {"replaced_token_detection": {}},
+    generator_fraction=0.25,
+    discriminator_weight=50.0,
+    mask_rate=0.15,
+    mask_prob=0.85,
+  )

@@ -15,8 +15,17 @@ from ssl_jax.recipes import python_text_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return python_text_config("causal_lm", "transformer_decoder", {
+  return python_text_config(
+    "causal_lm",
+    "transformer_decoder",
+    {
       "causal_lm": {},
-      "lm_samples": {"num_samples": 3, "prompt_tokens": 12, "max_new_tokens": 40,
-                     "temperature": 0.8, "top_k": 40},
-  })
+      "lm_samples": {
+        "num_samples": 3,
+        "prompt_tokens": 12,
+        "max_new_tokens": 40,
+        "temperature": 0.8,
+        "top_k": 40,
+      },
+    },
+  )

@@ -14,11 +14,20 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("mae", mask_ratio=0.75, norm_pix_loss=True, decoder_width=64,
-                         decoder_depth=4, decoder_heads=4)
+  config = digits_config(
+    "mae", mask_ratio=0.75, norm_pix_loss=True, decoder_width=64, decoder_depth=4, decoder_heads=4
+  )
   config.model = "vit"
-  config.model_kwargs = dict(patch_size=2, width=64, depth=4, num_heads=4, mlp_dim=128,
-                             image_size=8, pool="mean", position_embedding="sincos")
+  config.model_kwargs = dict(
+    patch_size=2,
+    width=64,
+    depth=4,
+    num_heads=4,
+    mlp_dim=128,
+    image_size=8,
+    pool="mean",
+    position_embedding="sincos",
+  )
   # MAE's views: crops only (the masking is the augmentation).
   config.augment.update(dict(brightness=0.0, contrast=0.0, blur_prob=0.0, noise_std=0.0))
   config.optim.weight_decay = 0.05

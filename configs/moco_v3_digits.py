@@ -9,6 +9,12 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("moco_v3", base_momentum=0.99, temperature=0.2, projector_hidden_dim=256,
-                         projector_dim=64, predictor_hidden_dim=256)
+  config = digits_config(
+    "moco_v3",
+    base_momentum=0.99,
+    temperature=0.2,
+    projector_hidden_dim=256,
+    projector_dim=64,
+    predictor_hidden_dim=256,
+  )
   return config

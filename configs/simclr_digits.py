@@ -10,5 +10,6 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  return digits_config("simclr", temperature=0.2, projector_hidden_dim=256, projector_dim=64,
-                       projector_layers=2)
+  return digits_config(
+    "simclr", temperature=0.2, projector_hidden_dim=256, projector_dim=64, projector_layers=2
+  )

@@ -9,6 +9,7 @@ from ssl_jax.recipes import digits_config
 
 
 def get_config():
-  config = digits_config("simsiam", projector_hidden_dim=256, projector_dim=128,
-                         predictor_hidden_dim=32)
+  config = digits_config(
+    "simsiam", projector_hidden_dim=256, projector_dim=128, predictor_hidden_dim=32
+  )
   return config

@@ -23,9 +23,14 @@ INPUTS_LENGTH = 64
 
 def get_config() -> ml_collections.ConfigDict:
   tokens_length, _ = span_corruption_lengths(INPUTS_LENGTH)  # 70 raw tokens, 14 targets
-  config = python_text_config("span_corruption", "transformer_encoder_decoder",
-                              {"span_corruption": {}}, seq_len=tokens_length,
-                              noise_density=0.15, mean_noise_span_length=3.0)
+  config = python_text_config(
+    "span_corruption",
+    "transformer_encoder_decoder",
+    {"span_corruption": {}},
+    seq_len=tokens_length,
+    noise_density=0.15,
+    mean_noise_span_length=3.0,
+  )
   config.data.extra_ids = 100
   # Span infilling learns slower than MLM per step (about 10 hidden text tokens per row, and
   # the decoder must find each span's sentinel by cross-attention): lr 3e-3 gave 7.5% / 176.8

@@ -54,47 +54,53 @@ def config_module(name: str) -> types.ModuleType:
 
 
 vicreg_digits, classify_digits = config_module("vicreg_digits"), config_module("classify_digits")
-bert_python_text, gpt_python_text = (config_module("bert_python_text"),
-                                     config_module("gpt_python_text"))
+bert_python_text, gpt_python_text = (
+  config_module("bert_python_text"),
+  config_module("gpt_python_text"),
+)
 classify_python_packages = config_module("classify_python_packages")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the experiment.")
-_SUITES = flags.DEFINE_list("suites", ["digits", "text", "text_gpt"],
-                            "digits; text (from the BERT run); text_gpt (from the GPT run).")
+_SUITES = flags.DEFINE_list(
+  "suites",
+  ["digits", "text", "text_gpt"],
+  "digits; text (from the BERT run); text_gpt (from the GPT run).",
+)
 _BUDGETS = flags.DEFINE_list("budgets", ["1", "5", "10", "0"], "Labels per class; 0 = all.")
 _DRAWS = flags.DEFINE_integer("draws", 5, "Label draws (seeds at 'all') per budget.")
-_DIGITS_PRETRAINING = flags.DEFINE_string("digits_pretraining", "",
-                                          "A finished configs/vicreg_digits.py workdir.")
-_TEXT_PRETRAINING = flags.DEFINE_string("text_pretraining", "",
-                                        "A finished configs/bert_python_text.py workdir.")
-_LM_PRETRAINING = flags.DEFINE_string("lm_pretraining", "",
-                                      "A finished configs/gpt_python_text.py workdir.")
+_DIGITS_PRETRAINING = flags.DEFINE_string(
+  "digits_pretraining", "", "A finished configs/vicreg_digits.py workdir."
+)
+_TEXT_PRETRAINING = flags.DEFINE_string(
+  "text_pretraining", "", "A finished configs/bert_python_text.py workdir."
+)
+_LM_PRETRAINING = flags.DEFINE_string(
+  "lm_pretraining", "", "A finished configs/gpt_python_text.py workdir."
+)
 _ROBUSTNESS = flags.DEFINE_bool("robustness", True, "Also make the robustness table.")
 
 # method -> (task_kwargs, label_budget.unlabelled, optimizer overrides). The learning rates
 # were chosen on the validation split (text) / with 5 labels per class (digits).
 DIGITS_METHODS = {
-    "from scratch": (dict(method="scratch"), "drop", {}),
-    "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
-    "full fine-tune": (dict(method="full"), "drop", {}),
-    "LoRA (rank 4, every conv)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
-    "semi-supervised (+ VICReg loss)": (dict(method="full", semi_supervised="pretext"),
-                                        "pair", {}),
+  "from scratch": (dict(method="scratch"), "drop", {}),
+  "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
+  "full fine-tune": (dict(method="full"), "drop", {}),
+  "LoRA (rank 4, every conv)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
+  "semi-supervised (+ VICReg loss)": (dict(method="full", semi_supervised="pretext"), "pair", {}),
 }
 TEXT_METHODS = {
-    "from scratch": (dict(method="scratch"), "drop", {}),
-    "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
-    "full fine-tune": (dict(method="full"), "drop", {}),
-    "LoRA (rank 8, query/value)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
-    "semi-supervised (+ LM loss)": (dict(method="full", semi_supervised="pretext"), "pair",
-                                    {}),
+  "from scratch": (dict(method="scratch"), "drop", {}),
+  "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
+  "full fine-tune": (dict(method="full"), "drop", {}),
+  "LoRA (rank 8, query/value)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
+  "semi-supervised (+ LM loss)": (dict(method="full", semi_supervised="pretext"), "pair", {}),
 }
 # Text-only parameter-efficient rows; their learning rates are picked on the validation split
 # (`select_learning_rate`) from LR_CANDIDATES at 5 labels per class, draw 0.
 TEXT_PEFT_METHODS = {
-    "bottleneck adapters (size 16)": dict(method="adapter"),
-    "prefix tuning (10 per layer)": dict(method="prefix"),
-    "prompt tuning (10 tokens)": dict(method="prompt"),
+  "bottleneck adapters (size 16)": dict(method="adapter"),
+  "prefix tuning (10 per layer)": dict(method="prefix"),
+  "prompt tuning (10 tokens)": dict(method="prompt"),
 }
 LR_CANDIDATES = (3e-3, 1e-2, 3e-2, 1e-1)
 # Descriptive one-piece words (the package names are several pieces each).
@@ -119,8 +125,9 @@ def run_cell(config, workdir: str, key: str = "evals") -> Any:
     return json.load(f)[key]
 
 
-def task_weights_bytes(module, init_from: str, task_kwargs: dict, unlabelled: str,
-                       workdir: str) -> int:
+def task_weights_bytes(
+  module, init_from: str, task_kwargs: dict, unlabelled: str, workdir: str
+) -> int:
   """Bytes on disk of what a fine-tune with these options ships (`adapt.task_weights`): the
   same for every budget and draw, so measured once, on a 1-step run."""
   config = cell_config(module, init_from, task_kwargs, unlabelled, {}, 5, 0)
@@ -134,8 +141,16 @@ _TEXT_OVERRIDES = dict(total_steps=150, batch_size=32)
 SUITE_OVERRIDES = {"digits": {}, "text": _TEXT_OVERRIDES, "text_gpt": _TEXT_OVERRIDES}
 
 
-def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, optim: dict,
-                per_class: int, draw: int, overrides: dict | None = None):
+def cell_config(
+  module,
+  init_from: str,
+  task_kwargs: dict,
+  unlabelled: str,
+  optim: dict,
+  per_class: int,
+  draw: int,
+  overrides: dict | None = None,
+):
   config = module.get_config()
   config.update(overrides or {})
   config.task_kwargs.init_from = init_from
@@ -150,24 +165,36 @@ def cell_config(module, init_from: str, task_kwargs: dict, unlabelled: str, opti
   return config
 
 
-def select_learning_rate(suite: str, name: str, task_kwargs: dict, init_from: str, root: str
-                         ) -> float:
+def select_learning_rate(
+  suite: str, name: str, task_kwargs: dict, init_from: str, root: str
+) -> float:
   """The candidate learning rate with the best validation accuracy at 5 labels per class
   (draw 0) on the text task; the test split is never read for the choice."""
   scores = {}
   for lr in LR_CANDIDATES:
     slug = f"{name.split(' (')[0].replace(' ', '_')}/lr_{lr:g}"
-    evals = run_cell(cell_config(classify_python_packages, init_from, task_kwargs, "drop",
-                                 dict(learning_rate=lr), 5, 0, SUITE_OVERRIDES[suite]),
-                     os.path.join(root, suite, "lr_selection", slug))
+    evals = run_cell(
+      cell_config(
+        classify_python_packages,
+        init_from,
+        task_kwargs,
+        "drop",
+        dict(learning_rate=lr),
+        5,
+        0,
+        SUITE_OVERRIDES[suite],
+      ),
+      os.path.join(root, suite, "lr_selection", slug),
+    )
     scores[lr] = next(iter(evals["classification"].values()))["validation acc"]
   best = max(scores, key=scores.get)
   print(f"[{suite} lr] {name}: validation acc {scores} -> {best:g}", flush=True)
   return best
 
 
-def label_efficiency(suite: str, module, methods, init_from: str, root: str
-                     ) -> dict[str, dict[str, Any]]:
+def label_efficiency(
+  suite: str, module, methods, init_from: str, root: str
+) -> dict[str, dict[str, Any]]:
   budgets = [int(b) for b in _BUDGETS.value]
   table: dict[str, dict[str, Any]] = {}
   for name, (task_kwargs, unlabelled, optim) in methods.items():
@@ -176,19 +203,35 @@ def label_efficiency(suite: str, module, methods, init_from: str, root: str
       accuracies = []
       for draw in range(_DRAWS.value):
         slug = f"{name.split(' (')[0].replace(' ', '_')}/{per_class}_{draw}"
-        evals = run_cell(cell_config(module, init_from, task_kwargs, unlabelled, optim,
-                                     per_class, draw, SUITE_OVERRIDES[suite]),
-                         os.path.join(root, suite, slug))
+        evals = run_cell(
+          cell_config(
+            module,
+            init_from,
+            task_kwargs,
+            unlabelled,
+            optim,
+            per_class,
+            draw,
+            SUITE_OVERRIDES[suite],
+          ),
+          os.path.join(root, suite, slug),
+        )
         result = next(iter(evals["classification"].values()))
         accuracies.append(100 * result["test acc"])
         row["trainable params"] = result["trainable params"]
       column = f"{per_class}/class" if per_class else "all"
       row[column] = {"mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}
-      print(f"[{suite}] {name} @ {column}: {np.mean(accuracies):.1f} ± {np.std(accuracies):.1f}",
-            flush=True)
+      print(
+        f"[{suite}] {name} @ {column}: {np.mean(accuracies):.1f} ± {np.std(accuracies):.1f}",
+        flush=True,
+      )
     row["task weights bytes"] = task_weights_bytes(
-        module, init_from, task_kwargs, unlabelled,
-        os.path.join(root, suite, "task_weights", name.split(" (")[0].replace(" ", "_")))
+      module,
+      init_from,
+      task_kwargs,
+      unlabelled,
+      os.path.join(root, suite, "task_weights", name.split(" (")[0].replace(" ", "_")),
+    )
     table[name] = row
   return table
 
@@ -198,16 +241,25 @@ def zero_shot_row(suite: str, init_from: str, root: str) -> dict[str, Any]:
   labels, so the same number at every budget."""
   config = classify_python_packages.get_config()
   # The suite says which pretraining run init_from is (text: BERT, text_gpt: GPT).
-  name, scoring = (("zero-shot (PMI)", "pmi") if suite == "text_gpt" else
-                   ("zero-shot (PET)", "per_token"))
-  config.task_kwargs.update(dict(init_from=init_from, method="zero_shot",
-                                 zero_shot_scoring=scoring, verbalizers=ZERO_SHOT_WORDS))
+  name, scoring = (
+    ("zero-shot (PMI)", "pmi") if suite == "text_gpt" else ("zero-shot (PET)", "per_token")
+  )
+  config.task_kwargs.update(
+    dict(
+      init_from=init_from,
+      method="zero_shot",
+      zero_shot_scoring=scoring,
+      verbalizers=ZERO_SHOT_WORDS,
+    )
+  )
   config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
   config.total_steps = 0
   evals = run_cell(config, os.path.join(root, suite, "zero_shot"))
   accuracy = 100 * next(iter(evals["classification"].values()))["test acc"]
-  row: dict[str, Any] = {column: {"mean": accuracy, "std": 0.0} for column in
-                         [f"{b}/class" if int(b) else "all" for b in _BUDGETS.value]}
+  row: dict[str, Any] = {
+    column: {"mean": accuracy, "std": 0.0}
+    for column in [f"{b}/class" if int(b) else "all" for b in _BUDGETS.value]
+  }
   row["trainable params"] = 0
   return {name: row}
 
@@ -218,21 +270,33 @@ def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
   eps 0.05 and 0.1). Text: FreeLB in embedding space (L2 per example; training eps 0.3, 2
   steps of 0.15; attack: embedding PGD, 5 steps of 0.05, at eps 0.05, 0.1 and 0.2)."""
   if suite == "digits":
-    module, attacks = classify_digits, (("standard fine-tune", "none"),
-                                        ("PGD adversarial fine-tune", "pgd"))
+    module, attacks = (
+      classify_digits,
+      (("standard fine-tune", "none"), ("PGD adversarial fine-tune", "pgd")),
+    )
     training = dict(adv_eps=0.1, adv_steps=5, adv_step_size=0.03)
     attack = dict(eps=(0.05, 0.1), steps=10, step_size=0.025)
     overrides = dict(total_steps=400)
   else:
-    module, attacks = classify_python_packages, (("standard fine-tune", "none"),
-                                                 ("FreeLB adversarial fine-tune", "freelb"))
+    module, attacks = (
+      classify_python_packages,
+      (("standard fine-tune", "none"), ("FreeLB adversarial fine-tune", "freelb")),
+    )
     training = dict(adv_eps=0.3, adv_steps=2, adv_step_size=0.15)
     attack = dict(eps=(0.05, 0.1, 0.2), norm="l2", steps=5, step_size=0.05)
     overrides = SUITE_OVERRIDES[suite]
   table = {}
   for name, mode in attacks:
-    config = cell_config(module, init_from, dict(method="full", adversarial=mode, **training),
-                         "drop", {}, 0, 0, overrides)
+    config = cell_config(
+      module,
+      init_from,
+      dict(method="full", adversarial=mode, **training),
+      "drop",
+      {},
+      0,
+      0,
+      overrides,
+    )
     config.evals = {"robustness": attack}
     evals = run_cell(config, os.path.join(root, suite, "robustness", mode))
     table[name] = {k: 100 * v for k, v in next(iter(evals["robustness"].values())).items()}
@@ -242,25 +306,30 @@ def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
 def robustness_markdown(table: dict[str, dict[str, float]]) -> str:
   columns = list(next(iter(table.values())))
   lines = ["| fine-tune | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-  lines += [f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |"
-            for name, row in table.items()]
+  lines += [
+    f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |"
+    for name, row in table.items()
+  ]
   return "\n".join(lines)
 
 
 def markdown(table: dict[str, dict[str, Any]]) -> str:
-  columns = [c for c in next(iter(table.values()))
-             if c not in ("trainable params", "task weights bytes")]
-  lines = ["| method | " + " | ".join(columns) + " | trainable params | task weights on disk |",
-           "|---" * (len(columns) + 3) + "|"]
+  columns = [
+    c for c in next(iter(table.values())) if c not in ("trainable params", "task weights bytes")
+  ]
+  lines = [
+    "| method | " + " | ".join(columns) + " | trainable params | task weights on disk |",
+    "|---" * (len(columns) + 3) + "|",
+  ]
   for name, row in table.items():
     cells = []
     for column in columns:
       value = row[column]
-      cells.append(f"{value['mean']:.1f} ± {value['std']:.1f}" if value["std"] else
-                   f"{value['mean']:.1f}")
+      cells.append(
+        f"{value['mean']:.1f} ± {value['std']:.1f}" if value["std"] else f"{value['mean']:.1f}"
+      )
     params = row["trainable params"]
-    size = (f"{row['task weights bytes'] / 1024:,.0f} KiB" if "task weights bytes" in row
-            else "none")
+    size = f"{row['task weights bytes'] / 1024:,.0f} KiB" if "task weights bytes" in row else "none"
     lines.append(f"| {name} | " + " | ".join(cells) + f" | {params:,} | {size} |")
   return "\n".join(lines)
 
@@ -275,34 +344,42 @@ def main(argv):
   sections = []
   if "digits" in _SUITES.value:
     digits = _DIGITS_PRETRAINING.value or pretrain(
-        vicreg_digits, os.path.join(root, "pretrain", "vicreg_digits"))
-    results["digits"] = label_efficiency("digits", classify_digits, DIGITS_METHODS, digits,
-                                         root)
+      vicreg_digits, os.path.join(root, "pretrain", "vicreg_digits")
+    )
+    results["digits"] = label_efficiency("digits", classify_digits, DIGITS_METHODS, digits, root)
     sections.append("## digits, test accuracy (%)\n\n" + markdown(results["digits"]))
     if _ROBUSTNESS.value:
       results["digits robustness"] = robustness("digits", digits, root)
-      sections.append("## digits robustness, test accuracy (%)\n\n" +
-                      robustness_markdown(results["digits robustness"]))
+      sections.append(
+        "## digits robustness, test accuracy (%)\n\n"
+        + robustness_markdown(results["digits robustness"])
+      )
   text_suites = [suite for suite in ("text", "text_gpt") if suite in _SUITES.value]
   # Only the suites asked for are pretrained (each pretraining run takes minutes).
-  encoders = {"text": ("BERT (masked LM)", _TEXT_PRETRAINING, bert_python_text),
-              "text_gpt": ("GPT (causal LM)", _LM_PRETRAINING, gpt_python_text)}
+  encoders = {
+    "text": ("BERT (masked LM)", _TEXT_PRETRAINING, bert_python_text),
+    "text_gpt": ("GPT (causal LM)", _LM_PRETRAINING, gpt_python_text),
+  }
   for suite in text_suites:
     encoder, given, pretraining = encoders[suite]
     init_from = given.value or pretrain(
-        pretraining, os.path.join(root, "pretrain", pretraining.__name__))
+      pretraining, os.path.join(root, "pretrain", pretraining.__name__)
+    )
     methods = dict(TEXT_METHODS)
     for name, task_kwargs in TEXT_PEFT_METHODS.items():
       lr = select_learning_rate(suite, name, task_kwargs, init_from, root)
       methods[f"{name}, lr {lr:g}"] = (task_kwargs, "drop", dict(learning_rate=lr))
     table = label_efficiency(suite, classify_python_packages, methods, init_from, root)
     results[suite] = {**table, **zero_shot_row(suite, init_from, root)}
-    sections.append(f"## python_packages from the {encoder} run, test accuracy (%)\n\n"
-                    + markdown(results[suite]))
+    sections.append(
+      f"## python_packages from the {encoder} run, test accuracy (%)\n\n" + markdown(results[suite])
+    )
     if _ROBUSTNESS.value:
       results[f"{suite} robustness"] = robustness(suite, init_from, root)
-      sections.append(f"## python_packages robustness, from the {encoder} run, test accuracy "
-                      "(%)\n\n" + robustness_markdown(results[f"{suite} robustness"]))
+      sections.append(
+        f"## python_packages robustness, from the {encoder} run, test accuracy "
+        "(%)\n\n" + robustness_markdown(results[f"{suite} robustness"])
+      )
   results["seconds"] = round(time.perf_counter() - start, 1)
   write_json(os.path.join(root, "label_efficiency.json"), results)
   report = "\n\n".join(sections)

@@ -62,8 +62,14 @@ def main(argv):
     results = train.train_and_evaluate(config, os.path.join(_WORKDIR.value, name))
     rows[name] = results
   write_json(os.path.join(_WORKDIR.value, "sweep.json"), rows)
-  tables = {name: {f"{evaluator}: {row}": values for evaluator, table in r["evals"].items()
-                   for row, values in table.items()} for name, r in rows.items()}
+  tables = {
+    name: {
+      f"{evaluator}: {row}": values
+      for evaluator, table in r["evals"].items()
+      for row, values in table.items()
+    }
+    for name, r in rows.items()
+  }
   markdown = format_results_table(tables)
   with open(os.path.join(_WORKDIR.value, "sweep.md"), "w") as f:
     f.write(markdown + "\n")

@@ -21,8 +21,18 @@ from absl import app, flags
 from ssl_jax import train
 from ssl_jax.metrics import format_results_table, write_json
 
-METHODS = ("simclr", "moco_v3", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae",
-           "rotation", "denoising")
+METHODS = (
+  "simclr",
+  "moco_v3",
+  "byol",
+  "simsiam",
+  "barlow_twins",
+  "vicreg",
+  "dino",
+  "mae",
+  "rotation",
+  "denoising",
+)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the zoo.")
@@ -47,8 +57,9 @@ def median_throughput(workdir: str) -> float:
   return statistics.median(values[1:] or values)
 
 
-def zoo_rows(results: dict[str, dict], throughput: dict[str, float],
-             encoders: dict[str, str]) -> dict[str, dict]:
+def zoo_rows(
+  results: dict[str, dict], throughput: dict[str, float], encoders: dict[str, str]
+) -> dict[str, dict]:
   """{row: {column: value}}: one row per method, then one random-init row per encoder kind
   and the raw-pixel row (baselines are identical across methods that share an encoder)."""
   rows: dict[str, dict] = {}
@@ -58,8 +69,11 @@ def zoo_rows(results: dict[str, dict], throughput: dict[str, float],
     for table in result["evals"].values():
       for row, values in table.items():
         merged.setdefault(row, {}).update(values)
-    rows[method] = {**merged.pop(method), "train seconds": int(round(result["train_seconds"])),
-                    "examples/s": int(round(throughput[method]))}
+    rows[method] = {
+      **merged.pop(method),
+      "train seconds": int(round(result["train_seconds"])),
+      "examples/s": int(round(throughput[method])),
+    }
     baselines.setdefault(f"random init ({encoders[method]})", merged["random init"])
     baselines.setdefault("raw pixels", merged["raw pixels"])
   return {**rows, **dict(sorted(baselines.items()))}

@@ -23,10 +23,14 @@ class Checkpointer:
   def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-        enable_async_checkpointing=async_save)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "data"))
+      max_to_keep=max_to_keep,
+      create=True,
+      cleanup_tmp_directories=True,
+      enable_async_checkpointing=async_save,
+    )
+    self.manager = ocp.CheckpointManager(
+      self.directory, options=options, item_names=("state", "data")
+    )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -36,21 +40,32 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_state: dict[str, Any]) -> None:
     """Starts saving (asynchronously: the copy to host happens before this returns)."""
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+      ),
+      force=True,
+    )
 
   def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
     """Restores step `step` into arrays with `target`'s shapes, dtypes and shardings."""
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target
+    )
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+      restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+        ),
+      )
     except (ValueError, KeyError, TypeError) as error:
       raise CheckpointMismatchError(
-          f"The checkpoint of step {step} in {self.directory} does not match the state this "
-          f"config builds (a changed model, task or optimizer?): {error}. Use a fresh workdir, "
-          "or the config the checkpoint was written with.") from error
+        f"The checkpoint of step {step} in {self.directory} does not match the state this "
+        f"config builds (a changed model, task or optimizer?): {error}. Use a fresh workdir, "
+        "or the config the checkpoint was written with."
+      ) from error
     return restored["state"], restored["data"]
 
   def wait(self) -> None:

@@ -12,8 +12,7 @@ import os
 import ml_collections
 
 from ssl_jax import early_stopping
-from ssl_jax.registry import (DATASETS, EVALUATORS, MODELS, TASKS, ConfigError,
-                              check_options)
+from ssl_jax.registry import DATASETS, EVALUATORS, MODELS, TASKS, ConfigError, check_options
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -32,26 +31,31 @@ def base_config() -> ml_collections.ConfigDict:
   # Train a linear classifier on detached encoder features in the same step (solo-learn's
   # online probe); its loss and accuracy are logged with the training metrics.
   config.online_probe = False
-  config.optim = ml_collections.ConfigDict(dict(
-      name="adamw",            # adamw | sgd | lars
-      learning_rate=1e-3,      # peak, before lr_scaling
-      lr_scaling="none",       # none | linear | sqrt (relative to batch 256)
-      schedule="cosine",       # cosine | constant (after warmup)
+  config.optim = ml_collections.ConfigDict(
+    dict(
+      name="adamw",  # adamw | sgd | lars
+      learning_rate=1e-3,  # peak, before lr_scaling
+      lr_scaling="none",  # none | linear | sqrt (relative to batch 256)
+      schedule="cosine",  # cosine | constant (after warmup)
       warmup_steps=0,
-      end_lr_factor=0.0,       # cosine decays to end_lr_factor * peak
-      weight_decay=0.0,        # never applied to biases and norm parameters
-      weight_decay_end=-1.0,   # >= 0: cosine ramp from weight_decay to this (DINO: 0.04 -> 0.4)
-      clip_norm=0.0,           # global-norm gradient clipping; 0 disables
-      b1=0.9, b2=0.999, eps=1e-8,            # adamw
-      momentum=0.9, nesterov=False,          # sgd, lars
-      trust_coefficient=0.001,               # lars
-  ))
+      end_lr_factor=0.0,  # cosine decays to end_lr_factor * peak
+      weight_decay=0.0,  # never applied to biases and norm parameters
+      weight_decay_end=-1.0,  # >= 0: cosine ramp from weight_decay to this (DINO: 0.04 -> 0.4)
+      clip_norm=0.0,  # global-norm gradient clipping; 0 disables
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,  # adamw
+      momentum=0.9,
+      nesterov=False,  # sgd, lars
+      trust_coefficient=0.001,  # lars
+    )
+  )
   config.evals = ml_collections.ConfigDict()  # evaluator name -> its options
   # Validate during training, keep the best state, stop without improvement
   # (ssl_jax/early_stopping.py); every=0 disables it.
   config.early_stopping = early_stopping.defaults()
   config.total_steps = 1000
-  config.batch_size = 256                    # global, over all devices and processes
+  config.batch_size = 256  # global, over all devices and processes
   config.seed = 0
   config.log_every = 50
   config.checkpoint_every = 500
@@ -80,16 +84,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name, options in config.evals.items():
     EVALUATORS.validate(name, options, num_positional=1, where=f"config.evals.{name}")
   if "online_probe" in config.evals and not config.online_probe:
-    raise ConfigError("config.evals.online_probe reads the probe trained during the run; set "
-                      "config.online_probe=True as well.")
+    raise ConfigError(
+      "config.evals.online_probe reads the probe trained during the run; set "
+      "config.online_probe=True as well."
+    )
   for key, value in data_options.items():
-    is_path = key in ("path", "data_dir") or key.endswith(("_path", "_dir")) and key not in (
-        "train_dir", "test_dir")
-    if is_path and value and isinstance(value, str) and not os.path.exists(
-        os.path.expanduser(value)):
+    is_path = (
+      key in ("path", "data_dir")
+      or key.endswith(("_path", "_dir"))
+      and key not in ("train_dir", "test_dir")
+    )
+    if (
+      is_path and value and isinstance(value, str) and not os.path.exists(os.path.expanduser(value))
+    ):
       raise ConfigError(f"config.data.{key}={value!r} does not exist.")
-  for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size",
-              "keep_checkpoints"):
+  for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size", "keep_checkpoints"):
     if int(config[key]) <= 0:
       raise ConfigError(f"config.{key} must be positive, got {config[key]!r}.")
   if int(config.total_steps) < 0:

@@ -17,7 +17,8 @@ held out of train (`validation_fraction`, see data/validation_split.py).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 
@@ -30,29 +31,33 @@ CHECKPOINT_KEY = "early_stopping"
 
 def defaults() -> ml_collections.ConfigDict:
   """config.early_stopping's keys; every=0 disables it."""
-  return ml_collections.ConfigDict(dict(
-      every=0,                    # validate every this many steps (and at the last); 0 = off
-      patience=0,                 # stop after this many validations without improvement; 0 = never
+  return ml_collections.ConfigDict(
+    dict(
+      every=0,  # validate every this many steps (and at the last); 0 = off
+      patience=0,  # stop after this many validations without improvement; 0 = never
       evaluator="classification",
       options=ml_collections.ConfigDict({"splits": ("validation",)}),  # the evaluator's options
-      metric="validation acc",    # read from the trained model's row of the evaluator's result
-      mode="max",                 # max | min
-      min_delta=0.0,              # an improvement must beat the best by more than this
-      validation_fraction=0.1,    # held out of train when the dataset has no validation split
-  ))
+      metric="validation acc",  # read from the trained model's row of the evaluator's result
+      mode="max",  # max | min
+      min_delta=0.0,  # an improvement must beat the best by more than this
+      validation_fraction=0.1,  # held out of train when the dataset has no validation split
+    )
+  )
 
 
 def validate(section: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a bad config.early_stopping (run before any work)."""
   if int(section.every) < 0 or int(section.patience) < 0:
-    raise ConfigError(f"config.early_stopping.every and .patience must be >= 0; got every="
-                      f"{section.every}, patience={section.patience}.")
+    raise ConfigError(
+      f"config.early_stopping.every and .patience must be >= 0; got every="
+      f"{section.every}, patience={section.patience}."
+    )
   if section.mode not in MODES:
-    raise ConfigError(f"Unknown config.early_stopping.mode {section.mode!r}; valid: "
-                      f"{list(MODES)}.")
+    raise ConfigError(f"Unknown config.early_stopping.mode {section.mode!r}; valid: {list(MODES)}.")
   if section.every:
-    EVALUATORS.validate(section.evaluator, section.options, num_positional=1,
-                        where="config.early_stopping.options")
+    EVALUATORS.validate(
+      section.evaluator, section.options, num_positional=1, where="config.early_stopping.options"
+    )
 
 
 @dataclasses.dataclass
@@ -83,8 +88,12 @@ class EarlyStopping:
     return self.patience > 0 and self.since_best >= self.patience
 
   def state_dict(self) -> dict[str, Any]:
-    return {"best_step": self.best_step, "best_value": self.best_value,
-            "since_best": self.since_best, "history": [list(h) for h in self.history]}
+    return {
+      "best_step": self.best_step,
+      "best_value": self.best_value,
+      "since_best": self.since_best,
+      "history": [list(h) for h in self.history],
+    }
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
     self.best_step, self.best_value = state["best_step"], state["best_value"]
@@ -92,16 +101,22 @@ class EarlyStopping:
     self.history = [(int(step), float(value)) for step, value in state["history"]]
 
   def summary(self, final_step: int) -> dict[str, Any]:
-    return {"metric": self.metric, "best_step": self.best_step, "best_value": self.best_value,
-            "stopped_early": self.stopped, "last_step": final_step,
-            "history": [list(h) for h in self.history]}
+    return {
+      "metric": self.metric,
+      "best_step": self.best_step,
+      "best_value": self.best_value,
+      "stopped_early": self.stopped,
+      "last_step": final_step,
+      "history": [list(h) for h in self.history],
+    }
 
 
 def from_config(section: ml_collections.ConfigDict) -> EarlyStopping | None:
   if not int(section.every):
     return None
-  return EarlyStopping(section.metric, section.mode, int(section.patience),
-                       float(section.min_delta))
+  return EarlyStopping(
+    section.metric, section.mode, int(section.patience), float(section.min_delta)
+  )
 
 
 def metric_of(results: dict[str, dict[str, float]], row: str, metric: str) -> float:
@@ -109,13 +124,16 @@ def metric_of(results: dict[str, dict[str, float]], row: str, metric: str) -> fl
   `row` is absent), or a ConfigError naming the metrics there are."""
   values = results.get(row) or next(iter(results.values()))
   if metric not in values:
-    raise ConfigError(f"config.early_stopping.metric={metric!r} is not in the evaluator's "
-                      f"results; it reports {sorted(values)}.")
+    raise ConfigError(
+      f"config.early_stopping.metric={metric!r} is not in the evaluator's "
+      f"results; it reports {sorted(values)}."
+    )
   return float(values[metric])
 
 
-def make_validation(section: ml_collections.ConfigDict, context: Callable[[Any], Any]
-                    ) -> Callable[[Any], float]:
+def make_validation(
+  section: ml_collections.ConfigDict, context: Callable[[Any], Any]
+) -> Callable[[Any], float]:
   """state -> the validation metric, running the evaluator on `context(state)` (an
   EvalContext of that state)."""
   evaluator = EVALUATORS.get(section.evaluator)
@@ -124,4 +142,5 @@ def make_validation(section: ml_collections.ConfigDict, context: Callable[[Any],
   def validation(state) -> float:
     ctx = context(state)
     return metric_of(evaluator(ctx, **options), ctx.name, section.metric)
+
   return validation

@@ -16,12 +16,16 @@ from ssl_jax import train
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.registry import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Path to a config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Multi-process run (TPU pod slice, multi-node GPU): call "
-    "jax.distributed.initialize(), which reads the cluster from the environment.")
+  "distributed",
+  False,
+  "Multi-process run (TPU pod slice, multi-node GPU): call "
+  "jax.distributed.initialize(), which reads the cluster from the environment.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -8,7 +8,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +61,9 @@ class MetricWriter:
     """step 120/1000 | loss 3.2104 | <task metrics> | lr 1.20e-03 | 2345 ex/s | ETA 1m05s"""
     remaining = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.nan
     parts = [f"step {step}/{self.total_steps}"]
-    shown = [k for k in scalars if k not in ("learning_rate", "examples_per_second",
-                                              "steps_per_second")]
+    shown = [
+      k for k in scalars if k not in ("learning_rate", "examples_per_second", "steps_per_second")
+    ]
     for key in sorted(shown, key=lambda k: (k != "loss", k)):  # Loss first.
       parts.append(f"{key} {scalars[key]:.4f}")
     parts.append(f"lr {scalars.get('learning_rate', math.nan):.2e}")

@@ -7,11 +7,13 @@ replicated, or, with an `fsdp` axis larger than 1, split along their largest div
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ssl_jax.registry import ConfigError, check_options
 
@@ -33,8 +35,9 @@ def make_mesh(axis_sizes: Mapping[str, int], devices: list[Any] | None = None) -
       raise ConfigError(f"config.mesh {sizes} does not divide the {len(devices)} devices.")
     sizes[free[0]] = len(devices) // fixed
   if math.prod(sizes.values()) != len(devices):
-    raise ConfigError(f"config.mesh {sizes} needs {math.prod(sizes.values())} devices; "
-                      f"there are {len(devices)}.")
+    raise ConfigError(
+      f"config.mesh {sizes} needs {math.prod(sizes.values())} devices; there are {len(devices)}."
+    )
   shape = tuple(sizes[axis] for axis in MESH_AXES)
   device_array = np.asarray(devices).reshape(shape)
   # Auto axes: XLA's partitioner inserts the collectives (e.g. gathering embeddings so the
@@ -65,12 +68,14 @@ def fsdp_spec(shape: tuple[int, ...], fsdp_size: int, min_size: int = 2**14) -> 
 def state_shardings(mesh: Mesh, abstract_state: Any) -> Any:
   """A NamedSharding for every leaf of the (abstract) train state."""
   fsdp_size = mesh.shape["fsdp"]
-  return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, fsdp_size)),
-                      abstract_state)
+  return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, fsdp_size)), abstract_state)
 
 
-def global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding
-                 ) -> dict[str, jax.Array]:
+def global_batch(
+  local_batch: dict[str, np.ndarray], sharding: NamedSharding
+) -> dict[str, jax.Array]:
   """Assembles each process's slice into one global array sharded over the batch axes."""
-  return {key: jax.make_array_from_process_local_data(sharding, value)
-          for key, value in local_batch.items()}
+  return {
+    key: jax.make_array_from_process_local_data(sharding, value)
+    for key, value in local_batch.items()
+  }

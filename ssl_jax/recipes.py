@@ -15,21 +15,34 @@ def digits_config(task: str, **task_kwargs) -> ml_collections.ConfigDict:
   config.task = task
   config.task_kwargs = ml_collections.ConfigDict(task_kwargs)
   config.model = "resnet"
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      stage_sizes=(1, 1, 1), width=32, block="basic", stem="cifar"))
+  config.model_kwargs = ml_collections.ConfigDict(
+    dict(stage_sizes=(1, 1, 1), width=32, block="basic", stem="cifar")
+  )
   config.data = ml_collections.ConfigDict(dict(name="digits"))
   # Digits are small and not mirror-symmetric: mild crops, no flips, jitter, blur and noise.
-  config.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.5, 1.0), crop_ratio=(0.75, 1.333), flip_prob=0.0, brightness=0.2,
-      contrast=0.3, jitter_prob=0.8, blur_prob=0.3, blur_sigma=(0.1, 1.0), noise_std=0.05))
+  config.augment = ml_collections.ConfigDict(
+    dict(
+      crop_scale=(0.5, 1.0),
+      crop_ratio=(0.75, 1.333),
+      flip_prob=0.0,
+      brightness=0.2,
+      contrast=0.3,
+      jitter_prob=0.8,
+      blur_prob=0.3,
+      blur_sigma=(0.1, 1.0),
+      noise_std=0.05,
+    )
+  )
   config.optim.name = "adamw"
   config.optim.learning_rate = 2e-3
   config.optim.warmup_steps = 30
   config.optim.weight_decay = 1e-4
-  config.evals = ml_collections.ConfigDict({
+  config.evals = ml_collections.ConfigDict(
+    {
       "linear_probe": {"labels_per_class": (1, 5, 10, 0), "draws": 5},
       "knn": {"k": 20, "temperature": 0.07},
-  })
+    }
+  )
   config.total_steps = 600
   config.batch_size = 256
   config.log_every = 50
@@ -41,8 +54,9 @@ def digits_config(task: str, **task_kwargs) -> ml_collections.ConfigDict:
 CIFAR10_TRAIN_EXAMPLES = 50_000
 
 
-def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float,
-                            epochs: int = 1000, **task_kwargs) -> ml_collections.ConfigDict:
+def cifar10_resnet18_config(
+  task: str, learning_rate: float, weight_decay: float, epochs: int = 1000, **task_kwargs
+) -> ml_collections.ConfigDict:
   """solo-learn's CIFAR-10 recipe: ResNet-18 (CIFAR stem), batch 256, LARS with the learning
   rate scaled linearly by batch/256, 10 warmup epochs then cosine, the SimCLR/BYOL colour
   augmentations at 32x32 (view 2 solarized with p=0.2), online probe, linear probe and kNN.
@@ -57,11 +71,22 @@ def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float
   config.model = "resnet18"
   config.model_kwargs = ml_collections.ConfigDict(dict(width=64, stem="cifar", dtype="float32"))
   config.data = ml_collections.ConfigDict(dict(name="tfds", dataset="cifar10"))
-  config.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.08, 1.0), flip_prob=0.5, brightness=0.4, contrast=0.4, saturation=0.2,
-      hue=0.1, jitter_prob=0.8, jitter_order="random", grayscale_prob=0.2, blur_prob=0.0,
+  config.augment = ml_collections.ConfigDict(
+    dict(
+      crop_scale=(0.08, 1.0),
+      flip_prob=0.5,
+      brightness=0.4,
+      contrast=0.4,
+      saturation=0.2,
+      hue=0.1,
+      jitter_prob=0.8,
+      jitter_order="random",
+      grayscale_prob=0.2,
+      blur_prob=0.0,
       solarize_prob=0.0,
-      view2=dict(solarize_prob=0.2)))
+      view2=dict(solarize_prob=0.2),
+    )
+  )
   steps_per_epoch = CIFAR10_TRAIN_EXAMPLES // 256
   config.optim.name = "lars"
   config.optim.learning_rate = learning_rate
@@ -69,12 +94,14 @@ def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float
   config.optim.weight_decay = weight_decay
   config.optim.warmup_steps = 10 * steps_per_epoch
   config.online_probe = True
-  config.evals = ml_collections.ConfigDict({
+  config.evals = ml_collections.ConfigDict(
+    {
       "online_probe": {},
       "linear_probe": {"labels_per_class": (0,), "draws": 1, "feature_sets": ("trained",)},
       # solo-learn's WeightedKNNClassifier defaults (lightly's benchmarks use k=200, T=0.1).
       "knn": {"k": 20, "temperature": 0.07, "feature_sets": ("trained",)},
-  })
+    }
+  )
   config.total_steps = epochs * steps_per_epoch
   config.batch_size = 256
   config.log_every = 100
@@ -83,8 +110,9 @@ def cifar10_resnet18_config(task: str, learning_rate: float, weight_decay: float
   return config
 
 
-def python_text_config(task: str, model: str, evals: dict, seq_len: int = 64,
-                       **task_kwargs) -> ml_collections.ConfigDict:
+def python_text_config(
+  task: str, model: str, evals: dict, seq_len: int = 64, **task_kwargs
+) -> ml_collections.ConfigDict:
   """The language objectives on the embedded Python text, on identical terms: 2 pre-LN blocks
   of width 128 (4 heads, MLP 256, no dropout), a 2000-piece sentencepiece vocabulary trained on
   the train documents, 1600 steps of 64 rows, AdamW 1e-3 (b2 0.98, 100 warmup steps, weight
@@ -93,12 +121,17 @@ def python_text_config(task: str, model: str, evals: dict, seq_len: int = 64,
   config.task = task
   config.task_kwargs = ml_collections.ConfigDict(task_kwargs)
   config.model = model
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      width=128, depth=2, num_heads=4, mlp_dim=256, dropout_rate=0.0))
-  config.data = ml_collections.ConfigDict(dict(
-      name="python_text", seq_len=seq_len, vocab_size=2000, tokenizer_path=""))
-  config.optim.update(dict(name="adamw", learning_rate=1e-3, warmup_steps=100,
-                           weight_decay=0.01, b2=0.98, clip_norm=1.0))
+  config.model_kwargs = ml_collections.ConfigDict(
+    dict(width=128, depth=2, num_heads=4, mlp_dim=256, dropout_rate=0.0)
+  )
+  config.data = ml_collections.ConfigDict(
+    dict(name="python_text", seq_len=seq_len, vocab_size=2000, tokenizer_path="")
+  )
+  config.optim.update(
+    dict(
+      name="adamw", learning_rate=1e-3, warmup_steps=100, weight_decay=0.01, b2=0.98, clip_norm=1.0
+    )
+  )
   config.evals = ml_collections.ConfigDict(evals)
   config.total_steps = 1600
   config.batch_size = 64

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable, Generic, Iterable, Mapping, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
 
 
 def check_options(
-    what: str, given: Iterable[str], valid: Iterable[str], *, where: str = ""
+  what: str, given: Iterable[str], valid: Iterable[str], *, where: str = ""
 ) -> None:
   """Raises ConfigError naming every key of `given` that is not in `valid`."""
   valid = sorted(valid)
@@ -40,8 +41,7 @@ def check_options(
     hints = "".join(_suggest(u, valid) for u in unknown)
     location = f" in {where}" if where else ""
     raise ConfigError(
-        f"Unknown option(s) {unknown} for {what}{location}. "
-        f"Valid options: {valid}.{hints}"
+      f"Unknown option(s) {unknown} for {what}{location}. Valid options: {valid}.{hints}"
     )
 
 
@@ -51,9 +51,9 @@ def accepted_options(fn: Callable[..., Any], skip: int = 0) -> list[str] | None:
   if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
     return None
   return [
-      p.name
-      for p in params
-      if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    p.name
+    for p in params
+    if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
   ]
 
 
@@ -78,13 +78,14 @@ class Registry(Generic[T]):
   def get(self, name: str) -> T:
     if name not in self._entries:
       raise UnknownNameError(
-          f"Unknown {self.kind} {name!r}. Valid {self.kind} names: {self.names()}."
-          + _suggest(name, self._entries)
+        f"Unknown {self.kind} {name!r}. Valid {self.kind} names: {self.names()}."
+        + _suggest(name, self._entries)
       )
     return self._entries[name]
 
-  def validate(self, name: str, options: Mapping[str, Any], num_positional: int = 0,
-               where: str = "") -> None:
+  def validate(
+    self, name: str, options: Mapping[str, Any], num_positional: int = 0, where: str = ""
+  ) -> None:
     """Checks, without building anything, that `name` exists and accepts every option.
 
     `num_positional` counts the leading arguments the caller passes itself (not from config).

@@ -10,7 +10,8 @@ import json
 import os
 import signal
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,8 @@ import numpy as np
 import optax
 
 from ssl_jax import data as _data  # noqa: F401  (registers datasets)
+from ssl_jax import early_stopping, parallel  # noqa: F401  (registers tasks)
 from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
-from ssl_jax import early_stopping, parallel, tasks as _tasks  # noqa: F401  (registers tasks)
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.config_base import validate_config
 from ssl_jax.data.label_budget import apply_label_budget
@@ -44,8 +45,10 @@ class TrainingInterrupted(Exception):
   """SIGTERM arrived; a checkpoint of `step` was saved and the same command resumes from it."""
 
   def __init__(self, step: int, workdir: str):
-    super().__init__(f"Interrupted by SIGTERM at step {step}; saved a checkpoint in "
-                     f"{workdir}/checkpoints. Re-run the same command to resume.")
+    super().__init__(
+      f"Interrupted by SIGTERM at step {step}; saved a checkpoint in "
+      f"{workdir}/checkpoints. Re-run the same command to resume."
+    )
     self.step = step
 
 
@@ -60,12 +63,18 @@ def _init_keys(seed: int) -> tuple[jax.Array, jax.Array]:
   return init_key, state_key
 
 
-def create_state(task: Task, tx: optax.GradientTransformation, seed: int,
-                 batch: dict[str, jax.Array]) -> TrainState:
+def create_state(
+  task: Task, tx: optax.GradientTransformation, seed: int, batch: dict[str, jax.Array]
+) -> TrainState:
   init_key, state_key = _init_keys(seed)
   params, model_state = task.init(init_key, unit_float_images(batch))
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                    opt_state=tx.init(params), rng=jax.random.key_data(state_key))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    model_state=model_state,
+    opt_state=tx.init(params),
+    rng=jax.random.key_data(state_key),
+  )
 
 
 def make_train_step(task: Task, tx: optax.GradientTransformation):
@@ -78,15 +87,15 @@ def make_train_step(task: Task, tx: optax.GradientTransformation):
     def loss_of(params):
       return task.loss_fn(params, state.model_state, batch, rng)
 
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
-        state.params)
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Momentum (EMA) targets follow the updated online weights, inside the same jitted step.
     model_state = task.update_targets(params, model_state, state.step)
     metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                              opt_state=opt_state)
+    new_state = state.replace(
+      step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
+    )
     return new_state, metrics
 
   return train_step
@@ -97,8 +106,9 @@ def make_train_step(task: Task, tx: optax.GradientTransformation):
 # ---------------------------------------------------------------------------------------------
 
 
-def device_batches(batches: ShuffledBatches, sharding: jax.sharding.NamedSharding,
-                   buffer_size: int = 2) -> Iterator[tuple[dict[str, jax.Array], dict[str, Any]]]:
+def device_batches(
+  batches: ShuffledBatches, sharding: jax.sharding.NamedSharding, buffer_size: int = 2
+) -> Iterator[tuple[dict[str, jax.Array], dict[str, Any]]]:
   """Yields (global device batch, pipeline state after it), `buffer_size` batches ahead, so the
   next transfer overlaps the current step."""
   queue: collections.deque = collections.deque()
@@ -155,9 +165,13 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str | None) -> Dat
     # A fixed seed: every run seed and label draw is validated on the same examples.
     dataset = hold_out_validation(dataset, float(stopping.validation_fraction), seed=0)
   budget = config.get("label_budget", {})
-  return apply_label_budget(dataset, int(budget.get("per_class", 0)),
-                            int(budget.get("draw", 0)), budget.get("unlabelled", "drop"),
-                            seed=config.seed)
+  return apply_label_budget(
+    dataset,
+    int(budget.get("per_class", 0)),
+    int(budget.get("draw", 0)),
+    budget.get("unlabelled", "drop"),
+    seed=config.seed,
+  )
 
 
 def build_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
@@ -178,36 +192,42 @@ class Run:
   train_step: Any  # jitted (state, batch) -> (state, metrics), state donated.
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str | None,
-          mesh: jax.sharding.Mesh) -> Run:
+def setup(config: ml_collections.ConfigDict, workdir: str | None, mesh: jax.sharding.Mesh) -> Run:
   """Builds data, task, optimizer, the sharded initial state and the jitted train step."""
   for key in ("batch_size", "eval_batch_size"):
     if config[key] % mesh.size:
-      raise ConfigError(f"config.{key}={config[key]} is not divisible by the {mesh.size} "
-                        "devices of the mesh.")
+      raise ConfigError(
+        f"config.{key}={config[key]} is not divisible by the {mesh.size} devices of the mesh."
+      )
   dataset = build_dataset(config, workdir)
   task = build_task(config, dataset)
   tx, schedule = build_optimizer(config.optim, config.total_steps, config.batch_size)
   tx = task.wrap_optimizer(tx)
-  batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size,
-                            seed=config.seed)
+  batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size, seed=config.seed)
   data_sharding = parallel.batch_sharding(mesh)
   example = parallel.global_batch(
-      take_rows(dataset.split(dataset.train_split),
-                np.arange(config.batch_size // jax.process_count())), data_sharding)
+    take_rows(
+      dataset.split(dataset.train_split), np.arange(config.batch_size // jax.process_count())
+    ),
+    data_sharding,
+  )
   init = functools.partial(create_state, task, tx, config.seed)
   state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
   state = jax.jit(init, out_shardings=state_sharding)(example)
   params, model_state = task.load_pretrained(state.params, state.model_state)
   state = state.replace(params=params, model_state=model_state)
-  train_step = jax.jit(make_train_step(task, tx), in_shardings=(state_sharding, data_sharding),
-                       out_shardings=(state_sharding, parallel.replicated(mesh)),
-                       donate_argnums=0)
+  train_step = jax.jit(
+    make_train_step(task, tx),
+    in_shardings=(state_sharding, data_sharding),
+    out_shardings=(state_sharding, parallel.replicated(mesh)),
+    donate_argnums=0,
+  )
   return Run(dataset, task, schedule, batches, example, state, data_sharding, train_step)
 
 
-def write_config(workdir: str, config: ml_collections.ConfigDict,
-                 dataset_info: dict[str, Any] | None = None) -> None:
+def write_config(
+  workdir: str, config: ml_collections.ConfigDict, dataset_info: dict[str, Any] | None = None
+) -> None:
   """<workdir>/config.json: the config as run, plus what the data decided (vocabulary size,
   tokenizer path, special-token ids) under "dataset_info", so a checkpoint can be read back
   (e.g. converted to Hugging Face) without rebuilding the data."""
@@ -216,8 +236,11 @@ def write_config(workdir: str, config: ml_collections.ConfigDict,
   written = json.loads(config.to_json_best_effort())
   if dataset_info:
     # Scalars, names and id tables; per-token arrays (e.g. word_start) are left out.
-    written["dataset_info"] = {key: value for key, value in dataset_info.items()
-                               if isinstance(value, (int, float, str, tuple, list, dict))}
+    written["dataset_info"] = {
+      key: value
+      for key, value in dataset_info.items()
+      if isinstance(value, (int, float, str, tuple, list, dict))
+    }
   path = os.path.join(workdir, "config.json")
   with open(path + ".tmp", "w") as f:
     json.dump(written, f, indent=2, sort_keys=True, default=str)
@@ -256,11 +279,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     def eval_context(state: TrainState) -> EvalContext:
       return EvalContext(
-          task=run.task, variables=(state.params, state.model_state),
-          initial_variables=lambda: jax.jit(functools.partial(run.task.init, init_key))(
-              run.example),
-          dataset=run.dataset, mesh=mesh, batch_size=config.eval_batch_size, seed=config.seed,
-          name=config.task)
+        task=run.task,
+        variables=(state.params, state.model_state),
+        initial_variables=lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example),
+        dataset=run.dataset,
+        mesh=mesh,
+        batch_size=config.eval_batch_size,
+        seed=config.seed,
+        name=config.task,
+      )
 
     if stopper is not None:
       validation = early_stopping.make_validation(config.early_stopping, eval_context)
@@ -274,8 +301,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
       with _SigtermFlag() as sigterm:
         batches = device_batches(run.batches, run.data_sharding)
-        while (step < config.total_steps and not sigterm.requested
-               and not (stopper is not None and stopper.stopped)):
+        while (
+          step < config.total_steps
+          and not sigterm.requested
+          and not (stopper is not None and stopper.stopped)
+        ):
           batch, data_state = next(batches)
           state, metrics = run.train_step(state, batch)
           step += 1
@@ -283,12 +313,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if step % config.log_every == 0 or step == config.total_steps:
             _log(writer, pending, run.schedule, throughput, step, config.batch_size, last_saved)
             pending = []
-          if stopper is not None and (step % config.early_stopping.every == 0
-                                      or step == config.total_steps):
+          if stopper is not None and (
+            step % config.early_stopping.every == 0 or step == config.total_steps
+          ):
             _validate(stopper, validation, best, state, data_state, step, writer)
           stopped = stopper is not None and stopper.stopped
-          if (step % config.checkpoint_every == 0 or step == config.total_steps
-              or sigterm.requested or stopped):
+          if (
+            step % config.checkpoint_every == 0
+            or step == config.total_steps
+            or sigterm.requested
+            or stopped
+          ):
             _check_finite(pending, last_saved)
             if stopper is not None:
               data_state = {**data_state, early_stopping.CHECKPOINT_KEY: stopper.state_dict()}
@@ -309,8 +344,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       best_step = best.latest_step()
       if best_step is not None and best_step != step:
         state = best.restore(best_step, state)[0]
-        print(f"Evaluating the best validated state, step {best_step} "
-              f"({stopper.metric} {stopper.best_value:.4f}).", flush=True)
+        print(
+          f"Evaluating the best validated state, step {best_step} "
+          f"({stopper.metric} {stopper.best_value:.4f}).",
+          flush=True,
+        )
       best.close()
 
     # --- What the run ships beyond its pretraining (fine-tunes: the trained weights) ----------
@@ -318,11 +356,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # --- Evaluation ------------------------------------------------------------------------------
     ctx = eval_context(state)
-    evals = {name: EVALUATORS.get(name)(ctx, **options.to_dict())
-             for name, options in config.evals.items()}
+    evals = {
+      name: EVALUATORS.get(name)(ctx, **options.to_dict()) for name, options in config.evals.items()
+    }
 
-  results = {"step": step, "evals": evals, "train_seconds": round(train_seconds, 1),
-             "total_seconds": round(time.perf_counter() - start_time, 1)}
+  results = {
+    "step": step,
+    "evals": evals,
+    "train_seconds": round(train_seconds, 1),
+    "total_seconds": round(time.perf_counter() - start_time, 1),
+  }
   if stopper is not None:
     results["early_stopping"] = stopper.summary(step)
   if exported is not None:
@@ -345,20 +388,28 @@ def _validate(stopper, validation, best, state, data_state, step, writer) -> Non
   if stopper.update(step, value) and step not in best.all_steps():
     best.save(step, state, data_state)
   if stopper.stopped:
-    print(f"Early stopping at step {step}: {stopper.metric} has not improved on "
-          f"{stopper.best_value:.4f} (step {stopper.best_step}) for {stopper.patience} "
-          "validations.", flush=True)
+    print(
+      f"Early stopping at step {step}: {stopper.metric} has not improved on "
+      f"{stopper.best_value:.4f} (step {stopper.best_step}) for {stopper.patience} "
+      "validations.",
+      flush=True,
+    )
 
 
 def _check_finite(pending, last_saved) -> None:
   bad = _first_nonfinite(pending) if pending else None
   if bad is not None:
     step, value = bad
-    where = (f"the last good checkpoint is step {last_saved}" if last_saved is not None
-             else "no checkpoint was saved before it")
-    raise NonFiniteLossError(f"The loss became {value} at step {step}; stopped without saving "
-                             f"that state ({where}). Lower the learning rate, enable "
-                             "config.optim.clip_norm, or check the input data.")
+    where = (
+      f"the last good checkpoint is step {last_saved}"
+      if last_saved is not None
+      else "no checkpoint was saved before it"
+    )
+    raise NonFiniteLossError(
+      f"The loss became {value} at step {step}; stopped without saving "
+      f"that state ({where}). Lower the learning rate, enable "
+      "config.optim.clip_norm, or check the input data."
+    )
 
 
 def _log(writer, pending, schedule, throughput, step, batch_size, last_saved) -> None:
@@ -367,8 +418,12 @@ def _log(writer, pending, schedule, throughput, step, batch_size, last_saved) ->
   values = jax.device_get([metrics for _, metrics in pending])
   means = {key: float(np.mean([v[key] for v in values])) for key in values[0]}
   steps_per_second, examples_per_second = throughput.update(step, batch_size)
-  scalars = {**means, "learning_rate": float(schedule(step - 1)),
-             "steps_per_second": steps_per_second, "examples_per_second": examples_per_second}
+  scalars = {
+    **means,
+    "learning_rate": float(schedule(step - 1)),
+    "steps_per_second": steps_per_second,
+    "examples_per_second": examples_per_second,
+  }
   if writer is not None:
     writer.write(step, scalars)
     writer.progress(step, scalars, steps_per_second)

@@ -3,12 +3,16 @@
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Identical programs compiled by different tests (and their subprocesses) hit the disk cache.
-CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".jax_cache")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(CACHE_DIR))
+# Identical programs compiled by different tests (and their subprocesses) hit the disk cache,
+# which lives outside the repository (compiled XLA is machine- and version-specific).
+CACHE_DIR = os.path.join(
+  os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ssl_jax", "jax_compilation"
+)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE_DIR)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import importlib.util  # noqa: E402

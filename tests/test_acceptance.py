@@ -1,11 +1,11 @@
 """The README's claims, checked by running the shipped configs in full (slow: ~17 minutes).
 
-  python -m pytest -m slow
+python -m pytest -m slow
 """
 
 import pytest
-
 from conftest import load_config
+
 from ssl_jax import train
 
 pytestmark = pytest.mark.slow
@@ -34,5 +34,7 @@ def test_gpt_python_text_perplexity_is_a_fraction_of_the_unigram(tmp_path):
   results = train.train_and_evaluate(load_config("gpt_python_text"), str(tmp_path))
   table = results["evals"]["causal_lm"]
   # README: 60.2 vs 483.3.
-  assert table["causal_lm"]["perplexity"] < table["unigram (train token frequencies)"]["perplexity"] / 4
+  assert (
+    table["causal_lm"]["perplexity"] < table["unigram (train token frequencies)"]["perplexity"] / 4
+  )
   assert len(results["evals"]["lm_samples"]) == 3

@@ -18,8 +18,7 @@ def trained():
   x = jnp.asarray(digits.data[:512] / 16.0, jnp.float32)
   y = jnp.asarray(digits.target[:512])
   params = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
-  loss = lambda p, x: optax.softmax_cross_entropy_with_integer_labels(
-      x @ p["w"] + p["b"], y).mean()
+  loss = lambda p, x: optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y).mean()
   tx = optax.adam(0.05)
 
   @jax.jit
@@ -40,11 +39,11 @@ def test_attacks_stay_in_the_budget_and_raise_the_loss(trained, norm, eps, step_
   x, loss_fn = trained
   one_step = fgsm(loss_fn, x, eps, norm)
   many = pgd(loss_fn, x, eps, step_size, steps=10, norm=norm, key=jax.random.key(0))
-  for adversarial in (one_step, many):
-    delta = np.asarray(adversarial - x).reshape(len(x), -1)
+  for attacked in (one_step, many):
+    delta = np.asarray(attacked - x).reshape(len(x), -1)
     size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
     assert size.max() <= eps + 1e-5
-    assert float(adversarial.min()) >= 0.0 and float(adversarial.max()) <= 1.0
+    assert float(attacked.min()) >= 0.0 and float(attacked.max()) <= 1.0
   clean, after_fgsm, after_pgd = loss_fn(x), loss_fn(one_step), loss_fn(many)
   # The loss is convex in x, so even one gradient step must raise it; PGD raises it further.
   assert float(after_fgsm) > float(clean) + 0.1
@@ -85,7 +84,7 @@ def test_freelb_and_embedding_pgd_follow_the_hand_computed_ascent():
   direction_key, radius_key = jax.random.split(key)
   direction = jax.random.normal(direction_key, x.shape) * mask
   radius = jax.random.uniform(radius_key, (2, 1, 1))
-  norm = lambda d: jnp.sqrt(jnp.sum(d ** 2, axis=(1, 2), keepdims=True))  # noqa: E731
+  norm = lambda d: jnp.sqrt(jnp.sum(d**2, axis=(1, 2), keepdims=True))  # noqa: E731
   deltas = [direction / norm(direction) * radius * eps]
   grad = jnp.broadcast_to(theta, x.shape) * mask
   for _ in range(steps):
@@ -95,14 +94,19 @@ def test_freelb_and_embedding_pgd_follow_the_hand_computed_ascent():
   assert losses == sorted(losses)  # every step raises the loss
 
   for mode, expected_loss, inputs_seen in (
-      ("freelb", np.mean(losses[:steps]), deltas[:steps]),
-      ("pgd", losses[steps], deltas[steps:])):
+    ("freelb", np.mean(losses[:steps]), deltas[:steps]),
+    ("pgd", losses[steps], deltas[steps:]),
+  ):
     loss, last = adversarial.embedding_adversarial_loss(
-        loss_fn(theta), x.shape, mask, eps, step_size, steps, key, mode)
+      loss_fn(theta), x.shape, mask, eps, step_size, steps, key, mode
+    )
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
     assert float(jnp.max(norm(last))) <= eps + 1e-5
     assert float(jnp.abs(last * (1 - mask)).max()) == 0.0  # padding is never perturbed
-    weight_grad = jax.grad(lambda t: adversarial.embedding_adversarial_loss(
-        loss_fn(t), x.shape, mask, eps, step_size, steps, key, mode)[0])(theta)
+    weight_grad = jax.grad(
+      lambda t: adversarial.embedding_adversarial_loss(
+        loss_fn(t), x.shape, mask, eps, step_size, steps, key, mode
+      )[0]
+    )(theta)
     expected_grad = np.mean([np.sum(x + d, axis=(0, 1)) for d in inputs_seen], axis=0)
     np.testing.assert_allclose(weight_grad, expected_grad, rtol=1e-5)

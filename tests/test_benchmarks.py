@@ -11,11 +11,25 @@ from conftest import REPO
 def test_train_step_benchmark_writes_json(tmp_path):
   out = tmp_path / "bench.json"
   result = subprocess.run(
-      [sys.executable, "benchmarks/train_step.py", "--config", "configs/simclr_digits.py",
-       "--steps", "2", "--out", str(out), "--config.model_kwargs.stage_sizes=(1,)",
-       "--config.model_kwargs.width=8", "--config.batch_size=32"],
-      cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "benchmarks/train_step.py",
+      "--config",
+      "configs/simclr_digits.py",
+      "--steps",
+      "2",
+      "--out",
+      str(out),
+      "--config.model_kwargs.stage_sizes=(1,)",
+      "--config.model_kwargs.width=8",
+      "--config.batch_size=32",
+    ],
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr
   record = json.loads(out.read_text())
   assert record["batch_size"] == 32 and record["config"] == "simclr"
@@ -27,12 +41,27 @@ def test_train_step_benchmark_writes_json(tmp_path):
 def test_train_step_benchmark_runs_a_text_reference_config_on_synthetic_tokens(tmp_path):
   out = tmp_path / "bench.json"
   result = subprocess.run(
-      [sys.executable, "benchmarks/train_step.py", "--config",
-       "configs/reference/bert_base_wikipedia.py", "--synthetic", "--steps", "1",
-       "--out", str(out), "--config.model_kwargs.size=tiny", "--config.data.seq_len=64",
-       "--config.data.vocab_size=500", "--config.batch_size=8"],
-      cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "benchmarks/train_step.py",
+      "--config",
+      "configs/reference/bert_base_wikipedia.py",
+      "--synthetic",
+      "--steps",
+      "1",
+      "--out",
+      str(out),
+      "--config.model_kwargs.size=tiny",
+      "--config.data.seq_len=64",
+      "--config.data.vocab_size=500",
+      "--config.batch_size=8",
+    ],
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr
   record = json.loads(out.read_text())
   assert record["config"] == "mlm" and record["seq_len"] == 64 and record["dtype"] == "bfloat16"

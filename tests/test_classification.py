@@ -6,8 +6,9 @@ import os
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_mlm_config, trained_steps
+from conftest import trees_equal as _equal
 
-from conftest import tiny_mlm_config, trained_steps, trees_equal as _equal
 from ssl_jax import parallel, train
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.config_base import base_config
@@ -30,8 +31,9 @@ def classification_config(workdir, **task_kwargs):
   config.task = "classification"
   config.task_kwargs.update(dict(init_from=workdir, **task_kwargs))
   config.model = "transformer_encoder"
-  config.data = dict(name="python_packages", seq_len=32,
-                     tokenizer_path=os.path.join(workdir, "tokenizer.model"))
+  config.data = dict(
+    name="python_packages", seq_len=32, tokenizer_path=os.path.join(workdir, "tokenizer.model")
+  )
   config.optim.update(dict(name="adamw", learning_rate=1e-2, warmup_steps=0))
   config.batch_size, config.eval_batch_size = 16, 32
   config.total_steps, config.log_every, config.checkpoint_every = 3, 3, 3
@@ -46,10 +48,10 @@ def _trained(config):
 
 
 PEFT = {  # method -> its parameter count on the tiny encoder (width 32, 1 block, 2 heads)
-    "lora": 2 * (32 * 8 + 8 * 32),              # query and value, rank 8
-    "adapter": 2 * (32 * 16 + 16 + 16 * 32 + 32),  # attention and MLP outputs, size 16
-    "prefix": 2 * 10 * 2 * 16,                  # keys and values: 10 x 2 heads x 16
-    "prompt": 10 * 32,                          # 10 embeddings of width 32
+  "lora": 2 * (32 * 8 + 8 * 32),  # query and value, rank 8
+  "adapter": 2 * (32 * 16 + 16 + 16 * 32 + 32),  # attention and MLP outputs, size 16
+  "prefix": 2 * 10 * 2 * 16,  # keys and values: 10 x 2 heads x 16
+  "prompt": 10 * 32,  # 10 embeddings of width 32
 }
 
 
@@ -71,15 +73,15 @@ def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, m
 
 
 def test_layer_decay_and_freezing_by_regex(pretrained, devices):
-  start, end, _ = _trained(classification_config(pretrained, freeze="regex:embed",
-                                                 layer_decay=0.5))
+  start, end, _ = _trained(classification_config(pretrained, freeze="regex:embed", layer_decay=0.5))
   assert _equal(start["encoder"]["embed"], end["encoder"]["embed"])
   assert not _equal(start["encoder"]["block_0"], end["encoder"]["block_0"])
 
 
 def test_a_fine_tuning_run_trains_and_reports_accuracy(pretrained, tmp_path, devices):
-  results = train.train_and_evaluate(classification_config(pretrained, method="linear"),
-                                     str(tmp_path))
+  results = train.train_and_evaluate(
+    classification_config(pretrained, method="linear"), str(tmp_path)
+  )
   table = results["evals"]["classification"]
   assert set(table) == {"classification", "majority class"}
   assert 0.0 <= table["classification"]["test acc"] <= 1.0
@@ -103,10 +105,16 @@ def test_what_is_missing_or_mismatched_is_named(pretrained, tmp_path):
   config.model_kwargs = dict(width=64)
   with pytest.raises(CheckpointMismatchError, match="does not match the one this config"):
     train.setup(config, None, parallel.make_mesh(base_config().mesh))
-  with pytest.raises(ConfigError, match=r"Unknown config.task_kwargs.method 'adapters'.*"
-                                        r"'lora', 'adapter', 'prefix', 'prompt'"):
-    train.setup(classification_config(pretrained, method="adapters"), None,
-                parallel.make_mesh(base_config().mesh))
+  with pytest.raises(
+    ConfigError,
+    match=r"Unknown config.task_kwargs.method 'adapters'.*"
+    r"'lora', 'adapter', 'prefix', 'prompt'",
+  ):
+    train.setup(
+      classification_config(pretrained, method="adapters"),
+      None,
+      parallel.make_mesh(base_config().mesh),
+    )
 
 
 def test_from_scratch_builds_config_model(pretrained, devices):
@@ -138,8 +146,9 @@ WORDS = "the,of,and,to,is,in,for,be,that,or"
 
 def _zero_shot(workdir, **task_kwargs):
   """(task, params, model_state, test rows) of a zero-shot classification run on `workdir`."""
-  config = classification_config(workdir, method="zero_shot", verbalizers=WORDS,
-                                 prompt=" It is about", **task_kwargs)
+  config = classification_config(
+    workdir, method="zero_shot", verbalizers=WORDS, prompt=" It is about", **task_kwargs
+  )
   task = train.build_task(config, train.build_dataset(config, None))
   rows = task.dataset.split("test")["tokens"][:4]
   params, model_state = task.init(jax.random.key(0), {"tokens": rows})
@@ -164,8 +173,12 @@ def test_pet_scores_equal_the_masked_lm_at_the_mask(pretrained):
   prompts = [_text_of(row, room) + prompt + [tok.MASK_ID, tok.SEP_ID] for row in rows]
   mlm_params = {**params["pretext"], "encoder": params["encoder"]}
   expected = zero_shot.masked_scores(
-      zero_shot.masked_log_probs_fn(task.pretext, mlm_params, {}), prompts, tok.MASK_ID,
-      task.zero_shot.verbalizers[:, 0].tolist(), tok.PAD_ID)
+    zero_shot.masked_log_probs_fn(task.pretext, mlm_params, {}),
+    prompts,
+    tok.MASK_ID,
+    task.zero_shot.verbalizers[:, 0].tolist(),
+    tok.PAD_ID,
+  )
   np.testing.assert_allclose(scores, expected, atol=1e-5)
   assert task.trainable_parameters(params) == 0
 
@@ -195,23 +208,26 @@ def test_causal_scores_equal_prefix_by_prefix_log_likelihoods(pretrained_lm):
   results = {}
   for scoring in ("sum", "per_token", "pmi"):
     task, params, model_state, rows = _zero_shot(pretrained_lm, zero_shot_scoring=scoring)
-    results[scoring] = np.asarray(task.logits(params, model_state, {"tokens": rows}, None,
-                                              False))
+    results[scoring] = np.asarray(task.logits(params, model_state, {"tokens": rows}, None, False))
   # The same decoder as a causal_lm task, scored by `continuation_scores`.
   config, _, _ = read_pretraining(pretrained_lm)
-  lm_task = TASKS.build("causal_lm", config.task_kwargs.to_dict(), config,
-                        train.build_dataset(config, None))
+  lm_task = TASKS.build(
+    "causal_lm", config.task_kwargs.to_dict(), config, train.build_dataset(config, None)
+  )
   log_probs = zero_shot.causal_log_probs_fn(lm_task, params["encoder"], {})
   prompt = task.zero_shot.prompt.tolist()
-  words = [list(w[:int(n)]) for w, n in zip(task.zero_shot.verbalizers.tolist(),
-                                            task.zero_shot.lengths)]
+  words = [
+    list(w[: int(n)]) for w, n in zip(task.zero_shot.verbalizers.tolist(), task.zero_shot.lengths)
+  ]
   room = task.zero_shot.length - len(prompt) - max(len(w) for w in words)
   expected = zero_shot.continuation_scores(
-      log_probs, [_text_of(r, room) + prompt for r in rows], words, tok.PAD_ID)
+    log_probs, [_text_of(r, room) + prompt for r in rows], words, tok.PAD_ID
+  )
   np.testing.assert_allclose(results["sum"], expected["sum"], atol=1e-4)
   np.testing.assert_allclose(results["per_token"], expected["per_token"], atol=1e-4)
-  alone = zero_shot.continuation_scores(log_probs, [[tok.CLS_ID] + prompt], words,
-                                        tok.PAD_ID)["sum"]
+  alone = zero_shot.continuation_scores(log_probs, [[tok.CLS_ID] + prompt], words, tok.PAD_ID)[
+    "sum"
+  ]
   np.testing.assert_allclose(results["pmi"], expected["sum"] - alone, atol=1e-4)
 
 
@@ -223,19 +239,24 @@ def test_embedding_space_adversarial_training(pretrained, devices):
   clean = first_loss()
   # With a zero budget FreeLB's ascent never moves: the mean of its losses is the clean loss
   # (the same dropout masks at every step).
-  assert first_loss(adversarial="freelb", adv_eps=0.0, adv_steps=2) == pytest.approx(clean,
-                                                                                   rel=1e-6)
+  assert first_loss(adversarial="freelb", adv_eps=0.0, adv_steps=2) == pytest.approx(
+    clean, rel=1e-6
+  )
   # Embedding PGD trains on the loss after the ascent: higher than the clean one.
   assert first_loss(adversarial="pgd", adv_eps=2.0, adv_steps=3, adv_step_size=1.0) > clean
   with pytest.raises(ConfigError, match="valid for text: \\['none', 'freelb', 'pgd'\\]"):
-    train.build_task(classification_config(pretrained, adversarial="fgsm"),
-                     train.build_dataset(classification_config(pretrained), None))
+    train.build_task(
+      classification_config(pretrained, adversarial="fgsm"),
+      train.build_dataset(classification_config(pretrained), None),
+    )
 
 
 def test_freelb_run_and_text_robustness_evaluator(pretrained, tmp_path, devices):
   config = classification_config(pretrained, method="full", adversarial="freelb")
-  config.evals = {"classification": {"splits": ("test",)},
-                  "robustness": dict(eps=(0.0, 20.0), norm="l2", steps=3, step_size=10.0)}
+  config.evals = {
+    "classification": {"splits": ("test",)},
+    "robustness": dict(eps=(0.0, 20.0), norm="l2", steps=3, step_size=10.0),
+  }
   evals = train.train_and_evaluate(config, str(tmp_path))["evals"]
   row = evals["robustness"]["classification"]
   assert row["clean acc"] == evals["classification"]["classification"]["test acc"]
@@ -257,16 +278,20 @@ def test_task_weights_hold_only_what_trained_and_round_trip(pretrained, tmp_path
     fresh = jax.device_get(train.setup(config, None, mesh).state.params)
   restored = load_task_weights(exported["path"], fresh)
   assert not _equal(fresh, final) and _equal(restored, final)
-  full_checkpoint = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in
-                        os.walk(os.path.join(pretrained, "checkpoints")) for name in names)
+  full_checkpoint = sum(
+    os.path.getsize(os.path.join(root, name))
+    for root, _, names in os.walk(os.path.join(pretrained, "checkpoints"))
+    for name in names
+  )
   assert exported["bytes"] < full_checkpoint / 4
   with pytest.raises(FileNotFoundError, match="task_weights.json is missing"):
     load_task_weights(str(tmp_path), fresh)
 
 
 @pytest.mark.parametrize("pretraining", ["mlm", "causal_lm"])
-def test_semi_supervised_adds_the_pretraining_lm_loss(pretrained, pretrained_lm, pretraining,
-                                                      devices):
+def test_semi_supervised_adds_the_pretraining_lm_loss(
+  pretrained, pretrained_lm, pretraining, devices
+):
   from ssl_jax.registry import TASKS
 
   workdir = pretrained if pretraining == "mlm" else pretrained_lm
@@ -277,8 +302,9 @@ def test_semi_supervised_adds_the_pretraining_lm_loss(pretrained, pretrained_lm,
   with jax.set_mesh(mesh):
     run = train.setup(config, None, mesh)
     params, batch = run.state.params, jax.device_get(run.example)
-    loss, (metrics, _) = jax.jit(run.task.loss_fn)(params, run.state.model_state, batch,
-                                                   jax.random.key(3))
+    loss, (metrics, _) = jax.jit(run.task.loss_fn)(
+      params, run.state.model_state, batch, jax.random.key(3)
+    )
   # The pretraining task, rebuilt from its config.json, scores the unlabelled rows with the
   # classifier's encoder: a causal LM's params are the decoder itself; an MLM's are
   # {"encoder", its head from the checkpoint}.
@@ -289,15 +315,16 @@ def test_semi_supervised_adds_the_pretraining_lm_loss(pretrained, pretrained_lm,
   if pretraining == "causal_lm":
     assert "pretext" not in params
     lm_params = params["encoder"]
-    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]},
-                                      jax.random.key(0))
+    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]}, jax.random.key(0))
   else:
-    assert _equal(params["pretext"], {k: v for k, v in variables["params"].items()
-                                           if k != "encoder"})
+    assert _equal(
+      params["pretext"], {k: v for k, v in variables["params"].items() if k != "encoder"}
+    )
     lm_params = {**params["pretext"], "encoder": params["encoder"]}
     # The masking draws from the key the task hands the pretext loss.
     unlabelled_key = jax.random.split(jax.random.key(3), 4)[3]
     expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]}, unlabelled_key)
   assert float(metrics["unlabelled_loss"]) == pytest.approx(float(expected), rel=1e-5)
-  assert float(loss) == pytest.approx(float(metrics["supervised_loss"]) +
-                                      0.5 * float(expected), rel=1e-5)
+  assert float(loss) == pytest.approx(
+    float(metrics["supervised_loss"]) + 0.5 * float(expected), rel=1e-5
+  )

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, tiny_mlm_config, tiny_simclr_config
+
 from ssl_jax import train
 from ssl_jax.config_base import validate_config
 from ssl_jax.registry import MODELS, ConfigError, Registry, UnknownNameError
@@ -33,7 +33,9 @@ def test_registry_rejects_options_the_builder_does_not_take():
     registry.register("box")(lambda: 0)
 
 
-@pytest.mark.parametrize("overrides, pattern", [
+@pytest.mark.parametrize(
+  "overrides, pattern",
+  [
     ({"model": "resnt"}, r"Unknown model 'resnt'.*Did you mean 'resnet'"),
     ({"task": "simclr2"}, r"Unknown task 'simclr2'.*'mlm'.*'simclr'"),
     ({"data.name": "digts"}, r"Unknown dataset 'digts'.*Did you mean 'digits'"),
@@ -42,9 +44,12 @@ def test_registry_rejects_options_the_builder_does_not_take():
     ({"optim.learing_rate": 0.1}, r"\['learing_rate'\].*config.optim.*'learning_rate'"),
     ({"mesh.model": 2}, r"\['model'\].*config.mesh.*\['data', 'fsdp'\]"),
     ({"batch_size": 0}, r"config.batch_size must be positive"),
-    ({"evals.knn.feature_sets": ("trained", "pixels")},
-     r"Unknown feature_sets \['pixels'\].*'raw_pixels'"),
-])
+    (
+      {"evals.knn.feature_sets": ("trained", "pixels")},
+      r"Unknown feature_sets \['pixels'\].*'raw_pixels'",
+    ),
+  ],
+)
 def test_bad_config_values_are_named(overrides, pattern):
   config = tiny_simclr_config(**overrides)
   with pytest.raises(ConfigError, match=pattern):
@@ -79,20 +84,32 @@ def test_task_and_data_modalities_must_match(tmp_path):
 
 def _main(*args):
   env = {**os.environ, "PYTHONPATH": REPO}
-  return subprocess.run([sys.executable, "-m", "ssl_jax.main", *args], capture_output=True,
-                        text=True, cwd=REPO, env=env, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "ssl_jax.main", *args],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env=env,
+    timeout=300,
+  )
 
 
 def test_command_line_errors(tmp_path):
   # An unknown registry name: exit code 2, a one-line error, nothing written.
-  result = _main("--config", "configs/simclr_digits.py", "--workdir", str(tmp_path / "a"),
-                 "--config.model=resnt")
+  result = _main(
+    "--config", "configs/simclr_digits.py", "--workdir", str(tmp_path / "a"), "--config.model=resnt"
+  )
   assert result.returncode == 2, result.stderr
   assert "Unknown model 'resnt'" in result.stderr and "Did you mean 'resnet'" in result.stderr
   assert not (tmp_path / "a").exists()
   # An override of a key that does not exist is refused by the flag parser itself.
-  result = _main("--config", "configs/simclr_digits.py", "--workdir", str(tmp_path / "b"),
-                 "--config.total_stpes=3")
+  result = _main(
+    "--config",
+    "configs/simclr_digits.py",
+    "--workdir",
+    str(tmp_path / "b"),
+    "--config.total_stpes=3",
+  )
   assert result.returncode != 0
   assert "total_stpes" in result.stderr
   assert not (tmp_path / "b").exists()
@@ -119,11 +136,18 @@ def test_readme_names_every_registered_part():
   from ssl_jax.registry import DATASETS, EVALUATORS, TASKS  # registered by importing train
 
   with open(os.path.join(REPO, "README.md")) as f:
-    rows = {m.group(1): set(re.findall(r"`(\w+)`", m.group(2))) for m in re.finditer(
-        r"^\| `(\w+)[.\w<>]*`[^|]*\|[^|]*\| (.*) \|$", f.read(), re.MULTILINE)}
-  for key, registry in (("task", TASKS), ("model", MODELS), ("data", DATASETS),
-                        ("evals", EVALUATORS)):
+    rows = {
+      m.group(1): set(re.findall(r"`(\w+)`", m.group(2)))
+      for m in re.finditer(r"^\| `(\w+)[.\w<>]*`[^|]*\|[^|]*\| (.*) \|$", f.read(), re.MULTILINE)
+    }
+  for key, registry in (
+    ("task", TASKS),
+    ("model", MODELS),
+    ("data", DATASETS),
+    ("evals", EVALUATORS),
+  ):
     # Parts that tests register for themselves (e.g. a dataset with a NaN) are not shipped.
-    shipped = {name for name in registry.names()
-               if registry.get(name).__module__.startswith("ssl_jax.")}
+    shipped = {
+      name for name in registry.names() if registry.get(name).__module__.startswith("ssl_jax.")
+    }
     assert len(shipped) >= 4 and shipped <= rows[key], (key, shipped - rows[key])

@@ -14,8 +14,15 @@ VOCAB, LENGTH = 40, 12
 
 @pytest.fixture(scope="module")
 def decoder():
-  model = TransformerDecoder(vocab_size=VOCAB, width=16, depth=2, num_heads=2, mlp_dim=32,
-                             max_length=LENGTH, dropout_rate=0.0)
+  model = TransformerDecoder(
+    vocab_size=VOCAB,
+    width=16,
+    depth=2,
+    num_heads=2,
+    mlp_dim=32,
+    max_length=LENGTH,
+    dropout_rate=0.0,
+  )
   tokens = jnp.zeros((2, LENGTH), jnp.int32)
   params = model.init(jax.random.key(0), tokens, tokens >= 0, train=False)["params"]
   return model, params
@@ -48,8 +55,9 @@ def test_kv_cache_decoding_equals_full_recomputation(decoder):
 def test_greedy_generation_extends_the_prompt_with_the_argmax(decoder):
   model, params = decoder
   prompt = jnp.asarray([[2, 7, 9], [2, 11, 5]], jnp.int32)
-  out = sampling.generate(model, params, prompt, jax.random.key(0), max_new_tokens=5,
-                          temperature=0.0)
+  out = sampling.generate(
+    model, params, prompt, jax.random.key(0), max_new_tokens=5, temperature=0.0
+  )
   np.testing.assert_array_equal(out[:, :3], prompt)
   tokens = prompt
   for _ in range(5):  # The slow way: recompute everything, append the argmax.
@@ -60,8 +68,9 @@ def test_greedy_generation_extends_the_prompt_with_the_argmax(decoder):
   top1 = sampling.generate(model, params, prompt, jax.random.key(5), 5, temperature=1.5, top_k=1)
   np.testing.assert_array_equal(top1, out)
   a = sampling.generate(model, params, prompt, jax.random.key(1), 5, temperature=1.0)
-  np.testing.assert_array_equal(a, sampling.generate(model, params, prompt, jax.random.key(1), 5,
-                                                     temperature=1.0))
+  np.testing.assert_array_equal(
+    a, sampling.generate(model, params, prompt, jax.random.key(1), 5, temperature=1.0)
+  )
 
 
 def test_top_k_and_top_p_filters():
@@ -79,6 +88,7 @@ def test_top_k_and_top_p_filters():
 
 def test_next_token_targets_skip_padding_and_document_boundaries():
   from ssl_jax.tasks.causal_lm import next_token_targets
+
   tokens = jnp.asarray([[2, 10, 11, 3, 2, 20, 3, 0]])
   segments = jnp.asarray([[1, 1, 1, 1, 2, 2, 2, 0]])
   targets, weights = next_token_targets(tokens, tokens != 0, segments)
@@ -91,13 +101,29 @@ def test_causal_lm_config_trains_evaluates_and_samples(tmp_path, devices):
   """The shipped GPT config, shrunk: loss is the weighted next-token NLL, the evaluator reports
   perplexity = exp(loss) beside the unigram model, and samples continue held-out prompts."""
   from conftest import load_config, override
+
   from ssl_jax import train
-  config = override(load_config("gpt_python_text"), {
-      "model_kwargs.width": 32, "model_kwargs.depth": 1, "model_kwargs.num_heads": 2,
-      "model_kwargs.mlp_dim": 64, "data.seq_len": 32, "data.vocab_size": 500,
-      "data.stdlib_docstrings": False, "batch_size": 16, "eval_batch_size": 32,
-      "total_steps": 4, "log_every": 2, "checkpoint_every": 2, "optim.warmup_steps": 1,
-      "evals.lm_samples.max_new_tokens": 8, "evals.lm_samples.num_samples": 2})
+
+  config = override(
+    load_config("gpt_python_text"),
+    {
+      "model_kwargs.width": 32,
+      "model_kwargs.depth": 1,
+      "model_kwargs.num_heads": 2,
+      "model_kwargs.mlp_dim": 64,
+      "data.seq_len": 32,
+      "data.vocab_size": 500,
+      "data.stdlib_docstrings": False,
+      "batch_size": 16,
+      "eval_batch_size": 32,
+      "total_steps": 4,
+      "log_every": 2,
+      "checkpoint_every": 2,
+      "optim.warmup_steps": 1,
+      "evals.lm_samples.max_new_tokens": 8,
+      "evals.lm_samples.num_samples": 2,
+    },
+  )
   results = train.train_and_evaluate(config, str(tmp_path))
   lm = results["evals"]["causal_lm"]
   for row in ("causal_lm", "unigram (train token frequencies)"):
@@ -112,8 +138,10 @@ def test_causal_lm_config_trains_evaluates_and_samples(tmp_path, devices):
 
 def test_causal_lm_refuses_a_bidirectional_encoder():
   from conftest import load_config
+
   from ssl_jax import train
   from ssl_jax.registry import ConfigError
+
   config = load_config("gpt_python_text")
   config.model = "transformer_encoder"
   config.data.stdlib_docstrings = False

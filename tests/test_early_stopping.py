@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import load_config
+
 from ssl_jax import train
 from ssl_jax.config_base import validate_config
 from ssl_jax.data.digits import digits
@@ -19,8 +19,9 @@ from ssl_jax.registry import ConfigError
 
 def test_tracker_keeps_the_first_best_and_stops_after_patience():
   tracker = EarlyStopping("validation acc", mode="max", patience=2, min_delta=0.01)
-  improved = [tracker.update(step, value) for step, value in
-              [(10, 0.50), (20, 0.70), (30, 0.705), (40, 0.70)]]
+  improved = [
+    tracker.update(step, value) for step, value in [(10, 0.50), (20, 0.70), (30, 0.705), (40, 0.70)]
+  ]
   # 0.705 is not 0.01 better than 0.70: no improvement, and two of those stop the run.
   assert improved == [True, True, False, False]
   assert (tracker.best_step, tracker.best_value, tracker.stopped) == (20, 0.70, True)
@@ -40,18 +41,34 @@ def test_validation_is_a_stratified_slice_of_train_and_lazy_splits_stay_lazy():
   assert (len(train_split["label"]), len(validation["label"])) == (1131, 126)
   np.testing.assert_allclose(np.bincount(validation["label"]), 12.6, atol=1)
   # Together they are exactly the original train split.
-  rows = lambda split: sorted(map(bytes, np.concatenate(  # noqa: E731
-      [split["image"].reshape(len(split["label"]), -1),
-       split["label"][:, None].astype(np.float32)], 1)))
+  rows = lambda split: sorted(
+    map(
+      bytes,
+      np.concatenate(  # noqa: E731
+        [
+          split["image"].reshape(len(split["label"]), -1),
+          split["label"][:, None].astype(np.float32),
+        ],
+        1,
+      ),
+    )
+  )
   original = dataset.split("train")
   assert rows(original) == sorted(rows(train_split) + rows(validation))
   assert held.split("test") is dataset.split("test")
   assert hold_out_validation(held, 0.5) is held  # Already has one: unchanged.
 
-  lazy_train = RecordSplit(len(original["label"]), lambda i: take_rows(original, i),
-                           {"image": ((8, 8, 1), np.float32), "label": ((), np.int32)})
-  lazy = hold_out_validation(dataset.__class__(
-      splits={"train": lazy_train, "test": dataset.split("test")}, modality="image"), 0.1)
+  lazy_train = RecordSplit(
+    len(original["label"]),
+    lambda i: take_rows(original, i),
+    {"image": ((8, 8, 1), np.float32), "label": ((), np.int32)},
+  )
+  lazy = hold_out_validation(
+    dataset.__class__(
+      splits={"train": lazy_train, "test": dataset.split("test")}, modality="image"
+    ),
+    0.1,
+  )
   assert isinstance(lazy.split("validation"), RecordSplit)
   np.testing.assert_array_equal(lazy.split("validation")["image"][:], validation["image"])
   np.testing.assert_array_equal(np.asarray(lazy.split("train")["label"]), train_split["label"])
@@ -71,8 +88,9 @@ def _config(simclr_workdir, **stopping):
   return config
 
 
-def test_a_run_evaluates_its_best_validated_state_and_stays_stopped(simclr_workdir, tmp_path,
-                                                                    devices):
+def test_a_run_evaluates_its_best_validated_state_and_stays_stopped(
+  simclr_workdir, tmp_path, devices
+):
   # "min" validation accuracy: the best state is an early, barely trained one, so the final
   # evaluation must come from the best checkpoint, not from the last step.
   config = _config(simclr_workdir, patience=3, mode="min")

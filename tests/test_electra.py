@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from conftest import load_config, override
+
 from ssl_jax import train
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.electra import replaced_token_labels
@@ -17,8 +17,9 @@ def tiny_electra_config(**overrides):
   config = load_config("electra_python_text")
   config.model_kwargs.update(dict(width=32, depth=1, num_heads=4, mlp_dim=64))
   config.data.update(dict(seq_len=32, vocab_size=500, stdlib_docstrings=False))
-  config.update(dict(batch_size=16, eval_batch_size=32, total_steps=40, log_every=20,
-                     checkpoint_every=40))
+  config.update(
+    dict(batch_size=16, eval_batch_size=32, total_steps=40, log_every=20, checkpoint_every=40)
+  )
   config.optim.warmup_steps = 5
   config.optim.learning_rate = 3e-3
   return override(config, overrides)
@@ -27,8 +28,9 @@ def tiny_electra_config(**overrides):
 @pytest.fixture(scope="module")
 def electra(tmp_path_factory):
   config = tiny_electra_config()
-  run = train.setup(config, str(tmp_path_factory.mktemp("electra")),
-                    train.parallel.make_mesh(config.mesh))
+  run = train.setup(
+    config, str(tmp_path_factory.mktemp("electra")), train.parallel.make_mesh(config.mesh)
+  )
   return run
 
 
@@ -55,8 +57,9 @@ def test_generator_is_a_quarter_width_and_shares_embeddings(electra):
 
 def test_predictions_mask_85_15_and_label_exactly_the_changed_tokens(electra):
   task, batch = electra.task, electra.example
-  out = task.predictions(electra.state.params, electra.state.model_state, batch,
-                         jax.random.key(3), train=False)
+  out = task.predictions(
+    electra.state.params, electra.state.model_state, batch, jax.random.key(3), train=False
+  )
   tokens = np.asarray(batch["tokens"])
   corrupted, labels = np.asarray(out["corrupted"]), np.asarray(out["labels"])
   np.testing.assert_array_equal(labels, (corrupted != tokens).astype(np.float32))
@@ -66,8 +69,10 @@ def test_predictions_mask_85_15_and_label_exactly_the_changed_tokens(electra):
   assert (np.isin(tokens, (0, 2, 3, 4)) <= (corrupted == tokens)).all()
   # Mask split over many draws: 85% [MASK] / 15% unchanged, no random tokens (generator inputs).
   from ssl_jax.tasks.mlm import bert_mask
+
   inputs, positions, targets, w = bert_mask(
-      jax.random.key(0), jnp.tile(jnp.arange(10, 138)[None], (256, 1)), **task.mask_options)
+    jax.random.key(0), jnp.tile(jnp.arange(10, 138)[None], (256, 1)), **task.mask_options
+  )
   shown = np.asarray(jnp.take_along_axis(inputs, positions, 1))[np.asarray(w) > 0]
   assert abs((shown == 4).mean() - 0.85) < 0.01
   assert abs((shown == np.asarray(targets)[np.asarray(w) > 0]).mean() - 0.15) < 0.01
@@ -78,12 +83,12 @@ def test_loss_is_generator_plus_50_discriminator(electra):
   key = jax.random.key(5)
   loss, (metrics, _) = task.loss_fn(state.params, state.model_state, electra.example, key)
   np.testing.assert_allclose(
-      loss, metrics["generator_loss"] + 50.0 * metrics["discriminator_loss"], rtol=1e-5)
+    loss, metrics["generator_loss"] + 50.0 * metrics["discriminator_loss"], rtol=1e-5
+  )
   # The discriminator loss is the mean BCE over real tokens, recomputed by hand.
   _, rng = jax.random.split(key)  # loss_fn splits off the augmentation key first
   out = task.predictions(state.params, state.model_state, electra.example, rng, train=True)
-  bce = np.asarray(optax.sigmoid_binary_cross_entropy(out["discriminator_logits"],
-                                                      out["labels"]))
+  bce = np.asarray(optax.sigmoid_binary_cross_entropy(out["discriminator_logits"], out["labels"]))
   real = np.asarray(electra.example["tokens"]) != 0
   np.testing.assert_allclose(metrics["discriminator_loss"], bce[real].mean(), rtol=1e-5)
 
@@ -94,8 +99,9 @@ def test_generator_gets_no_gradient_through_its_samples(electra):
   task, state = electra.task, electra.state
 
   def discriminator_loss(params):
-    out = task.predictions(params, state.model_state, electra.example, jax.random.key(1),
-                           train=False)
+    out = task.predictions(
+      params, state.model_state, electra.example, jax.random.key(1), train=False
+    )
     return optax.sigmoid_binary_cross_entropy(out["discriminator_logits"], out["labels"]).mean()
 
   # Jitted: one program over the sharded parameters, not hundreds of eager multi-device ops.

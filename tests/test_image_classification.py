@@ -4,8 +4,10 @@ read paired batches, and adversarial training plus the robustness evaluator run 
 
 import numpy as np
 import pytest
+from conftest import load_config
+from conftest import trained_steps as _trained
+from conftest import trees_equal as _equal
 
-from conftest import load_config, trained_steps as _trained, trees_equal as _equal
 from ssl_jax import train
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.fine_tuning import read_pretraining
@@ -22,32 +24,39 @@ def fine_tune_config(workdir, per_class=2, unlabelled="drop", **task_kwargs):
 
 
 @pytest.mark.parametrize("method", ["linear", "lora", "scratch"])
-def test_methods_load_weights_and_statistics_and_train_what_they_say(simclr_workdir, method,
-                                                                      devices):
+def test_methods_load_weights_and_statistics_and_train_what_they_say(
+  simclr_workdir, method, devices
+):
   checkpoint = read_pretraining(simclr_workdir)[1]
   (params, state), (end_params, end_state), metrics = _trained(
-      fine_tune_config(simclr_workdir, method=method))
+    fine_tune_config(simclr_workdir, method=method)
+  )
   stats = state["batch_stats"]["encoder"]
-  loaded = (_equal(params["encoder"], checkpoint["params"]["encoder"]) and
-            _equal(stats, checkpoint["model_state"]["encoder"]["batch_stats"]))
+  loaded = _equal(params["encoder"], checkpoint["params"]["encoder"]) and _equal(
+    stats, checkpoint["model_state"]["encoder"]["batch_stats"]
+  )
   assert loaded == (method != "scratch")
   assert np.isfinite(metrics["loss"]) and not _equal(params["head"], end_params["head"])
   assert _equal(params["encoder"], end_params["encoder"]) == (method in ("linear", "lora"))
   # A linear probe reads the frozen encoder in eval mode: its statistics stay pretrained.
   assert _equal(stats, end_state["batch_stats"]["encoder"]) == (method == "linear")
   if method == "lora":
-    assert sorted(end_params["lora"])[:2] == ["encoder/BasicBlock_0/Conv_0",
-                                              "encoder/BasicBlock_0/Conv_1"]
+    assert sorted(end_params["lora"])[:2] == [
+      "encoder/BasicBlock_0/Conv_0",
+      "encoder/BasicBlock_0/Conv_1",
+    ]
     assert not _equal(params["lora"], end_params["lora"])
 
 
 @pytest.mark.parametrize("objective", ["pretext", "fixmatch"])
 def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objective, devices):
-  config = fine_tune_config(simclr_workdir, unlabelled="pair", semi_supervised=objective,
-                            pseudo_label_threshold=0.0)
+  config = fine_tune_config(
+    simclr_workdir, unlabelled="pair", semi_supervised=objective, pseudo_label_threshold=0.0
+  )
   (params, _), (end_params, _), metrics = _trained(config)
-  assert metrics["loss"] == pytest.approx(metrics["supervised_loss"] +
-                                          metrics["unlabelled_loss"], rel=1e-5)
+  assert metrics["loss"] == pytest.approx(
+    metrics["supervised_loss"] + metrics["unlabelled_loss"], rel=1e-5
+  )
   if objective == "pretext":
     # SimCLR's projector comes from the checkpoint and keeps training on every image.
     checkpoint = read_pretraining(simclr_workdir)[1]["params"]
@@ -60,23 +69,27 @@ def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objec
 
 def test_adversarial_fine_tune_and_robustness_evaluator(simclr_workdir, tmp_path, devices):
   config = fine_tune_config(simclr_workdir, per_class=0, adversarial="pgd", adv_steps=2)
-  config.evals = {"robustness": dict(eps=(0.0, 0.3), steps=3, step_size=0.15),
-                  "classification": {}}
+  config.evals = {"robustness": dict(eps=(0.0, 0.3), steps=3, step_size=0.15), "classification": {}}
   results = train.train_and_evaluate(config, str(tmp_path))
   row = results["evals"]["robustness"]["image_classification"]
   # eps = 0 is no attack; a large budget can only lower the accuracy.
   assert row["pgd acc @ linf eps=0"] == pytest.approx(row["clean acc"])
   assert row["pgd acc @ linf eps=0.3"] < row["clean acc"]
   assert row["clean acc"] == pytest.approx(
-      results["evals"]["classification"]["image_classification"]["test acc"])
+    results["evals"]["classification"]["image_classification"]["test acc"]
+  )
 
 
 def test_fine_tuning_errors_name_the_fix(simclr_workdir, tmp_path):
   with pytest.raises(ConfigError, match="set config.label_budget.unlabelled='pair'"):
-    train.build_task(fine_tune_config(simclr_workdir, semi_supervised="fixmatch"),
-                     train.build_dataset(fine_tune_config(simclr_workdir), None))
+    train.build_task(
+      fine_tune_config(simclr_workdir, semi_supervised="fixmatch"),
+      train.build_dataset(fine_tune_config(simclr_workdir), None),
+    )
   config = fine_tune_config(simclr_workdir, method="zero_shot")
-  with pytest.raises(ConfigError, match="image classification has full, linear, scratch, lora, adapter"):
+  with pytest.raises(
+    ConfigError, match="image classification has full, linear, scratch, lora, adapter"
+  ):
     train.build_task(config, train.build_dataset(config, None))
   with pytest.raises(FileNotFoundError, match="config.json does not exist"):
     config = fine_tune_config(str(tmp_path))

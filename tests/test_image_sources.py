@@ -63,8 +63,10 @@ def test_image_folder_reads_split_layout_exactly(split_folder):
   # Sorted files, classes in sorted order: the pixels are exactly the PNGs written (lossless).
   np.testing.assert_array_equal(np.asarray(train_split["label"]), [0] * 6 + [1] * 6)
   np.testing.assert_array_equal(train_split["image"][6:12], images["train", "dog"])
-  np.testing.assert_array_equal(test_split["image"][np.array([2, 3])],
-                                np.stack([images["val", "cat"][2], images["val", "dog"][0]]))
+  np.testing.assert_array_equal(
+    test_split["image"][np.array([2, 3])],
+    np.stack([images["val", "cat"][2], images["val", "dog"][0]]),
+  )
   batch = dataset.split("train").take(np.array([7, 0]))
   np.testing.assert_array_equal(batch["label"], [1, 0])
   np.testing.assert_array_equal(batch["image"][1], images["train", "cat"][0])
@@ -90,8 +92,9 @@ def test_image_folder_resizes_varying_sizes_and_converts_channels(tmp_path):
   _write(str(tmp_path / "a" / "wide.png"), wide)
   os.makedirs(tmp_path / "b")
   Image.fromarray(np.full((16, 16), 77, np.uint8)).save(str(tmp_path / "b" / "gray.png"))
-  dataset = DATASETS.build("image_folder", {"path": str(tmp_path), "image_size": 10,
-                                            "test_fraction": 0.5}, None)
+  dataset = DATASETS.build(
+    "image_folder", {"path": str(tmp_path), "image_size": 10, "test_fraction": 0.5}, None
+  )
   images = np.concatenate([dataset.split("train")["image"][:], dataset.split("test")["image"][:]])
   labels = np.concatenate([np.asarray(dataset.split(s)["label"]) for s in ("train", "test")])
   wide_out, gray_out = images[labels == 0][0], images[labels == 1][0]
@@ -161,15 +164,19 @@ def test_record_split_behaves_like_arrays_in_the_pipelines():
 def test_training_on_an_image_folder_end_to_end(tmp_path):
   """Digits written as PNG files train and evaluate through the uint8 path."""
   from sklearn.datasets import load_digits
+
   images, labels = load_digits(return_X_y=True)
   images = np.round(images.reshape(-1, 8, 8, 1) / 16 * 255).astype(np.uint8)
   for i in range(120):
     _write(str(tmp_path / "digits" / str(labels[i]) / f"{i:04d}.png"), images[i])
   config = digits_config("simclr")
-  config.data = {"name": "image_folder", "path": str(tmp_path / "digits"), "channels": 1,
-                 "test_fraction": 0.25}
-  config.update(total_steps=3, batch_size=32, log_every=1, checkpoint_every=3,
-                eval_batch_size=32)
+  config.data = {
+    "name": "image_folder",
+    "path": str(tmp_path / "digits"),
+    "channels": 1,
+    "test_fraction": 0.25,
+  }
+  config.update(total_steps=3, batch_size=32, log_every=1, checkpoint_every=3, eval_batch_size=32)
   config.model_kwargs.width = 8
   config.evals = {"knn": {"feature_sets": ("trained",)}}
   results = train.train_and_evaluate(config, str(tmp_path / "work"))
@@ -191,9 +198,15 @@ def _builder_class(name: str, splits: dict[str, tuple[int, int]], size, labelled
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=size),
-          "label": tfds.features.ClassLabel(names=["a", "b", "c"])}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=size),
+            "label": tfds.features.ClassLabel(names=["a", "b", "c"]),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {split: self._generate_examples(split, *spec) for split, spec in splits.items()}
@@ -218,11 +231,13 @@ def _expected_images(count: int, seed: int, shape) -> np.ndarray:
 def tfds_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   for name, splits, size in (
-      ("cifar10", {"train": (10, 1), "test": (4, 2)}, (8, 8, 3)),
-      ("stl10", {"train": (6, 3), "test": (3, 4), "unlabelled": (5, 5)}, (8, 8, 3)),
-      ("imagenette", {"train": (4, 6), "validation": (3, 7)}, (None, None, 3))):
-    _builder_class(name, splits, size)(data_dir=data_dir, file_format="array_record"
-                                       ).download_and_prepare()
+    ("cifar10", {"train": (10, 1), "test": (4, 2)}, (8, 8, 3)),
+    ("stl10", {"train": (6, 3), "test": (3, 4), "unlabelled": (5, 5)}, (8, 8, 3)),
+    ("imagenette", {"train": (4, 6), "validation": (3, 7)}, (None, None, 3)),
+  ):
+    _builder_class(name, splits, size)(
+      data_dir=data_dir, file_format="array_record"
+    ).download_and_prepare()
   return data_dir
 
 
@@ -252,8 +267,9 @@ def test_tfds_stl10_pretrains_on_unlabelled_plus_train(tfds_dir):
 def test_tfds_varying_sizes_need_image_size(tfds_dir):
   with pytest.raises(ValueError, match="image_size"):
     DATASETS.build("tfds", {"dataset": "imagenette", "data_dir": tfds_dir}, None)
-  dataset = DATASETS.build("tfds", {"dataset": "imagenette", "data_dir": tfds_dir,
-                                    "image_size": 6}, None)
+  dataset = DATASETS.build(
+    "tfds", {"dataset": "imagenette", "data_dir": tfds_dir, "image_size": 6}, None
+  )
   assert dataset.split("test")["image"][:].shape == (3, 6, 6, 3)
 
 
@@ -271,8 +287,14 @@ def test_training_on_a_tfds_dataset_with_the_online_probe(tfds_dir, tmp_path):
   learns from the labelled ones only, and its test accuracy is reported."""
   config = digits_config("simclr")
   config.data = {"name": "tfds", "dataset": "stl10", "data_dir": tfds_dir}
-  config.update(total_steps=2, batch_size=8, log_every=1, checkpoint_every=2, eval_batch_size=8,
-                online_probe=True)
+  config.update(
+    total_steps=2,
+    batch_size=8,
+    log_every=1,
+    checkpoint_every=2,
+    eval_batch_size=8,
+    online_probe=True,
+  )
   config.model_kwargs.width = 8
   config.evals = {"online_probe": {}}
   results = train.train_and_evaluate(config, str(tmp_path / "work"))

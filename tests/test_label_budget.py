@@ -28,10 +28,11 @@ def test_budget_keeps_k_per_class_repeated_to_the_full_size(data):
   assert set(np.bincount(rows["label"])) <= {125, 126, 127, 128}
   # The kept examples are those the probes use at this budget and draw.
   kept = labelled_indices(train["label"], 5, 2, seed=0)
-  np.testing.assert_array_equal(np.flatnonzero(labelled_subsets(train["label"], 5, 3, 0)[2]),
-                                kept)
-  np.testing.assert_array_equal(np.unique(rows["image"].reshape(1257, -1), axis=0),
-                                np.unique(train["image"][kept].reshape(50, -1), axis=0))
+  np.testing.assert_array_equal(np.flatnonzero(labelled_subsets(train["label"], 5, 3, 0)[2]), kept)
+  np.testing.assert_array_equal(
+    np.unique(rows["image"].reshape(1257, -1), axis=0),
+    np.unique(train["image"][kept].reshape(50, -1), axis=0),
+  )
   # Other splits are untouched; another draw is another subset.
   assert budget.split("test") is data.split("test")
   assert not np.array_equal(kept, labelled_indices(train["label"], 5, 3, seed=0))
@@ -46,8 +47,10 @@ def test_paired_rows_carry_every_image_and_one_labelled_one(data):
   assert len(np.unique(rows["labelled_image"].reshape(1257, -1), axis=0)) == 10
   # The label belongs to the labelled image beside it, not to the unlabelled one.
   by_image = {train["image"][i].tobytes(): train["label"][i] for i in kept}
-  assert all(by_image[image.tobytes()] == label
-             for image, label in zip(rows["labelled_image"], rows["label"]))
+  assert all(
+    by_image[image.tobytes()] == label
+    for image, label in zip(rows["labelled_image"], rows["label"])
+  )
 
 
 def test_all_labels_and_drop_is_the_dataset_itself(data):

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
+from ssl_jax.adapt import freeze, lora
 from ssl_jax.models.transformer import TransformerEncoder
 from ssl_jax.registry import ConfigError
-from ssl_jax.adapt import freeze, lora
 
 TOKENS = jnp.arange(48).reshape(3, 16) % 50
 ARGS = (TOKENS, TOKENS >= 0)
@@ -25,8 +25,9 @@ def base():
 def _random_adapters(layers, config, seed=1):
   """Adapters with a non-zero "b" (a fresh one is zero and changes nothing)."""
   adapters = lora.init_adapters(jax.random.key(seed), layers, config)
-  return jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(seed + 1), x.shape),
-                      adapters)
+  return jax.tree.map(
+    lambda x: x + 0.1 * jax.random.normal(jax.random.key(seed + 1), x.shape), adapters
+  )
 
 
 def test_find_layers_gives_every_projection_with_its_shapes(base):
@@ -42,13 +43,18 @@ def test_fresh_adapters_leave_the_model_unchanged_and_target_by_pattern(base):
   model, variables, layers = base
   config = lora.LoraConfig(rank=4)
   adapters = lora.init_adapters(jax.random.key(1), layers, config)
-  assert sorted(adapters) == ["block_0/attention/query", "block_0/attention/value",
-                              "block_1/attention/query", "block_1/attention/value"]
+  assert sorted(adapters) == [
+    "block_0/attention/query",
+    "block_0/attention/value",
+    "block_1/attention/query",
+    "block_1/attention/value",
+  ]
   assert adapters["block_0/attention/query"]["a"].shape == (64, 4)
   assert adapters["block_0/attention/query"]["b"].shape == (4, 64)
-  np.testing.assert_array_equal(lora.apply(model, variables, adapters, config, *ARGS,
-                                           train=False),
-                                model.apply(variables, *ARGS, train=False))
+  np.testing.assert_array_equal(
+    lora.apply(model, variables, adapters, config, *ARGS, train=False),
+    model.apply(variables, *ARGS, train=False),
+  )
   with pytest.raises(ValueError, match=r"'nothing' match no layer.*block_0/attention/query"):
     lora.init_adapters(jax.random.key(1), layers, lora.LoraConfig(targets="nothing"))
 
@@ -61,8 +67,9 @@ def test_merged_model_equals_the_adapted_one_and_unmerge_restores_the_base(base)
   plain = model.apply(variables, *ARGS, train=False)
   assert float(jnp.abs(adapted - plain).max()) > 0.1  # the adapters do something
   merged = lora.merge(variables["params"], adapters, config)
-  np.testing.assert_allclose(model.apply({"params": merged}, *ARGS, train=False), adapted,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    model.apply({"params": merged}, *ARGS, train=False), adapted, atol=1e-5
+  )
   restored = lora.unmerge(merged, adapters, config)
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(variables["params"])):
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -76,20 +83,20 @@ def test_lora_update_by_hand_on_one_dense_layer():
   variables = dense.init(jax.random.key(0), x)
   config = lora.LoraConfig(rank=2, alpha=6.0, targets="")
   layers = lora.find_layers(dense, variables, x)
-  assert [(l.path, l.in_shape, l.out_shape) for l in layers] == [("", (4,), (3,))]
+  assert [(layer.path, layer.in_shape, layer.out_shape) for layer in layers] == [("", (4,), (3,))]
   adapters = _random_adapters(layers, config)
   a, b = adapters[""]["a"], adapters[""]["b"]
   expected = x @ variables["params"]["kernel"] + variables["params"]["bias"] + 3.0 * x @ a @ b
-  np.testing.assert_allclose(lora.apply(dense, variables, adapters, config, x), expected,
-                             rtol=1e-5)
+  np.testing.assert_allclose(lora.apply(dense, variables, adapters, config, x), expected, rtol=1e-5)
 
 
 def test_lora_dropout_only_with_a_key(base):
   model, variables, layers = base
   config = lora.LoraConfig(rank=4, dropout=0.5)
   adapters = _random_adapters(layers, config)
-  run = lambda key: lora.apply(model, variables, adapters, config, *ARGS, train=False,
-                               dropout_key=key)
+  run = lambda key: lora.apply(
+    model, variables, adapters, config, *ARGS, train=False, dropout_key=key
+  )
   np.testing.assert_array_equal(run(None), run(None))
   assert float(jnp.abs(run(jax.random.key(3)) - run(None)).max()) > 1e-3
   np.testing.assert_array_equal(run(jax.random.key(3)), run(jax.random.key(3)))
@@ -104,8 +111,9 @@ def test_a_step_on_a_frozen_base_changes_only_the_adapters(base):
   tx = freeze.freeze(optax.adamw(1e-2, weight_decay=0.1), labels)
 
   def loss(params):
-    hidden = lora.apply(model, {"params": params["base"]}, params["lora"], config, *ARGS,
-                        train=False)
+    hidden = lora.apply(
+      model, {"params": params["base"]}, params["lora"], config, *ARGS, train=False
+    )
     return jnp.mean((hidden - 1.0) ** 2)
 
   grads = jax.grad(loss)(params)
@@ -139,27 +147,38 @@ def test_adapter_only_checkpoint_round_trips(base, tmp_path):
     lora.load_adapters(str(tmp_path / "nothing"))
 
 
-PARAMS = {"embed": {"embedding": jnp.ones((5, 2))},
-          "block_0": {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}},
-          "block_1": {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}},
-          "final_norm": {"scale": jnp.ones(2)},
-          "head": {"kernel": jnp.ones((2, 3))}}
+PARAMS = {
+  "embed": {"embedding": jnp.ones((5, 2))},
+  "block_0": {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}},
+  "block_1": {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}},
+  "final_norm": {"scale": jnp.ones(2)},
+  "head": {"kernel": jnp.ones((2, 3))},
+}
 
 
-@pytest.mark.parametrize("strategy, trainable", [
+@pytest.mark.parametrize(
+  "strategy, trainable",
+  [
     ("none", {"embed", "block_0", "block_1", "final_norm", "head"}),
     ("all_but_head", {"head"}),
     ("top_blocks:1", {"block_1", "head"}),
     ("top_blocks:0", {"head"}),
     ("regex:^(embed|block_0)/", {"block_1", "final_norm", "head"}),
-])
+  ],
+)
 def test_freeze_labels(strategy, trainable):
   labels = freeze.freeze_labels(PARAMS, strategy)
-  got = {top for top, tree in labels.items()
-         if all(label == freeze.TRAINABLE for label in jax.tree.leaves(tree))}
+  got = {
+    top
+    for top, tree in labels.items()
+    if all(label == freeze.TRAINABLE for label in jax.tree.leaves(tree))
+  }
   assert got == trainable
-  frozen = {top for top, tree in labels.items()
-            if all(label == freeze.FROZEN for label in jax.tree.leaves(tree))}
+  frozen = {
+    top
+    for top, tree in labels.items()
+    if all(label == freeze.FROZEN for label in jax.tree.leaves(tree))
+  }
   assert frozen == set(PARAMS) - trainable
 
 
@@ -174,8 +193,9 @@ def test_freeze_errors_name_the_choices():
 
 def test_frozen_leaves_stay_bitwise_equal_under_adamw_with_weight_decay():
   params = jax.tree.map(lambda x: x + 0.5, PARAMS)
-  tx = freeze.freeze(optax.adamw(0.1, weight_decay=0.5),
-                     freeze.freeze_labels(params, "regex:block_0|embed"))
+  tx = freeze.freeze(
+    optax.adamw(0.1, weight_decay=0.5), freeze.freeze_labels(params, "regex:block_0|embed")
+  )
   grads = jax.tree.map(jnp.ones_like, params)
   state = tx.init(params)
   new = params
@@ -186,8 +206,10 @@ def test_frozen_leaves_stay_bitwise_equal_under_adamw_with_weight_decay():
     for a, b in zip(jax.tree.leaves(params[top]), jax.tree.leaves(new[top])):
       np.testing.assert_array_equal(a, b)
   for top in ("block_1", "final_norm", "head"):
-    assert all(float(jnp.abs(a - b).min()) > 0.1
-               for a, b in zip(jax.tree.leaves(params[top]), jax.tree.leaves(new[top])))
+    assert all(
+      float(jnp.abs(a - b).min()) > 0.1
+      for a, b in zip(jax.tree.leaves(params[top]), jax.tree.leaves(new[top]))
+    )
 
 
 def test_layerwise_decay_scales_each_depth():
@@ -197,8 +219,7 @@ def test_layerwise_decay_scales_each_depth():
   tx = freeze.layerwise_decay(optax.sgd(1.0), blocks=2, decay=0.5)
   grads = jax.tree.map(jnp.ones_like, PARAMS)
   updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
-  expected = {"embed": -0.125, "block_0": -0.25, "block_1": -0.5, "final_norm": -1.0,
-              "head": -1.0}
+  expected = {"embed": -0.125, "block_0": -0.25, "block_1": -0.5, "final_norm": -1.0, "head": -1.0}
   for top, value in expected.items():
     for leaf in jax.tree.leaves(updates[top]):
       np.testing.assert_allclose(leaf, value)
@@ -210,6 +231,7 @@ def test_layerwise_decay_scales_each_depth():
 
 def test_lora_on_convolutions_merges_into_the_kernels():
   from ssl_jax.models.resnet import ResNet
+
   model = ResNet(stage_sizes=(1, 1), width=8, stem="cifar")
   images = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
   variables = model.init(jax.random.key(1), images, train=False)

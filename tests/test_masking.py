@@ -22,9 +22,19 @@ def masked():
   for row, n in enumerate(lengths):
     tokens[row, n:] = PAD  # Ragged padding.
   budget = default_max_predictions(length, 0.15)
-  fn = jax.jit(lambda key: bert_mask(key, jnp.asarray(tokens), special_ids=SPECIAL, mask_id=MASK,
-                                     vocab_size=VOCAB, rate=0.15, mask_prob=0.8,
-                                     random_prob=0.1, max_predictions=budget))
+  fn = jax.jit(
+    lambda key: bert_mask(
+      key,
+      jnp.asarray(tokens),
+      special_ids=SPECIAL,
+      mask_id=MASK,
+      vocab_size=VOCAB,
+      rate=0.15,
+      mask_prob=0.8,
+      random_prob=0.1,
+      max_predictions=budget,
+    )
+  )
   draws = [jax.device_get(fn(jax.random.key(i))) for i in range(40)]
   return tokens, draws
 
@@ -73,30 +83,48 @@ def test_special_and_padding_tokens_are_never_chosen_or_changed(masked):
 def test_targets_are_the_original_tokens(masked):
   tokens, draws = masked
   for _, positions, targets, weights in draws:
-    np.testing.assert_array_equal(np.take_along_axis(tokens, positions, 1)[weights > 0],
-                                  targets[weights > 0])
+    np.testing.assert_array_equal(
+      np.take_along_axis(tokens, positions, 1)[weights > 0], targets[weights > 0]
+    )
 
 
 def test_all_padding_rows_get_no_predictions():
   tokens = jnp.zeros((4, 16), jnp.int32)
-  _, _, _, weights = bert_mask(jax.random.key(0), tokens, special_ids=SPECIAL, mask_id=MASK,
-                               vocab_size=VOCAB, max_predictions=5)
+  _, _, _, weights = bert_mask(
+    jax.random.key(0),
+    tokens,
+    special_ids=SPECIAL,
+    mask_id=MASK,
+    vocab_size=VOCAB,
+    max_predictions=5,
+  )
   assert float(weights.sum()) == 0.0
 
 
 def _draw(tokens, masking, word_start=None, draws=30):
   budget = default_max_predictions(tokens.shape[1], 0.15)
-  fn = jax.jit(lambda key: bert_mask(key, jnp.asarray(tokens), special_ids=SPECIAL,
-                                     mask_id=MASK, vocab_size=VOCAB, rate=0.15, mask_prob=0.8,
-                                     random_prob=0.1, max_predictions=budget, masking=masking,
-                                     word_start=word_start))
+  fn = jax.jit(
+    lambda key: bert_mask(
+      key,
+      jnp.asarray(tokens),
+      special_ids=SPECIAL,
+      mask_id=MASK,
+      vocab_size=VOCAB,
+      rate=0.15,
+      mask_prob=0.8,
+      random_prob=0.1,
+      max_predictions=budget,
+      masking=masking,
+      word_start=word_start,
+    )
+  )
   return [jax.device_get(fn(jax.random.key(i))) for i in range(draws)]
 
 
 def test_exact_masking_chooses_round_15_percent_of_each_row(masked):
   tokens, _ = masked
   expected = np.maximum(np.round(0.15 * (~np.isin(tokens, SPECIAL)).sum(1)), 1)
-  for _, positions, targets, weights in _draw(tokens, "exact", draws=5):
+  for _, _, targets, weights in _draw(tokens, "exact", draws=5):
     np.testing.assert_array_equal(weights.sum(1), expected)
     assert not np.isin(targets[weights > 0], SPECIAL).any()
 
@@ -106,8 +134,9 @@ def test_whole_word_masking_chooses_words_with_all_their_pieces():
   # Ids 5..19 start a word ("▁the"), ids 20..49 continue one ("ing").
   word_start = np.zeros(VOCAB, bool)
   word_start[list(SPECIAL) + list(range(5, 20))] = True
-  tokens = np.where(rng.random((128, 64)) < 0.4, rng.integers(5, 20, (128, 64)),
-                    rng.integers(20, VOCAB, (128, 64))).astype(np.int32)
+  tokens = np.where(
+    rng.random((128, 64)) < 0.4, rng.integers(5, 20, (128, 64)), rng.integers(20, VOCAB, (128, 64))
+  ).astype(np.int32)
   tokens[:, 0] = CLS
   first = np.asarray(word_ids(jnp.asarray(tokens), jnp.asarray(word_start)))
   chosen_total = 0
@@ -127,7 +156,9 @@ def test_whole_word_masking_chooses_words_with_all_their_pieces():
 @pytest.mark.parametrize("masking", ["exact", "whole_word"])
 def test_mlm_task_trains_with_each_masking(masking, devices, tmp_path):
   from conftest import tiny_mlm_config
+
   from ssl_jax import parallel, train
+
   config = tiny_mlm_config()
   config.task_kwargs.masking = masking
   mesh = parallel.make_mesh(config.mesh)

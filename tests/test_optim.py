@@ -10,26 +10,35 @@ import pytest
 from ssl_jax.config_base import base_config
 from ssl_jax.models.resnet import ResNet
 from ssl_jax.models.transformer import TransformerEncoder
-from ssl_jax.optim import (build_optimizer, learning_rate_schedule, weight_decay_mask,
-                           weight_decay_schedule)
+from ssl_jax.optim import (
+  build_optimizer,
+  learning_rate_schedule,
+  weight_decay_mask,
+  weight_decay_schedule,
+)
 from ssl_jax.registry import ConfigError
 
 
 def _paths(tree):
-  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    "/".join(str(getattr(k, "key", k)) for k in path): leaf
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def test_weight_decay_mask_skips_biases_and_norm_scales():
-  params = ResNet(stage_sizes=(1,), width=4).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)),
-                                                  train=False)["params"]
+  params = ResNet(stage_sizes=(1,), width=4).init(
+    jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False
+  )["params"]
   mask = _paths(weight_decay_mask(params))
   assert mask["Conv_0/kernel"] is True
   assert mask["BatchNorm_0/scale"] is False and mask["BatchNorm_0/bias"] is False
-  encoder = TransformerEncoder(vocab_size=11, width=8, depth=1, num_heads=2, mlp_dim=16,
-                               max_length=4)
-  params = encoder.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32),
-                        jnp.ones((1, 4), bool), train=False)["params"]
+  encoder = TransformerEncoder(
+    vocab_size=11, width=8, depth=1, num_heads=2, mlp_dim=16, max_length=4
+  )
+  params = encoder.init(
+    jax.random.key(0), jnp.zeros((1, 4), jnp.int32), jnp.ones((1, 4), bool), train=False
+  )["params"]
   mask = _paths(weight_decay_mask(params))
   assert mask["embed/token_embed/embedding"] is True
   assert mask["block_0/attention/query/kernel"] is True
@@ -61,7 +70,9 @@ def test_warmup_cosine_schedule_values():
   np.testing.assert_allclose(schedule(110), 0.1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("scaling, expected", [("none", 0.3), ("linear", 0.6), ("sqrt", 0.3 * 2 ** 0.5)])
+@pytest.mark.parametrize(
+  "scaling, expected", [("none", 0.3), ("linear", 0.6), ("sqrt", 0.3 * 2**0.5)]
+)
 def test_learning_rate_scaling_rules(scaling, expected):
   optim = base_config().optim
   optim.update(learning_rate=0.3, lr_scaling=scaling, schedule="constant")
@@ -98,8 +109,9 @@ def test_weight_decay_ramp_follows_dinos_cosine_and_reaches_the_update():
   optim = base_config().optim
   optim.update(learning_rate=0.1, weight_decay=0.04, weight_decay_end=0.4, schedule="constant")
   schedule = weight_decay_schedule(optim, total_steps=100)
-  np.testing.assert_allclose([float(schedule(s)) for s in (0, 50, 100, 200)],
-                             [0.04, 0.22, 0.4, 0.4], rtol=1e-6)
+  np.testing.assert_allclose(
+    [float(schedule(s)) for s in (0, 50, 100, 200)], [0.04, 0.22, 0.4, 0.4], rtol=1e-6
+  )
   tx, _ = build_optimizer(optim, total_steps=100, batch_size=256)
   params = {"w": jnp.ones((2, 2)), "bias": jnp.ones(2)}
   state = tx.init(params)

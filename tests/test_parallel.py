@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 import pytest
-
 from conftest import tiny_mlm_config, tiny_simclr_config
+
 from ssl_jax import parallel, train
 from ssl_jax.registry import ConfigError
 
@@ -18,8 +18,9 @@ def _one_step(config, workdir, devices, mesh_sizes):
     return jax.device_get(state), jax.device_get(metrics), state
 
 
-@pytest.mark.parametrize("make_config", [tiny_simclr_config, tiny_mlm_config],
-                         ids=["simclr", "mlm"])
+@pytest.mark.parametrize(
+  "make_config", [tiny_simclr_config, tiny_mlm_config], ids=["simclr", "mlm"]
+)
 def test_sharded_step_equals_single_device_step(make_config, devices, tmp_path):
   config = make_config()
   single, single_metrics, _ = _one_step(config, str(tmp_path), devices[:1], {"data": 1})

@@ -15,8 +15,9 @@ TOKENS = jnp.array([[2, 7, 8, 9, 10, 3, 0, 0], [2, 11, 12, 3, 0, 0, 0, 0]])
 
 @pytest.fixture(scope="module")
 def encoder():
-  model = TransformerEncoder(vocab_size=20, width=16, depth=2, num_heads=2, mlp_dim=32,
-                             max_length=8, dropout_rate=0.0)
+  model = TransformerEncoder(
+    vocab_size=20, width=16, depth=2, num_heads=2, mlp_dim=32, max_length=8, dropout_rate=0.0
+  )
   variables = model.init(jax.random.key(0), TOKENS, TOKENS != 0, train=False)
   return model, variables
 
@@ -26,11 +27,16 @@ def test_adapters_follow_each_sublayer_and_start_as_the_identity(encoder):
   args = (TOKENS, TOKENS != 0)
   layers = bottleneck.find_layers(model, variables, *args, train=False)
   adapters = bottleneck.init_adapters(jax.random.key(1), layers, bottleneck.AdapterConfig(4))
-  assert sorted(adapters) == ["block_0/attention/out", "block_0/mlp_out",
-                              "block_1/attention/out", "block_1/mlp_out"]
+  assert sorted(adapters) == [
+    "block_0/attention/out",
+    "block_0/mlp_out",
+    "block_1/attention/out",
+    "block_1/mlp_out",
+  ]
   base = model.apply(variables, *args, train=False)
-  np.testing.assert_array_equal(bottleneck.apply(model, variables, adapters, *args, train=False),
-                                base)
+  np.testing.assert_array_equal(
+    bottleneck.apply(model, variables, adapters, *args, train=False), base
+  )
 
   # One adapter with a non-zero up-projection: its layer's output gains
   # up(gelu(down(y))), which the hand computation below reproduces.
@@ -52,10 +58,12 @@ def test_adapters_follow_each_sublayer_and_start_as_the_identity(encoder):
   # Pre-norm: the update enters the residual stream of the last block, then the final norm.
   residual = adapted - base
   assert float(jnp.abs(residual).max()) > 1e-3
-  final_norm_input = model.apply(variables, *args, train=False, method=lambda m, t, v, train:
-                                 _stream(m, t, v))
+  final_norm_input = model.apply(
+    variables, *args, train=False, method=lambda m, t, v, train: _stream(m, t, v)
+  )
   np.testing.assert_allclose(
-      _normalize(final_norm_input + expected_update, variables), adapted, atol=1e-5)
+    _normalize(final_norm_input + expected_update, variables), adapted, atol=1e-5
+  )
 
 
 def _stream(module, tokens, valid):
@@ -82,9 +90,9 @@ def _normalize(x, variables):
 def test_prefix_attention_equals_the_hand_computed_softmax():
   attention = Attention(num_heads=2)
   x = jax.random.normal(jax.random.key(0), (2, 5, 8))
-  mask = jnp.broadcast_to(jnp.arange(5)[None, None, None, :] < jnp.array([5, 3])[:, None, None,
-                                                                                  None],
-                          (2, 1, 5, 5))
+  mask = jnp.broadcast_to(
+    jnp.arange(5)[None, None, None, :] < jnp.array([5, 3])[:, None, None, None], (2, 1, 5, 5)
+  )
   variables = attention.init(jax.random.key(1), x, mask, False)
   layers = prompts.attention_layers(attention, variables, x, mask, False)
   assert layers == {"": (2, 4)}
@@ -92,8 +100,10 @@ def test_prefix_attention_equals_the_hand_computed_softmax():
   out = prompts.apply_prefixes(attention, variables, prefixes, x, mask, False)
 
   p = variables["params"]
-  q, k, v = (jnp.einsum("bld,dhk->blhk", x, p[name]["kernel"]) + p[name]["bias"]
-             for name in ("query", "key", "value"))
+  q, k, v = (
+    jnp.einsum("bld,dhk->blhk", x, p[name]["kernel"]) + p[name]["bias"]
+    for name in ("query", "key", "value")
+  )
   k = jnp.concatenate([jnp.broadcast_to(prefixes[""]["key"], (2, 3, 2, 4)), k], 1)
   v = jnp.concatenate([jnp.broadcast_to(prefixes[""]["value"], (2, 3, 2, 4)), v], 1)
   logits = jnp.einsum("bqhk,bshk->bhqs", q, k) / 2.0
@@ -115,8 +125,9 @@ def test_prompt_tokens_take_reserved_positions(encoder):
   positions = jnp.broadcast_to(jnp.arange(8), reserved.shape)
   embed = lambda m, t, v, train: m.embed(t, positions)  # noqa: E731
   base = model.apply(variables, reserved, reserved != 0, False, method=embed)
-  out = prompts.apply_prompts(model, variables, prompt, reserved, reserved != 0, False,
-                              method=embed)
+  out = prompts.apply_prompts(
+    model, variables, prompt, reserved, reserved != 0, False, method=embed
+  )
   np.testing.assert_array_equal(out[:, 1:3], np.broadcast_to(prompt["embed"], (2, 2, 16)))
   np.testing.assert_array_equal(out[:, 0], base[:, 0])
   np.testing.assert_array_equal(out[:, 3:], base[:, 3:])

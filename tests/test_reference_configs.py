@@ -7,15 +7,18 @@ import os
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from ssl_jax import parallel, train
 from ssl_jax.config_base import validate_config
 from ssl_jax.data.synthetic import synthetic_like
 
 TEXT_REFERENCE = ["bert_base_wikipedia", "gpt2_small_openwebtext"]
-REFERENCE = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "configs", "reference"))
-                   if f.endswith(".py") and f[:-3] not in TEXT_REFERENCE)
+REFERENCE = sorted(
+  f[:-3]
+  for f in os.listdir(os.path.join(REPO, "configs", "reference"))
+  if f.endswith(".py") and f[:-3] not in TEXT_REFERENCE
+)
 
 
 def reference_config(name):
@@ -33,9 +36,15 @@ def on_synthetic_data(config, num_examples):
 
 
 def test_all_anchors_have_a_reference_config():
-  assert REFERENCE == ["barlow_twins_cifar10_resnet18", "byol_cifar10_resnet18",
-                       "dino_imagenet_vits16", "mae_imagenet_vitb16", "moco_v3_cifar10_resnet18",
-                       "simclr_cifar10_resnet18", "vicreg_cifar10_resnet18"]
+  assert REFERENCE == [
+    "barlow_twins_cifar10_resnet18",
+    "byol_cifar10_resnet18",
+    "dino_imagenet_vits16",
+    "mae_imagenet_vitb16",
+    "moco_v3_cifar10_resnet18",
+    "simclr_cifar10_resnet18",
+    "vicreg_cifar10_resnet18",
+  ]
 
 
 @pytest.mark.parametrize("name", REFERENCE)
@@ -64,8 +73,15 @@ def test_trains_two_steps_at_its_input_shape(name, devices):
     config.model_kwargs.update(dict(stage_sizes=(1, 1), width=8))
   else:
     config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
-  for key in ("projector_hidden_dim", "predictor_hidden_dim", "projector_dim", "hidden_dim",
-              "out_dim", "bottleneck_dim", "decoder_width"):
+  for key in (
+    "projector_hidden_dim",
+    "predictor_hidden_dim",
+    "projector_dim",
+    "hidden_dim",
+    "out_dim",
+    "bottleneck_dim",
+    "decoder_width",
+  ):
     if key in config.task_kwargs:
       config.task_kwargs[key] = 16
   for key in ("decoder_depth", "decoder_heads"):
@@ -88,6 +104,7 @@ def test_trains_two_steps_at_its_input_shape(name, devices):
 
 def _hf_parameter_count(model_class, config) -> int:
   import torch
+
   with torch.device("meta"):  # shapes only: nothing is allocated
     model = model_class(config)
   return sum(p.numel() for p in model.parameters())
@@ -109,8 +126,10 @@ def test_text_reference_models_have_the_published_size(name):
     model = MaskedLMModel(MODELS.build(config.model, dict(dims, max_length=512)))
     tokens = np.zeros((1, 512), np.int32)
     args = (tokens, tokens >= 0, np.zeros((1, 8), np.int32))
-    expected = _hf_parameter_count(transformers.BertForMaskedLM, transformers.BertConfig(
-        vocab_size=30522)) - 2 * 768
+    expected = (
+      _hf_parameter_count(transformers.BertForMaskedLM, transformers.BertConfig(vocab_size=30522))
+      - 2 * 768
+    )
   else:
     model = MODELS.build(config.model, dict(dims, max_length=1024))
     tokens = np.zeros((1, 1024), np.int32)
@@ -128,9 +147,14 @@ def test_text_reference_trains_two_steps_at_its_sequence_length(name, devices):
   token vocabulary: what `benchmarks/train_step.py --synthetic` runs at full size on a GPU."""
   config = reference_config(name)
   config.data = synthetic_like(config.data, 8)
-  assert config.data.to_dict() == {"name": "synthetic_text", "seq_len": config.data.seq_len,
-                                   "vocab_size": {"bert": 30522, "gpt2": 50257}[name.split("_")[0]],
-                                   "extra_ids": 0, "num_train": 8, "num_test": 8}
+  assert config.data.to_dict() == {
+    "name": "synthetic_text",
+    "seq_len": config.data.seq_len,
+    "vocab_size": {"bert": 30522, "gpt2": 50257}[name.split("_")[0]],
+    "extra_ids": 0,
+    "num_train": 8,
+    "num_test": 8,
+  }
   config.data.vocab_size = 1000  # GPT-2's 50257 would make 1.6 GB of logits on a CPU
   config.model_kwargs.update(dict(size="tiny", dtype="float32"))
   config.batch_size, config.eval_batch_size = 8, 8
@@ -154,11 +178,12 @@ def test_synthetic_text_rows_are_packed_documents_of_text_tokens():
   tokens, segments, positions = (train_rows[k] for k in ("tokens", "segment_ids", "positions"))
   text = tokens[(tokens > 4)]
   assert text.min() >= 5 and text.max() < 47  # never a special id or one of the 3 sentinels
-  for row_tokens, row_segments, row_positions in zip(tokens, segments, positions):
+  for _, row_segments, row_positions in zip(tokens, segments, positions):
     for segment in set(row_segments.tolist()) - {0}:
       where = np.flatnonzero(row_segments == segment)
-      np.testing.assert_array_equal(row_positions[where], np.arange(len(where)) +
-                                    row_positions[where[0]])
+      np.testing.assert_array_equal(
+        row_positions[where], np.arange(len(where)) + row_positions[where[0]]
+      )
   info = data.info
   assert info["text_vocab_size"] == 47 and info["special_ids"] == (0, 2, 3, 4)
   assert info["special_tokens"]["<extra_id_0..2>"] == [49, 47]

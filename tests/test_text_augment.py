@@ -22,24 +22,30 @@ def _rows(num_rows=64, length=48, seed=0):
     while at < length - 8:
       n = min(int(rng.integers(3, 12)), length - at - 2)
       doc = [CLS] + list(rng.integers(5, VOCAB, n)) + [SEP]
-      tokens[r, at:at + len(doc)] = doc
-      segments[r, at:at + len(doc)] = segment
+      tokens[r, at : at + len(doc)] = doc
+      segments[r, at : at + len(doc)] = segment
       at, segment = at + len(doc), segment + 1
   segments = jnp.asarray(segments)
-  return {"tokens": jnp.asarray(tokens), "segment_ids": segments,
-          "positions": ta.positions_from_segments(segments)}
+  return {
+    "tokens": jnp.asarray(tokens),
+    "segment_ids": segments,
+    "positions": ta.positions_from_segments(segments),
+  }
 
 
 def _documents(batch):
   """Per row, the list of documents as token lists (by segment id)."""
   tokens, segments = np.asarray(batch["tokens"]), np.asarray(batch["segment_ids"])
-  return [[tokens[r][segments[r] == s].tolist() for s in range(1, segments[r].max() + 1)]
-          for r in range(len(tokens))]
+  return [
+    [tokens[r][segments[r] == s].tolist() for s in range(1, segments[r].max() + 1)]
+    for r in range(len(tokens))
+  ]
 
 
 def test_positions_restart_at_each_segment():
-  np.testing.assert_array_equal(ta.positions_from_segments(jnp.array([[1, 1, 1, 2, 2, 0, 0]])),
-                                [[0, 1, 2, 0, 1, 0, 0]])
+  np.testing.assert_array_equal(
+    ta.positions_from_segments(jnp.array([[1, 1, 1, 2, 2, 0, 0]])), [[0, 1, 2, 0, 1, 0, 0]]
+  )
 
 
 def test_deletion_closes_up_each_document_and_keeps_specials():
@@ -80,19 +86,20 @@ def test_span_shuffle_permutes_whole_spans_inside_each_document():
     for before, after in zip(before_docs, after_docs):
       assert after[0] == CLS and after[-1] == SEP
       # Spans of 3 counted from the document start ([CLS] is position 0): [CLS, a, b], [c, d, e]..
-      spans = lambda doc: sorted(tuple(t for t in doc[i:i + 3] if t not in SPECIAL)
-                                 for i in range(0, len(doc), 3))
+      spans = lambda doc: sorted(
+        tuple(t for t in doc[i : i + 3] if t not in SPECIAL) for i in range(0, len(doc), 3)
+      )
       assert spans(before) != [] and sorted(before) == sorted(after)
       regular_after = [t for t in after if t not in SPECIAL]
       # The shuffled document is a concatenation of the original spans in some order.
       pieces = [list(p) for p in spans(before) if p]
       rebuilt, rest = [], regular_after
       while rest:
-        match = sorted((p for p in pieces if rest[:len(p)] == p), key=len, reverse=True)
+        match = sorted((p for p in pieces if rest[: len(p)] == p), key=len, reverse=True)
         assert match, (before, after)
         rebuilt += match[0]
         pieces.remove(match[0])
-        rest = rest[len(match[0]):]
+        rest = rest[len(match[0]) :]
       moved += before != after
   assert moved > 20
   np.testing.assert_array_equal(out["segment_ids"], batch["segment_ids"])
@@ -100,8 +107,9 @@ def test_span_shuffle_permutes_whole_spans_inside_each_document():
 
 def test_augmentation_is_deterministic_per_key_and_configured_by_name():
   batch = _rows(8)
-  cfg = ta.text_augment_config({"deletion_rate": 0.1, "substitution_rate": 0.1,
-                                "span_shuffle_length": 2})
+  cfg = ta.text_augment_config(
+    {"deletion_rate": 0.1, "substitution_rate": 0.1, "span_shuffle_length": 2}
+  )
   run = lambda seed: ta.augment_text(jax.random.key(seed), batch, cfg, SPECIAL, VOCAB, PAD)
   np.testing.assert_array_equal(run(0)["tokens"], run(0)["tokens"])
   assert not np.array_equal(run(0)["tokens"], run(1)["tokens"])
@@ -111,7 +119,9 @@ def test_augmentation_is_deterministic_per_key_and_configured_by_name():
 
 def test_mlm_trains_on_augmented_rows(devices, tmp_path):
   from conftest import tiny_mlm_config
+
   from ssl_jax import parallel, train
+
   config = tiny_mlm_config()
   config.augment = {"deletion_rate": 0.1, "span_shuffle_length": 4}
   mesh = parallel.make_mesh(config.mesh)

@@ -7,9 +7,14 @@ import pytest
 
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.python_text import python_documents
-from ssl_jax.data.text_classification import (PACKAGES, package_of, python_packages,
-                                              package_examples, split_examples,
-                                              text_classification_files)
+from ssl_jax.data.text_classification import (
+  PACKAGES,
+  package_examples,
+  package_of,
+  python_packages,
+  split_examples,
+  text_classification_files,
+)
 from ssl_jax.data.text_corpus import is_test_document
 
 
@@ -21,8 +26,9 @@ def packages(tmp_path_factory):
 def test_python_packages_labels_splits_and_balance(packages):
   info = packages.info
   assert info["class_names"] == list(PACKAGES) and info["num_classes"] == 10
-  documents = [(name, text) for name, text in python_documents(True)
-               if package_of(name) in PACKAGES]
+  documents = [
+    (name, text) for name, text in python_documents(True) if package_of(name) in PACKAGES
+  ]
   counts = info["class_counts"]
   assert 0.9 * len(documents) < sum(sum(c) for c in counts.values()) <= len(documents)
   # Every class has examples in train; the test split is python_text's held-out 10%.
@@ -54,8 +60,13 @@ def test_no_text_is_in_two_splits_and_test_texts_were_held_out_of_pretraining():
 
 
 def test_copies_with_different_labels_are_dropped():
-  examples = [("a", "same text", "x"), ("b", "same text", "y"), ("c", "other", "x"),
-              ("d", "seen", "y"), ("e", "seen", None)]
+  examples = [
+    ("a", "same text", "x"),
+    ("b", "same text", "y"),
+    ("c", "other", "x"),
+    ("d", "seen", "y"),
+    ("e", "seen", None),
+  ]
   splits = split_examples(examples, ["x", "y"], 0, 0, "toy")
   assert splits == {"train": [("other", 0), ("seen", 1)], "validation": [], "test": []}
   with pytest.raises(ValueError, match=r"label 'z', not one of \['x', 'y'\]"):
@@ -74,24 +85,34 @@ def test_rows_are_cut_to_length_with_sep_last(packages):
 def _write_labelled(tmp_path):
   tmp_path.mkdir(parents=True, exist_ok=True)
   words = {"sports": "ball goal team match score player", "weather": "rain sun cloud wind storm"}
-  rows = [(label, " ".join(np.random.default_rng(i).permutation(words[label].split())) + f" n{i}")
-          for i, label in enumerate(["sports", "weather"] * 30)]
+  rows = [
+    (label, " ".join(np.random.default_rng(i).permutation(words[label].split())) + f" n{i}")
+    for i, label in enumerate(["sports", "weather"] * 30)
+  ]
   csv_path = tmp_path / "a.csv"
-  csv_path.write_text("text,label\n" + "".join(f"{t},{l}\n" for l, t in rows[:40]))
+  csv_path.write_text("text,label\n" + "".join(f"{t},{y}\n" for y, t in rows[:40]))
   jsonl_path = tmp_path / "b.jsonl"
-  jsonl_path.write_text("".join(json.dumps({"review": t, "y": l}) + "\n" for l, t in rows[40:]))
+  jsonl_path.write_text("".join(json.dumps({"review": t, "y": y}) + "\n" for y, t in rows[40:]))
   return csv_path, jsonl_path
 
 
 def test_csv_and_jsonl_labelled_files(tmp_path):
   csv_path, jsonl_path = _write_labelled(tmp_path)
-  data = text_classification_files(str(tmp_path), paths=str(csv_path), seq_len=12,
-                                   vocab_size=36, test_percent=30)
+  data = text_classification_files(
+    str(tmp_path), paths=str(csv_path), seq_len=12, vocab_size=36, test_percent=30
+  )
   assert data.info["class_names"] == ["sports", "weather"]
   assert sum(sum(c) for c in data.info["class_counts"].values()) == 40
-  jsonl = text_classification_files(None, paths=str(jsonl_path), text_key="review",
-                                    label_key="y", seq_len=12, vocab_size=36,
-                                    tokenizer_path=data.info["tokenizer_path"], test_percent=30)
+  jsonl = text_classification_files(
+    None,
+    paths=str(jsonl_path),
+    text_key="review",
+    label_key="y",
+    seq_len=12,
+    vocab_size=36,
+    tokenizer_path=data.info["tokenizer_path"],
+    test_percent=30,
+  )
   assert sum(sum(c) for c in jsonl.info["class_counts"].values()) == 20
   assert jsonl.info["tokenizer_path"] == data.info["tokenizer_path"]
 
@@ -102,10 +123,12 @@ def test_labelled_file_split_does_not_depend_on_the_directory(tmp_path):
   splits = []
   for directory in ("one", "elsewhere/two"):
     csv_path, _ = _write_labelled(tmp_path / directory)
-    data = text_classification_files(None, paths=str(csv_path), seq_len=12, vocab_size=36,
-                                     test_percent=30)
-    splits.append({split: np.asarray(data.split(split)["tokens"]) for split in
-                   ("train", "validation", "test")})
+    data = text_classification_files(
+      None, paths=str(csv_path), seq_len=12, vocab_size=36, test_percent=30
+    )
+    splits.append(
+      {split: np.asarray(data.split(split)["tokens"]) for split in ("train", "validation", "test")}
+    )
   assert len(splits[0]["test"]) > 0 and len(splits[0]["validation"]) > 0
   for split in splits[0]:
     np.testing.assert_array_equal(splits[0][split], splits[1][split])

@@ -9,9 +9,12 @@ from ssl_jax.data import tokenizer
 from ssl_jax.data.text_corpus import is_test_document
 from ssl_jax.registry import DATASETS
 
-SENTENCES = [f"Sentence number {i} talks about {w} and {v} in plain English."
-             for i, (w, v) in enumerate(zip(["cats", "dogs", "birds", "fish", "trees"] * 12,
-                                            ["rain", "sun", "snow", "wind"] * 15))]
+SENTENCES = [
+  f"Sentence number {i} talks about {w} and {v} in plain English."
+  for i, (w, v) in enumerate(
+    zip(["cats", "dogs", "birds", "fish", "trees"] * 12, ["rain", "sun", "snow", "wind"] * 15)
+  )
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,9 @@ def corpus(tmp_path_factory):
 
 
 def _build(options, workdir):
-  return DATASETS.build("text_files", {"seq_len": 16, "vocab_size": 40, "test_percent": 20,
-                                       **options}, str(workdir))
+  return DATASETS.build(
+    "text_files", {"seq_len": 16, "vocab_size": 40, "test_percent": 20, **options}, str(workdir)
+  )
 
 
 def test_lines_format_one_document_per_line_split_by_name(corpus, tmp_path):
@@ -48,16 +52,19 @@ def test_lines_format_one_document_per_line_split_by_name(corpus, tmp_path):
 
 
 def test_jsonl_and_file_formats(corpus, tmp_path):
-  jsonl = _build({"paths": str(corpus / "c.jsonl"), "format": "jsonl", "text_key": "body"},
-                 tmp_path / "j")
+  jsonl = _build(
+    {"paths": str(corpus / "c.jsonl"), "format": "jsonl", "text_key": "body"}, tmp_path / "j"
+  )
   assert jsonl.info["num_train_documents"] + jsonl.info["num_test_documents"] == 60
   # One document per file, named by its path under the files' common directory.
   text = (corpus / "a.txt").read_text()
   for i in range(20):
     (tmp_path / "docs" / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
     (tmp_path / "docs" / f"part{i % 2}" / f"doc{i}.txt").write_text(text)
-  whole = _build({"paths": str(tmp_path / "docs" / "part*" / "doc*.txt"), "format": "file",
-                  "test_percent": 50}, tmp_path / "f")
+  whole = _build(
+    {"paths": str(tmp_path / "docs" / "part*" / "doc*.txt"), "format": "file", "test_percent": 50},
+    tmp_path / "f",
+  )
   expected_test = sum(is_test_document(f"part{i % 2}/doc{i}.txt", 50) for i in range(20))
   assert 0 < expected_test < 20
   assert whole.info["num_test_documents"] == expected_test

@@ -7,8 +7,10 @@ import pytest
 from ssl_jax.data.tokenizer import Tokenizer
 from ssl_jax.registry import DATASETS
 
-WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi "
-         "rho sigma tau upsilon phi chi psi omega").split()
+WORDS = (
+  "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi "
+  "rho sigma tau upsilon phi chi psi omega"
+).split()
 
 
 def _sentence(rng) -> str:
@@ -24,12 +26,12 @@ def tfds_text_dir(tmp_path_factory):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-          {"text": tfds.features.Text()}))
+      return tfds.core.DatasetInfo(
+        builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()})
+      )
 
     def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(60, 0),
-              "test": self._generate_examples(12, 1)}
+      return {"train": self._generate_examples(60, 0), "test": self._generate_examples(12, 1)}
 
     def _generate_examples(self, count, seed):
       rng = np.random.default_rng(seed)
@@ -42,9 +44,17 @@ def tfds_text_dir(tmp_path_factory):
 
 
 def test_tfds_text_reads_documents_with_a_test_split(tfds_text_dir, tmp_path):
-  dataset = DATASETS.build("tfds_text", {"dataset": "tiny_text", "data_dir": tfds_text_dir,
-                                         "test_split": "test", "seq_len": 16, "vocab_size": 40},
-                           str(tmp_path))
+  dataset = DATASETS.build(
+    "tfds_text",
+    {
+      "dataset": "tiny_text",
+      "data_dir": tfds_text_dir,
+      "test_split": "test",
+      "seq_len": 16,
+      "vocab_size": 40,
+    },
+    str(tmp_path),
+  )
   info = dataset.info
   # Blank records are skipped: 54 of 60 train records and 10 of 12 test records are text.
   assert info["num_train_documents"] == 54 and info["num_test_documents"] == 10
@@ -59,9 +69,18 @@ def test_tfds_text_reads_documents_with_a_test_split(tfds_text_dir, tmp_path):
 
 
 def test_tfds_text_hash_split_and_document_cap(tfds_text_dir, tmp_path):
-  dataset = DATASETS.build("tfds_text", {"dataset": "tiny_text", "data_dir": tfds_text_dir,
-                                         "max_documents": 40, "test_percent": 20,
-                                         "seq_len": 16, "vocab_size": 40}, str(tmp_path))
+  dataset = DATASETS.build(
+    "tfds_text",
+    {
+      "dataset": "tiny_text",
+      "data_dir": tfds_text_dir,
+      "max_documents": 40,
+      "test_percent": 20,
+      "seq_len": 16,
+      "vocab_size": 40,
+    },
+    str(tmp_path),
+  )
   info = dataset.info
   assert info["num_train_documents"] + info["num_test_documents"] == 36  # 40 records, 4 blank
   assert info["num_test_documents"] > 0
@@ -69,10 +88,21 @@ def test_tfds_text_hash_split_and_document_cap(tfds_text_dir, tmp_path):
 
 def test_tfds_text_errors(tfds_text_dir, tmp_path):
   with pytest.raises(ValueError, match=r"no feature 'content'.*\['text'\]"):
-    DATASETS.build("tfds_text", {"dataset": "tiny_text", "data_dir": tfds_text_dir,
-                                 "text_key": "content"}, str(tmp_path))
+    DATASETS.build(
+      "tfds_text",
+      {"dataset": "tiny_text", "data_dir": tfds_text_dir, "text_key": "content"},
+      str(tmp_path),
+    )
   with pytest.raises(ValueError, match=r"no split 'validation'.*\['test', 'train'\]"):
-    DATASETS.build("tfds_text", {"dataset": "tiny_text", "data_dir": tfds_text_dir,
-                                 "test_split": "validation", "vocab_size": 40}, str(tmp_path))
+    DATASETS.build(
+      "tfds_text",
+      {
+        "dataset": "tiny_text",
+        "data_dir": tfds_text_dir,
+        "test_split": "validation",
+        "vocab_size": 40,
+      },
+      str(tmp_path),
+    )
   with pytest.raises(FileNotFoundError, match="tfds build lm1b --file_format=array_record"):
     DATASETS.build("tfds_text", {"dataset": "lm1b", "data_dir": str(tmp_path)}, str(tmp_path))

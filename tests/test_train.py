@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
 from conftest import REPO, tiny_mlm_config, tiny_simclr_config
+
 from ssl_jax import train
 from ssl_jax.data.digits import digits
 from ssl_jax.data.pipeline import ShuffledBatches
@@ -89,8 +89,14 @@ def _dataset_with_nan(workdir=None, bad_index: int = 0) -> Dataset:
   data = digits()
   images = data.split("train")["image"][:72].copy()
   images[bad_index] = np.nan
-  return Dataset({"train": {"image": images, "label": data.split("train")["label"][:72]},
-                  "test": data.split("test")}, modality="image", info=data.info)
+  return Dataset(
+    {
+      "train": {"image": images, "label": data.split("train")["label"][:72]},
+      "test": data.split("test"),
+    },
+    modality="image",
+    info=data.info,
+  )
 
 
 DATASETS.register("digits_with_a_nan_image")(_dataset_with_nan)
@@ -107,13 +113,18 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   last_good = 2 * ((first_bad_step - 1) // 2)  # Checkpoints every 2 steps.
   config = tiny_simclr_config(batch_size=16, total_steps=8, log_every=100, checkpoint_every=2)
   config.data = {"name": "digits_with_a_nan_image", "bad_index": bad_index}
-  with pytest.raises(train.NonFiniteLossError,
-                     match=rf"nan at step {first_bad_step}.*last good checkpoint is step "
-                           rf"{last_good}"):
+  with pytest.raises(
+    train.NonFiniteLossError,
+    match=rf"nan at step {first_bad_step}.*last good checkpoint is step "
+    rf"{last_good}",
+  ):
     train.train_and_evaluate(config, str(tmp_path))
   assert _steps(str(tmp_path)) == list(range(2, last_good + 1, 2))
-  assert all(np.all(np.isfinite(x)) for x in _saved_state(str(tmp_path), last_good)
-             if np.issubdtype(np.asarray(x).dtype, np.floating))
+  assert all(
+    np.all(np.isfinite(x))
+    for x in _saved_state(str(tmp_path), last_good)
+    if np.issubdtype(np.asarray(x).dtype, np.floating)
+  )
 
 
 @pytest.fixture
@@ -122,17 +133,32 @@ def main_env():
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_bitwise_identical(tmp_path, main_env):
-  overrides = ["--config.model_kwargs.stage_sizes=(1,)", "--config.model_kwargs.width=8",
-               "--config.task_kwargs.projector_hidden_dim=16",
-               "--config.task_kwargs.projector_dim=8", "--config.batch_size=32",
-               "--config.eval_batch_size=64", "--config.log_every=1",
-               "--config.checkpoint_every=1000", "--config.total_steps=200",
-               "--config.evals.linear_probe.draws=1"]
+  overrides = [
+    "--config.model_kwargs.stage_sizes=(1,)",
+    "--config.model_kwargs.width=8",
+    "--config.task_kwargs.projector_hidden_dim=16",
+    "--config.task_kwargs.projector_dim=8",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+    "--config.log_every=1",
+    "--config.checkpoint_every=1000",
+    "--config.total_steps=200",
+    "--config.evals.linear_probe.draws=1",
+  ]
   workdir = str(tmp_path / "run")
-  command = [sys.executable, "-m", "ssl_jax.main", "--config", "configs/simclr_digits.py",
-             "--workdir", workdir, *overrides]
-  process = subprocess.Popen(command, cwd=REPO, env=main_env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+  command = [
+    sys.executable,
+    "-m",
+    "ssl_jax.main",
+    "--config",
+    "configs/simclr_digits.py",
+    "--workdir",
+    workdir,
+    *overrides,
+  ]
+  process = subprocess.Popen(
+    command, cwd=REPO, env=main_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   # Wait until training is under way (a few progress lines), then ask it to stop. The watchdog
   # turns a hung child into a test failure instead of a hung suite.
   watchdog = threading.Timer(300, process.kill)
@@ -151,19 +177,27 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_bitwise_identical(tmp
   assert 5 <= interrupted_at < 200
   assert _steps(workdir) == [interrupted_at]  # Saved although not a multiple of 1000.
   # The same command resumes from that checkpoint and matches an uninterrupted run bitwise.
-  resumed = subprocess.run(command, cwd=REPO, env=main_env, capture_output=True, text=True,
-                           timeout=600)
+  resumed = subprocess.run(
+    command, cwd=REPO, env=main_env, capture_output=True, text=True, timeout=600
+  )
   assert resumed.returncode == 0, resumed.stderr
   assert f"Resumed from the checkpoint of step {interrupted_at}" in resumed.stdout
   reference = str(tmp_path / "reference")
-  uninterrupted = subprocess.run(command[:6] + [reference] + overrides, cwd=REPO, env=main_env,
-                                 capture_output=True, text=True, timeout=600)
+  uninterrupted = subprocess.run(
+    command[:6] + [reference] + overrides,
+    cwd=REPO,
+    env=main_env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert uninterrupted.returncode == 0, uninterrupted.stderr
   _assert_bitwise_equal(_saved_state(reference, 200), _saved_state(workdir, 200))
 
 
 def test_resuming_with_a_different_model_is_a_clear_error(tmp_path):
   from ssl_jax.checkpoint import CheckpointMismatchError
+
   train.train_and_evaluate(tiny_simclr_config(total_steps=2, evals={}), str(tmp_path))
   with pytest.raises(CheckpointMismatchError, match="step 2.*does not match.*fresh workdir"):
     train.train_and_evaluate(tiny_simclr_config(**{"model_kwargs.width": 16}), str(tmp_path))

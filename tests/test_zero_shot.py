@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax.adapt import zero_shot
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.models.transformer import TransformerDecoder, TransformerEncoder
 from ssl_jax.tasks.mlm import MaskedLMModel
-from ssl_jax.adapt import zero_shot
 
 PAD = 0
 
@@ -38,8 +38,9 @@ def test_causal_scores_match_a_prefix_by_prefix_computation(decoder):
     return total
 
   task = types.SimpleNamespace(model=model)
-  scores = zero_shot.continuation_scores(zero_shot.causal_log_probs_fn(task, params, {}),
-                                         prompts, verbalizers, PAD)
+  scores = zero_shot.continuation_scores(
+    zero_shot.causal_log_probs_fn(task, params, {}), prompts, verbalizers, PAD
+  )
   expected = np.asarray([[by_hand(p, v) for v in verbalizers] for p in prompts])
   np.testing.assert_allclose(scores["sum"], expected, atol=1e-5)
   np.testing.assert_allclose(scores["per_token"], expected / np.asarray([1, 3, 2]), atol=1e-5)
@@ -50,17 +51,20 @@ def test_masked_scores_match_the_head_at_the_mask():
   encoder = TransformerEncoder(vocab_size=30, size="tiny", max_length=16, dropout_rate=0.0)
   model = MaskedLMModel(encoder)
   tokens = jnp.ones((1, 16), jnp.int32)
-  params = model.init(jax.random.key(0), tokens, tokens > 0, jnp.zeros((1, 1), jnp.int32),
-                      train=False)["params"]
+  params = model.init(
+    jax.random.key(0), tokens, tokens > 0, jnp.zeros((1, 1), jnp.int32), train=False
+  )["params"]
   prompts = [[2, 9, tok.MASK_ID, 10, 3], [2, 11, 12, 13, tok.MASK_ID, 3, 14]]
   verbalizer_ids = [20, 21, 25]
   task = types.SimpleNamespace(model=model)
-  scores = zero_shot.masked_scores(zero_shot.masked_log_probs_fn(task, params, {}), prompts,
-                                   tok.MASK_ID, verbalizer_ids, PAD)
+  scores = zero_shot.masked_scores(
+    zero_shot.masked_log_probs_fn(task, params, {}), prompts, tok.MASK_ID, verbalizer_ids, PAD
+  )
   for i, prompt in enumerate(prompts):
     row = jnp.asarray([prompt])
-    logits = model.apply({"params": params}, row, row > 0,
-                         jnp.asarray([[prompt.index(tok.MASK_ID)]]), train=False)
+    logits = model.apply(
+      {"params": params}, row, row > 0, jnp.asarray([[prompt.index(tok.MASK_ID)]]), train=False
+    )
     expected = jax.nn.log_softmax(logits[0, 0])[np.asarray(verbalizer_ids)]
     np.testing.assert_allclose(scores[i], expected, atol=1e-5)
   with pytest.raises(ValueError, match="Prompt 0 has 2 \\[MASK\\] tokens"):

@@ -12,6 +12,12 @@ from ssl_jax.recipes import cifar10_resnet18_config
 
 
 def get_config():
-  return cifar10_resnet18_config("barlow_twins", learning_rate=0.3, weight_decay=1e-4,
-                                 projector_hidden_dim=2048, projector_dim=2048,
-                                 lambda_offdiag=0.0051, scale_loss=0.1)
+  return cifar10_resnet18_config(
+    "barlow_twins",
+    learning_rate=0.3,
+    weight_decay=1e-4,
+    projector_hidden_dim=2048,
+    projector_dim=2048,
+    lambda_offdiag=0.0051,
+    scale_loss=0.1,
+  )

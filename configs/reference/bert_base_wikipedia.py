@@ -23,17 +23,41 @@ from ssl_jax.config_base import base_config
 def get_config() -> ml_collections.ConfigDict:
   config = base_config()
   config.task = "mlm"
-  config.task_kwargs = ml_collections.ConfigDict(dict(masking="exact", mask_rate=0.15,
-                                                      mask_prob=0.8, random_prob=0.1))
+  config.task_kwargs = ml_collections.ConfigDict(
+    dict(masking="exact", mask_rate=0.15, mask_prob=0.8, random_prob=0.1)
+  )
   config.model = "transformer_encoder"
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      size="base", dropout_rate=0.1, post_norm=True, norm_epsilon=1e-12,
-      gelu_approximate=False, dtype="bfloat16"))
-  config.data = ml_collections.ConfigDict(dict(
-      name="tfds_text", dataset="wikipedia/20230601.en", text_key="text", seq_len=512,
-      vocab_size=30522, test_percent=1))
-  config.optim.update(dict(name="adamw", learning_rate=1e-4, warmup_steps=10_000,
-                           weight_decay=0.01, b2=0.999, eps=1e-6, clip_norm=1.0))
+  config.model_kwargs = ml_collections.ConfigDict(
+    dict(
+      size="base",
+      dropout_rate=0.1,
+      post_norm=True,
+      norm_epsilon=1e-12,
+      gelu_approximate=False,
+      dtype="bfloat16",
+    )
+  )
+  config.data = ml_collections.ConfigDict(
+    dict(
+      name="tfds_text",
+      dataset="wikipedia/20230601.en",
+      text_key="text",
+      seq_len=512,
+      vocab_size=30522,
+      test_percent=1,
+    )
+  )
+  config.optim.update(
+    dict(
+      name="adamw",
+      learning_rate=1e-4,
+      warmup_steps=10_000,
+      weight_decay=0.01,
+      b2=0.999,
+      eps=1e-6,
+      clip_norm=1.0,
+    )
+  )
   config.evals = ml_collections.ConfigDict({"masked_lm": {}})
   config.total_steps = 1_000_000
   config.batch_size = 256

@@ -12,6 +12,12 @@ from ssl_jax.recipes import cifar10_resnet18_config
 
 
 def get_config():
-  return cifar10_resnet18_config("byol", learning_rate=1.0, weight_decay=1e-5, base_momentum=0.99,
-                                 projector_hidden_dim=4096, projector_dim=256,
-                                 predictor_hidden_dim=4096)
+  return cifar10_resnet18_config(
+    "byol",
+    learning_rate=1.0,
+    weight_decay=1e-5,
+    base_momentum=0.99,
+    projector_hidden_dim=4096,
+    projector_dim=256,
+    predictor_hidden_dim=4096,
+  )

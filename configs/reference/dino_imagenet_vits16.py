@@ -23,20 +23,42 @@ def get_config():
   config = base_config()
   config.task = "dino"
   steps_per_epoch = IMAGENET_TRAIN_EXAMPLES // 1024
-  config.task_kwargs = ml_collections.ConfigDict(dict(
-      base_momentum=0.996, out_dim=65536, hidden_dim=2048, bottleneck_dim=256,
-      num_local_crops=10, student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04,
-      warmup_teacher_temp_steps=30 * steps_per_epoch, freeze_last_layer_steps=steps_per_epoch))
+  config.task_kwargs = ml_collections.ConfigDict(
+    dict(
+      base_momentum=0.996,
+      out_dim=65536,
+      hidden_dim=2048,
+      bottleneck_dim=256,
+      num_local_crops=10,
+      student_temp=0.1,
+      teacher_temp=0.07,
+      warmup_teacher_temp=0.04,
+      warmup_teacher_temp_steps=30 * steps_per_epoch,
+      freeze_last_layer_steps=steps_per_epoch,
+    )
+  )
   config.model = "vit_s"
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      patch_size=16, image_size=224, pool="cls", dtype="bfloat16"))
-  config.data = ml_collections.ConfigDict(dict(name="tfds", dataset="imagenet2012",
-                                               image_size=224))
-  config.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.25, 1.0), flip_prob=0.5, brightness=0.4, contrast=0.4, saturation=0.2,
-      hue=0.1, jitter_prob=0.8, jitter_order="random", grayscale_prob=0.2, blur_prob=1.0, blur_sigma=(0.1, 2.0),
+  config.model_kwargs = ml_collections.ConfigDict(
+    dict(patch_size=16, image_size=224, pool="cls", dtype="bfloat16")
+  )
+  config.data = ml_collections.ConfigDict(dict(name="tfds", dataset="imagenet2012", image_size=224))
+  config.augment = ml_collections.ConfigDict(
+    dict(
+      crop_scale=(0.25, 1.0),
+      flip_prob=0.5,
+      brightness=0.4,
+      contrast=0.4,
+      saturation=0.2,
+      hue=0.1,
+      jitter_prob=0.8,
+      jitter_order="random",
+      grayscale_prob=0.2,
+      blur_prob=1.0,
+      blur_sigma=(0.1, 2.0),
       view2=dict(blur_prob=0.1, solarize_prob=0.2),
-      local=dict(size=96, crop_scale=(0.05, 0.25), blur_prob=0.5)))
+      local=dict(size=96, crop_scale=(0.05, 0.25), blur_prob=0.5),
+    )
+  )
   config.optim.name = "adamw"
   config.optim.learning_rate = 5e-4
   config.optim.lr_scaling = "linear"
@@ -44,10 +66,12 @@ def get_config():
   config.optim.weight_decay_end = 0.4
   config.optim.clip_norm = 3.0
   config.optim.warmup_steps = 10 * steps_per_epoch
-  config.evals = ml_collections.ConfigDict({
+  config.evals = ml_collections.ConfigDict(
+    {
       "linear_probe": {"labels_per_class": (0,), "draws": 1, "feature_sets": ("trained",)},
       "knn": {"k": 20, "temperature": 0.07, "feature_sets": ("trained",)},  # DINO's protocol.
-  })
+    }
+  )
   config.total_steps = 800 * steps_per_epoch
   config.batch_size = 1024
   config.log_every = 100

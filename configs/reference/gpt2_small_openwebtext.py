@@ -25,19 +25,45 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "causal_lm"
   config.task_kwargs = ml_collections.ConfigDict()
   config.model = "transformer_decoder"
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      size="base", dropout_rate=0.0, norm_epsilon=1e-5, gelu_approximate=True,
-      dtype="bfloat16"))
-  config.data = ml_collections.ConfigDict(dict(
-      name="text_files", paths="/data/openwebtext/*.jsonl", format="jsonl", text_key="text",
-      seq_len=1024, vocab_size=50257, tokenizer_type="bpe", test_percent=1))
-  config.optim.update(dict(name="adamw", learning_rate=6e-4, warmup_steps=2000,
-                           end_lr_factor=0.1, weight_decay=0.1, b1=0.9, b2=0.95,
-                           clip_norm=1.0))
-  config.evals = ml_collections.ConfigDict({
+  config.model_kwargs = ml_collections.ConfigDict(
+    dict(size="base", dropout_rate=0.0, norm_epsilon=1e-5, gelu_approximate=True, dtype="bfloat16")
+  )
+  config.data = ml_collections.ConfigDict(
+    dict(
+      name="text_files",
+      paths="/data/openwebtext/*.jsonl",
+      format="jsonl",
+      text_key="text",
+      seq_len=1024,
+      vocab_size=50257,
+      tokenizer_type="bpe",
+      test_percent=1,
+    )
+  )
+  config.optim.update(
+    dict(
+      name="adamw",
+      learning_rate=6e-4,
+      warmup_steps=2000,
+      end_lr_factor=0.1,
+      weight_decay=0.1,
+      b1=0.9,
+      b2=0.95,
+      clip_norm=1.0,
+    )
+  )
+  config.evals = ml_collections.ConfigDict(
+    {
       "causal_lm": {},
-      "lm_samples": {"num_samples": 3, "prompt_tokens": 16, "max_new_tokens": 64,
-                     "temperature": 0.8, "top_k": 40}})
+      "lm_samples": {
+        "num_samples": 3,
+        "prompt_tokens": 16,
+        "max_new_tokens": 64,
+        "temperature": 0.8,
+        "top_k": 40,
+      },
+    }
+  )
   config.total_steps = 600_000
   config.batch_size = 480
   config.log_every = 100

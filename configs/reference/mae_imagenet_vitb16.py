@@ -21,17 +21,17 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 def get_config():
   config = base_config()
   config.task = "mae"
-  config.task_kwargs = ml_collections.ConfigDict(dict(
-      mask_ratio=0.75, norm_pix_loss=True, decoder_width=512, decoder_depth=8,
-      decoder_heads=16))
+  config.task_kwargs = ml_collections.ConfigDict(
+    dict(mask_ratio=0.75, norm_pix_loss=True, decoder_width=512, decoder_depth=8, decoder_heads=16)
+  )
   config.model = "vit_b"
-  config.model_kwargs = ml_collections.ConfigDict(dict(
-      patch_size=16, image_size=224, pool="cls", position_embedding="sincos",
-      dtype="bfloat16"))
-  config.data = ml_collections.ConfigDict(dict(name="tfds", dataset="imagenet2012",
-                                               image_size=224))
-  config.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.2, 1.0), flip_prob=0.5, brightness=0.0, contrast=0.0, jitter_prob=0.0))
+  config.model_kwargs = ml_collections.ConfigDict(
+    dict(patch_size=16, image_size=224, pool="cls", position_embedding="sincos", dtype="bfloat16")
+  )
+  config.data = ml_collections.ConfigDict(dict(name="tfds", dataset="imagenet2012", image_size=224))
+  config.augment = ml_collections.ConfigDict(
+    dict(crop_scale=(0.2, 1.0), flip_prob=0.5, brightness=0.0, contrast=0.0, jitter_prob=0.0)
+  )
   steps_per_epoch = IMAGENET_TRAIN_EXAMPLES // 4096
   config.optim.name = "adamw"
   config.optim.learning_rate = 1.5e-4
@@ -39,14 +39,22 @@ def get_config():
   config.optim.b2 = 0.95
   config.optim.weight_decay = 0.05
   config.optim.warmup_steps = 40 * steps_per_epoch
-  config.evals = ml_collections.ConfigDict({
+  config.evals = ml_collections.ConfigDict(
+    {
       "linear_probe": {"labels_per_class": (0,), "draws": 1, "feature_sets": ("trained",)},
       # The paper fine-tunes 100 epochs at batch 1024, base lr 5e-4 (scaled: 2e-3), wd 0.05.
-      "fine_tune": {"steps": 100 * IMAGENET_TRAIN_EXAMPLES // 1024, "batch_size": 1024,
-                    "learning_rate": 2e-3, "weight_decay": 0.05,
-                    "warmup_steps": 5 * IMAGENET_TRAIN_EXAMPLES // 1024,
-                    "crop_scale": (0.08, 1.0), "flip_prob": 0.5, "feature_sets": ("trained",)},
-  })
+      "fine_tune": {
+        "steps": 100 * IMAGENET_TRAIN_EXAMPLES // 1024,
+        "batch_size": 1024,
+        "learning_rate": 2e-3,
+        "weight_decay": 0.05,
+        "warmup_steps": 5 * IMAGENET_TRAIN_EXAMPLES // 1024,
+        "crop_scale": (0.08, 1.0),
+        "flip_prob": 0.5,
+        "feature_sets": ("trained",),
+      },
+    }
+  )
   config.total_steps = 800 * steps_per_epoch
   config.batch_size = 4096
   config.log_every = 100

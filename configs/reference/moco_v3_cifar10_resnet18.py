@@ -12,6 +12,13 @@ from ssl_jax.recipes import cifar10_resnet18_config
 
 
 def get_config():
-  return cifar10_resnet18_config("moco_v3", learning_rate=0.3, weight_decay=1e-5,
-                                 base_momentum=0.99, temperature=0.2, projector_hidden_dim=4096,
-                                 projector_dim=256, predictor_hidden_dim=4096)
+  return cifar10_resnet18_config(
+    "moco_v3",
+    learning_rate=0.3,
+    weight_decay=1e-5,
+    base_momentum=0.99,
+    temperature=0.2,
+    projector_hidden_dim=4096,
+    projector_dim=256,
+    predictor_hidden_dim=4096,
+  )

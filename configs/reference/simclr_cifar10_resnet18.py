@@ -12,5 +12,11 @@ from ssl_jax.recipes import cifar10_resnet18_config
 
 
 def get_config():
-  return cifar10_resnet18_config("simclr", learning_rate=0.4, weight_decay=1e-5, temperature=0.2,
-                                 projector_hidden_dim=2048, projector_dim=256)
+  return cifar10_resnet18_config(
+    "simclr",
+    learning_rate=0.4,
+    weight_decay=1e-5,
+    temperature=0.2,
+    projector_hidden_dim=2048,
+    projector_dim=256,
+  )

@@ -12,6 +12,13 @@ from ssl_jax.recipes import cifar10_resnet18_config
 
 
 def get_config():
-  return cifar10_resnet18_config("vicreg", learning_rate=0.3, weight_decay=1e-4,
-                                 projector_hidden_dim=2048, projector_dim=2048, sim_coeff=25.0,
-                                 std_coeff=25.0, cov_coeff=1.0)
+  return cifar10_resnet18_config(
+    "vicreg",
+    learning_rate=0.3,
+    weight_decay=1e-4,
+    projector_hidden_dim=2048,
+    projector_dim=2048,
+    sim_coeff=25.0,
+    std_coeff=25.0,
+    cov_coeff=1.0,
+  )

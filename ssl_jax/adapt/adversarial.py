@@ -9,7 +9,8 @@ valid input range, [0, 1] for images). Text is attacked in embedding space:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,17 +49,29 @@ def _clip(x: jnp.ndarray, clip: tuple[float, float] | None) -> jnp.ndarray:
   return x if clip is None else jnp.clip(x, *clip)
 
 
-def fgsm(loss_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray, eps: float,
-         norm: str = "linf", clip: tuple[float, float] | None = (0.0, 1.0)) -> jnp.ndarray:
+def fgsm(
+  loss_fn: Callable[[jnp.ndarray], jnp.ndarray],
+  x: jnp.ndarray,
+  eps: float,
+  norm: str = "linf",
+  clip: tuple[float, float] | None = (0.0, 1.0),
+) -> jnp.ndarray:
   """One step of size eps along the loss gradient's sign (L-inf) or direction (L2)."""
   _check(norm, eps)
   grad = jax.grad(loss_fn)(x)
   return _clip(x + project(_ascent_step(grad, eps, norm), eps, norm), clip)
 
 
-def pgd(loss_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray, eps: float,
-        step_size: float, steps: int, norm: str = "linf", key: jax.Array | None = None,
-        clip: tuple[float, float] | None = (0.0, 1.0)) -> jnp.ndarray:
+def pgd(
+  loss_fn: Callable[[jnp.ndarray], jnp.ndarray],
+  x: jnp.ndarray,
+  eps: float,
+  step_size: float,
+  steps: int,
+  norm: str = "linf",
+  key: jax.Array | None = None,
+  clip: tuple[float, float] | None = (0.0, 1.0),
+) -> jnp.ndarray:
   """`steps` projected ascent steps of `step_size`; with `key`, from a uniform random start in
   the ball (L-inf: each coordinate in [-eps, eps]; L2: a random direction and radius)."""
   _check(norm, eps)
@@ -82,10 +95,16 @@ def pgd(loss_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray, eps: floa
   return x + delta
 
 
-def embedding_adversarial_loss(loss_fn: Callable[[jnp.ndarray], tuple[jnp.ndarray, Any]],
-                               shape: tuple[int, ...], mask: jnp.ndarray, eps: float,
-                               step_size: float, steps: int, key: jax.Array,
-                               mode: str = "freelb") -> tuple[jnp.ndarray, Any]:
+def embedding_adversarial_loss(
+  loss_fn: Callable[[jnp.ndarray], tuple[jnp.ndarray, Any]],
+  shape: tuple[int, ...],
+  mask: jnp.ndarray,
+  eps: float,
+  step_size: float,
+  steps: int,
+  key: jax.Array,
+  mode: str = "freelb",
+) -> tuple[jnp.ndarray, Any]:
   """Adversarial training in embedding space (text has no continuous input to attack).
 
   `loss_fn(delta) -> (loss, aux)` is the training loss with `delta` [batch, length, width]
@@ -113,7 +132,8 @@ def embedding_adversarial_loss(loss_fn: Callable[[jnp.ndarray], tuple[jnp.ndarra
     (loss, aux), grad = jax.value_and_grad(loss_fn, has_aux=True)(jax.lax.stop_gradient(delta))
     losses.append(loss)
     delta = jax.lax.stop_gradient(
-        project(delta + _ascent_step(grad * mask, step_size, "l2"), eps, "l2") * mask)
+      project(delta + _ascent_step(grad * mask, step_size, "l2"), eps, "l2") * mask
+    )
   if mode == "pgd":
     return loss_fn(delta)
   return jnp.mean(jnp.stack(losses)), aux

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -41,22 +42,30 @@ def init_adapters(key: jax.Array, layers: list[AdaptedLayer], config: AdapterCon
   """Adapters for the layers matching `config.targets`: down ~ N(0, 1/width), up = 0."""
   chosen = [layer for layer in layers if re.search(config.targets, layer.path)]
   if not chosen:
-    raise ValueError(f"Adapter targets {config.targets!r} match no layer; the layers are: "
-                     f"{[layer.path for layer in layers]}.")
+    raise ValueError(
+      f"Adapter targets {config.targets!r} match no layer; the layers are: "
+      f"{[layer.path for layer in layers]}."
+    )
   adapters = {}
   for layer, layer_key in zip(chosen, jax.random.split(key, len(chosen))):
     width = int(np.prod(layer.out_shape))
     adapters[layer.path] = {
-        "down": jax.random.normal(layer_key, (width, config.size)) / np.sqrt(width),
-        "down_bias": jnp.zeros((config.size,)),
-        "up": jnp.zeros((config.size, width)),
-        "up_bias": jnp.zeros((width,)),
+      "down": jax.random.normal(layer_key, (width, config.size)) / np.sqrt(width),
+      "down_bias": jnp.zeros((config.size,)),
+      "up": jnp.zeros((config.size, width)),
+      "up_bias": jnp.zeros((width,)),
     }
   return adapters
 
 
-def apply(model: nn.Module, variables: PyTree, adapters: PyTree, *args,
-          method: str | Callable | None = None, **kwargs) -> Any:
+def apply(
+  model: nn.Module,
+  variables: PyTree,
+  adapters: PyTree,
+  *args,
+  method: str | Callable | None = None,
+  **kwargs,
+) -> Any:
   """`model.apply(variables, *args, **kwargs)` with an adapter after each adapted layer."""
 
   def adapt(next_fun, call_args, call_kwargs, context):
@@ -65,7 +74,7 @@ def apply(model: nn.Module, variables: PyTree, adapters: PyTree, *args,
     if context.method_name != "__call__" or path not in adapters:
       return y
     adapter = adapters[path]
-    flat = y.reshape(y.shape[:y.ndim - _output_axes(y, adapter)] + (-1,))
+    flat = y.reshape(y.shape[: y.ndim - _output_axes(y, adapter)] + (-1,))
     hidden = nn.gelu(flat @ adapter["down"].astype(y.dtype) + adapter["down_bias"])
     update = hidden @ adapter["up"].astype(y.dtype) + adapter["up_bias"]
     return y + update.reshape(y.shape).astype(y.dtype)

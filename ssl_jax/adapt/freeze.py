@@ -32,19 +32,23 @@ _BLOCK = re.compile(r"(?:^|/)block_(\d+)(?:/|$)")
 def leaf_paths(params: PyTree) -> PyTree:
   """The tree of "/"-joined key paths ("encoder/block_0/mlp_in/kernel")."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path),
-      params)
+    lambda path, _: "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path), params
+  )
 
 
 def num_blocks(params: PyTree) -> int:
   """1 + the largest `block_<i>` index in the paths (0 if there are no blocks)."""
-  indices = [int(m.group(1)) for path in jax.tree.leaves(leaf_paths(params))
-             for m in [_BLOCK.search(path)] if m]
+  indices = [
+    int(m.group(1))
+    for path in jax.tree.leaves(leaf_paths(params))
+    for m in [_BLOCK.search(path)]
+    if m
+  ]
   return max(indices) + 1 if indices else 0
 
 
 def freeze_labels(params: PyTree, strategy: str, head: str = "head") -> PyTree:
-  """"trainable" / "frozen" for every leaf of `params` under `strategy` (see the module doc);
+  """ "trainable" / "frozen" for every leaf of `params` under `strategy` (see the module doc);
   `head` is the top-level key of the new head."""
   paths = leaf_paths(params)
   is_head = lambda path: path == head or path.startswith(head + "/")
@@ -56,7 +60,9 @@ def freeze_labels(params: PyTree, strategy: str, head: str = "head") -> PyTree:
     try:
       k = int(strategy.split(":", 1)[1])
     except ValueError:
-      raise ConfigError(f"Freezing strategy {strategy!r} needs an integer K: 'top_blocks:2'.")
+      raise ConfigError(
+        f"Freezing strategy {strategy!r} needs an integer K: 'top_blocks:2'."
+      ) from None
     depth = num_blocks(params)
     if not 0 <= k <= depth:
       raise ConfigError(f"Freezing strategy {strategy!r}: the model has {depth} blocks.")
@@ -96,21 +102,22 @@ def layer_depths(params: PyTree, head: str = "head") -> PyTree:
   return jax.tree.map(depth, leaf_paths(params))
 
 
-def layerwise_decay(tx: optax.GradientTransformation, blocks: int, decay: float,
-                    head: str = "head") -> optax.GradientTransformation:
+def layerwise_decay(
+  tx: optax.GradientTransformation, blocks: int, decay: float, head: str = "head"
+) -> optax.GradientTransformation:
   """Scales the updates of a leaf at depth d by decay ** (blocks + 1 - d): the head learns at
   the full rate, each block below it `decay` times slower than the one above. The depth
   groups are fixed by `blocks`, so this can be built before the params exist."""
   if not 0.0 < decay <= 1.0:
     raise ConfigError(f"layer-wise lr decay must be in (0, 1]; got {decay}.")
   top = blocks + 1
-  groups = {f"depth_{d}": optax.chain(tx, optax.scale(decay ** (top - d)))
-            for d in range(top + 1)}
+  groups = {f"depth_{d}": optax.chain(tx, optax.scale(decay ** (top - d))) for d in range(top + 1)}
 
   def labels(params):
     if num_blocks(params) != blocks:
-      raise ConfigError(f"layer-wise lr decay was set up for {blocks} blocks; the params have "
-                        f"{num_blocks(params)}.")
+      raise ConfigError(
+        f"layer-wise lr decay was set up for {blocks} blocks; the params have {num_blocks(params)}."
+      )
     return jax.tree.map(lambda d: f"depth_{d}", layer_depths(params, head))
 
   return optax.multi_transform(groups, labels)

@@ -22,7 +22,8 @@ import json
 import os
 import re
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -75,8 +76,10 @@ def _contracted_dims(module: nn.Module, input_ndim: int) -> int:
   if module.batch_dims:
     raise ValueError(f"LoRA cannot adapt DenseGeneral {_module_path(module)!r} with batch_dims.")
   if sorted(a % input_ndim for a in axes) != list(range(input_ndim - len(axes), input_ndim)):
-    raise ValueError(f"LoRA adapts layers that contract trailing axes; "
-                     f"{_module_path(module)!r} contracts axis={module.axis}.")
+    raise ValueError(
+      f"LoRA adapts layers that contract trailing axes; "
+      f"{_module_path(module)!r} contracts axis={module.axis}."
+    )
   return len(axes)
 
 
@@ -90,11 +93,14 @@ def find_layers(model: nn.Module, variables: PyTree, *args, **kwargs) -> list[Ad
     if context.method_name == "__call__" and isinstance(module, _ADAPTABLE):
       out = next_fun(*call_args, **call_kwargs)
       kernel = module.variables["params"]["kernel"]
-      n_in = (kernel.ndim - 1 if isinstance(module, nn.Conv)
-              else _contracted_dims(module, call_args[0].ndim))
-      found[_module_path(module)] = AdaptedLayer(_module_path(module),
-                                                 tuple(kernel.shape[:n_in]),
-                                                 tuple(kernel.shape[n_in:]))
+      n_in = (
+        kernel.ndim - 1
+        if isinstance(module, nn.Conv)
+        else _contracted_dims(module, call_args[0].ndim)
+      )
+      found[_module_path(module)] = AdaptedLayer(
+        _module_path(module), tuple(kernel.shape[:n_in]), tuple(kernel.shape[n_in:])
+      )
       return out
     return next_fun(*call_args, **call_kwargs)
 
@@ -111,21 +117,30 @@ def init_adapters(key: jax.Array, layers: list[AdaptedLayer], config: LoraConfig
   scale of a fan-in init), "b" = 0 (so the adapted model starts as the base model)."""
   chosen = [layer for layer in layers if re.search(config.targets, layer.path)]
   if not chosen:
-    raise ValueError(f"LoRA targets {config.targets!r} match no layer; the layers are: "
-                     f"{[layer.path for layer in layers]}.")
+    raise ValueError(
+      f"LoRA targets {config.targets!r} match no layer; the layers are: "
+      f"{[layer.path for layer in layers]}."
+    )
   adapters = {}
   for layer, layer_key in zip(chosen, jax.random.split(key, len(chosen))):
     fan_in, fan_out = int(np.prod(layer.in_shape)), int(np.prod(layer.out_shape))
     adapters[layer.path] = {
-        "a": jax.random.normal(layer_key, (fan_in, config.rank)) / np.sqrt(fan_in),
-        "b": jnp.zeros((config.rank, fan_out)),
+      "a": jax.random.normal(layer_key, (fan_in, config.rank)) / np.sqrt(fan_in),
+      "b": jnp.zeros((config.rank, fan_out)),
     }
   return adapters
 
 
-def apply(model: nn.Module, variables: PyTree, adapters: Adapters, config: LoraConfig,
-          *args, dropout_key: jax.Array | None = None, method: str | Callable | None = None,
-          **kwargs) -> Any:
+def apply(
+  model: nn.Module,
+  variables: PyTree,
+  adapters: Adapters,
+  config: LoraConfig,
+  *args,
+  dropout_key: jax.Array | None = None,
+  method: str | Callable | None = None,
+  **kwargs,
+) -> Any:
   """`model.apply(variables, *args, **kwargs)` with the adapters added to their layers.
 
   `dropout_key` turns on LoRA dropout (training); each layer folds its path into it.
@@ -141,8 +156,9 @@ def apply(model: nn.Module, variables: PyTree, adapters: Adapters, config: LoraC
     y = next_fun(*call_args, **call_kwargs)
     x = call_args[0]
     if dropout_key is not None and config.dropout > 0:
-      keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, zlib.crc32(path.encode())),
-                                  1.0 - config.dropout, x.shape)
+      keep = jax.random.bernoulli(
+        jax.random.fold_in(dropout_key, zlib.crc32(path.encode())), 1.0 - config.dropout, x.shape
+      )
       x = jnp.where(keep, x / (1.0 - config.dropout), 0.0)
     a, b = adapters[path]["a"], adapters[path]["b"]
     if isinstance(module, nn.Conv):
@@ -150,11 +166,12 @@ def apply(model: nn.Module, variables: PyTree, adapters: Adapters, config: LoraC
       # padding, groups) with the low-rank kernel, without bias.
       kernel = module.variables["params"]["kernel"]
       delta_conv = module.clone(parent=None, use_bias=False)
-      delta = delta_conv.apply({"params": {"kernel": _kernel_delta(adapters[path], kernel,
-                                                                   config.scale)}}, x)
+      delta = delta_conv.apply(
+        {"params": {"kernel": _kernel_delta(adapters[path], kernel, config.scale)}}, x
+      )
       return y + delta.astype(y.dtype)
     n_in = _contracted_dims(module, x.ndim)
-    x = x.reshape(x.shape[:x.ndim - n_in] + (-1,))
+    x = x.reshape(x.shape[: x.ndim - n_in] + (-1,))
     delta = (x @ a.astype(x.dtype)) @ b.astype(x.dtype) * config.scale
     return y + delta.reshape(y.shape).astype(y.dtype)
 
@@ -181,14 +198,16 @@ def _map_kernels(params: PyTree, adapters: Adapters, fn) -> PyTree:
 def merge(params: PyTree, adapters: Adapters, config: LoraConfig) -> PyTree:
   """The base params with W + (alpha / r) A B in every adapted kernel: the same function as
   `apply` (without dropout), at the base model's cost."""
-  return _map_kernels(params, adapters,
-                      lambda kernel, adapter: kernel + _kernel_delta(adapter, kernel, config.scale))
+  return _map_kernels(
+    params, adapters, lambda kernel, adapter: kernel + _kernel_delta(adapter, kernel, config.scale)
+  )
 
 
 def unmerge(params: PyTree, adapters: Adapters, config: LoraConfig) -> PyTree:
   """Inverse of `merge` (up to float rounding)."""
-  return _map_kernels(params, adapters,
-                      lambda kernel, adapter: kernel - _kernel_delta(adapter, kernel, config.scale))
+  return _map_kernels(
+    params, adapters, lambda kernel, adapter: kernel - _kernel_delta(adapter, kernel, config.scale)
+  )
 
 
 def count_parameters(tree: PyTree) -> int:
@@ -224,11 +243,15 @@ def save_adapters(directory: str, adapters: Adapters, config: LoraConfig) -> int
     json.dump(dataclasses.asdict(config), f, indent=2)
   os.replace(tmp, os.path.join(directory, "lora.json"))
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(directory, "adapters"), _nest(jax.device_get(adapters)),
-                    force=True)
+  checkpointer.save(
+    os.path.join(directory, "adapters"), _nest(jax.device_get(adapters)), force=True
+  )
   checkpointer.wait_until_finished()
-  return sum(os.path.getsize(os.path.join(root, name))
-             for root, _, names in os.walk(directory) for name in names)
+  return sum(
+    os.path.getsize(os.path.join(root, name))
+    for root, _, names in os.walk(directory)
+    for name in names
+  )
 
 
 def load_adapters(directory: str) -> tuple[Adapters, LoraConfig]:
@@ -238,6 +261,5 @@ def load_adapters(directory: str) -> tuple[Adapters, LoraConfig]:
     raise FileNotFoundError(f"No LoRA adapters in {directory!r}: {config_path} is missing.")
   with open(config_path) as f:
     config = LoraConfig(**json.load(f))
-  nested = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory),
-                                                           "adapters"))
+  nested = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), "adapters"))
   return _flatten(nested), config

@@ -17,7 +17,8 @@ Both train with the classification head while the base model stays frozen.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -45,18 +46,23 @@ def _trace(model: nn.Module, variables: PyTree, record, *args, **kwargs) -> None
   def run(variables):
     with nn.intercept_methods(record):
       return model.apply(variables, *args, **kwargs)
+
   jax.eval_shape(run, variables)
 
 
-def attention_layers(model: nn.Module, variables: PyTree, *args, **kwargs
-                     ) -> dict[str, tuple[int, int]]:
+def attention_layers(
+  model: nn.Module, variables: PyTree, *args, **kwargs
+) -> dict[str, tuple[int, int]]:
   """{path: (heads, head_dim)} of every self-attention layer the model calls."""
   found: dict[str, tuple[int, int]] = {}
 
   def record(next_fun, call_args, call_kwargs, context):
     module = context.module
-    if (isinstance(module, Attention) and context.method_name == "__call__"
-        and call_kwargs.get("context") is None):
+    if (
+      isinstance(module, Attention)
+      and context.method_name == "__call__"
+      and call_kwargs.get("context") is None
+    ):
       width = call_args[0].shape[-1]
       found["/".join(module.path)] = (module.num_heads, width // module.num_heads)
     return next_fun(*call_args, **call_kwargs)
@@ -65,23 +71,35 @@ def attention_layers(model: nn.Module, variables: PyTree, *args, **kwargs
   return found
 
 
-def init_prefixes(key: jax.Array, layers: dict[str, tuple[int, int]], config: PrefixConfig
-                  ) -> PyTree:
+def init_prefixes(
+  key: jax.Array, layers: dict[str, tuple[int, int]], config: PrefixConfig
+) -> PyTree:
   if not layers:
-    raise ValueError("Prefix tuning needs self-attention layers (ssl_jax.models.transformer."
-                     "Attention); this model calls none.")
+    raise ValueError(
+      "Prefix tuning needs self-attention layers (ssl_jax.models.transformer."
+      "Attention); this model calls none."
+    )
   prefixes = {}
-  for (path, (heads, head_dim)), layer_key in zip(sorted(layers.items()),
-                                                  jax.random.split(key, len(layers))):
+  for (path, (heads, head_dim)), layer_key in zip(
+    sorted(layers.items()), jax.random.split(key, len(layers))
+  ):
     k_key, v_key = jax.random.split(layer_key)
     shape = (config.length, heads, head_dim)
-    prefixes[path] = {"key": config.init_std * jax.random.normal(k_key, shape),
-                      "value": config.init_std * jax.random.normal(v_key, shape)}
+    prefixes[path] = {
+      "key": config.init_std * jax.random.normal(k_key, shape),
+      "value": config.init_std * jax.random.normal(v_key, shape),
+    }
   return prefixes
 
 
-def apply_prefixes(model: nn.Module, variables: PyTree, prefixes: PyTree, *args,
-                   method: str | Callable | None = None, **kwargs) -> Any:
+def apply_prefixes(
+  model: nn.Module,
+  variables: PyTree,
+  prefixes: PyTree,
+  *args,
+  method: str | Callable | None = None,
+  **kwargs,
+) -> Any:
   """`model.apply(variables, *args, **kwargs)` with the learned prefixes in every adapted
   self-attention layer."""
   active: list[tuple[str, ...]] = []  # the adapted attention layer being called, if any
@@ -134,27 +152,40 @@ def embedding_layers(model: nn.Module, variables: PyTree, *args, **kwargs) -> di
 
 def init_prompts(key: jax.Array, layers: dict[str, int], config: PromptConfig) -> PyTree:
   if not layers:
-    raise ValueError("Prompt tuning needs a token embedding (ssl_jax.models.transformer."
-                     "TextEmbedding); this model calls none.")
-  return {path: config.init_std * jax.random.normal(jax.random.fold_in(key, i),
-                                                    (config.length, width))
-          for i, (path, width) in enumerate(sorted(layers.items()))}
+    raise ValueError(
+      "Prompt tuning needs a token embedding (ssl_jax.models.transformer."
+      "TextEmbedding); this model calls none."
+    )
+  return {
+    path: config.init_std * jax.random.normal(jax.random.fold_in(key, i), (config.length, width))
+    for i, (path, width) in enumerate(sorted(layers.items()))
+  }
 
 
-def reserve_prompt_positions(tokens: jnp.ndarray, length: int, placeholder: int,
-                             start: int = 1) -> jnp.ndarray:
+def reserve_prompt_positions(
+  tokens: jnp.ndarray, length: int, placeholder: int, start: int = 1
+) -> jnp.ndarray:
   """[B, L] tokens with `length` placeholder tokens inserted at `start` and the last `length`
   tokens dropped (the shape stays [B, L]); the placeholders must not be padding, so the
   prompt positions are attended to."""
   if start + length >= tokens.shape[1]:
-    raise ValueError(f"A prompt of {length} tokens at position {start} leaves no room in rows "
-                     f"of {tokens.shape[1]} tokens.")
+    raise ValueError(
+      f"A prompt of {length} tokens at position {start} leaves no room in rows "
+      f"of {tokens.shape[1]} tokens."
+    )
   fill = jnp.full((tokens.shape[0], length), placeholder, tokens.dtype)
-  return jnp.concatenate([tokens[:, :start], fill, tokens[:, start:tokens.shape[1] - length]], 1)
+  return jnp.concatenate([tokens[:, :start], fill, tokens[:, start : tokens.shape[1] - length]], 1)
 
 
-def apply_prompts(model: nn.Module, variables: PyTree, prompts: PyTree, *args, start: int = 1,
-                  method: str | Callable | None = None, **kwargs) -> Any:
+def apply_prompts(
+  model: nn.Module,
+  variables: PyTree,
+  prompts: PyTree,
+  *args,
+  start: int = 1,
+  method: str | Callable | None = None,
+  **kwargs,
+) -> Any:
   """`model.apply(variables, *args, **kwargs)` with the embeddings at positions
   [start, start + length) replaced by the learned prompts."""
 
@@ -165,8 +196,8 @@ def apply_prompts(model: nn.Module, variables: PyTree, prompts: PyTree, *args, s
       return y
     prompt = prompts[path].astype(y.dtype)
     return jax.lax.dynamic_update_slice(
-        y, jnp.broadcast_to(prompt, (y.shape[0],) + prompt.shape), (0, start, 0))
+      y, jnp.broadcast_to(prompt, (y.shape[0],) + prompt.shape), (0, start, 0)
+    )
 
   with nn.intercept_methods(adapt):
     return model.apply(variables, *args, method=method, **kwargs)
-

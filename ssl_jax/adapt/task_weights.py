@@ -24,10 +24,13 @@ PyTree = Any
 
 def trained_leaves(params: PyTree, labels: PyTree) -> dict[str, Any]:
   """{"/"-joined path: leaf} of the leaves labelled trainable."""
-  return {path: leaf for path, leaf, label in zip(jax.tree.leaves(leaf_paths(params)),
-                                                  jax.tree.leaves(params),
-                                                  jax.tree.leaves(labels))
-          if label == TRAINABLE}
+  return {
+    path: leaf
+    for path, leaf, label in zip(
+      jax.tree.leaves(leaf_paths(params)), jax.tree.leaves(params), jax.tree.leaves(labels)
+    )
+    if label == TRAINABLE
+  }
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -42,16 +45,21 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def directory_bytes(directory: str) -> int:
-  return sum(os.path.getsize(os.path.join(root, name))
-             for root, _, names in os.walk(directory) for name in names)
+  return sum(
+    os.path.getsize(os.path.join(root, name))
+    for root, _, names in os.walk(directory)
+    for name in names
+  )
 
 
-def save_task_weights(directory: str, params: PyTree, labels: PyTree,
-                      base_checkpoint: str | None) -> dict[str, Any]:
+def save_task_weights(
+  directory: str, params: PyTree, labels: PyTree, base_checkpoint: str | None
+) -> dict[str, Any]:
   """Writes the trainable leaves of `params`; returns {"path", "bytes", "parameters"}."""
   directory = os.path.abspath(directory)
-  flat = {path: np.asarray(leaf) for path, leaf in
-          trained_leaves(jax.device_get(params), labels).items()}
+  flat = {
+    path: np.asarray(leaf) for path, leaf in trained_leaves(jax.device_get(params), labels).items()
+  }
   os.makedirs(directory, exist_ok=True)
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(directory, "weights"), _nest(flat), force=True)
@@ -59,8 +67,11 @@ def save_task_weights(directory: str, params: PyTree, labels: PyTree,
   parameters = int(sum(leaf.size for leaf in flat.values()))
   tmp = os.path.join(directory, "task_weights.json.tmp")
   with open(tmp, "w") as f:
-    json.dump({"base_checkpoint": base_checkpoint, "paths": sorted(flat),
-               "parameters": parameters}, f, indent=2)
+    json.dump(
+      {"base_checkpoint": base_checkpoint, "paths": sorted(flat), "parameters": parameters},
+      f,
+      indent=2,
+    )
   os.replace(tmp, os.path.join(directory, "task_weights.json"))
   return {"path": directory, "bytes": directory_bytes(directory), "parameters": parameters}
 
@@ -71,8 +82,7 @@ def load_task_weights(directory: str, params: PyTree) -> PyTree:
   index = os.path.join(directory, "task_weights.json")
   if not os.path.isfile(index):
     raise FileNotFoundError(f"No task weights in {directory!r}: {index} is missing.")
-  restored = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory),
-                                                             "weights"))
+  restored = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), "weights"))
   flat: dict[str, Any] = {}
 
   def walk(node, prefix):
@@ -82,6 +92,7 @@ def load_task_weights(directory: str, params: PyTree) -> PyTree:
         walk(child, path)
       else:
         flat[path] = child
+
   walk(restored, "")
   paths = jax.tree.leaves(leaf_paths(params))
   missing = sorted(set(flat) - set(paths))
@@ -91,8 +102,10 @@ def load_task_weights(directory: str, params: PyTree) -> PyTree:
   for path, leaf in zip(paths, jax.tree.leaves(params)):
     if path in flat:
       if np.shape(flat[path]) != np.shape(leaf):
-        raise ValueError(f"Task weight {path!r} has shape {np.shape(flat[path])}; the params "
-                         f"have {np.shape(leaf)}.")
+        raise ValueError(
+          f"Task weight {path!r} has shape {np.shape(flat[path])}; the params "
+          f"have {np.shape(leaf)}."
+        )
       leaf = np.asarray(flat[path], np.asarray(leaf).dtype)
     leaves.append(leaf)
   return jax.tree.unflatten(jax.tree.structure(params), leaves)

@@ -13,7 +13,8 @@ The model enters as a function, so any task's model can be scored: see
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,16 +26,21 @@ NextTokenLogProbs = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 MaskedLogProbs = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
-def continuation_scores(log_probs_fn: NextTokenLogProbs, prompts: Sequence[Sequence[int]],
-                        verbalizers: Sequence[Sequence[int]], pad_id: int
-                        ) -> dict[str, np.ndarray]:
+def continuation_scores(
+  log_probs_fn: NextTokenLogProbs,
+  prompts: Sequence[Sequence[int]],
+  verbalizers: Sequence[Sequence[int]],
+  pad_id: int,
+) -> dict[str, np.ndarray]:
   """{"sum", "per_token"}: [num_prompts, num_classes] log-likelihoods of every verbalizer
   after every prompt, from one batched forward pass over the N x C concatenations."""
   if any(len(v) == 0 for v in verbalizers):
     raise ValueError("Every verbalizer needs at least one token.")
   if any(len(p) == 0 for p in prompts):
-    raise ValueError("Every prompt needs at least one token (the first verbalizer token is "
-                     "predicted from the prompt's last position).")
+    raise ValueError(
+      "Every prompt needs at least one token (the first verbalizer token is "
+      "predicted from the prompt's last position)."
+    )
   num_prompts, num_classes = len(prompts), len(verbalizers)
   length = max(len(p) for p in prompts) + max(len(v) for v in verbalizers)
   width = max(len(v) for v in verbalizers)
@@ -47,23 +53,30 @@ def continuation_scores(log_probs_fn: NextTokenLogProbs, prompts: Sequence[Seque
   for i, prompt in enumerate(prompts):
     for c, verbalizer in enumerate(verbalizers):
       row, sequence = i * num_classes + c, list(prompt) + list(verbalizer)
-      tokens[row, :len(sequence)] = sequence
-      valid[row, :len(sequence)] = True
+      tokens[row, : len(sequence)] = sequence
+      valid[row, : len(sequence)] = True
       k = len(verbalizer)
       at[row, :k] = np.arange(len(prompt) - 1, len(prompt) - 1 + k)
       target[row, :k] = verbalizer
       weight[row, :k] = 1.0
   log_probs = log_probs_fn(jnp.asarray(tokens), jnp.asarray(valid))
   picked = jnp.take_along_axis(
-      jnp.take_along_axis(log_probs, jnp.asarray(at)[..., None], axis=1),
-      jnp.asarray(target)[..., None], axis=2)[..., 0]
+    jnp.take_along_axis(log_probs, jnp.asarray(at)[..., None], axis=1),
+    jnp.asarray(target)[..., None],
+    axis=2,
+  )[..., 0]
   total = np.asarray((picked * weight).sum(-1)).reshape(num_prompts, num_classes)
   lengths = np.asarray([len(v) for v in verbalizers], np.float32)
   return {"sum": total, "per_token": total / lengths}
 
 
-def masked_scores(log_probs_fn: MaskedLogProbs, prompts: Sequence[Sequence[int]],
-                  mask_id: int, verbalizer_ids: Sequence[int], pad_id: int) -> np.ndarray:
+def masked_scores(
+  log_probs_fn: MaskedLogProbs,
+  prompts: Sequence[Sequence[int]],
+  mask_id: int,
+  verbalizer_ids: Sequence[int],
+  pad_id: int,
+) -> np.ndarray:
   """[num_prompts, num_classes] log p(verbalizer_c at the [MASK] of each prompt)."""
   length = max(len(p) for p in prompts)
   tokens = np.full((len(prompts), length), pad_id, np.int32)
@@ -72,11 +85,11 @@ def masked_scores(log_probs_fn: MaskedLogProbs, prompts: Sequence[Sequence[int]]
     masks = [t for t, token in enumerate(prompt) if token == mask_id]
     if len(masks) != 1:
       raise ValueError(f"Prompt {i} has {len(masks)} [MASK] tokens; PET scoring needs one.")
-    tokens[i, :len(prompt)] = prompt
+    tokens[i, : len(prompt)] = prompt
     positions[i] = masks[0]
   valid = np.zeros_like(tokens, bool)
   for i, prompt in enumerate(prompts):
-    valid[i, :len(prompt)] = True
+    valid[i, : len(prompt)] = True
   log_probs = log_probs_fn(jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(positions))
   return np.asarray(log_probs[:, jnp.asarray(verbalizer_ids)])
 
@@ -98,8 +111,9 @@ def masked_log_probs_fn(task: Any, params: Any, model_state: Any) -> MaskedLogPr
 
   @jax.jit
   def log_probs(tokens, valid, positions):
-    logits = task.model.apply({"params": params, **model_state}, tokens, valid,
-                              positions[:, None], train=False)
+    logits = task.model.apply(
+      {"params": params, **model_state}, tokens, valid, positions[:, None], train=False
+    )
     return jax.nn.log_softmax(logits[:, 0].astype(jnp.float32))
 
   return log_probs
@@ -111,8 +125,10 @@ def single_token_verbalizers(tokenizer: Any, words: Sequence[str]) -> list[int]:
   for word in words:
     pieces = tokenizer.encode([" " + word])[0]
     if len(pieces) != 1:
-      raise ValueError(f"Verbalizer {word!r} is {len(pieces)} pieces "
-                       f"{[tokenizer.sp.id_to_piece(p) for p in pieces]}; masked-LM scoring "
-                       "needs one. Choose another word or score with a causal LM.")
+      raise ValueError(
+        f"Verbalizer {word!r} is {len(pieces)} pieces "
+        f"{[tokenizer.sp.id_to_piece(p) for p in pieces]}; masked-LM scoring "
+        "needs one. Choose another word or score with a causal LM."
+      )
     ids.append(pieces[0])
   return ids

@@ -3,6 +3,14 @@
 Data never imports models or the trainer. Importing this package registers every source.
 """
 
-from ssl_jax.data import (digits, image_folder, python_text, synthetic,  # noqa: F401
-                          text_classification, text_files, tfds_images, tfds_text)
+from ssl_jax.data import (
+  digits,
+  image_folder,
+  python_text,
+  synthetic,  # noqa: F401
+  text_classification,
+  text_files,
+  tfds_images,
+  tfds_text,
+)
 from ssl_jax.data.source import Dataset  # noqa: F401

@@ -8,7 +8,8 @@ only on the key, never on how the batch is sharded.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -81,8 +82,9 @@ def view_configs(augment: Mapping[str, Any]) -> dict[str, AugmentConfig]:
   return views
 
 
-def random_resized_crop(key: jax.Array, image: jnp.ndarray, scale: Sequence[float],
-                        ratio: Sequence[float], size: int = 0) -> jnp.ndarray:
+def random_resized_crop(
+  key: jax.Array, image: jnp.ndarray, scale: Sequence[float], ratio: Sequence[float], size: int = 0
+) -> jnp.ndarray:
   """Crops a random box of the given area/aspect range and resizes it to `size` (0: same)."""
   height, width = image.shape[0], image.shape[1]
   area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)
@@ -97,8 +99,15 @@ def random_resized_crop(key: jax.Array, image: jnp.ndarray, scale: Sequence[floa
   scale_yx = jnp.stack([out_h / crop_h, out_w / crop_w])
   # Output coordinate = input coordinate * scale + translation, so the box corner maps to 0.
   translation = -jnp.stack([y0, x0]) * scale_yx
-  return jax.image.scale_and_translate(image, (out_h, out_w, image.shape[2]), (0, 1), scale_yx,
-                                       translation, method="linear", antialias=True)
+  return jax.image.scale_and_translate(
+    image,
+    (out_h, out_w, image.shape[2]),
+    (0, 1),
+    scale_yx,
+    translation,
+    method="linear",
+    antialias=True,
+  )
 
 
 _LUMA = jnp.array([0.299, 0.587, 0.114])
@@ -124,8 +133,9 @@ def rgb_to_hsv(image: jnp.ndarray) -> jnp.ndarray:
   chroma = value - jnp.min(image, -1)
   safe = jnp.where(chroma > 0, chroma, 1.0)
   saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1.0), 0.0)
-  hue = jnp.where(value == r, (g - b) / safe,
-                  jnp.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+  hue = jnp.where(
+    value == r, (g - b) / safe, jnp.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe)
+  )
   hue = jnp.where(chroma > 0, (hue / 6.0) % 1.0, 0.0)
   return jnp.stack([hue, saturation, value], -1)
 
@@ -139,10 +149,17 @@ def hsv_to_rgb(image: jnp.ndarray) -> jnp.ndarray:
   q = value * (1.0 - saturation * fraction)
   t = value * (1.0 - saturation * (1.0 - fraction))
   sector = sector.astype(jnp.int32) % 6
-  choices = [(value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value),
-             (value, p, q)]
-  channels = [jnp.select([sector == i for i in range(6)], [c[k] for c in choices])
-              for k in range(3)]
+  choices = [
+    (value, t, p),
+    (q, value, p),
+    (p, value, t),
+    (p, q, value),
+    (t, p, value),
+    (value, p, q),
+  ]
+  channels = [
+    jnp.select([sector == i for i in range(6)], [c[k] for c in choices]) for k in range(3)
+  ]
   return jnp.stack(channels, -1)
 
 
@@ -166,23 +183,23 @@ def gaussian_blur(image: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
   kernel = jnp.exp(-0.5 * (offsets / jnp.maximum(sigma, 1e-3)) ** 2)
   kernel = kernel / kernel.sum()
   padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="edge")
-  blurred = sum(kernel[i] * padded[i:i + image.shape[0]] for i in range(2 * radius + 1))
+  blurred = sum(kernel[i] * padded[i : i + image.shape[0]] for i in range(2 * radius + 1))
   padded = jnp.pad(blurred, ((0, 0), (radius, radius), (0, 0)), mode="edge")
-  return sum(kernel[i] * padded[:, i:i + image.shape[1]] for i in range(2 * radius + 1))
+  return sum(kernel[i] * padded[:, i : i + image.shape[1]] for i in range(2 * radius + 1))
 
 
 JITTER_ORDERS = ("fixed", "random")
 
 
-def color_jitter(key: jax.Array, keys: Sequence[jax.Array], image: jnp.ndarray,
-                 cfg: AugmentConfig) -> jnp.ndarray:
+def color_jitter(
+  key: jax.Array, keys: Sequence[jax.Array], image: jnp.ndarray, cfg: AugmentConfig
+) -> jnp.ndarray:
   """Brightness, contrast, saturation and hue with strengths drawn from `cfg`'s ranges."""
   if cfg.jitter_order not in JITTER_ORDERS:
     raise ValueError(f"Unknown jitter_order {cfg.jitter_order!r}; valid: {JITTER_ORDERS}.")
   delta = jax.random.uniform(keys[3], (), minval=-cfg.brightness, maxval=cfg.brightness)
   factor = jax.random.uniform(keys[4], (), minval=1 - cfg.contrast, maxval=1 + cfg.contrast)
-  saturation = jax.random.uniform(keys[8], (), minval=1 - cfg.saturation,
-                                  maxval=1 + cfg.saturation)
+  saturation = jax.random.uniform(keys[8], (), minval=1 - cfg.saturation, maxval=1 + cfg.saturation)
   turns = jax.random.uniform(keys[9], (), minval=-cfg.hue, maxval=cfg.hue)
   if cfg.jitter_order == "fixed":
     mean = image.mean()
@@ -192,10 +209,12 @@ def color_jitter(key: jax.Array, keys: Sequence[jax.Array], image: jnp.ndarray,
     if cfg.hue > 0:
       jittered = adjust_hue(jnp.clip(jittered, 0.0, 1.0), turns)
     return jittered
-  ops = [lambda x: x + delta,
-         lambda x: (x - x.mean()) * factor + x.mean(),
-         lambda x: adjust_saturation(x, saturation),
-         lambda x: adjust_hue(x, turns)]
+  ops = [
+    lambda x: x + delta,
+    lambda x: (x - x.mean()) * factor + x.mean(),
+    lambda x: adjust_saturation(x, saturation),
+    lambda x: adjust_hue(x, turns),
+  ]
   order = jax.random.permutation(jax.random.fold_in(key, 2), len(ops))
   for position in range(len(ops)):
     image = jnp.clip(jax.lax.switch(order[position], ops, image), 0.0, 1.0)
@@ -233,13 +252,15 @@ def augment_batch(key: jax.Array, images: jnp.ndarray, cfg: AugmentConfig) -> jn
   return jax.vmap(lambda k, x: augment_image(k, x, cfg))(keys, images)
 
 
-def multi_crop(key: jax.Array, images: jnp.ndarray, views: Mapping[str, AugmentConfig],
-               num_local: int) -> tuple[jnp.ndarray, jnp.ndarray | None]:
+def multi_crop(
+  key: jax.Array, images: jnp.ndarray, views: Mapping[str, AugmentConfig], num_local: int
+) -> tuple[jnp.ndarray, jnp.ndarray | None]:
   """Two global views [2B, H, W, C] (view1 then view2) and `num_local` local views
   [num_local*B, h, w, C] (None when num_local is 0), as in SwAV and DINO."""
   keys = jax.random.split(key, 2 + num_local)
-  global_views = jnp.concatenate([augment_batch(keys[0], images, views["view1"]),
-                                  augment_batch(keys[1], images, views["view2"])])
+  global_views = jnp.concatenate(
+    [augment_batch(keys[0], images, views["view1"]), augment_batch(keys[1], images, views["view2"])]
+  )
   if not num_local:
     return global_views, None
   local_views = jnp.concatenate([augment_batch(k, images, views["local"]) for k in keys[2:]])

@@ -22,10 +22,13 @@ def digits(workdir: str | None = None, test_fraction: float = 0.3, split_seed: i
   images = (images / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
   labels = labels.astype(np.int32)
   train_x, test_x, train_y, test_y = train_test_split(
-      images, labels, test_size=test_fraction, stratify=labels, random_state=split_seed)
+    images, labels, test_size=test_fraction, stratify=labels, random_state=split_seed
+  )
   return Dataset(
-      splits={"train": {"image": train_x, "label": train_y},
-              "test": {"image": test_x, "label": test_y}},
-      modality="image",
-      info={"num_classes": 10},
+    splits={
+      "train": {"image": train_x, "label": train_y},
+      "test": {"image": test_x, "label": test_y},
+    },
+    modality="image",
+    info={"num_classes": 10},
   )

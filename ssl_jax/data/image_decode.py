@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-ImageSource = Union[bytes, str, os.PathLike]
+ImageSource = bytes | str | os.PathLike
 CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 
@@ -23,8 +22,9 @@ class CorruptImageError(ValueError):
   """An image file or record could not be decoded; the message names it."""
 
 
-def decode_image(source: ImageSource, size: int | None, channels: int = 3,
-                 name: str | None = None) -> np.ndarray:
+def decode_image(
+  source: ImageSource, size: int | None, channels: int = 3, name: str | None = None
+) -> np.ndarray:
   """Decodes `source` (encoded bytes or a path) to uint8 [size, size, channels].
 
   Args:
@@ -56,4 +56,3 @@ def resize_and_center_crop(image: Image.Image, size: int) -> Image.Image:
     image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
   left, top = (new_w - size) // 2, (new_h - size) // 2
   return image.crop((left, top, left + size, top + size))
-

@@ -23,10 +23,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 @DATASETS.register("image_folder")
-def image_folder(workdir: str | None = None, path: str = "", image_size: int = 0,
-                 channels: int = 3, train_dir: str = "train", test_dir: str = "",
-                 test_fraction: float = 0.2, split_seed: int = 0,
-                 num_threads: int = 16) -> Dataset:
+def image_folder(
+  workdir: str | None = None,
+  path: str = "",
+  image_size: int = 0,
+  channels: int = 3,
+  train_dir: str = "train",
+  test_dir: str = "",
+  test_fraction: float = 0.2,
+  split_seed: int = 0,
+  num_threads: int = 16,
+) -> Dataset:
   """Labelled images from class directories, as uint8 [image_size, image_size, channels].
 
   Args:
@@ -41,8 +48,10 @@ def image_folder(workdir: str | None = None, path: str = "", image_size: int = 0
   """
   del workdir
   if not path or not os.path.isdir(path):
-    raise FileNotFoundError(f"config.data.path={path!r} is not a directory of class "
-                            "directories (<path>/<class>/<image> or <path>/<split>/<class>/...).")
+    raise FileNotFoundError(
+      f"config.data.path={path!r} is not a directory of class "
+      "directories (<path>/<class>/<image> or <path>/<split>/<class>/...)."
+    )
   if test_dir:
     classes = class_names(os.path.join(path, train_dir))
     train_files, train_labels = list_images(os.path.join(path, train_dir), classes)
@@ -53,22 +62,26 @@ def image_folder(workdir: str | None = None, path: str = "", image_size: int = 0
     counts = np.bincount(labels, minlength=len(classes))
     stratify = labels if counts.min() >= 2 else None
     train_files, test_files, train_labels, test_labels = train_test_split(
-        files, labels, test_size=test_fraction, stratify=stratify, random_state=split_seed)
+      files, labels, test_size=test_fraction, stratify=stratify, random_state=split_seed
+    )
   shape = _image_shape(train_files[0], image_size, channels)
-  read = functools.partial(_read_split, size=image_size or None, channels=channels,
-                           shape=shape, num_threads=num_threads)
+  read = functools.partial(
+    _read_split, size=image_size or None, channels=channels, shape=shape, num_threads=num_threads
+  )
   return Dataset(
-      splits={"train": read(train_files, train_labels), "test": read(test_files, test_labels)},
-      modality="image",
-      info={"num_classes": len(classes), "class_names": classes})
+    splits={"train": read(train_files, train_labels), "test": read(test_files, test_labels)},
+    modality="image",
+    info={"num_classes": len(classes), "class_names": classes},
+  )
 
 
 def class_names(root: str) -> list[str]:
   """The sorted subdirectory names of `root`: one per class."""
   if not os.path.isdir(root):
     raise FileNotFoundError(f"Split directory {root!r} does not exist.")
-  names = sorted(entry.name for entry in os.scandir(root)
-                 if entry.is_dir() and not entry.name.startswith("."))
+  names = sorted(
+    entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith(".")
+  )
   if not names:
     raise ValueError(f"{root!r} has no class directories; expected <class>/<image> below it.")
   return names
@@ -79,14 +92,23 @@ def list_images(root: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
   present = class_names(root)
   unknown = sorted(set(present) - set(classes))
   if unknown:
-    raise ValueError(f"{root!r} has class directories {unknown} that the train split does not "
-                     f"have; classes: {classes}.")
+    raise ValueError(
+      f"{root!r} has class directories {unknown} that the train split does not "
+      f"have; classes: {classes}."
+    )
   files, labels = [], []
   for label, name in enumerate(classes):
     class_dir = os.path.join(root, name)
-    found = sorted(os.path.join(dirpath, f)
-                   for dirpath, _, names in os.walk(class_dir) for f in names
-                   if f.lower().endswith(IMAGE_EXTENSIONS)) if os.path.isdir(class_dir) else []
+    found = (
+      sorted(
+        os.path.join(dirpath, f)
+        for dirpath, _, names in os.walk(class_dir)
+        for f in names
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+      )
+      if os.path.isdir(class_dir)
+      else []
+    )
     files += found
     labels += [label] * len(found)
   if not files:
@@ -100,22 +122,35 @@ def _image_shape(first_file: str, size: int, channels: int) -> tuple[int, int, i
   return image_decode.decode_image(first_file, None, channels).shape
 
 
-def _read_split(files: list[str], labels: np.ndarray, size: int | None, channels: int,
-                shape: tuple[int, int, int], num_threads: int) -> RecordSplit:
+def _read_split(
+  files: list[str],
+  labels: np.ndarray,
+  size: int | None,
+  channels: int,
+  shape: tuple[int, int, int],
+  num_threads: int,
+) -> RecordSplit:
   files, labels = list(files), np.asarray(labels, np.int32)
 
   def decode(file: str) -> np.ndarray:
     image = image_decode.decode_image(file, size, channels)
     if image.shape != shape:
-      raise ValueError(f"Image {file} decodes to {image.shape}, but the dataset's images are "
-                       f"{shape}; set config.data.image_size to resize them all.")
+      raise ValueError(
+        f"Image {file} decodes to {image.shape}, but the dataset's images are "
+        f"{shape}; set config.data.image_size to resize them all."
+      )
     return image
 
   def read_rows(indices: np.ndarray) -> dict[str, np.ndarray]:
     images = parallel_map(decode, [files[i] for i in indices], num_threads)
-    return {"image": np.stack(images) if images else np.zeros((0,) + shape, np.uint8),
-            "label": labels[indices]}
+    return {
+      "image": np.stack(images) if images else np.zeros((0,) + shape, np.uint8),
+      "label": labels[indices],
+    }
 
-  return RecordSplit(len(files), read_rows,
-                     {"image": (shape, np.uint8), "label": ((), np.int32)},
-                     read_labels=lambda: labels)
+  return RecordSplit(
+    len(files),
+    read_rows,
+    {"image": (shape, np.uint8), "label": ((), np.int32)},
+    read_labels=lambda: labels,
+  )

@@ -17,7 +17,8 @@ few labels still fill fixed-size batches and an "epoch" means as many steps as w
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,10 @@ def labelled_indices(labels: np.ndarray, per_class: int, draw: int, seed: int) -
   for label in np.unique(labels[labels >= 0]):
     members = np.flatnonzero(labels == label)
     if len(members) < per_class:
-      raise ConfigError(f"config.label_budget.per_class={per_class}, but class {label} has "
-                        f"only {len(members)} labelled training examples.")
+      raise ConfigError(
+        f"config.label_budget.per_class={per_class}, but class {label} has "
+        f"only {len(members)} labelled training examples."
+      )
     chosen.append(rng.choice(members, size=per_class, replace=False))
   return np.sort(np.concatenate(chosen))
 
@@ -52,26 +55,34 @@ def _split_of(read, size: int, like: Mapping[str, Any], columns: dict[str, str])
   `columns` maps each output column to the column of `like` it has the shape of."""
   if not isinstance(like, RecordSplit):
     return read(np.arange(size))
-  return RecordSplit(size, read, {name: (tuple(like[source].shape[1:]), like[source].dtype)
-                                  for name, source in columns.items()})
+  return RecordSplit(
+    size,
+    read,
+    {name: (tuple(like[source].shape[1:]), like[source].dtype) for name, source in columns.items()},
+  )
 
 
-def apply_label_budget(dataset: Dataset, per_class: int = 0, draw: int = 0,
-                       unlabelled: str = "drop", seed: int = 0) -> Dataset:
+def apply_label_budget(
+  dataset: Dataset, per_class: int = 0, draw: int = 0, unlabelled: str = "drop", seed: int = 0
+) -> Dataset:
   """`dataset` with its train split cut to the budget (see the module docstring); per_class=0
   and unlabelled="drop" leave it as it is. Other splits are untouched."""
   if unlabelled not in UNLABELLED:
-    raise ConfigError(f"Unknown config.label_budget.unlabelled {unlabelled!r}; valid: "
-                      f"{list(UNLABELLED)}.")
+    raise ConfigError(
+      f"Unknown config.label_budget.unlabelled {unlabelled!r}; valid: {list(UNLABELLED)}."
+    )
   if per_class < 0:
-    raise ConfigError(f"config.label_budget.per_class must be >= 0 (0 = every label); got "
-                      f"{per_class}.")
+    raise ConfigError(
+      f"config.label_budget.per_class must be >= 0 (0 = every label); got {per_class}."
+    )
   if per_class == 0 and unlabelled == "drop":
     return dataset
   train = dataset.split(dataset.train_split)
   if "label" not in train:
-    raise ConfigError(f"config.label_budget needs labels in the train split; "
-                      f"{dataset.train_split!r} has only {sorted(train)}.")
+    raise ConfigError(
+      f"config.label_budget needs labels in the train split; "
+      f"{dataset.train_split!r} has only {sorted(train)}."
+    )
   labels = np.asarray(train["label"])
   kept = labelled_indices(labels, per_class, draw, seed)
   size = len(labels)
@@ -86,15 +97,23 @@ def apply_label_budget(dataset: Dataset, per_class: int = 0, draw: int = 0,
     def read(indices):
       return take_rows(train, repeated[indices])
   else:
-    columns = {**{name: name for name in inputs}, "label": "label",
-               **{LABELLED_PREFIX + name: name for name in inputs}}
+    columns = {
+      **{name: name for name in inputs},
+      "label": "label",
+      **{LABELLED_PREFIX + name: name for name in inputs},
+    }
 
     def read(indices):
       labelled, rows = take_rows(train, repeated[indices]), take_rows(train, indices)
-      return {**{name: rows[name] for name in inputs}, "label": labelled["label"],
-              **{LABELLED_PREFIX + name: labelled[name] for name in inputs}}
+      return {
+        **{name: rows[name] for name in inputs},
+        "label": labelled["label"],
+        **{LABELLED_PREFIX + name: labelled[name] for name in inputs},
+      }
+
   budget = _split_of(read, size, train, columns)
   splits = {**dataset.splits, dataset.train_split: budget}
   info = {**dataset.info, "labelled_examples": int(len(kept)), "unlabelled": unlabelled}
-  return Dataset(splits=splits, modality=dataset.modality, train_split=dataset.train_split,
-                 info=info)
+  return Dataset(
+    splits=splits, modality=dataset.modality, train_split=dataset.train_split, info=info
+  )

@@ -12,16 +12,21 @@ MaxText/Levanter layout).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 PAD_SEGMENT = 0  # the segment id of padding (models read it the same way)
 
 
-def pack_documents(token_lists: Sequence[Sequence[int]], seq_len: int, order_seed: int,
-                   pad_id: int, bos_id: int | None = None, eos_id: int | None = None
-                   ) -> dict[str, np.ndarray]:
+def pack_documents(
+  token_lists: Sequence[Sequence[int]],
+  seq_len: int,
+  order_seed: int,
+  pad_id: int,
+  bos_id: int | None = None,
+  eos_id: int | None = None,
+) -> dict[str, np.ndarray]:
   """{"tokens", "segment_ids", "positions"}: int32 [num_rows, seq_len] arrays.
 
   Args:
@@ -48,7 +53,7 @@ def pack_documents(token_lists: Sequence[Sequence[int]], seq_len: int, order_see
   num_rows = -(-len(stream) // seq_len)
   total = num_rows * seq_len
   tokens = np.full(total, pad_id, np.int32)
-  tokens[:len(stream)] = stream
+  tokens[: len(stream)] = stream
   tokens = tokens.reshape(num_rows, seq_len)
   doc_index = np.concatenate([doc_index, np.full(total - len(stream), -1)]).reshape(num_rows, -1)
   # A new segment starts where the document changes, and at every row start.
@@ -58,8 +63,8 @@ def pack_documents(token_lists: Sequence[Sequence[int]], seq_len: int, order_see
   segment_ids[doc_index < 0] = PAD_SEGMENT
   # Positions restart at every segment start (a continued document restarts too).
   segment_start = np.maximum.accumulate(
-      np.where(starts_segment, np.arange(seq_len)[None, :], 0), axis=1)
+    np.where(starts_segment, np.arange(seq_len)[None, :], 0), axis=1
+  )
   positions = (np.arange(seq_len)[None, :] - segment_start).astype(np.int32)
   positions[doc_index < 0] = 0
   return {"tokens": tokens, "segment_ids": segment_ids, "positions": positions}
-

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,8 +21,14 @@ class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
   exactly the batches an uninterrupted one would have.
   """
 
-  def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int,
-               process_index: int | None = None, process_count: int | None = None):
+  def __init__(
+    self,
+    arrays: dict[str, np.ndarray],
+    global_batch_size: int,
+    seed: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+  ):
     self.arrays = arrays
     self.num_examples = len(next(iter(arrays.values())))
     self.global_batch_size = global_batch_size
@@ -29,11 +36,13 @@ class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
     self.process_index = jax.process_index() if process_index is None else process_index
     self.process_count = jax.process_count() if process_count is None else process_count
     if global_batch_size % self.process_count:
-      raise ValueError(f"batch_size {global_batch_size} is not divisible by the "
-                       f"{self.process_count} processes.")
+      raise ValueError(
+        f"batch_size {global_batch_size} is not divisible by the {self.process_count} processes."
+      )
     if global_batch_size > self.num_examples:
-      raise ValueError(f"batch_size {global_batch_size} is larger than the dataset "
-                       f"({self.num_examples} examples).")
+      raise ValueError(
+        f"batch_size {global_batch_size} is larger than the dataset ({self.num_examples} examples)."
+      )
     self.steps_per_epoch = self.num_examples // global_batch_size
     self.position = 0
     self._epoch, self._perm = -1, None
@@ -48,31 +57,37 @@ class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
     """Global example indices of the batch at `position` (all processes)."""
     epoch, index = divmod(position, self.steps_per_epoch)
     start = index * self.global_batch_size
-    return self._permutation(epoch)[start:start + self.global_batch_size]
+    return self._permutation(epoch)[start : start + self.global_batch_size]
 
   def __next__(self) -> dict[str, np.ndarray]:
     indices = self.indices(self.position)
     local = self.global_batch_size // self.process_count
-    indices = indices[self.process_index * local:(self.process_index + 1) * local]
+    indices = indices[self.process_index * local : (self.process_index + 1) * local]
     self.position += 1
     return take_rows(self.arrays, indices)
 
   def get_state(self) -> dict[str, Any]:
-    return {"position": self.position, "seed": self.seed, "num_examples": self.num_examples,
-            "global_batch_size": self.global_batch_size}
+    return {
+      "position": self.position,
+      "seed": self.seed,
+      "num_examples": self.num_examples,
+      "global_batch_size": self.global_batch_size,
+    }
 
   def set_state(self, state: dict[str, Any]) -> None:
     for key in ("seed", "num_examples", "global_batch_size"):
       if state[key] != getattr(self, key):
         raise ValueError(
-            f"Checkpointed input pipeline has {key}={state[key]}, but this run has "
-            f"{key}={getattr(self, key)}: resuming would not reproduce the same batches. "
-            "Use a fresh workdir for a changed data config.")
+          f"Checkpointed input pipeline has {key}={state[key]}, but this run has "
+          f"{key}={getattr(self, key)}: resuming would not reproduce the same batches. "
+          "Use a fresh workdir for a changed data config."
+        )
     self.position = int(state["position"])
 
 
-def batches_in_order(arrays: dict[str, np.ndarray], batch_size: int
-                     ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+def batches_in_order(
+  arrays: dict[str, np.ndarray], batch_size: int
+) -> Iterator[tuple[dict[str, np.ndarray], int]]:
   """Every example once, in order, in fixed-size batches; the last is zero-padded.
 
   Yields (batch, num_valid) so evaluators keep one compiled shape and drop the padding after.

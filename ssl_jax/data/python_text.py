@@ -14,7 +14,6 @@ import ast
 import functools
 import os
 import sysconfig
-
 from pydoc_data import topics
 
 from ssl_jax.data.source import Dataset
@@ -22,18 +21,32 @@ from ssl_jax.data.text_corpus import text_dataset
 from ssl_jax.registry import DATASETS
 
 # Test suites, IDEs and vendored code: large, repetitive or not English prose.
-_SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo", "site-packages",
-              "ensurepip", "distutils", "pydoc_data", "__pycache__", "lib-dynload"}
+_SKIP_DIRS = {
+  "test",
+  "tests",
+  "idlelib",
+  "lib2to3",
+  "tkinter",
+  "turtledemo",
+  "site-packages",
+  "ensurepip",
+  "distutils",
+  "pydoc_data",
+  "__pycache__",
+  "lib-dynload",
+}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], ...]:
   """(name, text) pairs in a deterministic order."""
   documents = [(f"topic:{name}", text) for name, text in sorted(topics.topics.items())]
   if stdlib_docstrings:
     root = sysconfig.get_paths()["stdlib"]
     for dirpath, dirnames, filenames in os.walk(root):
-      dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("config-"))
+      dirnames[:] = sorted(
+        d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("config-")
+      )
       for filename in sorted(f for f in filenames if f.endswith(".py")):
         path = os.path.join(dirpath, filename)
         relative = os.path.relpath(path, root)
@@ -52,10 +65,17 @@ def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], .
 
 
 @DATASETS.register("python_text")
-def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int = 4000,
-                tokenizer_path: str = "", tokenizer_type: str = "unigram",
-                test_percent: int = 10, stdlib_docstrings: bool = True,
-                order_seed: int = 0, extra_ids: int = 0) -> Dataset:
+def python_text(
+  workdir: str | None = None,
+  seq_len: int = 128,
+  vocab_size: int = 4000,
+  tokenizer_path: str = "",
+  tokenizer_type: str = "unigram",
+  test_percent: int = 10,
+  stdlib_docstrings: bool = True,
+  order_seed: int = 0,
+  extra_ids: int = 0,
+) -> Dataset:
   """Tokenized rows of Python's own English text, split by document.
 
   Args:
@@ -69,6 +89,15 @@ def python_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int 
     order_seed: seed of the document order before packing.
     extra_ids: T5 sentinels `<extra_id_k>` appended to the vocabulary (span corruption).
   """
-  return text_dataset(python_documents(stdlib_docstrings), workdir, seq_len, vocab_size,
-                      tokenizer_path, tokenizer_type, test_percent, order_seed, "python_text",
-                      extra_ids)
+  return text_dataset(
+    python_documents(stdlib_docstrings),
+    workdir,
+    seq_len,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    test_percent,
+    order_seed,
+    "python_text",
+    extra_ids,
+  )

@@ -9,8 +9,9 @@ over the records, so an image and its label are never fetched twice. The host pi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -29,18 +30,24 @@ class RecordSplit(Mapping[str, "LazyColumn"]):
       images (e.g. a file list's class indices); otherwise the column is read batch by batch.
   """
 
-  def __init__(self, num_records: int, read_rows: ReadRows,
-               columns: Mapping[str, tuple[tuple[int, ...], Any]],
-               read_labels: Callable[[], np.ndarray] | None = None,
-               read_batch_size: int = 256):
+  def __init__(
+    self,
+    num_records: int,
+    read_rows: ReadRows,
+    columns: Mapping[str, tuple[tuple[int, ...], Any]],
+    read_labels: Callable[[], np.ndarray] | None = None,
+    read_batch_size: int = 256,
+  ):
     self.num_records = num_records
     self._read_rows = read_rows
-    self._columns = {name: LazyColumn(self, name, tuple(shape), np.dtype(dtype))
-                     for name, (shape, dtype) in columns.items()}
+    self._columns = {
+      name: LazyColumn(self, name, tuple(shape), np.dtype(dtype))
+      for name, (shape, dtype) in columns.items()
+    }
     self._read_labels = read_labels
     self._read_batch_size = read_batch_size
 
-  def __getitem__(self, name: str) -> "LazyColumn":
+  def __getitem__(self, name: str) -> LazyColumn:
     if name not in self._columns:
       raise KeyError(f"Unknown column {name!r}; this split has {sorted(self._columns)}.")
     return self._columns[name]
@@ -55,22 +62,27 @@ class RecordSplit(Mapping[str, "LazyColumn"]):
     """Every column of the records at `indices` (in that order)."""
     indices = np.asarray(indices, np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= self.num_records):
-      raise IndexError(f"Record indices must lie in [0, {self.num_records}); got "
-                       f"[{indices.min()}, {indices.max()}].")
+      raise IndexError(
+        f"Record indices must lie in [0, {self.num_records}); got "
+        f"[{indices.min()}, {indices.max()}]."
+      )
     rows = self._read_rows(indices)
     for name, column in self._columns.items():
       want = (len(indices),) + column.element_shape
       if rows[name].shape != want:
-        raise ValueError(f"Column {name!r} was read with shape {rows[name].shape}, expected "
-                         f"{want}.")
+        raise ValueError(
+          f"Column {name!r} was read with shape {rows[name].shape}, expected {want}."
+        )
     return rows
 
   def read_column(self, name: str) -> np.ndarray:
     """The whole column, in record order."""
     if name == "label" and self._read_labels is not None:
       return np.asarray(self._read_labels(), self._columns[name].dtype)
-    parts = [self.take(np.arange(start, min(start + self._read_batch_size, self.num_records)))
-             [name] for start in range(0, self.num_records, self._read_batch_size)]
+    parts = [
+      self.take(np.arange(start, min(start + self._read_batch_size, self.num_records)))[name]
+      for start in range(0, self.num_records, self._read_batch_size)
+    ]
     return np.concatenate(parts) if parts else np.zeros((0,) + self[name].element_shape)
 
 
@@ -80,8 +92,9 @@ class LazyColumn:
   `np.asarray(column)` reads the whole column once and keeps it: evaluators do that with labels.
   """
 
-  def __init__(self, split: RecordSplit, name: str, element_shape: tuple[int, ...],
-               dtype: np.dtype):
+  def __init__(
+    self, split: RecordSplit, name: str, element_shape: tuple[int, ...], dtype: np.dtype
+  ):
     self.split, self.name, self.element_shape, self.dtype = split, name, element_shape, dtype
     self._cached: np.ndarray | None = None
 
@@ -142,5 +155,6 @@ def subset_split(split: Mapping[str, Any], indices: np.ndarray) -> Mapping[str, 
     return take_rows(split, indices)
   columns = {name: (split[name].element_shape, split[name].dtype) for name in split}
   read_labels = (lambda: np.asarray(split["label"])[indices]) if "label" in split else None
-  return RecordSplit(len(indices), lambda rows: split.take(indices[rows]), columns,
-                     read_labels=read_labels)
+  return RecordSplit(
+    len(indices), lambda rows: split.take(indices[rows]), columns, read_labels=read_labels
+  )

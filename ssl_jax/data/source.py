@@ -46,6 +46,9 @@ def unit_float_images(batch: dict[str, Any]) -> dict[str, Any]:
   step, the state init and the evaluators call this, so every task sees floats in [0, 1] and the
   conversion fuses into the first op on device. Works on numpy and jax arrays alike.
   """
-  converted = {key: batch[key].astype(np.float32) / 255.0 for key in ("image", "labelled_image")
-               if key in batch and batch[key].dtype == np.uint8}
+  converted = {
+    key: batch[key].astype(np.float32) / 255.0
+    for key in ("image", "labelled_image")
+    if key in batch and batch[key].dtype == np.uint8
+  }
   return {**batch, **converted} if converted else batch

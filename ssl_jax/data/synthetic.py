@@ -4,7 +4,8 @@ the real dataset."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +17,15 @@ from ssl_jax.registry import DATASETS, ConfigError
 
 
 @DATASETS.register("synthetic")
-def synthetic(workdir: str | None = None, image_size: int = 32, channels: int = 3,
-              num_classes: int = 10, num_train: int = 512, num_test: int = 64,
-              seed: int = 0) -> Dataset:
+def synthetic(
+  workdir: str | None = None,
+  image_size: int = 32,
+  channels: int = 3,
+  num_classes: int = 10,
+  num_train: int = 512,
+  num_test: int = 64,
+  seed: int = 0,
+) -> Dataset:
   """Uniform random images [image_size, image_size, channels] in [0, 1] with random labels.
 
   Nothing can be learned from them; they exist to measure speed and to check that a config
@@ -28,17 +35,28 @@ def synthetic(workdir: str | None = None, image_size: int = 32, channels: int = 
   rng = np.random.default_rng(seed)
 
   def split(n):
-    return {"image": rng.random((n, image_size, image_size, channels), dtype=np.float32),
-            "label": rng.integers(0, num_classes, n).astype(np.int32)}
+    return {
+      "image": rng.random((n, image_size, image_size, channels), dtype=np.float32),
+      "label": rng.integers(0, num_classes, n).astype(np.int32),
+    }
 
-  return Dataset(splits={"train": split(num_train), "test": split(num_test)},
-                 modality="image", info={"num_classes": num_classes})
+  return Dataset(
+    splits={"train": split(num_train), "test": split(num_test)},
+    modality="image",
+    info={"num_classes": num_classes},
+  )
 
 
 @DATASETS.register("synthetic_text")
-def synthetic_text(workdir: str | None = None, seq_len: int = 128, vocab_size: int = 1000,
-                   extra_ids: int = 0, num_train: int = 64, num_test: int = 16,
-                   seed: int = 0) -> Dataset:
+def synthetic_text(
+  workdir: str | None = None,
+  seq_len: int = 128,
+  vocab_size: int = 1000,
+  extra_ids: int = 0,
+  num_train: int = 64,
+  num_test: int = 16,
+  seed: int = 0,
+) -> Dataset:
   """Packed rows of random documents: `num_train` / `num_test` rows of `seq_len` tokens.
 
   Documents of 8 to 2 x seq_len uniform random text tokens are packed exactly as real text is
@@ -50,8 +68,10 @@ def synthetic_text(workdir: str | None = None, seq_len: int = 128, vocab_size: i
   del workdir
   text_vocab_size = vocab_size - extra_ids
   if text_vocab_size <= tok.MASK_ID + 1:
-    raise ConfigError(f"synthetic_text: vocab_size={vocab_size} with extra_ids={extra_ids} "
-                      f"leaves no text tokens; the first {tok.MASK_ID + 1} ids are special.")
+    raise ConfigError(
+      f"synthetic_text: vocab_size={vocab_size} with extra_ids={extra_ids} "
+      f"leaves no text tokens; the first {tok.MASK_ID + 1} ids are special."
+    )
   rng = np.random.default_rng(seed)
 
   def split(rows: int, order_seed: int) -> dict[str, np.ndarray]:
@@ -60,26 +80,43 @@ def synthetic_text(workdir: str | None = None, seq_len: int = 128, vocab_size: i
       length = int(rng.integers(8, 2 * seq_len + 1))
       documents.append(rng.integers(tok.MASK_ID + 1, text_vocab_size, length).tolist())
       tokens += length + 2
-    packed = pack_documents(documents, seq_len, order_seed, pad_id=tok.PAD_ID,
-                            bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
+    packed = pack_documents(
+      documents, seq_len, order_seed, pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID
+    )
     return {key: value[:rows] for key, value in packed.items()}
 
   special_ids = (tok.PAD_ID, tok.CLS_ID, tok.SEP_ID, tok.MASK_ID)
   word_start = np.arange(vocab_size) % 4 == 0
   word_start[list(special_ids) + [tok.UNK_ID]] = True
   word_start[text_vocab_size:] = True
-  special_tokens = {"[PAD]": tok.PAD_ID, "[UNK]": tok.UNK_ID, "[CLS] (bos)": tok.CLS_ID,
-                    "[SEP] (eos)": tok.SEP_ID, "[MASK]": tok.MASK_ID}
+  special_tokens = {
+    "[PAD]": tok.PAD_ID,
+    "[UNK]": tok.UNK_ID,
+    "[CLS] (bos)": tok.CLS_ID,
+    "[SEP] (eos)": tok.SEP_ID,
+    "[MASK]": tok.MASK_ID,
+  }
   if extra_ids:
     special_tokens[f"<extra_id_0..{extra_ids - 1}>"] = [vocab_size - 1, text_vocab_size]
   return Dataset(
-      splits={"train": split(num_train, seed), "test": split(num_test, seed + 1)},
-      modality="text",
-      info={"vocab_size": vocab_size, "text_vocab_size": text_vocab_size,
-            "extra_ids": extra_ids, "tokenizer_path": "", "special_tokens": special_tokens,
-            "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
-            "bos_id": tok.CLS_ID, "eos_id": tok.SEP_ID, "mask_id": tok.MASK_ID,
-            "special_ids": special_ids, "word_start": word_start})
+    splits={"train": split(num_train, seed), "test": split(num_test, seed + 1)},
+    modality="text",
+    info={
+      "vocab_size": vocab_size,
+      "text_vocab_size": text_vocab_size,
+      "extra_ids": extra_ids,
+      "tokenizer_path": "",
+      "special_tokens": special_tokens,
+      "pad_id": tok.PAD_ID,
+      "cls_id": tok.CLS_ID,
+      "sep_id": tok.SEP_ID,
+      "bos_id": tok.CLS_ID,
+      "eos_id": tok.SEP_ID,
+      "mask_id": tok.MASK_ID,
+      "special_ids": special_ids,
+      "word_start": word_start,
+    },
+  )
 
 
 TEXT_SOURCES = ("python_text", "text_files", "tfds_text", "synthetic_text")
@@ -91,9 +128,14 @@ def synthetic_like(data: Mapping[str, Any], num_examples: int = 512) -> dict[str
   length, vocabulary and sentinel count of a text source. Lets a config written for a real
   dataset build, train and be benchmarked without it."""
   if data["name"] in TEXT_SOURCES:
-    return {"name": "synthetic_text", "seq_len": data.get("seq_len", 128),
-            "vocab_size": data.get("vocab_size", 1000), "extra_ids": data.get("extra_ids", 0),
-            "num_train": num_examples, "num_test": num_examples}
+    return {
+      "name": "synthetic_text",
+      "seq_len": data.get("seq_len", 128),
+      "vocab_size": data.get("vocab_size", 1000),
+      "extra_ids": data.get("extra_ids", 0),
+      "num_train": num_examples,
+      "num_test": num_examples,
+    }
   if data["name"] == "synthetic":
     return {**data, "num_train": num_examples, "num_test": num_examples}
   size, classes = 0, 10
@@ -103,5 +145,11 @@ def synthetic_like(data: Mapping[str, Any], num_examples: int = 512) -> dict[str
   size = data.get("image_size", 0) or size
   if not size:
     raise ConfigError(f"Cannot tell the image size of config.data={dict(data)}; set image_size.")
-  return {"name": "synthetic", "image_size": size, "channels": data.get("channels", 3),
-          "num_classes": classes, "num_train": num_examples, "num_test": num_examples}
+  return {
+    "name": "synthetic",
+    "image_size": size,
+    "channels": data.get("channels", 3),
+    "num_classes": classes,
+    "num_train": num_examples,
+    "num_test": num_examples,
+  }

@@ -9,7 +9,8 @@ before their objective (`config.augment` of a text task: see `TextAugmentConfig`
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,8 +51,9 @@ def positions_from_segments(segment_ids: jnp.ndarray) -> jnp.ndarray:
   """Index of each token within its (contiguous) segment; 0 on padding."""
   length = segment_ids.shape[1]
   index = jnp.arange(length)[None]
-  starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool),
-                            segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+  starts = jnp.concatenate(
+    [jnp.ones_like(segment_ids[:, :1], bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1
+  )
   first = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
   return jnp.where(segment_ids > 0, index - first, 0).astype(jnp.int32)
 
@@ -60,8 +62,9 @@ def _regular(tokens: jnp.ndarray, special_ids: Sequence[int]) -> jnp.ndarray:
   return ~jnp.isin(tokens, jnp.asarray(special_ids))
 
 
-def substitute(key: jax.Array, batch: Batch, rate: float, special_ids: Sequence[int],
-               vocab_size: int) -> Batch:
+def substitute(
+  key: jax.Array, batch: Batch, rate: float, special_ids: Sequence[int], vocab_size: int
+) -> Batch:
   """Each regular token becomes a random regular token with probability `rate`."""
   tokens = batch["tokens"]
   pick_key, token_key = jax.random.split(key)
@@ -70,8 +73,9 @@ def substitute(key: jax.Array, batch: Batch, rate: float, special_ids: Sequence[
   return {**batch, "tokens": jnp.where(replace, random_tokens, tokens)}
 
 
-def delete(key: jax.Array, batch: Batch, rate: float, special_ids: Sequence[int],
-           pad_id: int) -> Batch:
+def delete(
+  key: jax.Array, batch: Batch, rate: float, special_ids: Sequence[int], pad_id: int
+) -> Batch:
   """Deletes each regular token with probability `rate`; the survivors close up in order (with
   their segment ids), positions are recomputed, and the freed tail becomes padding."""
   tokens, segments = batch["tokens"], batch["segment_ids"]
@@ -82,12 +86,17 @@ def delete(key: jax.Array, batch: Batch, rate: float, special_ids: Sequence[int]
   valid = jnp.arange(tokens.shape[1])[None] < kept
   tokens = jnp.where(valid, jnp.take_along_axis(tokens, order, 1), pad_id)
   segments = jnp.where(valid, jnp.take_along_axis(segments, order, 1), 0)
-  return {**batch, "tokens": tokens, "segment_ids": segments,
-          "positions": positions_from_segments(segments)}
+  return {
+    **batch,
+    "tokens": tokens,
+    "segment_ids": segments,
+    "positions": positions_from_segments(segments),
+  }
 
 
-def shuffle_spans(key: jax.Array, batch: Batch, span_length: int,
-                  special_ids: Sequence[int]) -> Batch:
+def shuffle_spans(
+  key: jax.Array, batch: Batch, span_length: int, special_ids: Sequence[int]
+) -> Batch:
   """Within each document, permutes its spans of `span_length` tokens (counted from the
   document start); special tokens at either end of a document stay where they are."""
   tokens, segments, positions = batch["tokens"], batch["segment_ids"], batch["positions"]
@@ -106,15 +115,24 @@ def shuffle_spans(key: jax.Array, batch: Batch, span_length: int,
   return {**batch, "tokens": jnp.take_along_axis(tokens, order, 1)}
 
 
-def augment_text(key: jax.Array, batch: Batch, cfg: TextAugmentConfig,
-                 special_ids: Sequence[int], vocab_size: int, pad_id: int) -> Batch:
+def augment_text(
+  key: jax.Array,
+  batch: Batch,
+  cfg: TextAugmentConfig,
+  special_ids: Sequence[int],
+  vocab_size: int,
+  pad_id: int,
+) -> Batch:
   """Applies the configured ops in the order deletion, substitution, span shuffle."""
   if not cfg.active:
     return batch
   if "segment_ids" not in batch:  # One document per row.
     valid = batch["tokens"] != pad_id
-    batch = {**batch, "segment_ids": valid.astype(jnp.int32),
-             "positions": positions_from_segments(valid.astype(jnp.int32))}
+    batch = {
+      **batch,
+      "segment_ids": valid.astype(jnp.int32),
+      "positions": positions_from_segments(valid.astype(jnp.int32)),
+    }
   delete_key, substitute_key, shuffle_key = jax.random.split(key, 3)
   if cfg.deletion_rate:
     batch = delete(delete_key, batch, cfg.deletion_rate, special_ids, pad_id)
@@ -141,5 +159,11 @@ class TextAugmenter:
   def __call__(self, rng: jax.Array, batch: Batch) -> Batch:
     if not self.cfg.active:
       return batch
-    return augment_text(jax.random.fold_in(rng, 0x7e47), batch, self.cfg, self.special_ids,
-                        self.vocab_size, self.pad_id)
+    return augment_text(
+      jax.random.fold_in(rng, 0x7E47),
+      batch,
+      self.cfg,
+      self.special_ids,
+      self.vocab_size,
+      self.pad_id,
+    )

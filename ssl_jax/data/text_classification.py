@@ -24,7 +24,7 @@ import collections
 import csv
 import json
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,8 +35,18 @@ from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document
 from ssl_jax.data.text_files import document_names, list_files
 from ssl_jax.registry import DATASETS
 
-PACKAGES = ("asyncio", "email", "importlib", "logging", "xml", "multiprocessing", "unittest",
-            "http", "urllib", "encodings")
+PACKAGES = (
+  "asyncio",
+  "email",
+  "importlib",
+  "logging",
+  "xml",
+  "multiprocessing",
+  "unittest",
+  "http",
+  "urllib",
+  "encodings",
+)
 SPLITS = ("train", "validation", "test")
 
 
@@ -49,14 +59,18 @@ def encode_rows(tokenizer: tok.Tokenizer, texts: Sequence[str], seq_len: int) ->
   """[N, seq_len] int32: [CLS] + the first seq_len - 2 pieces + [SEP], then padding."""
   rows = np.full((len(texts), seq_len), tok.PAD_ID, np.int32)
   for i, ids in enumerate(tokenizer.encode(list(texts))):
-    row = [tok.CLS_ID] + ids[:seq_len - 2] + [tok.SEP_ID]
-    rows[i, :len(row)] = row
+    row = [tok.CLS_ID] + ids[: seq_len - 2] + [tok.SEP_ID]
+    rows[i, : len(row)] = row
   return rows
 
 
-def split_examples(examples: Sequence[tuple[str, str, str | None]], classes: Sequence[str],
-                   test_percent: int, validation_percent: int, corpus_name: str
-                   ) -> dict[str, list[tuple[str, int]]]:
+def split_examples(
+  examples: Sequence[tuple[str, str, str | None]],
+  classes: Sequence[str],
+  test_percent: int,
+  validation_percent: int,
+  corpus_name: str,
+) -> dict[str, list[tuple[str, int]]]:
   """{split: [(text, label index)]} with every distinct text in exactly one split.
 
   Copies of one text (an inherited docstring, a repeated review) are one example: it is a
@@ -68,8 +82,9 @@ def split_examples(examples: Sequence[tuple[str, str, str | None]], classes: Seq
   copies: dict[str, list[tuple[str, str | None]]] = collections.defaultdict(list)
   for name, text, label in examples:
     if label is not None and label not in index:
-      raise ValueError(f"{corpus_name}: example {name!r} has label {label!r}, not one of "
-                       f"{list(classes)}.")
+      raise ValueError(
+        f"{corpus_name}: example {name!r} has label {label!r}, not one of {list(classes)}."
+      )
     copies[text].append((name, label))
   by_split: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLITS}
   for text, named in copies.items():
@@ -77,49 +92,88 @@ def split_examples(examples: Sequence[tuple[str, str, str | None]], classes: Seq
     if len(labels) != 1:
       continue
     names = [name for name, _ in named]
-    split = ("test" if all(is_test_document(name, test_percent) for name in names) else
-             "validation" if is_validation_document(names[0], validation_percent) else
-             "train")
+    split = (
+      "test"
+      if all(is_test_document(name, test_percent) for name in names)
+      else "validation"
+      if is_validation_document(names[0], validation_percent)
+      else "train"
+    )
     by_split[split].append((text, index[labels.pop()]))
   return by_split
 
 
-def labelled_text_dataset(examples: Sequence[tuple[str, str, str]], workdir: str | None,
-                          seq_len: int, vocab_size: int, tokenizer_path: str,
-                          tokenizer_type: str, test_percent: int, validation_percent: int,
-                          corpus_name: str, classes: Sequence[str] | None = None) -> Dataset:
+def labelled_text_dataset(
+  examples: Sequence[tuple[str, str, str]],
+  workdir: str | None,
+  seq_len: int,
+  vocab_size: int,
+  tokenizer_path: str,
+  tokenizer_type: str,
+  test_percent: int,
+  validation_percent: int,
+  corpus_name: str,
+  classes: Sequence[str] | None = None,
+) -> Dataset:
   """Splits (name, text, label) examples with `split_examples` into train / validation / test
   and tokenizes them (with the pretraining tokenizer when `tokenizer_path` is given).
 
   `classes` fixes the label order (default: the sorted label names)."""
   if seq_len < 3:
     raise ValueError(f"seq_len must be at least 3 ([CLS], a token, [SEP]); got {seq_len}.")
-  classes = list(classes) if classes is not None else sorted(
-      {label for _, _, label in examples if label is not None})
+  classes = (
+    list(classes)
+    if classes is not None
+    else sorted({label for _, _, label in examples if label is not None})
+  )
   by_split = split_examples(examples, classes, test_percent, validation_percent, corpus_name)
-  counts = {split: collections.Counter(label for _, label in rows)
-            for split, rows in by_split.items()}
+  counts = {
+    split: collections.Counter(label for _, label in rows) for split, rows in by_split.items()
+  }
   missing = [classes[c] for c in range(len(classes)) if counts["train"][c] == 0]
   if missing:
-    raise ValueError(f"{corpus_name}: no training example of classes {missing}; every class "
-                     "needs at least one.")
+    raise ValueError(
+      f"{corpus_name}: no training example of classes {missing}; every class needs at least one."
+    )
   if not by_split["test"]:
     raise ValueError(f"{corpus_name}: test_percent={test_percent} leaves no test example.")
-  tokenizer = corpus_tokenizer([text for text, _ in by_split["train"]], workdir, vocab_size,
-                               tokenizer_path, tokenizer_type, corpus_name)
-  splits = {split: {"tokens": encode_rows(tokenizer, [text for text, _ in rows], seq_len),
-                    "label": np.asarray([label for _, label in rows], np.int32)}
-            for split, rows in by_split.items() if rows}
+  tokenizer = corpus_tokenizer(
+    [text for text, _ in by_split["train"]],
+    workdir,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    corpus_name,
+  )
+  splits = {
+    split: {
+      "tokens": encode_rows(tokenizer, [text for text, _ in rows], seq_len),
+      "label": np.asarray([label for _, label in rows], np.int32),
+    }
+    for split, rows in by_split.items()
+    if rows
+  }
   return Dataset(
-      splits=splits, modality="text",
-      info={"num_classes": len(classes), "class_names": classes,
-            "class_counts": {split: [counts[split][c] for c in range(len(classes))]
-                             for split in splits},
-            "vocab_size": tokenizer.vocab_size, "text_vocab_size": tokenizer.text_vocab_size,
-            "tokenizer_path": tokenizer.path, "special_tokens": tokenizer.special_tokens(),
-            "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
-            "bos_id": tok.CLS_ID, "eos_id": tok.SEP_ID, "mask_id": tok.MASK_ID,
-            "special_ids": tokenizer.special_ids, "word_start": tokenizer.word_start_table()})
+    splits=splits,
+    modality="text",
+    info={
+      "num_classes": len(classes),
+      "class_names": classes,
+      "class_counts": {split: [counts[split][c] for c in range(len(classes))] for split in splits},
+      "vocab_size": tokenizer.vocab_size,
+      "text_vocab_size": tokenizer.text_vocab_size,
+      "tokenizer_path": tokenizer.path,
+      "special_tokens": tokenizer.special_tokens(),
+      "pad_id": tok.PAD_ID,
+      "cls_id": tok.CLS_ID,
+      "sep_id": tok.SEP_ID,
+      "bos_id": tok.CLS_ID,
+      "eos_id": tok.SEP_ID,
+      "mask_id": tok.MASK_ID,
+      "special_ids": tokenizer.special_ids,
+      "word_start": tokenizer.word_start_table(),
+    },
+  )
 
 
 def package_of(name: str) -> str | None:
@@ -129,17 +183,32 @@ def package_of(name: str) -> str | None:
 
 
 @DATASETS.register("python_packages")
-def python_packages(workdir: str | None = None, seq_len: int = 64, vocab_size: int = 2000,
-                    tokenizer_path: str = "", tokenizer_type: str = "unigram",
-                    test_percent: int = 10, validation_percent: int = 10) -> Dataset:
+def python_packages(
+  workdir: str | None = None,
+  seq_len: int = 64,
+  vocab_size: int = 2000,
+  tokenizer_path: str = "",
+  tokenizer_type: str = "unigram",
+  test_percent: int = 10,
+  validation_percent: int = 10,
+) -> Dataset:
   """Docstrings of ten standard-library packages, labelled by package (see the module doc).
 
   Pass the pretraining run's tokenizer as `tokenizer_path` (a pretraining checkpoint's
   `config.json` names it) so the fine-tuned model reads the pieces it was trained on.
   """
-  return labelled_text_dataset(package_examples(), workdir, seq_len, vocab_size, tokenizer_path,
-                               tokenizer_type, test_percent, validation_percent,
-                               "python_packages", classes=PACKAGES)
+  return labelled_text_dataset(
+    package_examples(),
+    workdir,
+    seq_len,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    test_percent,
+    validation_percent,
+    "python_packages",
+    classes=PACKAGES,
+  )
 
 
 def package_examples() -> list[tuple[str, str, str | None]]:
@@ -147,12 +216,16 @@ def package_examples() -> list[tuple[str, str, str | None]]:
   every copy of one of their texts elsewhere in the corpus (see `split_examples`)."""
   documents = python_documents(True)
   labelled = {text for name, text in documents if package_of(name) in PACKAGES}
-  return [(name, text, package_of(name) if package_of(name) in PACKAGES else None)
-          for name, text in documents if text in labelled]
+  return [
+    (name, text, package_of(name) if package_of(name) in PACKAGES else None)
+    for name, text in documents
+    if text in labelled
+  ]
 
 
-def read_labelled(path: str, name: str, text_key: str, label_key: str
-                  ) -> list[tuple[str, str, str]]:
+def read_labelled(
+  path: str, name: str, text_key: str, label_key: str
+) -> list[tuple[str, str, str]]:
   """(name, text, label) rows of one .csv (header row) or .jsonl file; rows are named
   "<name>:<line>" (`name` from `text_files.document_names`)."""
   rows = []
@@ -163,8 +236,10 @@ def read_labelled(path: str, name: str, text_key: str, label_key: str
         fields = reader.fieldnames or []
         missing = [key for key in (text_key, label_key) if key not in fields]
         if missing:
-          raise ValueError(f"{path} has no column {missing[0]!r} (columns: {fields}); set "
-                           "config.data.text_key / label_key.")
+          raise ValueError(
+            f"{path} has no column {missing[0]!r} (columns: {fields}); set "
+            "config.data.text_key / label_key."
+          )
         records = list(enumerate(reader, 2))
       elif path.endswith(".jsonl"):
         records = []
@@ -182,20 +257,25 @@ def read_labelled(path: str, name: str, text_key: str, label_key: str
   for number, record in records:
     if not isinstance(record, dict) or text_key not in record or label_key not in record:
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-      raise ValueError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has "
-                       f"{keys}).")
+      raise ValueError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has {keys}).")
     if str(record[text_key]).strip():
       rows.append((f"{name}:{number}", str(record[text_key]), str(record[label_key])))
   return rows
 
 
 @DATASETS.register("text_classification_files")
-def text_classification_files(workdir: str | None = None, paths: str = "",
-                              text_key: str = "text", label_key: str = "label",
-                              seq_len: int = 128, vocab_size: int = 4000,
-                              tokenizer_path: str = "", tokenizer_type: str = "unigram",
-                              test_percent: int = 10, validation_percent: int = 10
-                              ) -> Dataset:
+def text_classification_files(
+  workdir: str | None = None,
+  paths: str = "",
+  text_key: str = "text",
+  label_key: str = "label",
+  seq_len: int = 128,
+  vocab_size: int = 4000,
+  tokenizer_path: str = "",
+  tokenizer_type: str = "unigram",
+  test_percent: int = 10,
+  validation_percent: int = 10,
+) -> Dataset:
   """The user's labelled text: CSV files with a header row or JSONL files (comma-separated
   paths or globs), one example per row; labels are the sorted distinct label strings."""
   examples = []
@@ -203,6 +283,14 @@ def text_classification_files(workdir: str | None = None, paths: str = "",
     examples += read_labelled(path, name, text_key, label_key)
   if not examples:
     raise ValueError(f"No labelled text in config.data.paths={paths!r}.")
-  return labelled_text_dataset(examples, workdir, seq_len, vocab_size, tokenizer_path,
-                               tokenizer_type, test_percent, validation_percent,
-                               "text_classification_files")
+  return labelled_text_dataset(
+    examples,
+    workdir,
+    seq_len,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    test_percent,
+    validation_percent,
+    "text_classification_files",
+  )

@@ -11,7 +11,7 @@ import functools
 import os
 import tempfile
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.packing import pack_documents
@@ -24,47 +24,79 @@ def is_test_document(name: str, test_percent: int) -> bool:
   return zlib.crc32(name.encode()) % 100 < test_percent
 
 
-def text_dataset(documents: Sequence[tuple[str, str]], workdir: str | None, seq_len: int,
-                 vocab_size: int, tokenizer_path: str, tokenizer_type: str, test_percent: int,
-                 order_seed: int, corpus_name: str, extra_ids: int = 0,
-                 test_documents: Sequence[tuple[str, str]] | None = None) -> Dataset:
+def text_dataset(
+  documents: Sequence[tuple[str, str]],
+  workdir: str | None,
+  seq_len: int,
+  vocab_size: int,
+  tokenizer_path: str,
+  tokenizer_type: str,
+  test_percent: int,
+  order_seed: int,
+  corpus_name: str,
+  extra_ids: int = 0,
+  test_documents: Sequence[tuple[str, str]] | None = None,
+) -> Dataset:
   """Packed rows of (name, text) documents, split by `is_test_document` (or, when
   `test_documents` is given, `documents` train and `test_documents` evaluate)."""
   if tokenizer_path and not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(
-        f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
-        "sentencepiece .model file, or leave it empty to train one in the workdir.")
+      f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
+      "sentencepiece .model file, or leave it empty to train one in the workdir."
+    )
   if test_documents is not None:
     train_docs, test_docs = [t for _, t in documents], [t for _, t in test_documents]
   else:
     train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
     test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
   if not train_docs or not test_docs:
-    raise ValueError(f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
-                     f"with test_percent={test_percent}; both splits need at least one.")
-  tokenizer = corpus_tokenizer(train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type,
-                               corpus_name)
+    raise ValueError(
+      f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
+      f"with test_percent={test_percent}; both splits need at least one."
+    )
+  tokenizer = corpus_tokenizer(
+    train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus_name
+  )
   tokenizer = tok.Tokenizer(tokenizer.path, extra_ids)
-  pack = functools.partial(pack_documents, seq_len=seq_len, order_seed=order_seed,
-                           pad_id=tok.PAD_ID, bos_id=tok.CLS_ID, eos_id=tok.SEP_ID)
+  pack = functools.partial(
+    pack_documents,
+    seq_len=seq_len,
+    order_seed=order_seed,
+    pad_id=tok.PAD_ID,
+    bos_id=tok.CLS_ID,
+    eos_id=tok.SEP_ID,
+  )
   return Dataset(
-      splits={"train": pack(tokenizer.encode(train_docs)),
-              "test": pack(tokenizer.encode(test_docs))},
-      modality="text",
-      info={"vocab_size": tokenizer.vocab_size, "tokenizer_path": tokenizer.path,
-            "text_vocab_size": tokenizer.text_vocab_size, "extra_ids": extra_ids,
-            "special_tokens": tokenizer.special_tokens(),
-            "pad_id": tok.PAD_ID, "cls_id": tok.CLS_ID, "sep_id": tok.SEP_ID,
-            "bos_id": tok.CLS_ID, "eos_id": tok.SEP_ID,
-            "mask_id": tok.MASK_ID, "special_ids": tokenizer.special_ids,
-            "word_start": tokenizer.word_start_table(),
-            "num_train_documents": len(train_docs), "num_test_documents": len(test_docs)},
+    splits={"train": pack(tokenizer.encode(train_docs)), "test": pack(tokenizer.encode(test_docs))},
+    modality="text",
+    info={
+      "vocab_size": tokenizer.vocab_size,
+      "tokenizer_path": tokenizer.path,
+      "text_vocab_size": tokenizer.text_vocab_size,
+      "extra_ids": extra_ids,
+      "special_tokens": tokenizer.special_tokens(),
+      "pad_id": tok.PAD_ID,
+      "cls_id": tok.CLS_ID,
+      "sep_id": tok.SEP_ID,
+      "bos_id": tok.CLS_ID,
+      "eos_id": tok.SEP_ID,
+      "mask_id": tok.MASK_ID,
+      "special_ids": tokenizer.special_ids,
+      "word_start": tokenizer.word_start_table(),
+      "num_train_documents": len(train_docs),
+      "num_test_documents": len(test_docs),
+    },
   )
 
 
-def corpus_tokenizer(train_docs: Sequence[str], workdir: str | None, vocab_size: int,
-                     tokenizer_path: str, tokenizer_type: str, corpus_name: str
-                     ) -> tok.Tokenizer:
+def corpus_tokenizer(
+  train_docs: Sequence[str],
+  workdir: str | None,
+  vocab_size: int,
+  tokenizer_path: str,
+  tokenizer_type: str,
+  corpus_name: str,
+) -> tok.Tokenizer:
   """The sentencepiece model at `tokenizer_path`, else the one cached in the workdir, else one
   trained on the lines of `train_docs` (and cached there)."""
   if tokenizer_path:
@@ -75,8 +107,10 @@ def corpus_tokenizer(train_docs: Sequence[str], workdir: str | None, vocab_size:
       tokenizer = tok.Tokenizer(cached)
     else:
       lines = (line for text in train_docs for line in text.splitlines() if line.strip())
-      target = cached or os.path.join(tempfile.mkdtemp(prefix="ssl_jax_tokenizer_"),
-                                      f"{corpus_name}_{vocab_size}_{tokenizer_type}.model")
+      target = cached or os.path.join(
+        tempfile.mkdtemp(prefix="ssl_jax_tokenizer_"),
+        f"{corpus_name}_{vocab_size}_{tokenizer_type}.model",
+      )
       tokenizer = tok.train_tokenizer(lines, target, vocab_size, tokenizer_type)
   if tokenizer.vocab_size < 5:
     raise ValueError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")

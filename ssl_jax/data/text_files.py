@@ -25,10 +25,19 @@ FORMATS = ("lines", "file", "jsonl")
 
 
 @DATASETS.register("text_files")
-def text_files(workdir: str | None = None, paths: str = "", format: str = "lines",  # noqa: A002
-               text_key: str = "text", seq_len: int = 128, vocab_size: int = 4000,
-               tokenizer_path: str = "", tokenizer_type: str = "unigram",
-               test_percent: int = 10, order_seed: int = 0, extra_ids: int = 0) -> Dataset:
+def text_files(
+  workdir: str | None = None,
+  paths: str = "",
+  format: str = "lines",  # noqa: A002
+  text_key: str = "text",
+  seq_len: int = 128,
+  vocab_size: int = 4000,
+  tokenizer_path: str = "",
+  tokenizer_type: str = "unigram",
+  test_percent: int = 10,
+  order_seed: int = 0,
+  extra_ids: int = 0,
+) -> Dataset:
   """Packed token rows of the documents in `paths` (comma-separated files or glob patterns).
 
   Args:
@@ -46,8 +55,18 @@ def text_files(workdir: str | None = None, paths: str = "", format: str = "lines
     documents += read_documents(path, name, format, text_key)
   if not documents:
     raise ValueError(f"No non-empty documents in {files} (format {format!r}).")
-  return text_dataset(documents, workdir, seq_len, vocab_size, tokenizer_path, tokenizer_type,
-                      test_percent, order_seed, "text_files", extra_ids)
+  return text_dataset(
+    documents,
+    workdir,
+    seq_len,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    test_percent,
+    order_seed,
+    "text_files",
+    extra_ids,
+  )
 
 
 def list_files(paths: str) -> list[str]:
@@ -72,8 +91,12 @@ def document_names(files: list[str]) -> dict[str, str]:
   return {f: os.path.relpath(os.path.abspath(f), root) for f in files}
 
 
-def read_documents(path: str, name: str, format: str, text_key: str  # noqa: A002
-                   ) -> list[tuple[str, str]]:
+def read_documents(
+  path: str,
+  name: str,
+  format: str,
+  text_key: str,  # noqa: A002
+) -> list[tuple[str, str]]:
   """(name, text) documents of one file; `name` names the file in document names."""
   try:
     with open(path, encoding="utf-8") as f:
@@ -95,8 +118,9 @@ def read_documents(path: str, name: str, format: str, text_key: str  # noqa: A00
       raise ValueError(f"{path}:{number} is not valid JSON: {error}") from error
     if not isinstance(record, dict) or text_key not in record:
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-      raise ValueError(f"{path}:{number} has no field {text_key!r} (has {keys}); set "
-                       "config.data.text_key.")
+      raise ValueError(
+        f"{path}:{number} has no field {text_key!r} (has {keys}); set config.data.text_key."
+      )
     if str(record[text_key]).strip():
       documents.append((f"{name}:{number}", str(record[text_key])))
   return documents

@@ -32,11 +32,22 @@ def read_texts(source, text_key: str, limit: int, what: str) -> list[tuple[str, 
 
 
 @DATASETS.register("tfds_text")
-def tfds_text(workdir: str | None = None, dataset: str = "lm1b", data_dir: str = "",
-              text_key: str = "text", train_split: str = "train", test_split: str = "",
-              max_documents: int = 0, seq_len: int = 128, vocab_size: int = 4000,
-              tokenizer_path: str = "", tokenizer_type: str = "unigram", test_percent: int = 10,
-              order_seed: int = 0, extra_ids: int = 0) -> Dataset:
+def tfds_text(
+  workdir: str | None = None,
+  dataset: str = "lm1b",
+  data_dir: str = "",
+  text_key: str = "text",
+  train_split: str = "train",
+  test_split: str = "",
+  max_documents: int = 0,
+  seq_len: int = 128,
+  vocab_size: int = 4000,
+  tokenizer_path: str = "",
+  tokenizer_type: str = "unigram",
+  test_percent: int = 10,
+  order_seed: int = 0,
+  extra_ids: int = 0,
+) -> Dataset:
   """Packed token rows of a prepared tfds text dataset.
 
   Args:
@@ -53,14 +64,25 @@ def tfds_text(workdir: str | None = None, dataset: str = "lm1b", data_dir: str =
 
   builder = prepared_builder(tfds, dataset, data_dir)
   if text_key not in builder.info.features:
-    raise ValueError(f"tfds dataset {dataset!r} has no feature {text_key!r}; features: "
-                     f"{sorted(builder.info.features.keys())}.")
+    raise ValueError(
+      f"tfds dataset {dataset!r} has no feature {text_key!r}; features: "
+      f"{sorted(builder.info.features.keys())}."
+    )
 
   def documents(split: str) -> list[tuple[str, str]]:
     source = open_data_source(builder, dataset, split)
     return read_texts(source, text_key, max_documents, split)
 
-  return text_dataset(documents(train_split), workdir, seq_len, vocab_size, tokenizer_path,
-                      tokenizer_type, test_percent, order_seed,
-                      "tfds_" + dataset.replace("/", "_").replace(":", "_"), extra_ids,
-                      test_documents=documents(test_split) if test_split else None)
+  return text_dataset(
+    documents(train_split),
+    workdir,
+    seq_len,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    test_percent,
+    order_seed,
+    "tfds_" + dataset.replace("/", "_").replace(":", "_"),
+    extra_ids,
+    test_documents=documents(test_split) if test_split else None,
+  )

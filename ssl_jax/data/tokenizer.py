@@ -6,7 +6,7 @@ import io
 import os
 import re
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import sentencepiece as spm
@@ -29,13 +29,19 @@ class Tokenizer:
       raise FileNotFoundError(f"Tokenizer model {model_path!r} does not exist.")
     self.path = model_path
     self.sp = spm.SentencePieceProcessor(model_file=model_path)
-    expected = {PAD_ID: "[PAD]", UNK_ID: "[UNK]", CLS_ID: "[CLS]", SEP_ID: "[SEP]",
-                MASK_ID: "[MASK]"}
+    expected = {
+      PAD_ID: "[PAD]",
+      UNK_ID: "[UNK]",
+      CLS_ID: "[CLS]",
+      SEP_ID: "[SEP]",
+      MASK_ID: "[MASK]",
+    }
     found = {i: self.sp.id_to_piece(i) for i in expected}
     if found != expected:
       raise ValueError(
-          f"Tokenizer {model_path!r} has special pieces {found}; expected {expected}. "
-          "Train it with ssl_jax.data.tokenizer.train_tokenizer.")
+        f"Tokenizer {model_path!r} has special pieces {found}; expected {expected}. "
+        "Train it with ssl_jax.data.tokenizer.train_tokenizer."
+      )
 
   @property
   def text_vocab_size(self) -> int:
@@ -49,17 +55,26 @@ class Tokenizer:
   def sentinel_id(self, k: int) -> int:
     """The id of `<extra_id_k>`."""
     if not 0 <= k < self.extra_ids:
-      raise ValueError(f"<extra_id_{k}> does not exist; this tokenizer has {self.extra_ids} "
-                       "extra ids (config.data.extra_ids).")
+      raise ValueError(
+        f"<extra_id_{k}> does not exist; this tokenizer has {self.extra_ids} "
+        "extra ids (config.data.extra_ids)."
+      )
     return self.vocab_size - 1 - k
 
   def special_tokens(self) -> dict[str, int]:
     """Every special token and its id, as written into the run's config.json."""
-    tokens = {"[PAD]": PAD_ID, "[UNK]": UNK_ID, "[CLS] (bos)": CLS_ID, "[SEP] (eos)": SEP_ID,
-              "[MASK]": MASK_ID}
+    tokens = {
+      "[PAD]": PAD_ID,
+      "[UNK]": UNK_ID,
+      "[CLS] (bos)": CLS_ID,
+      "[SEP] (eos)": SEP_ID,
+      "[MASK]": MASK_ID,
+    }
     if self.extra_ids:
-      tokens[f"<extra_id_0..{self.extra_ids - 1}>"] = [self.sentinel_id(0),
-                                                      self.sentinel_id(self.extra_ids - 1)]
+      tokens[f"<extra_id_0..{self.extra_ids - 1}>"] = [
+        self.sentinel_id(0),
+        self.sentinel_id(self.extra_ids - 1),
+      ]
     return tokens
 
   @property
@@ -90,8 +105,13 @@ class Tokenizer:
     return " ".join(p for p in pieces + [self.sp.decode(run)] if p)
 
 
-def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
-                    model_type: str = "unigram", seed_sentencepiece_size: int = 200_000) -> Tokenizer:
+def train_tokenizer(
+  texts: Iterable[str],
+  model_path: str,
+  vocab_size: int,
+  model_type: str = "unigram",
+  seed_sentencepiece_size: int = 200_000,
+) -> Tokenizer:
   """Trains a sentencepiece model on `texts` (one sentence per item) and writes it atomically."""
   if model_type not in ("unigram", "bpe"):
     raise ValueError(f"Unknown sentencepiece model_type {model_type!r}; valid: ['bpe', 'unigram'].")
@@ -101,15 +121,19 @@ def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
   except RuntimeError as error:
     limit = re.search(r"value <= (\d+)", str(error))
     if limit:
-      raise ValueError(f"vocab_size={vocab_size} is too large for this text: sentencepiece can "
-                       f"make at most {limit.group(1)} pieces from it. Lower "
-                       "config.data.vocab_size.") from error
+      raise ValueError(
+        f"vocab_size={vocab_size} is too large for this text: sentencepiece can "
+        f"make at most {limit.group(1)} pieces from it. Lower "
+        "config.data.vocab_size."
+      ) from error
     # Every character of the text (character_coverage=1.0) and every special token is a piece.
     floor = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))
     if floor:
-      raise ValueError(f"vocab_size={vocab_size} is too small for this text: its characters "
-                       f"and special tokens alone need {floor.group(1)} pieces. Raise "
-                       "config.data.vocab_size.") from error
+      raise ValueError(
+        f"vocab_size={vocab_size} is too small for this text: its characters "
+        f"and special tokens alone need {floor.group(1)} pieces. Raise "
+        "config.data.vocab_size."
+      ) from error
     raise
   directory = os.path.dirname(os.path.abspath(model_path))
   os.makedirs(directory, exist_ok=True)
@@ -121,12 +145,30 @@ def train_tokenizer(texts: Iterable[str], model_path: str, vocab_size: int,
   return Tokenizer(model_path)
 
 
-def _train(texts: Iterable[str], buffer: io.BytesIO, vocab_size: int, model_type: str,
-           seed_sentencepiece_size: int) -> None:
+def _train(
+  texts: Iterable[str],
+  buffer: io.BytesIO,
+  vocab_size: int,
+  model_type: str,
+  seed_sentencepiece_size: int,
+) -> None:
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size,
-      model_type=model_type, character_coverage=1.0, num_threads=1,
-      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=CLS_ID, eos_id=SEP_ID,
-      pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
-      user_defined_symbols=["[MASK]"], seed_sentencepiece_size=seed_sentencepiece_size,
-      max_sentence_length=16384, minloglevel=2)
+    sentence_iterator=iter(texts),
+    model_writer=buffer,
+    vocab_size=vocab_size,
+    model_type=model_type,
+    character_coverage=1.0,
+    num_threads=1,
+    pad_id=PAD_ID,
+    unk_id=UNK_ID,
+    bos_id=CLS_ID,
+    eos_id=SEP_ID,
+    pad_piece="[PAD]",
+    unk_piece="[UNK]",
+    bos_piece="[CLS]",
+    eos_piece="[SEP]",
+    user_defined_symbols=["[MASK]"],
+    seed_sentencepiece_size=seed_sentencepiece_size,
+    max_sentence_length=16384,
+    minloglevel=2,
+  )

@@ -20,17 +20,28 @@ def hold_out_validation(dataset: Dataset, fraction: float, seed: int = 0) -> Dat
   if VALIDATION in dataset.splits:
     return dataset
   if not 0.0 < fraction < 1.0:
-    raise ConfigError(f"config.early_stopping.validation_fraction must lie in (0, 1) when the "
-                      f"dataset has no {VALIDATION!r} split (it has {sorted(dataset.splits)}); "
-                      f"got {fraction}.")
+    raise ConfigError(
+      f"config.early_stopping.validation_fraction must lie in (0, 1) when the "
+      f"dataset has no {VALIDATION!r} split (it has {sorted(dataset.splits)}); "
+      f"got {fraction}."
+    )
   train = dataset.split(dataset.train_split)
   if "label" not in train:
-    raise ConfigError(f"Holding out a validation split needs labels; the train split has only "
-                      f"{sorted(train)}.")
+    raise ConfigError(
+      f"Holding out a validation split needs labels; the train split has only {sorted(train)}."
+    )
   labels = np.asarray(train["label"])
-  kept, held_out = train_test_split(np.arange(len(labels)), test_size=fraction,
-                                    stratify=labels, random_state=seed)
-  splits = {**dataset.splits, dataset.train_split: subset_split(train, np.sort(kept)),
-            VALIDATION: subset_split(train, np.sort(held_out))}
-  return Dataset(splits=splits, modality=dataset.modality, train_split=dataset.train_split,
-                 info={**dataset.info, "validation_held_out": int(len(held_out))})
+  kept, held_out = train_test_split(
+    np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
+  )
+  splits = {
+    **dataset.splits,
+    dataset.train_split: subset_split(train, np.sort(kept)),
+    VALIDATION: subset_split(train, np.sort(held_out)),
+  }
+  return Dataset(
+    splits=splits,
+    modality=dataset.modality,
+    train_split=dataset.train_split,
+    info={**dataset.info, "validation_held_out": int(len(held_out))},
+  )

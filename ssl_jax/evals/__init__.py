@@ -1,7 +1,15 @@
 """Evaluators, registered in `ssl_jax.registry.EVALUATORS`; each maps an EvalContext and its
 options to a results table {row: {column: value}}. Importing this package registers them."""
 
-from ssl_jax.evals import (classification, fine_tune, knn, language_model,  # noqa: F401
-                           linear_probe, masked_lm, online_probe, replaced_token,
-                           robustness)
+from ssl_jax.evals import (
+  classification,
+  fine_tune,
+  knn,
+  language_model,  # noqa: F401
+  linear_probe,
+  masked_lm,
+  online_probe,
+  replaced_token,
+  robustness,
+)
 from ssl_jax.evals.context import EvalContext  # noqa: F401

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,21 +12,30 @@ from ssl_jax.registry import EVALUATORS, ConfigError
 
 
 @EVALUATORS.register("classification")
-def classification(ctx: EvalContext, splits: Sequence[str] = ("validation", "test")
-                   ) -> dict[str, dict[str, float]]:
+def classification(
+  ctx: EvalContext, splits: Sequence[str] = ("validation", "test")
+) -> dict[str, dict[str, float]]:
   """{row: {"<split> acc"}} for the trained classifier (with its trainable parameter count)
   and for always answering the most frequent training class."""
   if not hasattr(ctx.task, "logits") or not hasattr(ctx.task, "wrap_optimizer"):
-    raise ConfigError(f"Evaluator 'classification' needs the 'classification' task; "
-                      f"{ctx.name!r} is not one.")
-  majority = int(np.bincount(np.asarray(ctx.dataset.split(ctx.dataset.train_split)["label"]))
-                 .argmax())
+    raise ConfigError(
+      f"Evaluator 'classification' needs the 'classification' task; {ctx.name!r} is not one."
+    )
+  majority = int(
+    np.bincount(np.asarray(ctx.dataset.split(ctx.dataset.train_split)["label"])).argmax()
+  )
 
   def batch_sums(params, model_state, batch, key):
     del key
     logits = ctx.task.logits(params, model_state, batch, None, train=False)
-    return jnp.stack([logits.argmax(-1) == batch["label"], batch["label"] == majority,
-                      jnp.ones_like(batch["label"])], axis=-1).astype(jnp.float32)
+    return jnp.stack(
+      [
+        logits.argmax(-1) == batch["label"],
+        batch["label"] == majority,
+        jnp.ones_like(batch["label"]),
+      ],
+      axis=-1,
+    ).astype(jnp.float32)
 
   trained, baseline = {}, {}
   for split in splits:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -54,9 +55,10 @@ class EvalContext:
   def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn(params, model_state, batch)` jitted for `apply`: uint8 images become floats in [0, 1]
     on device, and the output is replicated so every process can read all of it."""
-    return jax.jit(lambda params, model_state, batch: fn(params, model_state,
-                                                         unit_float_images(batch)),
-                   out_shardings=parallel.replicated(self.mesh))
+    return jax.jit(
+      lambda params, model_state, batch: fn(params, model_state, unit_float_images(batch)),
+      out_shardings=parallel.replicated(self.mesh),
+    )
 
   def row_name(self, feature_set: str) -> str:
     return {TRAINED: self.name, RANDOM_INIT: "random init", RAW_PIXELS: "raw pixels"}[feature_set]
@@ -85,8 +87,9 @@ class EvalContext:
         self._cache[key] = self.apply(self._represent, variables, arrays)
     return self._cache[key]
 
-  def split_sums(self, fn: Callable[..., jax.Array], split: str,
-                 keep_labels: bool = False) -> np.ndarray:
+  def split_sums(
+    self, fn: Callable[..., jax.Array], split: str, keep_labels: bool = False
+  ) -> np.ndarray:
     """Sums over `split` of `fn(params, model_state, batch, key)` -> [batch, K] per-row
     statistics, with the trained variables, as a float64 [K].
 
@@ -102,13 +105,19 @@ class EvalContext:
 
     rows = dict(self.dataset.split(split))
     num_rows = len(rows["tokens"] if "tokens" in rows else next(iter(rows.values())))
-    rows["index"] = np.repeat(np.arange(-(-num_rows // self.batch_size), dtype=np.int32),
-                              self.batch_size)[:num_rows]
+    rows["index"] = np.repeat(
+      np.arange(-(-num_rows // self.batch_size), dtype=np.int32), self.batch_size
+    )[:num_rows]
     sums = self.apply(jax.jit(batch_sums), self.variables, rows, keep_labels)
     return sums.astype(np.float64).sum(0)
 
-  def apply(self, fn: Callable[..., Any], variables: tuple[Any, Any],
-            arrays: dict[str, np.ndarray], keep_labels: bool = False) -> np.ndarray:
+  def apply(
+    self,
+    fn: Callable[..., Any],
+    variables: tuple[Any, Any],
+    arrays: dict[str, np.ndarray],
+    keep_labels: bool = False,
+  ) -> np.ndarray:
     """Runs `fn(params, model_state, batch)` over every example in order; returns numpy.
     Labels are not sent to the device unless `keep_labels`."""
     sharding = parallel.batch_sharding(self.mesh)
@@ -133,7 +142,7 @@ def _process_slice(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Every process builds the same global eval batch and contributes its own slice."""
   count, index = jax.process_count(), jax.process_index()
   size = len(next(iter(batch.values()))) // count
-  return {k: v[index * size:(index + 1) * size] for k, v in batch.items()}
+  return {k: v[index * size : (index + 1) * size] for k, v in batch.items()}
 
 
 def labelled_subsets(labels: np.ndarray, per_class: int, draws: int, seed: int) -> np.ndarray:

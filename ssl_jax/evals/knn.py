@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +17,14 @@ def _normalize(x: jnp.ndarray) -> jnp.ndarray:
   return x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
 
 
-def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int,
-                temperature: float, num_classes: int) -> np.ndarray:
+def knn_predict(
+  train_x: np.ndarray,
+  train_y: np.ndarray,
+  test_x: np.ndarray,
+  k: int,
+  temperature: float,
+  num_classes: int,
+) -> np.ndarray:
   """Cosine-similarity kNN; each of the k neighbours votes with weight exp(sim / temperature)."""
   train_x, test_x = _normalize(jnp.asarray(train_x)), _normalize(jnp.asarray(test_x))
   k = min(k, len(train_x))
@@ -29,17 +35,28 @@ def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k:
 
 
 @EVALUATORS.register("knn")
-def knn(ctx: EvalContext, k: int = 20, temperature: float = 0.07,
-        feature_sets: Sequence[str] = FEATURE_SETS, train_split: str = "train",
-        test_split: str = "test") -> dict[str, dict[str, float]]:
+def knn(
+  ctx: EvalContext,
+  k: int = 20,
+  temperature: float = 0.07,
+  feature_sets: Sequence[str] = FEATURE_SETS,
+  train_split: str = "train",
+  test_split: str = "test",
+) -> dict[str, dict[str, float]]:
   """kNN accuracy with every train label. Defaults k=20, T=0.07 follow solo-learn and
   InstDisc; lightly's benchmarks use k=200, T=0.1 on larger datasets."""
   train_y, test_y = ctx.labels(train_split), ctx.labels(test_split)
   num_classes = int(max(train_y.max(), test_y.max())) + 1
   table = {}
   for feature_set in (TRAINED, *[f for f in feature_sets if f != TRAINED]):
-    predictions = knn_predict(ctx.features(feature_set, train_split), train_y,
-                              ctx.features(feature_set, test_split), k, temperature, num_classes)
+    predictions = knn_predict(
+      ctx.features(feature_set, train_split),
+      train_y,
+      ctx.features(feature_set, test_split),
+      k,
+      temperature,
+      num_classes,
+    )
     table[ctx.row_name(feature_set)] = {f"knn acc (k={k})": float(np.mean(predictions == test_y))}
   return table
 

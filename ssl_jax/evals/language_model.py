@@ -27,27 +27,42 @@ def _require_causal(ctx: EvalContext, name: str):
     raise ConfigError(f"Evaluator {name!r} needs a causal LM task; {ctx.name!r} is not one.")
 
 
-def _prediction_report(ctx: EvalContext, split: str, predictions, accuracy_name: str
-                       ) -> dict[str, dict[str, float]]:
+def _prediction_report(
+  ctx: EvalContext, split: str, predictions, accuracy_name: str
+) -> dict[str, dict[str, float]]:
   """Loss, perplexity and accuracy of `predictions(params, model_state, batch, key)` ->
   (logits, targets, weights) over `split`, beside the add-one unigram model of the train
   tokens scored on the same targets."""
   info = ctx.dataset.info
-  unigram = jnp.asarray(unigram_log_probs(
-      np.asarray(ctx.dataset.split(ctx.dataset.train_split)["tokens"]), info["vocab_size"],
-      info["pad_id"]))
+  unigram = jnp.asarray(
+    unigram_log_probs(
+      np.asarray(ctx.dataset.split(ctx.dataset.train_split)["tokens"]),
+      info["vocab_size"],
+      info["pad_id"],
+    )
+  )
 
   def batch_sums(params, model_state, batch, key):
     logits, targets, weights = predictions(params, model_state, batch, key)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     per_row = lambda x: (x * weights).sum(-1)
-    return jnp.stack([per_row(nll), per_row(logits.argmax(-1) == targets),
-                      per_row(-unigram[targets]), per_row(targets == jnp.argmax(unigram)),
-                      weights.sum(-1)], axis=-1)
+    return jnp.stack(
+      [
+        per_row(nll),
+        per_row(logits.argmax(-1) == targets),
+        per_row(-unigram[targets]),
+        per_row(targets == jnp.argmax(unigram)),
+        weights.sum(-1),
+      ],
+      axis=-1,
+    )
 
   nll, correct, unigram_nll, unigram_correct, count = ctx.split_sums(batch_sums, split)
-  row = lambda loss, correct: {accuracy_name: correct / count, "loss": loss / count,
-                               "perplexity": float(np.exp(loss / count))}
+  row = lambda loss, correct: {
+    accuracy_name: correct / count,
+    "loss": loss / count,
+    "perplexity": float(np.exp(loss / count)),
+  }
   return {ctx.name: row(nll, correct), UNIGRAM: row(unigram_nll, unigram_correct)}
 
 
@@ -56,7 +71,8 @@ def causal_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, floa
   """{row: {"next-token acc", "loss", "perplexity"}} over every next-token target of `split`."""
   _require_causal(ctx, "causal_lm")
   predictions = lambda params, model_state, batch, key: ctx.task.next_token_predictions(
-      params, model_state, batch, key, train=False)
+    params, model_state, batch, key, train=False
+  )
   return _prediction_report(ctx, split, predictions, "next-token acc")
 
 
@@ -66,15 +82,17 @@ def span_corruption(ctx: EvalContext, split: str = "test") -> dict[str, dict[str
   over the text tokens of the targets (the hidden spans; sentinels and EOS, which a unigram
   model cannot know, are left out of every row)."""
   if not hasattr(ctx.task, "target_predictions"):
-    raise ConfigError(f"Evaluator 'span_corruption' needs a span-corruption task; "
-                      f"{ctx.name!r} is not one.")
+    raise ConfigError(
+      f"Evaluator 'span_corruption' needs a span-corruption task; {ctx.name!r} is not one."
+    )
   info = ctx.dataset.info
   regular_end = info["text_vocab_size"]
   special = jnp.asarray(info["special_ids"])
 
   def predictions(params, model_state, batch, key):
-    logits, targets, weights = ctx.task.target_predictions(params, model_state, batch, key,
-                                                           train=False)
+    logits, targets, weights = ctx.task.target_predictions(
+      params, model_state, batch, key, train=False
+    )
     text = (targets < regular_end) & ~jnp.isin(targets, special)
     return logits, targets, weights * text
 
@@ -82,9 +100,16 @@ def span_corruption(ctx: EvalContext, split: str = "test") -> dict[str, dict[str
 
 
 @EVALUATORS.register("lm_samples")
-def lm_samples(ctx: EvalContext, num_samples: int = 3, prompt_tokens: int = 12,
-               max_new_tokens: int = 40, temperature: float = 0.8, top_k: int = 40,
-               top_p: float = 1.0, split: str = "test") -> dict[str, dict[str, str]]:
+def lm_samples(
+  ctx: EvalContext,
+  num_samples: int = 3,
+  prompt_tokens: int = 12,
+  max_new_tokens: int = 40,
+  temperature: float = 0.8,
+  top_k: int = 40,
+  top_p: float = 1.0,
+  split: str = "test",
+) -> dict[str, dict[str, str]]:
   """Continues the first `prompt_tokens` of `num_samples` held-out documents and prints the
   prompt and the continuation; {"sample 1": {"prompt ⟶ continuation": text}, ...}."""
   _require_causal(ctx, "lm_samples")
@@ -98,7 +123,7 @@ def lm_samples(ctx: EvalContext, num_samples: int = 3, prompt_tokens: int = 12,
     candidates = np.flatnonzero(starts[r]) if starts is not None else np.array([0])
     for c in candidates:
       if c + prompt_tokens <= tokens.shape[1] and len(prompts) < num_samples:
-        prompts.append(tokens[r, c:c + prompt_tokens])
+        prompts.append(tokens[r, c : c + prompt_tokens])
     if len(prompts) == num_samples:
       break
   if not prompts:
@@ -106,14 +131,25 @@ def lm_samples(ctx: EvalContext, num_samples: int = 3, prompt_tokens: int = 12,
   prompt_len = min(prompt_tokens, model.max_length - 1)
   new_tokens = min(max_new_tokens, model.max_length - prompt_len)
   params = jax.device_get(ctx.variables[0])
-  out = np.asarray(sampling.generate(model, params, jnp.asarray(np.stack(prompts))[:, :prompt_len],
-                                     jax.random.key(ctx.seed), new_tokens, temperature, top_k,
-                                     top_p))
+  out = np.asarray(
+    sampling.generate(
+      model,
+      params,
+      jnp.asarray(np.stack(prompts))[:, :prompt_len],
+      jax.random.key(ctx.seed),
+      new_tokens,
+      temperature,
+      top_k,
+      top_p,
+    )
+  )
   tokenizer = Tokenizer(info["tokenizer_path"])
   samples = {}
   for i, row in enumerate(out, 1):
-    prompt, continuation = tokenizer.decode(row[:prompt_len].tolist()), tokenizer.decode(
-        _until_end_of_document(row[prompt_len:], info["sep_id"]).tolist())
+    prompt, continuation = (
+      tokenizer.decode(row[:prompt_len].tolist()),
+      tokenizer.decode(_until_end_of_document(row[prompt_len:], info["sep_id"]).tolist()),
+    )
     samples[f"sample {i}"] = {"prompt ⟶ continuation": f"{prompt} ⟶ {continuation}"}
     print(f"[sample {i}] {prompt!r} ⟶ {continuation!r}", flush=True)
   return samples
@@ -121,4 +157,4 @@ def lm_samples(ctx: EvalContext, num_samples: int = 3, prompt_tokens: int = 12,
 
 def _until_end_of_document(tokens: np.ndarray, end_id: int) -> np.ndarray:
   ends = np.flatnonzero(tokens == end_id)
-  return tokens[:ends[0]] if len(ends) else tokens
+  return tokens[: ends[0]] if len(ends) else tokens

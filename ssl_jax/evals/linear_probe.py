@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssl_jax.evals.context import (FEATURE_SETS, TRAINED, EvalContext, check_feature_sets,
-                                   labelled_subsets)
+from ssl_jax.evals.context import (
+  FEATURE_SETS,
+  TRAINED,
+  EvalContext,
+  check_feature_sets,
+  labelled_subsets,
+)
 from ssl_jax.registry import EVALUATORS
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iterations"))
-def fit_logistic_regression(features: jnp.ndarray, labels: jnp.ndarray, weights: jnp.ndarray,
-                            l2: float, num_classes: int, max_iterations: int = 500,
-                            tolerance: float = 1e-4) -> tuple[jnp.ndarray, jnp.ndarray]:
+def fit_logistic_regression(
+  features: jnp.ndarray,
+  labels: jnp.ndarray,
+  weights: jnp.ndarray,
+  l2: float,
+  num_classes: int,
+  max_iterations: int = 500,
+  tolerance: float = 1e-4,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Minimises sum_i w_i * CE_i + l2/2 * |W|^2 with L-BFGS (sklearn's objective, C = 1/l2),
   until the gradient norm falls below `tolerance` or after `max_iterations`.
 
@@ -38,10 +49,8 @@ def fit_logistic_regression(features: jnp.ndarray, labels: jnp.ndarray, weights:
   def step(carry):
     params, state, iteration, _ = carry
     value, grad = value_and_grad(params, state=state)
-    updates, state = solver.update(grad, state, params, value=value, grad=grad,
-                                   value_fn=objective)
-    return (optax.apply_updates(params, updates), state, iteration + 1,
-            optax.tree.norm(grad))
+    updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+    return (optax.apply_updates(params, updates), state, iteration + 1, optax.tree.norm(grad))
 
   def not_done(carry):
     _, _, iteration, grad_norm = carry
@@ -53,29 +62,49 @@ def fit_logistic_regression(features: jnp.ndarray, labels: jnp.ndarray, weights:
   return params
 
 
-_fit_draws = jax.jit(jax.vmap(fit_logistic_regression, in_axes=(None, None, 0, None, None, None)),
-                     static_argnums=(4, 5))
+_fit_draws = jax.jit(
+  jax.vmap(fit_logistic_regression, in_axes=(None, None, 0, None, None, None)),
+  static_argnums=(4, 5),
+)
 
 
-def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                   test_y: np.ndarray, weights: np.ndarray, l2: float, max_iterations: int
-                   ) -> np.ndarray:
+def probe_accuracy(
+  train_x: np.ndarray,
+  train_y: np.ndarray,
+  test_x: np.ndarray,
+  test_y: np.ndarray,
+  weights: np.ndarray,
+  l2: float,
+  max_iterations: int,
+) -> np.ndarray:
   """Test accuracy of one probe per row of `weights` [draws, N]; features are standardised
   with the statistics of the whole (unlabelled) train split."""
   mean, std = train_x.mean(0), train_x.std(0) + 1e-6
   train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
   num_classes = int(max(train_y.max(), test_y.max())) + 1
-  w, b = _fit_draws(jnp.asarray(train_x), jnp.asarray(train_y), jnp.asarray(weights), l2,
-                    num_classes, max_iterations)
+  w, b = _fit_draws(
+    jnp.asarray(train_x),
+    jnp.asarray(train_y),
+    jnp.asarray(weights),
+    l2,
+    num_classes,
+    max_iterations,
+  )
   predictions = jnp.argmax(jnp.einsum("nd,rdc->rnc", test_x, w) + b[:, None], -1)
   return np.asarray(jnp.mean(predictions == test_y, axis=-1))
 
 
 @EVALUATORS.register("linear_probe")
-def linear_probe(ctx: EvalContext, labels_per_class: Sequence[int] = (1, 5, 10, 0),
-                 draws: int = 5, l2: float = 1.0, max_iterations: int = 500,
-                 feature_sets: Sequence[str] = FEATURE_SETS, train_split: str = "train",
-                 test_split: str = "test") -> dict[str, dict[str, dict[str, float]]]:
+def linear_probe(
+  ctx: EvalContext,
+  labels_per_class: Sequence[int] = (1, 5, 10, 0),
+  draws: int = 5,
+  l2: float = 1.0,
+  max_iterations: int = 500,
+  feature_sets: Sequence[str] = FEATURE_SETS,
+  train_split: str = "train",
+  test_split: str = "test",
+) -> dict[str, dict[str, dict[str, float]]]:
   """Probe accuracy (mean and std over `draws` label draws) per feature set and label budget.
 
   Args:
@@ -91,14 +120,15 @@ def linear_probe(ctx: EvalContext, labels_per_class: Sequence[int] = (1, 5, 10, 
     train_x = ctx.features(feature_set, train_split)
     test_x = ctx.features(feature_set, test_split)
     # One solve for every (budget, draw); "all labels" needs a single draw.
-    weights = np.concatenate([labelled_subsets(train_y, k, draws if k else 1, ctx.seed)
-                              for k in labels_per_class])
+    weights = np.concatenate(
+      [labelled_subsets(train_y, k, draws if k else 1, ctx.seed) for k in labels_per_class]
+    )
     accuracy = probe_accuracy(train_x, train_y, test_x, test_y, weights, l2, max_iterations)
     row, offset = {}, 0
     for per_class in labels_per_class:
       count = draws if per_class else 1
       column = f"acc@{per_class}/class" if per_class else "acc@all"
-      values = accuracy[offset:offset + count]
+      values = accuracy[offset : offset + count]
       row[column] = {"mean": float(values.mean()), "std": float(values.std())}
       offset += count
     table[ctx.row_name(feature_set)] = row

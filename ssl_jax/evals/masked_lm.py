@@ -24,18 +24,29 @@ def masked_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, floa
   if not hasattr(task, "masked_predictions"):
     raise ConfigError(f"Evaluator 'masked_lm' needs a masked-LM task; {ctx.name!r} is not one.")
   info = ctx.dataset.info
-  unigram = most_frequent_token(ctx.dataset.split(ctx.dataset.train_split)["tokens"],
-                                tuple(info["special_ids"]), info["vocab_size"])
+  unigram = most_frequent_token(
+    ctx.dataset.split(ctx.dataset.train_split)["tokens"],
+    tuple(info["special_ids"]),
+    info["vocab_size"],
+  )
 
   def batch_sums(params, model_state, batch, key):
-    logits, targets, weights = task.masked_predictions(params, model_state, batch, key,
-                                                       train=False)
+    logits, targets, weights = task.masked_predictions(params, model_state, batch, key, train=False)
     log_probs = jax.nn.log_softmax(logits)
     nll = -jnp.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
     per_row = lambda x: (x * weights).sum(-1)
-    return jnp.stack([per_row(nll), per_row(logits.argmax(-1) == targets),
-                      per_row(targets == unigram), weights.sum(-1)], axis=-1)
+    return jnp.stack(
+      [
+        per_row(nll),
+        per_row(logits.argmax(-1) == targets),
+        per_row(targets == unigram),
+        weights.sum(-1),
+      ],
+      axis=-1,
+    )
 
   nll, correct, unigram_correct, count = ctx.split_sums(batch_sums, split)
-  return {ctx.name: {"masked acc": correct / count, "masked loss": nll / count},
-          "unigram (most frequent token)": {"masked acc": unigram_correct / count}}
+  return {
+    ctx.name: {"masked acc": correct / count, "masked loss": nll / count},
+    "unigram (most frequent token)": {"masked acc": unigram_correct / count},
+  }

@@ -16,8 +16,7 @@ from ssl_jax.registry import EVALUATORS
 @EVALUATORS.register("online_probe")
 def online_probe(ctx: EvalContext, test_split: str = "test") -> dict[str, dict[str, float]]:
   """{task name: {"online probe acc": accuracy on `test_split`}}; labels -1 are skipped."""
-  logits = ctx.apply(ctx.jit(ctx.task.probe_logits), ctx.variables,
-                     ctx.dataset.split(test_split))
+  logits = ctx.apply(ctx.jit(ctx.task.probe_logits), ctx.variables, ctx.dataset.split(test_split))
   labels = ctx.labels(test_split)
   labelled = labels >= 0
   accuracy = np.mean(np.argmax(logits, -1)[labelled] == labels[labelled])

@@ -13,18 +13,21 @@ from ssl_jax.registry import EVALUATORS, ConfigError
 
 
 @EVALUATORS.register("replaced_token_detection")
-def replaced_token_detection(ctx: EvalContext, split: str = "test"
-                             ) -> dict[str, dict[str, float]]:
+def replaced_token_detection(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
   """Corrupts `split` as in training (a fixed key per batch) and reports
   generator: masked acc, masked loss; discriminator: accuracy over real tokens, and precision
   and recall of the "replaced" label; with the two baselines as their own rows."""
   task = ctx.task
   if not hasattr(task, "predictions") or not hasattr(task.model, "discriminator_logits"):
-    raise ConfigError(f"Evaluator 'replaced_token_detection' needs an ELECTRA task; "
-                      f"{ctx.name!r} is not one.")
+    raise ConfigError(
+      f"Evaluator 'replaced_token_detection' needs an ELECTRA task; {ctx.name!r} is not one."
+    )
   info = ctx.dataset.info
-  unigram = most_frequent_token(ctx.dataset.split(ctx.dataset.train_split)["tokens"],
-                                tuple(info["special_ids"]), info["vocab_size"])
+  unigram = most_frequent_token(
+    ctx.dataset.split(ctx.dataset.train_split)["tokens"],
+    tuple(info["special_ids"]),
+    info["vocab_size"],
+  )
 
   def batch_sums(params, model_state, batch, key):
     out = task.predictions(params, model_state, batch, key, train=False)
@@ -33,21 +36,33 @@ def replaced_token_detection(ctx: EvalContext, split: str = "test"
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), out["targets"][..., None], -1)[..., 0]
     said_replaced = (out["discriminator_logits"] > 0) * token_weights
     per_row = lambda x, w: (x * w).sum(-1)
-    return jnp.stack([
-        per_row(nll, weights), per_row(logits.argmax(-1) == out["targets"], weights),
-        per_row(out["targets"] == unigram, weights), weights.sum(-1),
-        per_row(said_replaced == labels, token_weights), token_weights.sum(-1),
-        per_row(said_replaced * labels, token_weights), said_replaced.sum(-1),
-        per_row(labels, token_weights)], axis=-1)
+    return jnp.stack(
+      [
+        per_row(nll, weights),
+        per_row(logits.argmax(-1) == out["targets"], weights),
+        per_row(out["targets"] == unigram, weights),
+        weights.sum(-1),
+        per_row(said_replaced == labels, token_weights),
+        token_weights.sum(-1),
+        per_row(said_replaced * labels, token_weights),
+        said_replaced.sum(-1),
+        per_row(labels, token_weights),
+      ],
+      axis=-1,
+    )
 
   sums = ctx.split_sums(batch_sums, split)
   nll, correct, unigram_correct, masked, detected, tokens, true_pos, flagged, replaced = sums
   return {
-      f"{ctx.name} generator": {"masked acc": correct / masked, "masked loss": nll / masked},
-      "unigram (most frequent token)": {"masked acc": unigram_correct / masked},
-      f"{ctx.name} discriminator": {"detection acc": detected / tokens,
-                                    "replaced precision": true_pos / max(flagged, 1.0),
-                                    "replaced recall": true_pos / max(replaced, 1.0)},
-      "all tokens called original": {"detection acc": 1.0 - replaced / tokens,
-                                     "replaced recall": 0.0},
+    f"{ctx.name} generator": {"masked acc": correct / masked, "masked loss": nll / masked},
+    "unigram (most frequent token)": {"masked acc": unigram_correct / masked},
+    f"{ctx.name} discriminator": {
+      "detection acc": detected / tokens,
+      "replaced precision": true_pos / max(flagged, 1.0),
+      "replaced recall": true_pos / max(replaced, 1.0),
+    },
+    "all tokens called original": {
+      "detection acc": 1.0 - replaced / tokens,
+      "replaced recall": 0.0,
+    },
   }

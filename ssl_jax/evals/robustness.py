@@ -5,28 +5,35 @@ per example over its real tokens."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS, ConfigError
-from ssl_jax.tasks.image_classification import (ATTACKS, adversarial_check,
-                                                 attack_images)
+from ssl_jax.tasks.image_classification import ATTACKS, adversarial_check, attack_images
 
 
 @EVALUATORS.register("robustness")
-def robustness(ctx: EvalContext, eps: Sequence[float] = (0.1,), norm: str = "linf",
-               steps: int = 10, step_size: float = 0.025, attack: str = "pgd",
-               split: str = "test") -> dict[str, dict[str, float]]:
+def robustness(
+  ctx: EvalContext,
+  eps: Sequence[float] = (0.1,),
+  norm: str = "linf",
+  steps: int = 10,
+  step_size: float = 0.025,
+  attack: str = "pgd",
+  split: str = "test",
+) -> dict[str, dict[str, float]]:
   """{run name: {"clean acc", "<attack> acc @ eps=<e>" per budget}} on `split`.
 
   PGD starts from a random point in the ball (one start; the key is fixed per batch, so the
   number is reproducible) and takes `steps` steps of `step_size`; the model is in eval mode.
   """
   if not hasattr(ctx.task, "logits"):
-    raise ConfigError(f"Evaluator 'robustness' attacks a classifier (task "
-                      f"'image_classification' or 'classification'); {ctx.name!r} is not one.")
+    raise ConfigError(
+      f"Evaluator 'robustness' attacks a classifier (task "
+      f"'image_classification' or 'classification'); {ctx.name!r} is not one."
+    )
   if ctx.dataset.modality == "text":
     return _text_robustness(ctx, eps, norm, steps, step_size, attack, split)
   if attack not in ATTACKS[1:]:
@@ -41,8 +48,17 @@ def robustness(ctx: EvalContext, eps: Sequence[float] = (0.1,), norm: str = "lin
 
     columns = [logits_of(batch["image"]).argmax(-1) == batch["label"]]
     for budget in eps:
-      attacked = attack_images(logits_of, batch["image"], batch["label"], key, kind=attack,
-                               eps=budget, norm=norm, steps=steps, step_size=step_size)
+      attacked = attack_images(
+        logits_of,
+        batch["image"],
+        batch["label"],
+        key,
+        kind=attack,
+        eps=budget,
+        norm=norm,
+        steps=steps,
+        step_size=step_size,
+      )
       columns.append(logits_of(attacked).argmax(-1) == batch["label"])
     columns.append(jnp.ones_like(batch["label"], bool))
     return jnp.stack(columns, axis=-1).astype(jnp.float32)
@@ -54,11 +70,20 @@ def robustness(ctx: EvalContext, eps: Sequence[float] = (0.1,), norm: str = "lin
   return {ctx.name: row}
 
 
-def _text_robustness(ctx: EvalContext, eps: Sequence[float], norm: str, steps: int,
-                     step_size: float, attack: str, split: str) -> dict[str, dict[str, float]]:
+def _text_robustness(
+  ctx: EvalContext,
+  eps: Sequence[float],
+  norm: str,
+  steps: int,
+  step_size: float,
+  attack: str,
+  split: str,
+) -> dict[str, dict[str, float]]:
   if attack != "pgd" or norm != "l2":
-    raise ConfigError(f"Text is attacked in embedding space with attack='pgd', norm='l2'; got "
-                      f"attack={attack!r}, norm={norm!r}.")
+    raise ConfigError(
+      f"Text is attacked in embedding space with attack='pgd', norm='l2'; got "
+      f"attack={attack!r}, norm={norm!r}."
+    )
   for budget in eps:
     adversarial_check(norm, budget)
   task = ctx.task
@@ -68,8 +93,9 @@ def _text_robustness(ctx: EvalContext, eps: Sequence[float], norm: str, steps: i
     clean = task.logits(params, model_state, batch, None, False)
     columns = [clean.argmax(-1) == labels]
     for budget in eps:
-      attacked = task.attacked_logits(params, model_state, tokens, labels, key, budget, steps,
-                                      step_size)
+      attacked = task.attacked_logits(
+        params, model_state, tokens, labels, key, budget, steps, step_size
+      )
       columns.append(attacked.argmax(-1) == labels)
     columns.append(jnp.ones_like(labels, bool))
     return jnp.stack(columns, axis=-1).astype(jnp.float32)

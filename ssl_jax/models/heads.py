@@ -29,8 +29,9 @@ class MLPHead(nn.Module):
       x = nn.relu(x)
     x = nn.Dense(self.output_dim, use_bias=not self.batch_norm_output)(x)
     if self.batch_norm_output:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, use_scale=False,
-                       use_bias=False)(x)
+      x = nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, use_scale=False, use_bias=False
+      )(x)
     return x
 
 

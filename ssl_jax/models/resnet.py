@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -21,8 +21,9 @@ def _shortcut(x: jnp.ndarray, y: jnp.ndarray, strides: int, norm, conv) -> jnp.n
 
 def _layers(train: bool, dtype: str):
   """(norm, conv) constructors: convolutions in the compute dtype, norms in float32 params."""
-  norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           dtype=_dtype(dtype))
+  norm = functools.partial(
+    nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=_dtype(dtype)
+  )
   conv = functools.partial(nn.Conv, use_bias=False, dtype=_dtype(dtype))
   return norm, conv
 

@@ -21,10 +21,10 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # width, depth, heads, MLP width. tiny is for tests; mini and small are BERT's compact models
 # (Turc et al. 2019) and run on a CPU; base is BERT-base / GPT-2 small.
 PRESETS = {
-    "tiny": dict(width=64, depth=2, num_heads=2, mlp_dim=256),
-    "mini": dict(width=256, depth=4, num_heads=4, mlp_dim=1024),
-    "small": dict(width=512, depth=4, num_heads=8, mlp_dim=2048),
-    "base": dict(width=768, depth=12, num_heads=12, mlp_dim=3072),
+  "tiny": dict(width=64, depth=2, num_heads=2, mlp_dim=256),
+  "mini": dict(width=256, depth=4, num_heads=4, mlp_dim=1024),
+  "small": dict(width=512, depth=4, num_heads=8, mlp_dim=2048),
+  "base": dict(width=768, depth=12, num_heads=12, mlp_dim=3072),
 }
 
 
@@ -36,11 +36,14 @@ def _dtype(name: str):
 
 def _check_attention_impl(implementation: str, dtype: str) -> None:
   if implementation not in ATTENTION_IMPLEMENTATIONS:
-    raise ValueError(f"Unknown attention_impl {implementation!r}; valid: "
-                     f"{list(ATTENTION_IMPLEMENTATIONS)}.")
+    raise ValueError(
+      f"Unknown attention_impl {implementation!r}; valid: {list(ATTENTION_IMPLEMENTATIONS)}."
+    )
   if implementation == "cudnn" and dtype == "float32":
-    raise ValueError('attention_impl="cudnn" needs dtype="bfloat16" (cuDNN flash attention '
-                     'has no float32 kernel); use attention_impl="xla" for float32.')
+    raise ValueError(
+      'attention_impl="cudnn" needs dtype="bfloat16" (cuDNN flash attention '
+      'has no float32 kernel); use attention_impl="xla" for float32.'
+    )
 
 
 def resolve_size(size: str, **overrides: int) -> dict[str, int]:
@@ -109,14 +112,21 @@ class Attention(nn.Module):
   implementation: str = "xla"
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None, train: bool,
-               decode: bool = False, context: jnp.ndarray | None = None) -> jnp.ndarray:
+  def __call__(
+    self,
+    x: jnp.ndarray,
+    mask: jnp.ndarray | None,
+    train: bool,
+    decode: bool = False,
+    context: jnp.ndarray | None = None,
+  ) -> jnp.ndarray:
     width = x.shape[-1]
     if width % self.num_heads:
       raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}.")
     head_dim = width // self.num_heads
-    dense = lambda name: nn.DenseGeneral((self.num_heads, head_dim), dtype=_dtype(self.dtype),
-                                         name=name)
+    dense = lambda name: nn.DenseGeneral(
+      (self.num_heads, head_dim), dtype=_dtype(self.dtype), name=name
+    )
     source = x if context is None else context
     q, k, v = dense("query")(x), dense("key")(source), dense("value")(source)
     if decode and context is None:
@@ -160,20 +170,30 @@ class EncoderBlock(nn.Module):
   attention_impl: str = "xla"
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None, train: bool,
-               decode: bool = False, context: jnp.ndarray | None = None,
-               context_mask: jnp.ndarray | None = None) -> jnp.ndarray:
+  def __call__(
+    self,
+    x: jnp.ndarray,
+    mask: jnp.ndarray | None,
+    train: bool,
+    decode: bool = False,
+    context: jnp.ndarray | None = None,
+    context_mask: jnp.ndarray | None = None,
+  ) -> jnp.ndarray:
     def sublayer(x, name, fn):
       norm = nn.LayerNorm(epsilon=self.norm_epsilon, name=f"{name}_norm")
       drop = lambda y: Dropout(self.dropout_rate)(y, deterministic=not train)
       return norm(x + drop(fn(x))) if self.post_norm else x + drop(fn(norm(x)))
 
-    attention = lambda name: Attention(self.num_heads, self.dropout_rate, self.dtype,
-                                       self.attention_impl, name=name)
+    attention = lambda name: Attention(
+      self.num_heads, self.dropout_rate, self.dtype, self.attention_impl, name=name
+    )
     x = sublayer(x, "attention", lambda h: attention("attention")(h, mask, train, decode))
     if self.cross_attention:
-      x = sublayer(x, "cross_attention", lambda h: attention("cross_attention")(
-          h, context_mask, train, context=context))
+      x = sublayer(
+        x,
+        "cross_attention",
+        lambda h: attention("cross_attention")(h, context_mask, train, context=context),
+      )
 
     def mlp(h):
       h = nn.Dense(self.mlp_dim, dtype=_dtype(self.dtype), name="mlp_in")(h)
@@ -195,11 +215,16 @@ class TextEmbedding(nn.Module):
   with_positions: bool = True  # False: tokens only (each stack of a T5 has its own positions)
 
   def setup(self):
-    self.token_embed = nn.Embed(self.vocab_size, self.width, dtype=_dtype(self.dtype),
-                                embedding_init=nn.initializers.normal(0.02))
+    self.token_embed = nn.Embed(
+      self.vocab_size,
+      self.width,
+      dtype=_dtype(self.dtype),
+      embedding_init=nn.initializers.normal(0.02),
+    )
     if self.with_positions:
-      self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
-                                       (self.max_length, self.width))
+      self.position_embed = self.param(
+        "position_embed", nn.initializers.normal(0.02), (self.max_length, self.width)
+      )
 
   def __call__(self, tokens: jnp.ndarray, positions: jnp.ndarray | None) -> jnp.ndarray:
     x = self.token_embed(tokens)
@@ -251,8 +276,9 @@ class TransformerEncoder(nn.Module):
 
   @property
   def dims(self) -> dict[str, int]:
-    return resolve_size(self.size, width=self.width, depth=self.depth,
-                        num_heads=self.num_heads, mlp_dim=self.mlp_dim)
+    return resolve_size(
+      self.size, width=self.width, depth=self.depth, num_heads=self.num_heads, mlp_dim=self.mlp_dim
+    )
 
   @property
   def embedding_width(self) -> int:
@@ -264,31 +290,46 @@ class TransformerEncoder(nn.Module):
     if self.shared_embed is not None:
       self.embed = self.shared_embed
     else:
-      self.embed = TextEmbedding(self.vocab_size, self.embedding_width, self.max_length,
-                                 self.dtype)
+      self.embed = TextEmbedding(self.vocab_size, self.embedding_width, self.max_length, self.dtype)
     if self.own_positions:
-      self.position_embed = self.param("position_embed", nn.initializers.normal(0.02),
-                                       (self.max_length, self.embedding_width))
+      self.position_embed = self.param(
+        "position_embed", nn.initializers.normal(0.02), (self.max_length, self.embedding_width)
+      )
     if self.embedding_width != dims["width"]:
       self.embed_project = nn.Dense(dims["width"], dtype=_dtype(self.dtype))
       self.output_project = nn.Dense(self.embedding_width, dtype=_dtype(self.dtype))
     # train (3) and decode (4) are Python booleans: static under rematerialization.
     block = nn.remat(EncoderBlock, static_argnums=(3, 4)) if self.remat else EncoderBlock
     self.blocks = [
-        block(dims["num_heads"], dims["mlp_dim"], self.dropout_rate, self.dtype,
-              self.post_norm, self.norm_epsilon, self.gelu_approximate, self.cross_attention,
-              self.attention_impl, name=f"block_{i}")
-        for i in range(dims["depth"])
+      block(
+        dims["num_heads"],
+        dims["mlp_dim"],
+        self.dropout_rate,
+        self.dtype,
+        self.post_norm,
+        self.norm_epsilon,
+        self.gelu_approximate,
+        self.cross_attention,
+        self.attention_impl,
+        name=f"block_{i}",
+      )
+      for i in range(dims["depth"])
     ]
     # Post-norm normalises the embeddings instead of the output (BERT).
     self.final_norm = nn.LayerNorm(epsilon=self.norm_epsilon)
     self.embed_dropout = Dropout(self.dropout_rate)
 
-  def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, train: bool = True,
-               segment_ids: jnp.ndarray | None = None,
-               positions: jnp.ndarray | None = None, decode: bool = False,
-               context: jnp.ndarray | None = None,
-               context_valid: jnp.ndarray | None = None) -> jnp.ndarray:
+  def __call__(
+    self,
+    tokens: jnp.ndarray,
+    valid: jnp.ndarray,
+    train: bool = True,
+    segment_ids: jnp.ndarray | None = None,
+    positions: jnp.ndarray | None = None,
+    decode: bool = False,
+    context: jnp.ndarray | None = None,
+    context_valid: jnp.ndarray | None = None,
+  ) -> jnp.ndarray:
     length = tokens.shape[1]
     if length > self.max_length:
       raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}.")
@@ -300,7 +341,8 @@ class TransformerEncoder(nn.Module):
       positions = jnp.broadcast_to(jnp.arange(length), tokens.shape)
     if self.own_positions:
       x = self.embed(tokens, None) + jnp.take(self.position_embed, positions, axis=0).astype(
-          _dtype(self.dtype))
+        _dtype(self.dtype)
+      )
     else:
       x = self.embed(tokens, positions)
     if self.post_norm:
@@ -355,31 +397,50 @@ class TransformerEncoderDecoder(nn.Module):
   attention_impl: str = "xla"
 
   def setup(self):
-    dims = resolve_size(self.size, width=self.width, depth=self.depth,
-                        num_heads=self.num_heads, mlp_dim=self.mlp_dim)
+    dims = resolve_size(
+      self.size, width=self.width, depth=self.depth, num_heads=self.num_heads, mlp_dim=self.mlp_dim
+    )
     # One token table for both stacks (T5's shared vocabulary); positions are per stack, so
     # decoder step t carries no built-in pull towards encoder position t.
-    self.shared = TextEmbedding(self.vocab_size, dims["width"], self.max_length, self.dtype,
-                                with_positions=False)
-    common = dict(vocab_size=self.vocab_size, width=dims["width"], num_heads=dims["num_heads"],
-                  mlp_dim=dims["mlp_dim"], max_length=self.max_length,
-                  dropout_rate=self.dropout_rate, dtype=self.dtype,
-                  norm_epsilon=self.norm_epsilon, remat=self.remat, shared_embed=self.shared,
-                  own_positions=True, attention_impl=self.attention_impl)
+    self.shared = TextEmbedding(
+      self.vocab_size, dims["width"], self.max_length, self.dtype, with_positions=False
+    )
+    common = dict(
+      vocab_size=self.vocab_size,
+      width=dims["width"],
+      num_heads=dims["num_heads"],
+      mlp_dim=dims["mlp_dim"],
+      max_length=self.max_length,
+      dropout_rate=self.dropout_rate,
+      dtype=self.dtype,
+      norm_epsilon=self.norm_epsilon,
+      remat=self.remat,
+      shared_embed=self.shared,
+      own_positions=True,
+      attention_impl=self.attention_impl,
+    )
     self.encoder = TransformerEncoder(depth=dims["depth"], **common)
-    self.decoder = TransformerEncoder(depth=self.decoder_depth or dims["depth"], causal=True,
-                                      cross_attention=True, **common)
+    self.decoder = TransformerEncoder(
+      depth=self.decoder_depth or dims["depth"], causal=True, cross_attention=True, **common
+    )
 
-  def encode(self, inputs: jnp.ndarray, input_valid: jnp.ndarray, train: bool = True
-             ) -> jnp.ndarray:
+  def encode(
+    self, inputs: jnp.ndarray, input_valid: jnp.ndarray, train: bool = True
+  ) -> jnp.ndarray:
     return self.encoder(inputs, input_valid, train=train)
 
-  def __call__(self, inputs: jnp.ndarray, input_valid: jnp.ndarray,
-               decoder_inputs: jnp.ndarray, decoder_valid: jnp.ndarray,
-               train: bool = True) -> jnp.ndarray:
+  def __call__(
+    self,
+    inputs: jnp.ndarray,
+    input_valid: jnp.ndarray,
+    decoder_inputs: jnp.ndarray,
+    decoder_valid: jnp.ndarray,
+    train: bool = True,
+  ) -> jnp.ndarray:
     encoded = self.encode(inputs, input_valid, train)
-    return self.decoder(decoder_inputs, decoder_valid, train=train, context=encoded,
-                        context_valid=input_valid)
+    return self.decoder(
+      decoder_inputs, decoder_valid, train=train, context=encoded, context_valid=input_valid
+    )
 
   def attend(self, hidden: jnp.ndarray) -> jnp.ndarray:
     return self.shared.attend(hidden)

@@ -24,8 +24,9 @@ def sincos_position_embedding(grid: int, width: int) -> jnp.ndarray:
   if width % 4:
     raise ValueError(f"width {width} must be divisible by 4 for 2-D sin-cos embeddings.")
   omega = 1.0 / 10000 ** (jnp.arange(width // 4, dtype=jnp.float32) / (width // 4))
-  ys, xs = jnp.meshgrid(jnp.arange(grid, dtype=jnp.float32),
-                        jnp.arange(grid, dtype=jnp.float32), indexing="ij")
+  ys, xs = jnp.meshgrid(
+    jnp.arange(grid, dtype=jnp.float32), jnp.arange(grid, dtype=jnp.float32), indexing="ij"
+  )
   out_y = ys.reshape(-1, 1) * omega[None]
   out_x = xs.reshape(-1, 1) * omega[None]
   return jnp.concatenate([jnp.sin(out_x), jnp.cos(out_x), jnp.sin(out_y), jnp.cos(out_y)], -1)
@@ -60,15 +61,22 @@ class ViT(nn.Module):
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, images: jnp.ndarray, train: bool = True, keep: jnp.ndarray | None = None,
-               return_tokens: bool = False) -> jnp.ndarray:
+  def __call__(
+    self,
+    images: jnp.ndarray,
+    train: bool = True,
+    keep: jnp.ndarray | None = None,
+    return_tokens: bool = False,
+  ) -> jnp.ndarray:
     if self.pool not in ("cls", "mean"):
       raise ValueError(f"Unknown ViT pool {self.pool!r}; valid: ['cls', 'mean'].")
     if self.position_embedding not in ("learned", "sincos"):
-      raise ValueError(f"Unknown position_embedding {self.position_embedding!r}; "
-                       "valid: ['learned', 'sincos'].")
+      raise ValueError(
+        f"Unknown position_embedding {self.position_embedding!r}; valid: ['learned', 'sincos']."
+      )
     x = nn.Dense(self.width, dtype=_dtype(self.dtype), name="patch_embed")(
-        patchify(images, self.patch_size))
+      patchify(images, self.patch_size)
+    )
     x = x + self._positions(images.shape[1] // self.patch_size, images.shape[2] // self.patch_size)
     if keep is not None:
       x = jnp.take_along_axis(x, keep[..., None], axis=1)
@@ -76,7 +84,8 @@ class ViT(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)).astype(x.dtype), x], 1)
     for i in range(self.depth):
       x = EncoderBlock(self.num_heads, self.mlp_dim, 0.0, self.dtype, name=f"block_{i}")(
-          x, None, train)
+        x, None, train
+      )
     x = nn.LayerNorm(name="final_norm")(x).astype(jnp.float32)
     if return_tokens:
       return x
@@ -87,11 +96,11 @@ class ViT(nn.Module):
     if self.position_embedding == "sincos":
       table = sincos_position_embedding(grid, self.width)
     else:
-      table = self.param("position_embed", nn.initializers.normal(0.02),
-                         (grid * grid, self.width))
+      table = self.param("position_embed", nn.initializers.normal(0.02), (grid * grid, self.width))
     if (grid_h, grid_w) != (grid, grid):
-      table = jax.image.resize(table.reshape(grid, grid, self.width),
-                               (grid_h, grid_w, self.width), "bilinear").reshape(-1, self.width)
+      table = jax.image.resize(
+        table.reshape(grid, grid, self.width), (grid_h, grid_w, self.width), "bilinear"
+      ).reshape(-1, self.width)
     return table[None]
 
 
@@ -101,11 +110,24 @@ _SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 def _preset(size: str):
   width, depth, heads = _SIZES[size]
 
-  def build(patch_size: int = 16, image_size: int = 224, pool: str = "cls",
-            position_embedding: str = "learned", dtype: str = "float32") -> ViT:
-    return ViT(patch_size=patch_size, width=width, depth=depth, num_heads=heads,
-               mlp_dim=4 * width, image_size=image_size, pool=pool,
-               position_embedding=position_embedding, dtype=dtype)
+  def build(
+    patch_size: int = 16,
+    image_size: int = 224,
+    pool: str = "cls",
+    position_embedding: str = "learned",
+    dtype: str = "float32",
+  ) -> ViT:
+    return ViT(
+      patch_size=patch_size,
+      width=width,
+      depth=depth,
+      num_heads=heads,
+      mlp_dim=4 * width,
+      image_size=image_size,
+      pool=pool,
+      position_embedding=position_embedding,
+      dtype=dtype,
+    )
 
   build.__doc__ = f"ViT-{size[0].upper()}: width {width}, depth {depth}, {heads} heads."
   return build

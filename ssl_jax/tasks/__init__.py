@@ -3,7 +3,20 @@
 Importing this package registers every task.
 """
 
-from ssl_jax.tasks import (byol, causal_lm, classification, dino, electra,  # noqa: F401
-                           image_classification, mae, mlm, moco_v3, reconstruction,
-                           redundancy, simclr, simsiam, span_corruption)
+from ssl_jax.tasks import (
+  byol,
+  causal_lm,
+  classification,
+  dino,
+  electra,  # noqa: F401
+  image_classification,
+  mae,
+  mlm,
+  moco_v3,
+  reconstruction,
+  redundancy,
+  simclr,
+  simsiam,
+  span_corruption,
+)
 from ssl_jax.tasks.base import Task  # noqa: F401

@@ -32,8 +32,9 @@ class Task(abc.ABC):
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
     if dataset.modality != self.modality:
       raise ConfigError(
-          f"Task {config.task!r} needs {self.modality} data, but dataset "
-          f"{config.data.name!r} is {dataset.modality} data.")
+        f"Task {config.task!r} needs {self.modality} data, but dataset "
+        f"{config.data.name!r} is {dataset.modality} data."
+      )
     self.config = config
     self.dataset = dataset
 
@@ -42,8 +43,9 @@ class Task(abc.ABC):
     """Returns (params, model_state) for an example batch; model_state holds e.g. batch stats."""
 
   @abc.abstractmethod
-  def loss_fn(self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array],
-              rng: jax.Array) -> tuple[jax.Array, tuple[Metrics, PyTree]]:
+  def loss_fn(
+    self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array], rng: jax.Array
+  ) -> tuple[jax.Array, tuple[Metrics, PyTree]]:
     """Returns (loss, (metrics, new_model_state)) for one global batch."""
 
   def update_targets(self, params: PyTree, model_state: PyTree, step: jax.Array) -> PyTree:
@@ -71,8 +73,9 @@ class Task(abc.ABC):
     return None
 
   @abc.abstractmethod
-  def represent(self, params: PyTree, model_state: PyTree,
-                batch: dict[str, jax.Array]) -> jax.Array:
+  def represent(
+    self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array]
+  ) -> jax.Array:
     """Frozen features [batch, dim] for evaluators (no augmentation, inference mode)."""
 
 

@@ -29,16 +29,23 @@ class BYOL(VisionTask):
   target_modules = ("encoder", "projector")
   head_chain = ("projector", "predictor")
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               base_momentum: float = 0.996, projector_hidden_dim: int = 4096,
-               projector_dim: int = 256, predictor_hidden_dim: int = 4096):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    base_momentum: float = 0.996,
+    projector_hidden_dim: int = 4096,
+    projector_dim: int = 256,
+    predictor_hidden_dim: int = 4096,
+  ):
     super().__init__(config, dataset, base_momentum)
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 2)
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
   def loss_fn(self, params, model_state, batch, rng):
     h_1, (p_1, p_2), (target_1, target_2), model_state = self.predict_momentum_targets(
-        params, model_state, rng, batch["image"])
+      params, model_state, rng, batch["image"]
+    )
     loss = byol_loss(p_1, target_2) + byol_loss(p_2, target_1)
     metrics = {"cosine_similarity": jnp.mean(cosine_similarity(p_1, target_2))}
     loss, metrics = self.with_probe(loss, metrics, params, h_1, batch)

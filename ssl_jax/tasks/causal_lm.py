@@ -16,9 +16,9 @@ from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 
 
-def next_token_targets(tokens: jnp.ndarray, valid: jnp.ndarray,
-                       segment_ids: jnp.ndarray | None = None
-                       ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def next_token_targets(
+  tokens: jnp.ndarray, valid: jnp.ndarray, segment_ids: jnp.ndarray | None = None
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """(targets [B, L-1], weights [B, L-1]): the token after each position, and 1.0 where it is
   a real token of the same document as the position."""
   targets = tokens[:, 1:]
@@ -41,8 +41,10 @@ class CausalLM(Task):
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
     self.model = build_model(config, vocab_size=info["vocab_size"], max_length=seq_len)
     if not getattr(self.model, "causal", False):
-      raise ConfigError(f"Task 'causal_lm' needs a causal model; config.model={config.model!r} "
-                        "attends both ways. Use 'transformer_decoder'.")
+      raise ConfigError(
+        f"Task 'causal_lm' needs a causal model; config.model={config.model!r} "
+        "attends both ways. Use 'transformer_decoder'."
+      )
     self.pad_id = info["pad_id"]
     self.augment = TextAugmenter(config.get("augment", {}), info)
 
@@ -54,10 +56,17 @@ class CausalLM(Task):
     """(logits [B, L-1, V], targets [B, L-1], weights [B, L-1])."""
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": params, **model_state}, tokens, valid, train=train,
-                              rngs={"dropout": rng}, **_decoder_inputs(batch))
-    logits = self.model.apply({"params": params}, hidden[:, :-1],
-                              method=lambda m, h: m.attend(h)).astype(jnp.float32)
+    hidden = self.model.apply(
+      {"params": params, **model_state},
+      tokens,
+      valid,
+      train=train,
+      rngs={"dropout": rng},
+      **_decoder_inputs(batch),
+    )
+    logits = self.model.apply(
+      {"params": params}, hidden[:, :-1], method=lambda m, h: m.attend(h)
+    ).astype(jnp.float32)
     targets, weights = next_token_targets(tokens, valid, batch.get("segment_ids"))
     return logits, targets, weights
 
@@ -73,8 +82,9 @@ class CausalLM(Task):
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": params, **model_state}, tokens, valid, train=False,
-                              **_decoder_inputs(batch))
+    hidden = self.model.apply(
+      {"params": params, **model_state}, tokens, valid, train=False, **_decoder_inputs(batch)
+    )
     return mean_over_valid(hidden, valid)
 
 

@@ -32,14 +32,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from ssl_jax.adapt import adversarial as adversarial_lib, bottleneck, freeze, lora, prompts
+from ssl_jax.adapt import adversarial as adversarial_lib
+from ssl_jax.adapt import bottleneck, freeze, lora, prompts
 from ssl_jax.adapt.zero_shot import single_token_verbalizers
 from ssl_jax.data import tokenizer as tok
-from ssl_jax.data.tokenizer import Tokenizer
 from ssl_jax.data.source import Dataset
+from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.models.transformer import TextEmbedding
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid, split_variables
-from ssl_jax.models.transformer import TextEmbedding
 from ssl_jax.tasks.fine_tuning import FineTuning, cross_entropy
 
 POOLINGS = ("mean", "first")
@@ -81,38 +82,69 @@ class Classification(FineTuning):
   modality = "text"
   input_key = "tokens"
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset, init_from: str = "",
-               method: str = "full", freeze: str = "none", layer_decay: float = 1.0,
-               pooling: str = "mean", head_dropout: float = 0.0,
-               label_smoothing: float = 0.0, lora_rank: int = 8, lora_alpha: float = 16.0,
-               lora_dropout: float = 0.0,
-               lora_targets: str = r"attention/(query|value)$",
-               adapter_size: int = 16, adapter_targets: str = r"(attention/out|mlp_out)$",
-               prefix_length: int = 10, prompt_length: int = 10,
-               adversarial: str = "none", adv_eps: float = 0.3, adv_steps: int = 2,
-               adv_step_size: float = 0.15,
-               semi_supervised: str = "none", unlabelled_weight: float = 1.0,
-               pseudo_label_threshold: float = 0.95,
-               prompt: str = DEFAULT_PROMPT, verbalizers: str = "",
-               zero_shot_scoring: str = "per_token"):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    init_from: str = "",
+    method: str = "full",
+    freeze: str = "none",
+    layer_decay: float = 1.0,
+    pooling: str = "mean",
+    head_dropout: float = 0.0,
+    label_smoothing: float = 0.0,
+    lora_rank: int = 8,
+    lora_alpha: float = 16.0,
+    lora_dropout: float = 0.0,
+    lora_targets: str = r"attention/(query|value)$",
+    adapter_size: int = 16,
+    adapter_targets: str = r"(attention/out|mlp_out)$",
+    prefix_length: int = 10,
+    prompt_length: int = 10,
+    adversarial: str = "none",
+    adv_eps: float = 0.3,
+    adv_steps: int = 2,
+    adv_step_size: float = 0.15,
+    semi_supervised: str = "none",
+    unlabelled_weight: float = 1.0,
+    pseudo_label_threshold: float = 0.95,
+    prompt: str = DEFAULT_PROMPT,
+    verbalizers: str = "",
+    zero_shot_scoring: str = "per_token",
+  ):
     if pooling not in POOLINGS:
-      raise ConfigError(f"Unknown config.task_kwargs.pooling {pooling!r}; valid: "
-                        f"{list(POOLINGS)}.")
+      raise ConfigError(f"Unknown config.task_kwargs.pooling {pooling!r}; valid: {list(POOLINGS)}.")
     if adversarial not in ("none",) + adversarial_lib.EMBEDDING_MODES:
-      raise ConfigError(f"Unknown config.task_kwargs.adversarial {adversarial!r}; valid for "
-                        f"text: {['none', *adversarial_lib.EMBEDDING_MODES]}.")
+      raise ConfigError(
+        f"Unknown config.task_kwargs.adversarial {adversarial!r}; valid for "
+        f"text: {['none', *adversarial_lib.EMBEDDING_MODES]}."
+      )
     if adversarial != "none" and (adv_eps < 0 or adv_steps < 1):
-      raise ConfigError(f"Embedding-space adversarial training needs adv_eps >= 0 and "
-                        f"adv_steps >= 1; got adv_eps={adv_eps}, adv_steps={adv_steps}.")
+      raise ConfigError(
+        f"Embedding-space adversarial training needs adv_eps >= 0 and "
+        f"adv_steps >= 1; got adv_eps={adv_eps}, adv_steps={adv_steps}."
+      )
     self.attack = dict(mode=adversarial, eps=adv_eps, steps=adv_steps, step_size=adv_step_size)
     if semi_supervised == "fixmatch":
-      raise ConfigError("semi_supervised='fixmatch' needs weak and strong views; text has "
-                        "none yet: use 'pretext' (the pretraining LM loss on unlabelled rows).")
-    super().__init__(config, dataset, init_from, method, freeze, label_smoothing,
-                     lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
-                     semi_supervised, unlabelled_weight, pseudo_label_threshold,
-                     bottleneck.AdapterConfig(adapter_size, adapter_targets),
-                     prompts.PrefixConfig(prefix_length), prompts.PromptConfig(prompt_length))
+      raise ConfigError(
+        "semi_supervised='fixmatch' needs weak and strong views; text has "
+        "none yet: use 'pretext' (the pretraining LM loss on unlabelled rows)."
+      )
+    super().__init__(
+      config,
+      dataset,
+      init_from,
+      method,
+      freeze,
+      label_smoothing,
+      lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
+      semi_supervised,
+      unlabelled_weight,
+      pseudo_label_threshold,
+      bottleneck.AdapterConfig(adapter_size, adapter_targets),
+      prompts.PrefixConfig(prefix_length),
+      prompts.PromptConfig(prompt_length),
+    )
     info = dataset.info
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
     model_config = config
@@ -121,36 +153,53 @@ class Classification(FineTuning):
       pretrained_info = model_config.get("dataset_info", {})
       if pretrained_info.get("vocab_size") != info["vocab_size"]:
         raise ConfigError(
-            f"The pretraining run in {init_from!r} has a vocabulary of "
-            f"{pretrained_info.get('vocab_size')} pieces, this data {info['vocab_size']}: set "
-            f"config.data.tokenizer_path={pretrained_info.get('tokenizer_path')!r}.")
+          f"The pretraining run in {init_from!r} has a vocabulary of "
+          f"{pretrained_info.get('vocab_size')} pieces, this data {info['vocab_size']}: set "
+          f"config.data.tokenizer_path={pretrained_info.get('tokenizer_path')!r}."
+        )
       if model_config.task not in TEXT_PRETRAINING:
-        raise ConfigError(f"Fine-tuning starts from {list(TEXT_PRETRAINING)} text "
-                          f"pretraining; init_from={init_from!r} holds a "
-                          f"{model_config.task!r} run.")
+        raise ConfigError(
+          f"Fine-tuning starts from {list(TEXT_PRETRAINING)} text "
+          f"pretraining; init_from={init_from!r} holds a "
+          f"{model_config.task!r} run."
+        )
       # The fine-tune may change options that keep the shapes (dropout, remat, dtype); a
       # change of shape is caught when the weights are loaded.
       model_config = model_config.copy_and_resolve_references()
       model_config.model_kwargs.update(config.model_kwargs.to_dict())
       seq_len = int(model_config.data.get("seq_len", seq_len))
     self.model = TextClassifier(
-        build_model(model_config, vocab_size=info["vocab_size"], max_length=seq_len),
-        self.num_classes, pooling, head_dropout)
+      build_model(model_config, vocab_size=info["vocab_size"], max_length=seq_len),
+      self.num_classes,
+      pooling,
+      head_dropout,
+    )
     self.pad_id, self.mask_id = info["pad_id"], info["mask_id"]
     self.layer_decay = layer_decay
     self.zero_shot = None
     if method == "zero_shot":
       if not init_from:
-        raise ConfigError("method='zero_shot' scores with a pretrained language model: set "
-                          "task_kwargs.init_from to an 'mlm' or 'causal_lm' workdir.")
-      words = ([w.strip() for w in verbalizers.split(",")] if verbalizers else
-               list(info["class_names"]))
+        raise ConfigError(
+          "method='zero_shot' scores with a pretrained language model: set "
+          "task_kwargs.init_from to an 'mlm' or 'causal_lm' workdir."
+        )
+      words = (
+        [w.strip() for w in verbalizers.split(",")] if verbalizers else list(info["class_names"])
+      )
       if len(words) != self.num_classes:
-        raise ConfigError(f"task_kwargs.verbalizers names {len(words)} words for "
-                          f"{self.num_classes} classes {list(info['class_names'])}.")
-      self.zero_shot = ZeroShotPrompt.build(Tokenizer(info["tokenizer_path"]), prompt, words,
-                                            model_config.task, zero_shot_scoring,
-                                            seq_len, self.model.encoder.max_length)
+        raise ConfigError(
+          f"task_kwargs.verbalizers names {len(words)} words for "
+          f"{self.num_classes} classes {list(info['class_names'])}."
+        )
+      self.zero_shot = ZeroShotPrompt.build(
+        Tokenizer(info["tokenizer_path"]),
+        prompt,
+        words,
+        model_config.task,
+        zero_shot_scoring,
+        seq_len,
+        self.model.encoder.max_length,
+      )
 
   # --- Parameters ---------------------------------------------------------------------------
 
@@ -182,35 +231,45 @@ class Classification(FineTuning):
 
   def supervised_loss(self, params, model_state, tokens, labels, attack_key, forward_key):
     if self.attack["mode"] == "none":
-      return super().supervised_loss(params, model_state, tokens, labels, attack_key,
-                                     forward_key)
+      return super().supervised_loss(params, model_state, tokens, labels, attack_key, forward_key)
+
     # FreeLB / embedding PGD: the perturbation lives on the token embeddings of real tokens,
     # and every ascent step sees the same dropout masks.
     def loss_of(delta):
-      logits, state = self.forward(params, model_state, tokens, forward_key, True,
-                                   embedding_delta=delta)
+      logits, state = self.forward(
+        params, model_state, tokens, forward_key, True, embedding_delta=delta
+      )
       return cross_entropy(logits, labels, self.label_smoothing), (logits, state)
 
     shape = tokens.shape + (self.model.encoder.embedding_width,)
     mask = (tokens != self.pad_id)[..., None].astype(jnp.float32)
     loss, (logits, model_state) = adversarial_lib.embedding_adversarial_loss(
-        loss_of, shape, mask, self.attack["eps"], self.attack["step_size"],
-        self.attack["steps"], attack_key, self.attack["mode"])
+      loss_of,
+      shape,
+      mask,
+      self.attack["eps"],
+      self.attack["step_size"],
+      self.attack["steps"],
+      attack_key,
+      self.attack["mode"],
+    )
     return loss, logits, model_state
 
-  def attacked_logits(self, params, model_state, tokens, labels, key, eps: float, steps: int,
-                      step_size: float) -> jnp.ndarray:
+  def attacked_logits(
+    self, params, model_state, tokens, labels, key, eps: float, steps: int, step_size: float
+  ) -> jnp.ndarray:
     """Eval-mode logits after an embedding-space PGD attack (L2, per example, random start)
     on the cross entropy of `labels`: what the robustness evaluator measures on text."""
+
     def loss_of(delta):
-      logits, _ = self.forward(params, model_state, tokens, None, False,
-                               embedding_delta=delta)
+      logits, _ = self.forward(params, model_state, tokens, None, False, embedding_delta=delta)
       return cross_entropy(logits, labels), logits
 
     shape = tokens.shape + (self.model.encoder.embedding_width,)
     mask = (tokens != self.pad_id)[..., None].astype(jnp.float32)
-    _, logits = adversarial_lib.embedding_adversarial_loss(loss_of, shape, mask, eps,
-                                                           step_size, steps, key, "pgd")
+    _, logits = adversarial_lib.embedding_adversarial_loss(
+      loss_of, shape, mask, eps, step_size, steps, key, "pgd"
+    )
     return jax.lax.stop_gradient(logits)
 
   def forward(self, params, model_state, tokens, rng, train, embedding_delta=None):
@@ -225,19 +284,30 @@ class Classification(FineTuning):
     if self.method == "prompt":
       # [MASK] fills the prompt's reserved positions: any non-padding token would do, as
       # the prompt vectors replace their embeddings.
-      tokens = prompts.reserve_prompt_positions(tokens, self.prompt_config.length,
-                                                self.mask_id, self.prompt_config.start)
+      tokens = prompts.reserve_prompt_positions(
+        tokens, self.prompt_config.length, self.mask_id, self.prompt_config.start
+      )
     variables = {"params": params, **model_state}
     rngs = {"dropout": rng} if (rng is not None and train) else {}
-    return self.apply_model(variables, peft, *self.model_args(tokens), train=train, rngs=rngs,
-                            dropout_key=rng if train else None), model_state
+    return self.apply_model(
+      variables,
+      peft,
+      *self.model_args(tokens),
+      train=train,
+      rngs=rngs,
+      dropout_key=rng if train else None,
+    ), model_state
 
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": self.split_params(params)[0], **model_state}, tokens,
-                              valid, False,
-                              method=lambda m, t, v, train: m.encoder(t, v, train=train))
+    hidden = self.model.apply(
+      {"params": self.split_params(params)[0], **model_state},
+      tokens,
+      valid,
+      False,
+      method=lambda m, t, v, train: m.encoder(t, v, train=train),
+    )
     return mean_over_valid(hidden, valid)
 
   # --- Zero-shot --------------------------------------------------------------------------------
@@ -249,21 +319,24 @@ class Classification(FineTuning):
     if prompt.kind == "pet":
       sequences, valid, positions = prompt.masked(tokens, self.pad_id)
       mlm_params = {"params": {**params["pretext"], "encoder": params["encoder"]}}
-      logits = self.pretext.model.apply(mlm_params, sequences, valid, positions[:, None],
-                                        train=False)[:, 0]
+      logits = self.pretext.model.apply(
+        mlm_params, sequences, valid, positions[:, None], train=False
+      )[:, 0]
       return jax.nn.log_softmax(logits.astype(jnp.float32))[:, prompt.verbalizers[:, 0]]
 
     def continuation(rows):
       sequences, valid, at, targets, weights = prompt.continuations(rows, self.pad_id)
       batch, classes, length = sequences.shape
-      hidden = self.model.apply(encoder_params, sequences.reshape(-1, length),
-                                valid.reshape(-1, length), method=_encode)
+      hidden = self.model.apply(
+        encoder_params, sequences.reshape(-1, length), valid.reshape(-1, length), method=_encode
+      )
       hidden = jnp.take_along_axis(hidden, at.reshape(batch * classes, -1)[..., None], axis=1)
       # The vocabulary is projected only where a verbalizer token is predicted.
       logits = self.model.apply(encoder_params, hidden, method=_attend)
       log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
-      picked = jnp.take_along_axis(log_probs, targets.reshape(batch * classes, -1)[..., None],
-                                   axis=-1)[..., 0].reshape(batch, classes, -1)
+      picked = jnp.take_along_axis(
+        log_probs, targets.reshape(batch * classes, -1)[..., None], axis=-1
+      )[..., 0].reshape(batch, classes, -1)
       return (picked * weights).sum(-1)
 
     scores = continuation(tokens)
@@ -272,8 +345,11 @@ class Classification(FineTuning):
     elif prompt.scoring == "pmi":
       # Domain-conditional PMI (Holtzman et al. 2021): subtract each word's score after the
       # prompt alone, so words the LM likes everywhere stop winning by surface form.
-      empty = jnp.full((1, tokens.shape[1]), self.pad_id, tokens.dtype).at[:, :2].set(
-          jnp.asarray([tok.CLS_ID, tok.SEP_ID], tokens.dtype))
+      empty = (
+        jnp.full((1, tokens.shape[1]), self.pad_id, tokens.dtype)
+        .at[:, :2]
+        .set(jnp.asarray([tok.CLS_ID, tok.SEP_ID], tokens.dtype))
+      )
       scores = scores - continuation(empty)
     return scores
 
@@ -297,19 +373,29 @@ class ZeroShotPrompt:
   [SEP]" and a class scores log p(its one-piece word at [MASK]).
   """
 
-  kind: str               # "causal" or "pet"
+  kind: str  # "causal" or "pet"
   scoring: str
-  prompt: np.ndarray      # [S] the prompt's pieces
+  prompt: np.ndarray  # [S] the prompt's pieces
   verbalizers: np.ndarray  # [C, V] each word's pieces, padded
-  lengths: np.ndarray     # [C] pieces per word
-  length: int             # positions of a scored sequence (at most the model's)
+  lengths: np.ndarray  # [C] pieces per word
+  length: int  # positions of a scored sequence (at most the model's)
 
   @classmethod
-  def build(cls, tokenizer: Tokenizer, prompt: str, words: list[str], pretraining_task: str,
-            scoring: str, seq_len: int, max_length: int) -> "ZeroShotPrompt":
+  def build(
+    cls,
+    tokenizer: Tokenizer,
+    prompt: str,
+    words: list[str],
+    pretraining_task: str,
+    scoring: str,
+    seq_len: int,
+    max_length: int,
+  ) -> ZeroShotPrompt:
     if scoring not in ZERO_SHOT_SCORINGS:
-      raise ConfigError(f"Unknown config.task_kwargs.zero_shot_scoring {scoring!r}; valid: "
-                        f"{list(ZERO_SHOT_SCORINGS)}.")
+      raise ConfigError(
+        f"Unknown config.task_kwargs.zero_shot_scoring {scoring!r}; valid: "
+        f"{list(ZERO_SHOT_SCORINGS)}."
+      )
     prompt_ids = tokenizer.encode([prompt])[0] if prompt else []
     if pretraining_task == "mlm":
       ids = [[i] for i in single_token_verbalizers(tokenizer, words)]
@@ -319,16 +405,24 @@ class ZeroShotPrompt:
       kind = "causal"
     width = max(len(i) for i in ids)
     if len(prompt_ids) + width + 8 > max_length:
-      raise ConfigError(f"The zero-shot prompt ({len(prompt_ids)} pieces) and words (up to "
-                        f"{width}) leave too little of the pretrained model's {max_length} "
-                        "positions for the text: shorten them.")
+      raise ConfigError(
+        f"The zero-shot prompt ({len(prompt_ids)} pieces) and words (up to "
+        f"{width}) leave too little of the pretrained model's {max_length} "
+        "positions for the text: shorten them."
+      )
     verbalizers = np.zeros((len(ids), width), np.int32)
     for c, pieces in enumerate(ids):
-      verbalizers[c, :len(pieces)] = pieces
+      verbalizers[c, : len(pieces)] = pieces
     # The text is cut (from its end) where "text prompt word" would not fit the model.
     length = min(seq_len + len(prompt_ids) + (2 if kind == "pet" else width), max_length)
-    return cls(kind, scoring, np.asarray(prompt_ids, np.int32), verbalizers,
-               np.asarray([len(i) for i in ids], np.float32), length)
+    return cls(
+      kind,
+      scoring,
+      np.asarray(prompt_ids, np.int32),
+      verbalizers,
+      np.asarray([len(i) for i in ids], np.float32),
+      length,
+    )
 
   def _layout(self, tokens: jnp.ndarray, extra: int):
     """Each row's text (up to its [SEP], cut to leave room) then the prompt, in rows of
@@ -341,8 +435,7 @@ class ZeroShotPrompt:
     sequences = jnp.where(index < cut, text, tok.PAD_ID)
     if len(self.prompt):
       prompt = jnp.asarray(self.prompt)[jnp.clip(index - cut, 0, len(self.prompt) - 1)]
-      sequences = jnp.where((index >= cut) & (index < cut + len(self.prompt)), prompt,
-                            sequences)
+      sequences = jnp.where((index >= cut) & (index < cut + len(self.prompt)), prompt, sequences)
     return sequences, index, cut + len(self.prompt)
 
   def continuations(self, tokens: jnp.ndarray, pad_id: int):
@@ -354,16 +447,18 @@ class ZeroShotPrompt:
     words = jnp.asarray(self.verbalizers)  # [C, V]
     offset = index - end  # [B, L2]: position inside the word
     piece = words[:, jnp.clip(offset, 0, width - 1)]  # [C, B, L2]
-    inside = (offset >= 0)[None] & (offset[None] < jnp.asarray(self.lengths, jnp.int32)[:, None,
-                                                                                        None])
+    inside = (offset >= 0)[None] & (
+      offset[None] < jnp.asarray(self.lengths, jnp.int32)[:, None, None]
+    )
     sequences = jnp.where(inside, piece, sequences[None]).transpose(1, 0, 2)
-    valid = (sequences != tok.PAD_ID)
+    valid = sequences != tok.PAD_ID
     batch, classes = tokens.shape[0], len(words)
-    at = jnp.broadcast_to(end[:, None] - 1 + jnp.arange(width)[None, None], (batch, classes,
-                                                                             width))
+    at = jnp.broadcast_to(end[:, None] - 1 + jnp.arange(width)[None, None], (batch, classes, width))
     targets = jnp.broadcast_to(words[None], (batch, classes, width))
-    weights = jnp.broadcast_to((jnp.arange(width)[None] < jnp.asarray(self.lengths)[:, None])
-                               .astype(jnp.float32)[None], (batch, classes, width))
+    weights = jnp.broadcast_to(
+      (jnp.arange(width)[None] < jnp.asarray(self.lengths)[:, None]).astype(jnp.float32)[None],
+      (batch, classes, width),
+    )
     return sequences, valid, at, targets, weights
 
   def masked(self, tokens: jnp.ndarray, pad_id: int):
@@ -378,9 +473,11 @@ class ZeroShotPrompt:
 
 def _add_to_embeddings(delta: jnp.ndarray):
   """An interceptor adding `delta` to the output of the encoder's token embedding."""
+
   def add(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if isinstance(context.module, TextEmbedding) and context.method_name == "__call__":
       return out + delta.astype(out.dtype)
     return out
+
   return add

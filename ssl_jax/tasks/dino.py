@@ -43,8 +43,14 @@ class DINOHead(nn.Module):
     return x @ w
 
 
-def dino_loss(student: jnp.ndarray, teacher: jnp.ndarray, center: jnp.ndarray,
-              student_temp: float, teacher_temp: jax.Array, num_global: int = 2) -> jnp.ndarray:
+def dino_loss(
+  student: jnp.ndarray,
+  teacher: jnp.ndarray,
+  center: jnp.ndarray,
+  student_temp: float,
+  teacher_temp: jax.Array,
+  num_global: int = 2,
+) -> jnp.ndarray:
   """Cross entropy between the centred, sharpened teacher distribution of each global view and
   the student's distribution of every *other* view, averaged over the pairs.
 
@@ -53,7 +59,8 @@ def dino_loss(student: jnp.ndarray, teacher: jnp.ndarray, center: jnp.ndarray,
   num_views = student.shape[0] // (teacher.shape[0] // num_global)
   student_logp = jax.nn.log_softmax(student.astype(jnp.float32) / student_temp, axis=-1)
   teacher_p = jax.lax.stop_gradient(
-      jax.nn.softmax((teacher.astype(jnp.float32) - center) / teacher_temp, axis=-1))
+    jax.nn.softmax((teacher.astype(jnp.float32) - center) / teacher_temp, axis=-1)
+  )
   student_logp = jnp.split(student_logp, num_views)
   teacher_p = jnp.split(teacher_p, num_global)
   total, pairs = 0.0, 0
@@ -71,8 +78,9 @@ def update_center(center: jnp.ndarray, teacher: jnp.ndarray, momentum: float) ->
   return momentum * center + (1 - momentum) * jnp.mean(teacher.astype(jnp.float32), axis=0)
 
 
-def teacher_temperature(step: jax.Array, warmup_temp: float, final_temp: float,
-                        warmup_steps: int) -> jax.Array:
+def teacher_temperature(
+  step: jax.Array, warmup_temp: float, final_temp: float, warmup_steps: int
+) -> jax.Array:
   """Linear warmup from `warmup_temp` to `final_temp` over `warmup_steps`, then constant."""
   if warmup_steps <= 0:
     return jnp.asarray(final_temp, jnp.float32)
@@ -90,16 +98,27 @@ class DINO(VisionTask):
   target_modules = ("encoder", "head")
   represent_with_target = True
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               base_momentum: float = 0.996, out_dim: int = 65536, hidden_dim: int = 2048,
-               bottleneck_dim: int = 256, norm_last_layer: bool = True,
-               num_local_crops: int = 6, student_temp: float = 0.1,
-               teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
-               warmup_teacher_temp_steps: int = 0, center_momentum: float = 0.9,
-               freeze_last_layer_steps: int = 0):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    base_momentum: float = 0.996,
+    out_dim: int = 65536,
+    hidden_dim: int = 2048,
+    bottleneck_dim: int = 256,
+    norm_last_layer: bool = True,
+    num_local_crops: int = 6,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+    warmup_teacher_temp: float = 0.04,
+    warmup_teacher_temp_steps: int = 0,
+    center_momentum: float = 0.9,
+    freeze_last_layer_steps: int = 0,
+  ):
     super().__init__(config, dataset, base_momentum)
-    self.modules["head"] = DINOHead(out_dim, hidden_dim, bottleneck_dim,
-                                    norm_last_layer=norm_last_layer)
+    self.modules["head"] = DINOHead(
+      out_dim, hidden_dim, bottleneck_dim, norm_last_layer=norm_last_layer
+    )
     self.num_local_crops = num_local_crops
     self.student_temp = student_temp
     self.temps = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_steps)
@@ -113,8 +132,9 @@ class DINO(VisionTask):
 
   def loss_fn(self, params, model_state, batch, rng):
     step_rng, _ = jax.random.split(rng)
-    global_views, local_views = multi_crop(step_rng, batch["image"], self.views,
-                                           self.num_local_crops)
+    global_views, local_views = multi_crop(
+      step_rng, batch["image"], self.views, self.num_local_crops
+    )
     chain = ("encoder", "head")
     params = self.freeze_last_layer(params, model_state[STEP])
     # One encoder call per resolution (the paper's MultiCropWrapper).
@@ -125,14 +145,17 @@ class DINO(VisionTask):
       student.append(s_local)
     teacher, model_state = self.forward_target(self.target_modules, model_state, global_views)
     temp = teacher_temperature(model_state[STEP], *self.temps)
-    loss = dino_loss(jnp.concatenate(student), teacher, model_state[CENTER], self.student_temp,
-                     temp)
+    loss = dino_loss(
+      jnp.concatenate(student), teacher, model_state[CENTER], self.student_temp, temp
+    )
     new_center = update_center(model_state[CENTER], teacher, self.center_momentum)
     probs = jax.nn.softmax((teacher - model_state[CENTER]) / temp, axis=-1)
-    metrics = {"teacher_temperature": temp,
-               # Entropy of the mean teacher distribution: log(K) is uniform, 0 is collapse.
-               "teacher_batch_entropy": -jnp.sum(probs.mean(0) * jnp.log(probs.mean(0) + 1e-12))}
-    loss, metrics = self.with_probe(loss, metrics, params, h_global[:len(batch["image"])], batch)
+    metrics = {
+      "teacher_temperature": temp,
+      # Entropy of the mean teacher distribution: log(K) is uniform, 0 is collapse.
+      "teacher_batch_entropy": -jnp.sum(probs.mean(0) * jnp.log(probs.mean(0) + 1e-12)),
+    }
+    loss, metrics = self.with_probe(loss, metrics, params, h_global[: len(batch["image"])], batch)
     return loss, (metrics, {**model_state, CENTER: new_center})
 
   def freeze_last_layer(self, params, step: jax.Array):

@@ -48,14 +48,22 @@ class ElectraModel(nn.Module):
   def setup(self):
     fields = dict(self.encoder_fields)
     dims = TransformerEncoder(**fields).dims
-    self.embed = TextEmbedding(fields["vocab_size"], dims["width"], fields["max_length"],
-                               fields.get("dtype", "float32"))
+    self.embed = TextEmbedding(
+      fields["vocab_size"], dims["width"], fields["max_length"], fields.get("dtype", "float32")
+    )
     scaled = lambda n: max(1, int(round(n * self.generator_fraction)))
     self.discriminator = TransformerEncoder(**{**fields, **dims}, shared_embed=self.embed)
     self.generator = TransformerEncoder(
-        **{**fields, **dims, "width": scaled(dims["width"]),
-           "num_heads": scaled(dims["num_heads"]), "mlp_dim": scaled(dims["mlp_dim"]),
-           "embed_width": dims["width"]}, shared_embed=self.embed)
+      **{
+        **fields,
+        **dims,
+        "width": scaled(dims["width"]),
+        "num_heads": scaled(dims["num_heads"]),
+        "mlp_dim": scaled(dims["mlp_dim"]),
+        "embed_width": dims["width"],
+      },
+      shared_embed=self.embed,
+    )
     self.generator_head = masked_lm_head(self.generator, name="generator_head")
     self.discriminator_dense = nn.Dense(dims["width"])
     self.discriminator_out = nn.Dense(1)
@@ -76,8 +84,10 @@ class ElectraModel(nn.Module):
     return self.discriminator(tokens, valid, train=False, **_encoder_packing(packing))
 
   def __call__(self, tokens, valid, positions, train: bool = True, **packing):
-    return (self.generator_logits(tokens, valid, positions, train, **packing),
-            self.discriminator_logits(tokens, valid, train, **packing))
+    return (
+      self.generator_logits(tokens, valid, positions, train, **packing),
+      self.discriminator_logits(tokens, valid, train, **packing),
+    )
 
 
 def _encoder_packing(packing: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -98,38 +108,57 @@ class Electra(Task):
 
   modality = "text"
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               generator_fraction: float = 0.25, discriminator_weight: float = 50.0,
-               mask_rate: float = 0.15, mask_prob: float = 0.85, temperature: float = 1.0,
-               max_predictions: int = 0):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    generator_fraction: float = 0.25,
+    discriminator_weight: float = 50.0,
+    mask_rate: float = 0.15,
+    mask_prob: float = 0.85,
+    temperature: float = 1.0,
+    max_predictions: int = 0,
+  ):
     super().__init__(config, dataset)
     info = dataset.info
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
     discriminator = build_model(config, vocab_size=info["vocab_size"], max_length=seq_len)
     if type(discriminator) is not TransformerEncoder:  # noqa: E721  (subclasses are causal)
-      raise ConfigError(f"Task 'electra' needs config.model='transformer_encoder' for its "
-                        f"discriminator; got {config.model!r}.")
+      raise ConfigError(
+        f"Task 'electra' needs config.model='transformer_encoder' for its "
+        f"discriminator; got {config.model!r}."
+      )
     if not 0 < generator_fraction <= 1:
-      raise ConfigError(f"config.task_kwargs.generator_fraction={generator_fraction} must be in "
-                        "(0, 1].")
-    fields = {f.name: getattr(discriminator, f.name) for f in dataclasses.fields(discriminator)
-              if f.init and f.name not in ("parent", "name", "shared_embed")}
+      raise ConfigError(
+        f"config.task_kwargs.generator_fraction={generator_fraction} must be in (0, 1]."
+      )
+    fields = {
+      f.name: getattr(discriminator, f.name)
+      for f in dataclasses.fields(discriminator)
+      if f.init and f.name not in ("parent", "name", "shared_embed")
+    }
     self.model = ElectraModel(fields, generator_fraction)
     self.pad_id = info["pad_id"]
     self.discriminator_weight = discriminator_weight
     self.temperature = temperature
     self.augment = TextAugmenter(config.get("augment", {}), info)
     self.mask_options = dict(
-        masking="dynamic", special_ids=tuple(info["special_ids"]), mask_id=info["mask_id"],
-        vocab_size=info.get("text_vocab_size", info["vocab_size"]), rate=mask_rate,
-        mask_prob=mask_prob, random_prob=0.0,
-        max_predictions=max_predictions or default_max_predictions(seq_len, mask_rate))
+      masking="dynamic",
+      special_ids=tuple(info["special_ids"]),
+      mask_id=info["mask_id"],
+      vocab_size=info.get("text_vocab_size", info["vocab_size"]),
+      rate=mask_rate,
+      mask_prob=mask_prob,
+      random_prob=0.0,
+      max_predictions=max_predictions or default_max_predictions(seq_len, mask_rate),
+    )
 
   def init(self, rng, batch):
     tokens = batch["tokens"]
     positions = jnp.zeros((tokens.shape[0], self.mask_options["max_predictions"]), jnp.int32)
-    return split_variables(self.model.init(rng, tokens, tokens != self.pad_id, positions,
-                                           train=False))
+    return split_variables(
+      self.model.init(rng, tokens, tokens != self.pad_id, positions, train=False)
+    )
 
   def predictions(self, params, model_state, batch, rng, train: bool) -> dict[str, jax.Array]:
     """Masks, samples replacements and runs both networks. Returns generator logits/targets/
@@ -141,42 +170,62 @@ class Electra(Task):
     packing = packing_inputs(batch)
     variables = {"params": params, **model_state}
     inputs, positions, targets, weights = bert_mask(mask_key, tokens, **self.mask_options)
-    generator_logits = self.model.apply(variables, inputs, valid, positions, train,
-                                        method=ElectraModel.generator_logits,
-                                        rngs={"dropout": generator_key}, **packing)
+    generator_logits = self.model.apply(
+      variables,
+      inputs,
+      valid,
+      positions,
+      train,
+      method=ElectraModel.generator_logits,
+      rngs={"dropout": generator_key},
+      **packing,
+    )
     # Samples are data for the discriminator: no gradient flows back into the generator.
     sampled = jax.random.categorical(
-        sample_key, jax.lax.stop_gradient(generator_logits) / self.temperature)
+      sample_key, jax.lax.stop_gradient(generator_logits) / self.temperature
+    )
     sampled = jnp.where(weights > 0, sampled, targets)
     rows = jnp.arange(tokens.shape[0])[:, None]
     corrupted = tokens.at[rows, positions].set(sampled)
-    discriminator_logits = self.model.apply(variables, corrupted, valid, train,
-                                            method=ElectraModel.discriminator_logits,
-                                            rngs={"dropout": discriminator_key}, **packing)
-    return {"generator_logits": generator_logits, "targets": targets, "weights": weights,
-            "corrupted": corrupted, "discriminator_logits": discriminator_logits,
-            "labels": replaced_token_labels(tokens, corrupted),
-            "token_weights": valid.astype(jnp.float32)}
+    discriminator_logits = self.model.apply(
+      variables,
+      corrupted,
+      valid,
+      train,
+      method=ElectraModel.discriminator_logits,
+      rngs={"dropout": discriminator_key},
+      **packing,
+    )
+    return {
+      "generator_logits": generator_logits,
+      "targets": targets,
+      "weights": weights,
+      "corrupted": corrupted,
+      "discriminator_logits": discriminator_logits,
+      "labels": replaced_token_labels(tokens, corrupted),
+      "token_weights": valid.astype(jnp.float32),
+    }
 
   def loss_fn(self, params, model_state, batch, rng):
     augment_key, rng = jax.random.split(rng)
     batch = self.augment(augment_key, batch)
     out = self.predictions(params, model_state, batch, rng, train=True)
     weights, token_weights = out["weights"], out["token_weights"]
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(out["generator_logits"]),
-                               out["targets"][..., None], -1)[..., 0]
+    nll = -jnp.take_along_axis(
+      jax.nn.log_softmax(out["generator_logits"]), out["targets"][..., None], -1
+    )[..., 0]
     generator_loss = (nll * weights).sum() / jnp.maximum(weights.sum(), 1.0)
     bce = optax.sigmoid_binary_cross_entropy(out["discriminator_logits"], out["labels"])
     count = jnp.maximum(token_weights.sum(), 1.0)
     discriminator_loss = (bce * token_weights).sum() / count
     detected = (out["discriminator_logits"] > 0) == (out["labels"] > 0)
     metrics = {
-        "generator_loss": generator_loss,
-        "discriminator_loss": discriminator_loss,
-        "generator_accuracy": ((out["generator_logits"].argmax(-1) == out["targets"])
-                               * weights).sum() / jnp.maximum(weights.sum(), 1.0),
-        "discriminator_accuracy": (detected * token_weights).sum() / count,
-        "replaced_fraction": (out["labels"] * token_weights).sum() / count,
+      "generator_loss": generator_loss,
+      "discriminator_loss": discriminator_loss,
+      "generator_accuracy": ((out["generator_logits"].argmax(-1) == out["targets"]) * weights).sum()
+      / jnp.maximum(weights.sum(), 1.0),
+      "discriminator_accuracy": (detected * token_weights).sum() / count,
+      "replaced_fraction": (out["labels"] * token_weights).sum() / count,
     }
     loss = generator_loss + self.discriminator_weight * discriminator_loss
     return loss, (metrics, model_state)
@@ -184,7 +233,11 @@ class Electra(Task):
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": params, **model_state}, tokens, valid,
-                              method=ElectraModel.discriminator_features, **packing_inputs(batch))
+    hidden = self.model.apply(
+      {"params": params, **model_state},
+      tokens,
+      valid,
+      method=ElectraModel.discriminator_features,
+      **packing_inputs(batch),
+    )
     return mean_over_valid(hidden, valid)
-

@@ -42,44 +42,57 @@ def read_pretraining(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str,
   directory) of a pretraining workdir; errors name what is missing."""
   config_path = os.path.join(workdir, "config.json")
   if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"init_from={workdir!r}: {config_path} does not exist. Point "
-                            "init_from at the workdir of a finished pretraining run.")
+    raise FileNotFoundError(
+      f"init_from={workdir!r}: {config_path} does not exist. Point "
+      "init_from at the workdir of a finished pretraining run."
+    )
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  steps = sorted(int(name) for name in os.listdir(directory) if name.isdigit()) if os.path.isdir(
-      directory) else []
+  steps = (
+    sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+    if os.path.isdir(directory)
+    else []
+  )
   if not steps:
     raise FileNotFoundError(f"init_from={workdir!r} has no checkpoint under {directory}.")
   path = os.path.join(directory, str(steps[-1]), "state")
   restored = ocp.StandardCheckpointer().restore(path)
-  variables = {"params": jax.tree.map(np.asarray, restored["params"]),
-               "model_state": jax.tree.map(np.asarray, restored.get("model_state") or {})}
+  variables = {
+    "params": jax.tree.map(np.asarray, restored["params"]),
+    "model_state": jax.tree.map(np.asarray, restored.get("model_state") or {}),
+  }
   return config, variables, path
 
 
 def check_shapes(pretrained: Any, fresh: Any, source: str) -> None:
   """Raises CheckpointMismatchError listing the leaves whose shapes differ."""
-  paths = lambda tree: {jax.tree_util.keystr(path): np.shape(leaf)
-                        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  paths = lambda tree: {
+    jax.tree_util.keystr(path): np.shape(leaf)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
   have, want = paths(pretrained), paths(fresh)
-  problems = [f"{p}: checkpoint {have.get(p)} vs model {want.get(p)}"
-              for p in sorted(set(have) | set(want)) if have.get(p) != want.get(p)]
+  problems = [
+    f"{p}: checkpoint {have.get(p)} vs model {want.get(p)}"
+    for p in sorted(set(have) | set(want))
+    if have.get(p) != want.get(p)
+  ]
   if problems:
     raise CheckpointMismatchError(
-        f"The encoder in {source} does not match the one this config builds "
-        f"({len(problems)} differences, e.g. {problems[:3]}). Use the pretraining run's "
-        "data options (e.g. config.data.tokenizer_path) and do not override model_kwargs.")
+      f"The encoder in {source} does not match the one this config builds "
+      f"({len(problems)} differences, e.g. {problems[:3]}). Use the pretraining run's "
+      "data options (e.g. config.data.tokenizer_path) and do not override model_kwargs."
+    )
 
 
 def place_like(value: Any, like: Any) -> Any:
   """`value` (numpy) as `like`'s dtype on `like`'s sharding, leaf by leaf."""
-  return jax.tree.map(lambda new, old: jax.device_put(np.asarray(new).astype(old.dtype),
-                                                      old.sharding), value, like)
+  return jax.tree.map(
+    lambda new, old: jax.device_put(np.asarray(new).astype(old.dtype), old.sharding), value, like
+  )
 
 
-def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, smoothing: float = 0.0
-                  ) -> jnp.ndarray:
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, smoothing: float = 0.0) -> jnp.ndarray:
   """Mean (label-smoothed) softmax cross entropy of integer labels."""
   targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
@@ -107,35 +120,52 @@ class FineTuning(Task):
 
   input_key: str = "image"  # the batch field a row's input lives in
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset, init_from: str,
-               method: str, freeze_strategy: str, label_smoothing: float, lora_config:
-               lora.LoraConfig, semi_supervised: str, unlabelled_weight: float,
-               pseudo_label_threshold: float,
-               adapter_config: bottleneck.AdapterConfig = bottleneck.AdapterConfig(),
-               prefix_config: prompts.PrefixConfig = prompts.PrefixConfig(),
-               prompt_config: prompts.PromptConfig = prompts.PromptConfig()):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    init_from: str,
+    method: str,
+    freeze_strategy: str,
+    label_smoothing: float,
+    lora_config: lora.LoraConfig,
+    semi_supervised: str,
+    unlabelled_weight: float,
+    pseudo_label_threshold: float,
+    adapter_config: bottleneck.AdapterConfig | None = None,
+    prefix_config: prompts.PrefixConfig | None = None,
+    prompt_config: prompts.PromptConfig | None = None,
+  ):
     super().__init__(config, dataset)
-    for name, value, valid in (("method", method, METHODS),
-                               ("semi_supervised", semi_supervised, SEMI_SUPERVISED)):
+    for name, value, valid in (
+      ("method", method, METHODS),
+      ("semi_supervised", semi_supervised, SEMI_SUPERVISED),
+    ):
       if value not in valid:
         raise ConfigError(f"Unknown config.task_kwargs.{name} {value!r}; valid: {list(valid)}.")
     if "num_classes" not in dataset.info:
-      raise ConfigError(f"Task {config.task!r} needs labelled data; {config.data.name!r} has "
-                        "no labels.")
+      raise ConfigError(
+        f"Task {config.task!r} needs labelled data; {config.data.name!r} has no labels."
+      )
     train = dataset.split(dataset.train_split)
     paired = LABELLED_PREFIX + self.input_key in train
     if semi_supervised != "none" and not paired:
-      raise ConfigError(f"semi_supervised={semi_supervised!r} trains on unlabelled rows too: "
-                        "set config.label_budget.unlabelled='pair' (and per_class).")
+      raise ConfigError(
+        f"semi_supervised={semi_supervised!r} trains on unlabelled rows too: "
+        "set config.label_budget.unlabelled='pair' (and per_class)."
+      )
     if semi_supervised == "pretext" and not init_from:
-      raise ConfigError("semi_supervised='pretext' keeps the pretraining loss, so it needs "
-                        "task_kwargs.init_from (a pretraining workdir).")
+      raise ConfigError(
+        "semi_supervised='pretext' keeps the pretraining loss, so it needs "
+        "task_kwargs.init_from (a pretraining workdir)."
+      )
     self.num_classes = int(dataset.info["num_classes"])
     self.method, self.freeze_strategy = method, freeze_strategy
     self.label_smoothing = label_smoothing
     self.lora_config = lora_config
-    self.adapter_config, self.prefix_config = adapter_config, prefix_config
-    self.prompt_config = prompt_config
+    self.adapter_config = adapter_config or bottleneck.AdapterConfig()
+    self.prefix_config = prefix_config or prompts.PrefixConfig()
+    self.prompt_config = prompt_config or prompts.PromptConfig()
     self.semi_supervised, self.unlabelled_weight = semi_supervised, unlabelled_weight
     self.pseudo_label_threshold = pseudo_label_threshold
     self.paired = paired
@@ -148,11 +178,11 @@ class FineTuning(Task):
     self.pretext: Task | None = None
     # The pretraining task's own heads are kept when its loss is (semi-supervised) or when
     # zero-shot scoring reads its vocabulary head (PET with a masked LM).
-    if semi_supervised == "pretext" or (method == "zero_shot" and init_from and
-                                        self.pretrained_config.task == "mlm"):
+    if semi_supervised == "pretext" or (
+      method == "zero_shot" and init_from and self.pretrained_config.task == "mlm"
+    ):
       pconfig = self.pretext_config(self.pretrained_config)
-      self.pretext = TASKS.build(pconfig.task, pconfig.task_kwargs.to_dict(), pconfig,
-                                 dataset)
+      self.pretext = TASKS.build(pconfig.task, pconfig.task_kwargs.to_dict(), pconfig, dataset)
 
   # --- Parameters ---------------------------------------------------------------------------
 
@@ -170,29 +200,40 @@ class FineTuning(Task):
     if self.method == "lora":
       return lora.init_adapters(key, lora.find_layers(*trace, train=False), self.lora_config)
     if self.method == "adapter":
-      return bottleneck.init_adapters(key, bottleneck.find_layers(*trace, train=False),
-                                      self.adapter_config)
+      return bottleneck.init_adapters(
+        key, bottleneck.find_layers(*trace, train=False), self.adapter_config
+      )
     if self.method == "prefix":
-      return prompts.init_prefixes(key, prompts.attention_layers(*trace, train=False),
-                                   self.prefix_config)
-    return prompts.init_prompts(key, prompts.embedding_layers(*trace, train=False),
-                                self.prompt_config)
+      return prompts.init_prefixes(
+        key, prompts.attention_layers(*trace, train=False), self.prefix_config
+      )
+    return prompts.init_prompts(
+      key, prompts.embedding_layers(*trace, train=False), self.prompt_config
+    )
 
-  def apply_model(self, variables: PyTree, peft: PyTree | None, *args,
-                  dropout_key: jax.Array | None = None, **kwargs) -> Any:
+  def apply_model(
+    self,
+    variables: PyTree,
+    peft: PyTree | None,
+    *args,
+    dropout_key: jax.Array | None = None,
+    **kwargs,
+  ) -> Any:
     """`self.model.apply(variables, *args, **kwargs)` with the method's parameters `peft`
     (None: the plain model)."""
     if peft is None:
       return self.model.apply(variables, *args, **kwargs)
     if self.method == "lora":
-      return lora.apply(self.model, variables, peft, self.lora_config, *args,
-                        dropout_key=dropout_key, **kwargs)
+      return lora.apply(
+        self.model, variables, peft, self.lora_config, *args, dropout_key=dropout_key, **kwargs
+      )
     if self.method == "adapter":
       return bottleneck.apply(self.model, variables, peft, *args, **kwargs)
     if self.method == "prefix":
       return prompts.apply_prefixes(self.model, variables, peft, *args, **kwargs)
-    return prompts.apply_prompts(self.model, variables, peft, *args,
-                                 start=self.prompt_config.start, **kwargs)
+    return prompts.apply_prompts(
+      self.model, variables, peft, *args, start=self.prompt_config.start, **kwargs
+    )
 
   def split_params(self, params: PyTree) -> tuple[PyTree, PyTree | None]:
     """(the classifier's own params, the parameter-efficient method's or None)."""
@@ -203,11 +244,16 @@ class FineTuning(Task):
     inputs = batch[self.input_key]
     params, model_state = self.init_model(rng, inputs)
     if self.method in PEFT_METHODS:
-      params = {**params, self.method: self.init_peft(
-          jax.random.fold_in(rng, 1), {"params": params, **model_state}, inputs)}
+      params = {
+        **params,
+        self.method: self.init_peft(
+          jax.random.fold_in(rng, 1), {"params": params, **model_state}, inputs
+        ),
+      }
     if self.pretext is not None and not self.pretext_is_encoder():
-      pretext_params, pretext_state = self.pretext.init(jax.random.fold_in(rng, 2),
-                                                         {self.input_key: inputs})
+      pretext_params, pretext_state = self.pretext.init(
+        jax.random.fold_in(rng, 2), {self.input_key: inputs}
+      )
       params = {**params, "pretext": _without_encoder(pretext_params)}
       if _without_encoder(pretext_state):
         model_state = {**model_state, "pretext": _without_encoder(pretext_state)}
@@ -228,8 +274,9 @@ class FineTuning(Task):
     """(encoder params, encoder model state) inside a pretraining run's variables."""
     params, model_state = variables["params"], variables["model_state"]
     if "encoder" not in params:
-      raise ConfigError(f"The pretraining run's params have no 'encoder' "
-                        f"(top-level keys {sorted(params)}).")
+      raise ConfigError(
+        f"The pretraining run's params have no 'encoder' (top-level keys {sorted(params)})."
+      )
     return params["encoder"], model_state.get("encoder", {})
 
   def load_pretrained(self, params, model_state):
@@ -243,18 +290,25 @@ class FineTuning(Task):
     check_shapes(encoder_state, fresh_state, source)
     model_state = with_encoder_state(model_state, place_like(encoder_state, fresh_state))
     if "pretext" in params:
-      params = {**params, "pretext": place_like(_without_encoder(variables["params"]),
-                                                params["pretext"])}
+      params = {
+        **params,
+        "pretext": place_like(_without_encoder(variables["params"]), params["pretext"]),
+      }
     if "pretext" in model_state:
-      model_state = {**model_state, "pretext": place_like(
-          _without_encoder(variables["model_state"]), model_state["pretext"])}
+      model_state = {
+        **model_state,
+        "pretext": place_like(_without_encoder(variables["model_state"]), model_state["pretext"]),
+      }
     return params, model_state
 
   @property
   def freeze_strategy_in_use(self) -> str:
-    return {"full": self.freeze_strategy, "scratch": self.freeze_strategy,
-            "linear": "all_but_head",
-            **{method: r"regex:^encoder/" for method in PEFT_METHODS}}[self.method]
+    return {
+      "full": self.freeze_strategy,
+      "scratch": self.freeze_strategy,
+      "linear": "all_but_head",
+      **{method: r"regex:^encoder/" for method in PEFT_METHODS},
+    }[self.method]
 
   def trainable_parameters(self, params: PyTree) -> int:
     """How many parameters the optimizer updates (the rest are frozen); the pretext heads of
@@ -263,8 +317,11 @@ class FineTuning(Task):
       return 0
     params = {k: v for k, v in params.items() if k != "pretext"}
     labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
-    return sum(int(np.prod(np.shape(leaf))) for leaf, label in
-               zip(jax.tree.leaves(params), jax.tree.leaves(labels)) if label == freeze.TRAINABLE)
+    return sum(
+      int(np.prod(np.shape(leaf)))
+      for leaf, label in zip(jax.tree.leaves(params), jax.tree.leaves(labels))
+      if label == freeze.TRAINABLE
+    )
 
   def export(self, params: PyTree, directory: str) -> dict[str, Any] | None:
     """The trained weights alone (`adapt.task_weights`), pointing at the pretraining
@@ -283,10 +340,17 @@ class FineTuning(Task):
     if strategy == "none":
       return tx
     # The pretext heads of a semi-supervised run always train.
-    return freeze.freeze(tx, lambda params: {
+    return freeze.freeze(
+      tx,
+      lambda params: {
         **freeze.freeze_labels({k: v for k, v in params.items() if k != "pretext"}, strategy),
-        **({"pretext": jax.tree.map(lambda _: freeze.TRAINABLE, params["pretext"])}
-           if "pretext" in params else {})})
+        **(
+          {"pretext": jax.tree.map(lambda _: freeze.TRAINABLE, params["pretext"])}
+          if "pretext" in params
+          else {}
+        ),
+      },
+    )
 
   # --- Loss ---------------------------------------------------------------------------------
 
@@ -295,8 +359,7 @@ class FineTuning(Task):
     logits, _ = self.forward(params, model_state, batch[self.input_key], rng, train)
     return logits
 
-  def forward(self, params, model_state, inputs, rng, train: bool
-              ) -> tuple[jnp.ndarray, PyTree]:
+  def forward(self, params, model_state, inputs, rng, train: bool) -> tuple[jnp.ndarray, PyTree]:
     """(logits, model state with updated batch statistics); see subclasses."""
     raise NotImplementedError
 
@@ -310,8 +373,9 @@ class FineTuning(Task):
     del params, model_state, labels, rng
     return inputs
 
-  def supervised_loss(self, params, model_state, inputs, labels, attack_key, forward_key
-                      ) -> tuple[jnp.ndarray, jnp.ndarray, PyTree]:
+  def supervised_loss(
+    self, params, model_state, inputs, labels, attack_key, forward_key
+  ) -> tuple[jnp.ndarray, jnp.ndarray, PyTree]:
     """(cross entropy, logits, new model state) on the labelled inputs, attacked first by
     `perturb` (adversarial training)."""
     inputs = self.perturb(params, model_state, inputs, labels, attack_key)
@@ -324,16 +388,18 @@ class FineTuning(Task):
     inputs = batch[key] if self.paired else batch[self.input_key]
     labels = batch["label"]
     inputs = self.train_inputs(view_key, inputs, "weak")
-    loss, logits, model_state = self.supervised_loss(params, model_state, inputs, labels,
-                                                     attack_key, forward_key)
-    metrics: Metrics = {"accuracy": (logits.argmax(-1) == labels).mean(),
-                        "supervised_loss": loss}
+    loss, logits, model_state = self.supervised_loss(
+      params, model_state, inputs, labels, attack_key, forward_key
+    )
+    metrics: Metrics = {"accuracy": (logits.argmax(-1) == labels).mean(), "supervised_loss": loss}
     if self.semi_supervised == "pretext":
       extra, extra_metrics, model_state = self.pretext_loss(
-          params, model_state, {self.input_key: batch[self.input_key]}, unlabelled_key)
+        params, model_state, {self.input_key: batch[self.input_key]}, unlabelled_key
+      )
     elif self.semi_supervised == "fixmatch":
       extra, extra_metrics, model_state = self.fixmatch_loss(
-          params, model_state, batch[self.input_key], unlabelled_key)
+        params, model_state, batch[self.input_key], unlabelled_key
+      )
     else:
       return loss, (metrics, model_state)
     metrics = {**metrics, **extra_metrics, "unlabelled_loss": extra}
@@ -359,7 +425,8 @@ class FineTuning(Task):
   def pretext_loss(self, params, model_state, batch, rng):
     """The pretraining task's own loss on unlabelled rows, through the shared encoder."""
     loss, (metrics, new_state) = self.pretext.loss_fn(
-        *self._pretext_variables(params, model_state), batch, rng)
+      *self._pretext_variables(params, model_state), batch, rng
+    )
     if self.pretext_is_encoder():
       model_state = with_encoder_state(model_state, new_state)
     elif "encoder" in new_state:
@@ -374,8 +441,9 @@ class FineTuning(Task):
     weak = self.train_inputs(weak_key, inputs, "weak")
     strong = self.train_inputs(strong_key, inputs, "strong")
     weak_logits, model_state = self.forward(params, model_state, weak, forward_key, True)
-    strong_logits, model_state = self.forward(params, model_state, strong,
-                                              jax.random.fold_in(forward_key, 1), True)
+    strong_logits, model_state = self.forward(
+      params, model_state, strong, jax.random.fold_in(forward_key, 1), True
+    )
     loss, metrics = pseudo_label_loss(weak_logits, strong_logits, self.pseudo_label_threshold)
     return loss, metrics, model_state
 
@@ -384,12 +452,16 @@ def encoder_state_of(model_state: dict[str, Any]) -> dict[str, Any]:
   """The encoder's collections ({"batch_stats": ...}) in a classifier's model state, which
   flax lays out by collection first ({"batch_stats": {"encoder": ...}}); pretraining tasks
   keep them by module first ({"encoder": {"batch_stats": ...}}), as this returns them."""
-  return {collection: tree["encoder"] for collection, tree in model_state.items()
-          if collection != "pretext" and "encoder" in tree}
+  return {
+    collection: tree["encoder"]
+    for collection, tree in model_state.items()
+    if collection != "pretext" and "encoder" in tree
+  }
 
 
-def with_encoder_state(model_state: dict[str, Any], encoder_state: dict[str, Any]
-                       ) -> dict[str, Any]:
+def with_encoder_state(
+  model_state: dict[str, Any], encoder_state: dict[str, Any]
+) -> dict[str, Any]:
   """`model_state` with the encoder's collections replaced (inverse of `encoder_state_of`)."""
   model_state = dict(model_state)
   for collection, tree in encoder_state.items():

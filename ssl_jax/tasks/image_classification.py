@@ -58,38 +58,67 @@ class ImageClassification(FineTuning):
   modality = "image"
   input_key = "image"
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset, init_from: str = "",
-               method: str = "full", freeze: str = "none", label_smoothing: float = 0.0,
-               lora_rank: int = 4, lora_alpha: float = 8.0, lora_dropout: float = 0.0,
-               lora_targets: str = DEFAULT_IMAGE_LORA_TARGETS,
-               adapter_size: int = 16, adapter_targets: str = r"(attention/out|mlp_out)$",
-               prefix_length: int = 10,
-               semi_supervised: str = "none", unlabelled_weight: float = 1.0,
-               pseudo_label_threshold: float = 0.95, adversarial: str = "none",
-               adv_eps: float = 0.1, adv_norm: str = "linf", adv_steps: int = 5,
-               adv_step_size: float = 0.03):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    init_from: str = "",
+    method: str = "full",
+    freeze: str = "none",
+    label_smoothing: float = 0.0,
+    lora_rank: int = 4,
+    lora_alpha: float = 8.0,
+    lora_dropout: float = 0.0,
+    lora_targets: str = DEFAULT_IMAGE_LORA_TARGETS,
+    adapter_size: int = 16,
+    adapter_targets: str = r"(attention/out|mlp_out)$",
+    prefix_length: int = 10,
+    semi_supervised: str = "none",
+    unlabelled_weight: float = 1.0,
+    pseudo_label_threshold: float = 0.95,
+    adversarial: str = "none",
+    adv_eps: float = 0.1,
+    adv_norm: str = "linf",
+    adv_steps: int = 5,
+    adv_step_size: float = 0.03,
+  ):
     if method in ("zero_shot", "prompt"):
-      raise ConfigError(f"method={method!r} works on token sequences; image classification "
-                        "has full, linear, scratch, lora, adapter and (ViT) prefix.")
+      raise ConfigError(
+        f"method={method!r} works on token sequences; image classification "
+        "has full, linear, scratch, lora, adapter and (ViT) prefix."
+      )
     if adversarial not in ATTACKS:
-      raise ConfigError(f"Unknown config.task_kwargs.adversarial {adversarial!r}; valid: "
-                        f"{list(ATTACKS)}.")
-    super().__init__(config, dataset, init_from, method, freeze, label_smoothing,
-                     lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
-                     semi_supervised, unlabelled_weight, pseudo_label_threshold,
-                     bottleneck.AdapterConfig(adapter_size, adapter_targets),
-                     prompts.PrefixConfig(prefix_length))
+      raise ConfigError(
+        f"Unknown config.task_kwargs.adversarial {adversarial!r}; valid: {list(ATTACKS)}."
+      )
+    super().__init__(
+      config,
+      dataset,
+      init_from,
+      method,
+      freeze,
+      label_smoothing,
+      lora.LoraConfig(lora_rank, lora_alpha, lora_dropout, lora_targets),
+      semi_supervised,
+      unlabelled_weight,
+      pseudo_label_threshold,
+      bottleneck.AdapterConfig(adapter_size, adapter_targets),
+      prompts.PrefixConfig(prefix_length),
+    )
     model_config = config
     if init_from:
       model_config = self.pretrained_config.copy_and_resolve_references()
       if not TASKS.get(model_config.task).modality == "image":
-        raise ConfigError(f"Task 'image_classification' starts from image pretraining; "
-                          f"init_from={init_from!r} holds a {model_config.task!r} run.")
+        raise ConfigError(
+          f"Task 'image_classification' starts from image pretraining; "
+          f"init_from={init_from!r} holds a {model_config.task!r} run."
+        )
       model_config.model_kwargs.update(config.model_kwargs.to_dict())
     self.model = ImageClassifier(build_model(model_config), self.num_classes)
     self.views = view_configs(config.get("augment", {}))
-    self.attack = dict(kind=adversarial, eps=adv_eps, norm=adv_norm, steps=adv_steps,
-                       step_size=adv_step_size)
+    self.attack = dict(
+      kind=adversarial, eps=adv_eps, norm=adv_norm, steps=adv_steps, step_size=adv_step_size
+    )
     if adversarial != "none":
       adversarial_check(adv_norm, adv_eps)
 
@@ -127,8 +156,13 @@ class ImageClassification(FineTuning):
   def perturb(self, params, model_state, images, labels, rng):
     if self.attack["kind"] == "none":
       return images
-    return attack_images(lambda x: self.logits(params, model_state, {"image": x}, None, False),
-                         images, labels, rng, **self.attack)
+    return attack_images(
+      lambda x: self.logits(params, model_state, {"image": x}, None, False),
+      images,
+      labels,
+      rng,
+      **self.attack,
+    )
 
   def represent(self, params, model_state, batch):
     variables = {"params": params["encoder"], **encoder_state_of(model_state)}
@@ -142,11 +176,21 @@ def adversarial_check(norm: str, eps: float) -> None:
     raise ConfigError(f"The attack budget eps must be >= 0; got {eps}.")
 
 
-def attack_images(logits_fn, images: jnp.ndarray, labels: jnp.ndarray, rng: jax.Array, *,
-                  kind: str, eps: float, norm: str, steps: int, step_size: float
-                  ) -> jnp.ndarray:
+def attack_images(
+  logits_fn,
+  images: jnp.ndarray,
+  labels: jnp.ndarray,
+  rng: jax.Array,
+  *,
+  kind: str,
+  eps: float,
+  norm: str,
+  steps: int,
+  step_size: float,
+) -> jnp.ndarray:
   """FGSM or PGD (random start) images against `logits_fn` within the budget; the model's
   weights get no gradient through the attack."""
+
   def loss_of(x):
     return cross_entropy(logits_fn(x), labels)
 
@@ -155,4 +199,3 @@ def attack_images(logits_fn, images: jnp.ndarray, labels: jnp.ndarray, rng: jax.
   else:
     adversarial_images = adversarial.pgd(loss_of, images, eps, step_size, steps, norm, key=rng)
   return jax.lax.stop_gradient(adversarial_images)
-

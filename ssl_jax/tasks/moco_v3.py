@@ -31,21 +31,30 @@ class MoCoV3(VisionTask):
   target_modules = ("encoder", "projector")
   head_chain = ("projector", "predictor")
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               base_momentum: float = 0.99, temperature: float = 0.2,
-               projector_hidden_dim: int = 4096, projector_dim: int = 256,
-               predictor_hidden_dim: int = 4096):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    base_momentum: float = 0.99,
+    temperature: float = 0.2,
+    projector_hidden_dim: int = 4096,
+    projector_dim: int = 256,
+    predictor_hidden_dim: int = 4096,
+  ):
     super().__init__(config, dataset, base_momentum)
     self.temperature = temperature
-    self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 3,
-                                        batch_norm_output=True)
+    self.modules["projector"] = MLPHead(
+      projector_hidden_dim, projector_dim, 3, batch_norm_output=True
+    )
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
   def loss_fn(self, params, model_state, batch, rng):
     h_1, (q_1, q_2), (k_1, k_2), model_state = self.predict_momentum_targets(
-        params, model_state, rng, batch["image"])
-    loss = (moco_contrastive(q_1, k_2, self.temperature)
-            + moco_contrastive(q_2, k_1, self.temperature))
+      params, model_state, rng, batch["image"]
+    )
+    loss = moco_contrastive(q_1, k_2, self.temperature) + moco_contrastive(
+      q_2, k_1, self.temperature
+    )
     accuracy = jnp.mean(jnp.argmax(q_1 @ k_2.T, -1) == jnp.arange(q_1.shape[0]))
     loss, metrics = self.with_probe(loss, {"contrastive_accuracy": accuracy}, params, h_1, batch)
     return loss, (metrics, model_state)

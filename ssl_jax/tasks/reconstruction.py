@@ -37,16 +37,18 @@ class Rotation(VisionTask):
   def loss_fn(self, params, model_state, batch, rng):
     images = augment_batch(rng, batch["image"], self.views["view1"])
     rotated, labels = rotations(images)
-    (h, logits), model_state = self.forward(("encoder", "rotation_head"), params, model_state,
-                                            rotated)
+    (h, logits), model_state = self.forward(
+      ("encoder", "rotation_head"), params, model_state, rotated
+    )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     metrics = {"rotation_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
-    loss, metrics = self.with_probe(loss, metrics, params, h[:len(images)], batch)
+    loss, metrics = self.with_probe(loss, metrics, params, h[: len(images)], batch)
     return loss, (metrics, model_state)
 
 
-def corrupt(rng: jax.Array, images: jnp.ndarray, noise_std: float, mask_ratio: float,
-            patch_size: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+def corrupt(
+  rng: jax.Array, images: jnp.ndarray, noise_std: float, mask_ratio: float, patch_size: int
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Gaussian noise plus zeroed square patches: (corrupted images, pixel mask [B, H, W, 1]
   with 1 where a patch was erased)."""
   b, h, w, _ = images.shape
@@ -59,8 +61,9 @@ def corrupt(rng: jax.Array, images: jnp.ndarray, noise_std: float, mask_ratio: f
   return noisy * (1 - erased), erased
 
 
-def reconstruction_loss(prediction: jnp.ndarray, images: jnp.ndarray, erased: jnp.ndarray,
-                        masked_only: bool) -> jnp.ndarray:
+def reconstruction_loss(
+  prediction: jnp.ndarray, images: jnp.ndarray, erased: jnp.ndarray, masked_only: bool
+) -> jnp.ndarray:
   """Mean squared error over all pixels, or over the erased pixels only."""
   squared = jnp.mean((prediction - images) ** 2, axis=-1, keepdims=True)
   if not masked_only:
@@ -79,14 +82,23 @@ class DenoisingAutoencoder(VisionTask):
 
   head_chain = ("decoder",)
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               noise_std: float = 0.1, mask_ratio: float = 0.25, patch_size: int = 2,
-               masked_only: bool = False, decoder_hidden_dim: int = 512):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    noise_std: float = 0.1,
+    mask_ratio: float = 0.25,
+    patch_size: int = 2,
+    masked_only: bool = False,
+    decoder_hidden_dim: int = 512,
+  ):
     super().__init__(config, dataset)
     shape = dataset.split(dataset.train_split)["image"].shape[1:]
     if shape[0] * shape[1] * shape[2] > 64 * 64 * 3:
-      raise ConfigError(f"Task 'denoising' decodes pixels with an MLP and supports images up to "
-                        f"64x64x3; got {shape}. Use 'mae' for larger images.")
+      raise ConfigError(
+        f"Task 'denoising' decodes pixels with an MLP and supports images up to "
+        f"64x64x3; got {shape}. Use 'mae' for larger images."
+      )
     self.image_shape = shape
     self.modules["decoder"] = MLPHead(decoder_hidden_dim, shape[0] * shape[1] * shape[2], 2)
     self.options = (noise_std, mask_ratio, patch_size)
@@ -96,8 +108,7 @@ class DenoisingAutoencoder(VisionTask):
     view_rng, corrupt_rng = jax.random.split(rng)
     images = augment_batch(view_rng, batch["image"], self.views["view1"])
     corrupted, erased = corrupt(corrupt_rng, images, *self.options)
-    (h, flat), model_state = self.forward(("encoder", "decoder"), params, model_state,
-                                          corrupted)
+    (h, flat), model_state = self.forward(("encoder", "decoder"), params, model_state, corrupted)
     prediction = jax.nn.sigmoid(flat).reshape(images.shape)
     loss = reconstruction_loss(prediction, images, erased, self.masked_only)
     loss, metrics = self.with_probe(loss, {"erased_fraction": erased.mean()}, params, h, batch)

@@ -17,21 +17,30 @@ def _off_diagonal(matrix: jnp.ndarray) -> jnp.ndarray:
   return matrix - jnp.diag(jnp.diag(matrix))
 
 
-def barlow_twins_loss(z_1: jnp.ndarray, z_2: jnp.ndarray, lambda_offdiag: float,
-                      eps: float = 1e-5) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+def barlow_twins_loss(
+  z_1: jnp.ndarray, z_2: jnp.ndarray, lambda_offdiag: float, eps: float = 1e-5
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
   """sum_i (1 - C_ii)^2 + lambda * sum_{i!=j} C_ij^2 with C the cross-correlation of the
   batch-standardised embeddings. Returns (loss, on-diagonal term, off-diagonal term)."""
+
   def standardise(z):
     z = z.astype(jnp.float32)
     return (z - z.mean(0)) / jnp.sqrt(z.var(0) + eps)
+
   c = standardise(z_1).T @ standardise(z_2) / z_1.shape[0]
   on_diag = jnp.sum((1 - jnp.diag(c)) ** 2)
   off_diag = jnp.sum(_off_diagonal(c) ** 2)
   return on_diag + lambda_offdiag * off_diag, on_diag, off_diag
 
 
-def vicreg_loss(z_1: jnp.ndarray, z_2: jnp.ndarray, sim_coeff: float, std_coeff: float,
-                cov_coeff: float, eps: float = 1e-4) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+def vicreg_loss(
+  z_1: jnp.ndarray,
+  z_2: jnp.ndarray,
+  sim_coeff: float,
+  std_coeff: float,
+  cov_coeff: float,
+  eps: float = 1e-4,
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
   """sim_coeff * MSE(z1, z2) + std_coeff * hinge(1 - std) + cov_coeff * off-diagonal cov^2 / D,
   the variance and covariance terms summed over both views (the paper's Algorithm 1)."""
   z_1, z_2 = z_1.astype(jnp.float32), z_2.astype(jnp.float32)
@@ -75,9 +84,15 @@ class _TwoViewProjector(VisionTask):
 class BarlowTwins(_TwoViewProjector):
   """Options: lambda_offdiag (0.0051 in the paper), scale_loss (solo-learn uses 0.1 on CIFAR)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               projector_hidden_dim: int = 2048, projector_dim: int = 2048,
-               lambda_offdiag: float = 0.0051, scale_loss: float = 1.0):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    projector_hidden_dim: int = 2048,
+    projector_dim: int = 2048,
+    lambda_offdiag: float = 0.0051,
+    scale_loss: float = 1.0,
+  ):
     super().__init__(config, dataset, projector_hidden_dim, projector_dim)
     self.lambda_offdiag, self.scale_loss = lambda_offdiag, scale_loss
 
@@ -90,9 +105,16 @@ class BarlowTwins(_TwoViewProjector):
 class VICReg(_TwoViewProjector):
   """Options: sim_coeff / std_coeff / cov_coeff (25 / 25 / 1 in the paper)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               projector_hidden_dim: int = 2048, projector_dim: int = 2048,
-               sim_coeff: float = 25.0, std_coeff: float = 25.0, cov_coeff: float = 1.0):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    projector_hidden_dim: int = 2048,
+    projector_dim: int = 2048,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+  ):
     super().__init__(config, dataset, projector_hidden_dim, projector_dim)
     self.coeffs = (sim_coeff, std_coeff, cov_coeff)
 

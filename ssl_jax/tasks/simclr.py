@@ -44,9 +44,15 @@ class SimCLR(VisionTask):
 
   head_chain = ("projector",)
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               temperature: float = 0.1, projector_hidden_dim: int = 512,
-               projector_dim: int = 128, projector_layers: int = 2):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    temperature: float = 0.1,
+    projector_hidden_dim: int = 512,
+    projector_dim: int = 128,
+    projector_layers: int = 2,
+  ):
     super().__init__(config, dataset)
     self.temperature = temperature
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, projector_layers)
@@ -56,7 +62,10 @@ class SimCLR(VisionTask):
     h, encoder_state = self.apply("encoder", params, model_state, views)
     z, projector_state = self.apply("projector", params, model_state, h)
     loss, accuracy = nt_xent(z, self.temperature)
-    loss, metrics = self.with_probe(loss, {"contrastive_accuracy": accuracy}, params,
-                                    h[:len(batch["image"])], batch)
-    return loss, (metrics, merge_states(model_state, {"encoder": encoder_state,
-                                                      "projector": projector_state}))
+    loss, metrics = self.with_probe(
+      loss, {"contrastive_accuracy": accuracy}, params, h[: len(batch["image"])], batch
+    )
+    return loss, (
+      metrics,
+      merge_states(model_state, {"encoder": encoder_state, "projector": projector_state}),
+    )

@@ -12,11 +12,14 @@ from ssl_jax.registry import TASKS
 from ssl_jax.tasks.vision import VisionTask, cosine_similarity, l2_normalize
 
 
-def simsiam_loss(p_1: jnp.ndarray, p_2: jnp.ndarray, z_1: jnp.ndarray,
-                 z_2: jnp.ndarray) -> jnp.ndarray:
+def simsiam_loss(
+  p_1: jnp.ndarray, p_2: jnp.ndarray, z_1: jnp.ndarray, z_2: jnp.ndarray
+) -> jnp.ndarray:
   """-(cos(p1, sg(z2)) + cos(p2, sg(z1))) / 2, averaged over the batch (minimum -1)."""
   sg = jax.lax.stop_gradient
-  return -(jnp.mean(cosine_similarity(p_1, sg(z_2))) + jnp.mean(cosine_similarity(p_2, sg(z_1)))) / 2
+  return (
+    -(jnp.mean(cosine_similarity(p_1, sg(z_2))) + jnp.mean(cosine_similarity(p_2, sg(z_1)))) / 2
+  )
 
 
 @TASKS.register("simsiam")
@@ -25,12 +28,18 @@ class SimSiam(VisionTask):
 
   head_chain = ("projector", "predictor")
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               projector_hidden_dim: int = 2048, projector_dim: int = 2048,
-               predictor_hidden_dim: int = 512):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    projector_hidden_dim: int = 2048,
+    projector_dim: int = 2048,
+    predictor_hidden_dim: int = 512,
+  ):
     super().__init__(config, dataset)
-    self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 3,
-                                        batch_norm_output=True)
+    self.modules["projector"] = MLPHead(
+      projector_hidden_dim, projector_dim, 3, batch_norm_output=True
+    )
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
   def loss_fn(self, params, model_state, batch, rng):

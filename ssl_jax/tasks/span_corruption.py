@@ -28,16 +28,18 @@ from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
 
 
-def noise_counts(length: int, noise_density: float, mean_noise_span_length: float
-                 ) -> tuple[int, int]:
+def noise_counts(
+  length: int, noise_density: float, mean_noise_span_length: float
+) -> tuple[int, int]:
   """(noise tokens, noise spans) of a row of `length` tokens, rounded as seqio rounds them."""
   num_noise = min(max(int(round(length * noise_density)), 1), length - 1)
   num_spans = max(int(round(num_noise / mean_noise_span_length)), 1)
   return num_noise, num_spans
 
 
-def corrupted_lengths(tokens_length: int, noise_density: float = 0.15,
-                      mean_noise_span_length: float = 3.0) -> tuple[int, int]:
+def corrupted_lengths(
+  tokens_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]:
   """(inputs length, targets length) for a raw row of `tokens_length` tokens: inputs hold the
   non-noise tokens, one sentinel per span and EOS; targets the noise tokens, one sentinel per
   span and EOS."""
@@ -45,16 +47,23 @@ def corrupted_lengths(tokens_length: int, noise_density: float = 0.15,
   return tokens_length - num_noise + num_spans + 1, num_noise + num_spans + 1
 
 
-def span_corruption_lengths(inputs_length: int, noise_density: float = 0.15,
-                            mean_noise_span_length: float = 3.0) -> tuple[int, int]:
+def span_corruption_lengths(
+  inputs_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]:
   """(raw tokens length, targets length): the longest raw row whose corrupted inputs fit in
   `inputs_length` (T5's `random_spans_helper`). 512 -> (568, 114)."""
   tokens_length = inputs_length - 1
-  while corrupted_lengths(tokens_length + 1, noise_density,
-                          mean_noise_span_length)[0] <= inputs_length:
+  while (
+    corrupted_lengths(tokens_length + 1, noise_density, mean_noise_span_length)[0] <= inputs_length
+  ):
     tokens_length += 1
-  return tokens_length, corrupted_lengths(tokens_length, noise_density,
-                                          mean_noise_span_length)[1]
+  targets_length = corrupted_lengths(tokens_length, noise_density, mean_noise_span_length)[1]
+  # T5's own adjustment: at density 0.5 the targets would come out one longer than the inputs
+  # (e.g. 513 for 512); one raw token fewer keeps targets within the (round) inputs length.
+  if noise_density == 0.5 and targets_length > inputs_length:
+    tokens_length -= 1
+    targets_length -= 1
+  return tokens_length, targets_length
 
 
 def _random_segmentation(key: jax.Array, num_items: int, num_segments: int) -> jnp.ndarray:
@@ -64,8 +73,9 @@ def _random_segmentation(key: jax.Array, num_items: int, num_segments: int) -> j
   return jnp.zeros((num_segments,), jnp.int32).at[segment_id].add(1)
 
 
-def random_spans_noise_mask(key: jax.Array, length: int, noise_density: float = 0.15,
-                            mean_noise_span_length: float = 3.0) -> jnp.ndarray:
+def random_spans_noise_mask(
+  key: jax.Array, length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> jnp.ndarray:
   """[length] bool, True on noise: alternating non-noise/noise spans, non-noise first, with the
   exact counts of `noise_counts`."""
   num_noise, num_spans = noise_counts(length, noise_density, mean_noise_span_length)
@@ -78,9 +88,15 @@ def random_spans_noise_mask(key: jax.Array, length: int, noise_density: float = 
   return span_number % 2 == 1
 
 
-def _sentinelize_and_compact(tokens: jnp.ndarray, spans: jnp.ndarray, keep_token: jnp.ndarray,
-                             first_sentinel: int, eos_id: int, pad_id: int,
-                             out_length: int) -> jnp.ndarray:
+def _sentinelize_and_compact(
+  tokens: jnp.ndarray,
+  spans: jnp.ndarray,
+  keep_token: jnp.ndarray,
+  first_sentinel: int,
+  eos_id: int,
+  pad_id: int,
+  out_length: int,
+) -> jnp.ndarray:
   """One row: each run of `spans` becomes one sentinel (numbered from `first_sentinel` down),
   dropped tokens and padding are removed, EOS is appended, and the rest is padding."""
   previous = jnp.concatenate([jnp.zeros((1,), bool), spans[:-1]])
@@ -93,22 +109,34 @@ def _sentinelize_and_compact(tokens: jnp.ndarray, spans: jnp.ndarray, keep_token
   return out.at[jnp.minimum(keep.sum(), out_length - 1)].set(eos_id)
 
 
-def span_corrupt(key: jax.Array, tokens: jnp.ndarray, *, first_sentinel: int, eos_id: int,
-                 pad_id: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
-                 ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def span_corrupt(
+  key: jax.Array,
+  tokens: jnp.ndarray,
+  *,
+  first_sentinel: int,
+  eos_id: int,
+  pad_id: int,
+  noise_density: float = 0.15,
+  mean_noise_span_length: float = 3.0,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """(inputs [B, inputs_length], targets [B, targets_length]) of raw rows `tokens` [B, L].
 
   `first_sentinel` is the id of `<extra_id_0>`; the k-th span uses `first_sentinel - k`.
   """
   length = tokens.shape[1]
   inputs_length, targets_length = corrupted_lengths(length, noise_density, mean_noise_span_length)
-  noise = jax.vmap(functools.partial(random_spans_noise_mask, length=length,
-                                     noise_density=noise_density,
-                                     mean_noise_span_length=mean_noise_span_length))(
-                                         jax.random.split(key, tokens.shape[0]))
+  noise = jax.vmap(
+    functools.partial(
+      random_spans_noise_mask,
+      length=length,
+      noise_density=noise_density,
+      mean_noise_span_length=mean_noise_span_length,
+    )
+  )(jax.random.split(key, tokens.shape[0]))
   real = tokens != pad_id
-  compact = functools.partial(_sentinelize_and_compact, first_sentinel=first_sentinel,
-                              eos_id=eos_id, pad_id=pad_id)
+  compact = functools.partial(
+    _sentinelize_and_compact, first_sentinel=first_sentinel, eos_id=eos_id, pad_id=pad_id
+  )
   inputs = jax.vmap(functools.partial(compact, out_length=inputs_length))(tokens, noise, real)
   # Targets: sentinels over the non-noise spans (which come first), so the k-th sentinel
   # precedes the k-th noise span.
@@ -125,39 +153,55 @@ class SpanCorruption(Task):
 
   modality = "text"
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               noise_density: float = 0.15, mean_noise_span_length: float = 3.0):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    dataset: Dataset,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+  ):
     super().__init__(config, dataset)
     info = dataset.info
     tokens_length = dataset.split(dataset.train_split)["tokens"].shape[1]
     self.inputs_length, self.targets_length = corrupted_lengths(
-        tokens_length, noise_density, mean_noise_span_length)
+      tokens_length, noise_density, mean_noise_span_length
+    )
     _, num_spans = noise_counts(tokens_length, noise_density, mean_noise_span_length)
     if info.get("extra_ids", 0) < num_spans:
       raise ConfigError(
-          f"Span corruption of {tokens_length}-token rows makes {num_spans} spans, each needing "
-          f"a sentinel, but the tokenizer has extra_ids={info.get('extra_ids', 0)}. Set "
-          f"config.data.extra_ids >= {num_spans} (T5 uses 100).")
+        f"Span corruption of {tokens_length}-token rows makes {num_spans} spans, each needing "
+        f"a sentinel, but the tokenizer has extra_ids={info.get('extra_ids', 0)}. Set "
+        f"config.data.extra_ids >= {num_spans} (T5 uses 100)."
+      )
     # Long enough for the raw rows too, so `represent` can read uncorrupted text (short spans
     # make the inputs longer than the raw rows: one sentinel per span).
-    self.model = build_model(config, vocab_size=info["vocab_size"],
-                             max_length=max(tokens_length, self.inputs_length,
-                                            self.targets_length))
+    self.model = build_model(
+      config,
+      vocab_size=info["vocab_size"],
+      max_length=max(tokens_length, self.inputs_length, self.targets_length),
+    )
     if not hasattr(self.model, "decoder_depth"):
-      raise ConfigError(f"Task 'span_corruption' needs an encoder-decoder; config.model="
-                        f"{config.model!r}. Use 'transformer_encoder_decoder'.")
+      raise ConfigError(
+        f"Task 'span_corruption' needs an encoder-decoder; config.model="
+        f"{config.model!r}. Use 'transformer_encoder_decoder'."
+      )
     self.pad_id, self.bos_id = info["pad_id"], info["bos_id"]
-    self.corrupt_options = dict(first_sentinel=info["vocab_size"] - 1, eos_id=info["eos_id"],
-                                pad_id=info["pad_id"], noise_density=noise_density,
-                                mean_noise_span_length=mean_noise_span_length)
+    self.corrupt_options = dict(
+      first_sentinel=info["vocab_size"] - 1,
+      eos_id=info["eos_id"],
+      pad_id=info["pad_id"],
+      noise_density=noise_density,
+      mean_noise_span_length=mean_noise_span_length,
+    )
     self.augment = TextAugmenter(config.get("augment", {}), info)
 
   def init(self, rng, batch):
     batch_size = batch["tokens"].shape[0]
     inputs = jnp.zeros((batch_size, self.inputs_length), jnp.int32)
     targets = jnp.zeros((batch_size, self.targets_length), jnp.int32)
-    return split_variables(self.model.init(rng, inputs, inputs >= 0, targets, targets >= 0,
-                                           train=False))
+    return split_variables(
+      self.model.init(rng, inputs, inputs >= 0, targets, targets >= 0, train=False)
+    )
 
   def corrupt(self, rng: jax.Array, tokens: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     return span_corrupt(rng, tokens, **self.corrupt_options)
@@ -167,12 +211,20 @@ class SpanCorruption(Task):
     corrupt_key, dropout_key = jax.random.split(rng)
     inputs, targets = self.corrupt(corrupt_key, batch["tokens"])
     decoder_inputs = jnp.concatenate(
-        [jnp.full((targets.shape[0], 1), self.bos_id, targets.dtype), targets[:, :-1]], axis=1)
-    hidden = self.model.apply({"params": params, **model_state}, inputs, inputs != self.pad_id,
-                              decoder_inputs, decoder_inputs != self.pad_id, train=train,
-                              rngs={"dropout": dropout_key})
-    logits = self.model.apply({"params": params}, hidden,
-                              method=lambda m, h: m.attend(h)).astype(jnp.float32)
+      [jnp.full((targets.shape[0], 1), self.bos_id, targets.dtype), targets[:, :-1]], axis=1
+    )
+    hidden = self.model.apply(
+      {"params": params, **model_state},
+      inputs,
+      inputs != self.pad_id,
+      decoder_inputs,
+      decoder_inputs != self.pad_id,
+      train=train,
+      rngs={"dropout": dropout_key},
+    )
+    logits = self.model.apply({"params": params}, hidden, method=lambda m, h: m.attend(h)).astype(
+      jnp.float32
+    )
     return logits, targets, (targets != self.pad_id).astype(jnp.float32)
 
   def loss_fn(self, params, model_state, batch, rng):
@@ -188,6 +240,11 @@ class SpanCorruption(Task):
     """Mean encoder state over the real tokens of the uncorrupted row."""
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    hidden = self.model.apply({"params": params, **model_state}, tokens, valid, train=False,
-                              method=lambda m, t, v, train: m.encode(t, v, train))
+    hidden = self.model.apply(
+      {"params": params, **model_state},
+      tokens,
+      valid,
+      train=False,
+      method=lambda m, t, v, train: m.encode(t, v, train),
+    )
     return mean_over_valid(hidden, valid)

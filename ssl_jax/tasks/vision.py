@@ -3,7 +3,8 @@ augmented views, momentum (EMA) targets updated in the train step, and the onlin
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -20,8 +21,9 @@ from ssl_jax.tasks.base import Metrics, PyTree, Task, build_model
 TARGET = "target"  # model_state key holding the momentum copies of `target_modules`.
 
 
-def cosine_momentum(step: jax.Array, total_steps: int, base: float,
-                    final: float = 1.0) -> jax.Array:
+def cosine_momentum(
+  step: jax.Array, total_steps: int, base: float, final: float = 1.0
+) -> jax.Array:
   """BYOL's schedule: `base` at step 0 rising to `final` at `total_steps` along a half cosine."""
   progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
   return final - (final - base) * (jnp.cos(jnp.pi * progress) + 1) / 2
@@ -42,15 +44,17 @@ def cosine_similarity(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
   return jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
 
 
-def _run(module: nn.Module, variables: dict[str, Any], inputs: Any, train: bool,
-         **kwargs) -> tuple[Any, dict[str, Any]]:
+def _run(
+  module: nn.Module, variables: dict[str, Any], inputs: Any, train: bool, **kwargs
+) -> tuple[Any, dict[str, Any]]:
   """Applies `module`; in training, mutable collections (batch stats) come back updated."""
   collections = [k for k in variables if k != "params"]
   if train and collections:
     out, new = module.apply(variables, inputs, train=True, mutable=collections, **kwargs)
     return out, dict(new)
   return module.apply(variables, inputs, train=train, **kwargs), {
-      k: v for k, v in variables.items() if k != "params"}
+    k: v for k, v in variables.items() if k != "params"
+  }
 
 
 class VisionTask(Task):
@@ -68,8 +72,9 @@ class VisionTask(Task):
   head_chain: Sequence[str] = ()  # Modules after the encoder, each fed the previous output.
   represent_with_target = False  # DINO evaluates the teacher.
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset,
-               base_momentum: float = 0.0):
+  def __init__(
+    self, config: ml_collections.ConfigDict, dataset: Dataset, base_momentum: float = 0.0
+  ):
     super().__init__(config, dataset)
     self.views = view_configs(config.get("augment", {}))
     self.encoder = build_model(config)
@@ -79,33 +84,45 @@ class VisionTask(Task):
     if self.online_probe:
       num_classes = dataset.info.get("num_classes")
       if not num_classes or "label" not in dataset.split(dataset.train_split):
-        raise ConfigError(f"config.online_probe needs labels in the training split; dataset "
-                          f"{config.data.name!r} has none.")
+        raise ConfigError(
+          f"config.online_probe needs labels in the training split; dataset "
+          f"{config.data.name!r} has none."
+        )
       self.modules["online_probe"] = LinearClassifier(num_classes)
 
   # --- Applying modules ----------------------------------------------------------------------
 
-  def apply(self, name: str, params: PyTree, model_state: PyTree, inputs: Any,
-            train: bool = True, **kwargs) -> tuple[Any, dict[str, Any]]:
+  def apply(
+    self, name: str, params: PyTree, model_state: PyTree, inputs: Any, train: bool = True, **kwargs
+  ) -> tuple[Any, dict[str, Any]]:
     """(output, that module's new model state) of module `name` with the online weights."""
     variables = {"params": params[name], **model_state.get(name, {})}
     return _run(self.modules[name], variables, inputs, train, **kwargs)
 
-  def apply_target(self, name: str, model_state: PyTree, inputs: Any, train: bool = True,
-                   **kwargs) -> tuple[Any, dict[str, Any]]:
+  def apply_target(
+    self, name: str, model_state: PyTree, inputs: Any, train: bool = True, **kwargs
+  ) -> tuple[Any, dict[str, Any]]:
     """Like `apply` with the momentum target's weights; its output carries no gradient."""
     out, new = _run(self.modules[name], model_state[TARGET][name], inputs, train, **kwargs)
     return jax.lax.stop_gradient(out), new
 
-  def init_module(self, name: str, rng: jax.Array, inputs: Any, params: dict[str, Any],
-                  model_state: dict[str, Any], **kwargs) -> Any:
+  def init_module(
+    self,
+    name: str,
+    rng: jax.Array,
+    inputs: Any,
+    params: dict[str, Any],
+    model_state: dict[str, Any],
+    **kwargs,
+  ) -> Any:
     """Initialises module `name` on `inputs` into `params`/`model_state`; returns its output."""
     variables = dict(self.modules[name].init(rng, inputs, train=False, **kwargs))
     params[name] = variables.pop("params")
     if variables:
       model_state[name] = variables
-    out, _ = _run(self.modules[name], {"params": params[name], **variables}, inputs, False,
-                  **kwargs)
+    out, _ = _run(
+      self.modules[name], {"params": params[name], **variables}, inputs, False, **kwargs
+    )
     return out
 
   def init(self, rng, batch):
@@ -118,8 +135,9 @@ class VisionTask(Task):
       self.init_module("online_probe", next(keys), features, params, model_state)
     if self.target_modules:
       # The target starts as an exact copy of the online modules.
-      model_state[TARGET] = {name: {"params": params[name], **model_state.get(name, {})}
-                             for name in self.target_modules}
+      model_state[TARGET] = {
+        name: {"params": params[name], **model_state.get(name, {})} for name in self.target_modules
+      }
     return params, model_state
 
   def init_heads(self, keys, batch, features, params, model_state) -> None:
@@ -130,8 +148,9 @@ class VisionTask(Task):
     for name in self.head_chain:
       features = self.init_module(name, next(keys), features, params, model_state)
 
-  def forward(self, names: Sequence[str], params: PyTree, model_state: PyTree, inputs: Any,
-              train: bool = True) -> tuple[list[Any], PyTree]:
+  def forward(
+    self, names: Sequence[str], params: PyTree, model_state: PyTree, inputs: Any, train: bool = True
+  ) -> tuple[list[Any], PyTree]:
     """Runs online modules in a chain (e.g. encoder -> projector -> predictor); returns every
     module's output and the model state with their batch stats updated."""
     outputs = []
@@ -141,8 +160,9 @@ class VisionTask(Task):
       outputs.append(inputs)
     return outputs, model_state
 
-  def forward_target(self, names: Sequence[str], model_state: PyTree,
-                     inputs: Any) -> tuple[Any, PyTree]:
+  def forward_target(
+    self, names: Sequence[str], model_state: PyTree, inputs: Any
+  ) -> tuple[Any, PyTree]:
     """Runs the momentum target's modules in a chain (train mode, as the reference code
     does); returns the last output (no gradient) and the updated model state."""
     for name in names:
@@ -155,11 +175,14 @@ class VisionTask(Task):
   def two_views(self, rng: jax.Array, images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Two views from the `view1` and `view2` pipelines of `config.augment`."""
     rng_1, rng_2 = jax.random.split(rng)
-    return (augment_batch(rng_1, images, self.views["view1"]),
-            augment_batch(rng_2, images, self.views["view2"]))
+    return (
+      augment_batch(rng_1, images, self.views["view1"]),
+      augment_batch(rng_2, images, self.views["view2"]),
+    )
 
-  def predict_momentum_targets(self, params: PyTree, model_state: PyTree, rng: jax.Array,
-                               images: jnp.ndarray):
+  def predict_momentum_targets(
+    self, params: PyTree, model_state: PyTree, rng: jax.Array, images: jnp.ndarray
+  ):
     """BYOL's and MoCo v3's forward: two views through the online encoder -> projector ->
     predictor and through the momentum target (`target_modules`).
 
@@ -181,13 +204,23 @@ class VisionTask(Task):
     if not self.target_modules:
       return model_state
     momentum = self.momentum(step)
-    target = {name: {**model_state[TARGET][name],
-                     "params": ema(model_state[TARGET][name]["params"], params[name], momentum)}
-              for name in self.target_modules}
+    target = {
+      name: {
+        **model_state[TARGET][name],
+        "params": ema(model_state[TARGET][name]["params"], params[name], momentum),
+      }
+      for name in self.target_modules
+    }
     return {**model_state, TARGET: target}
 
-  def with_probe(self, loss: jax.Array, metrics: Metrics, params: PyTree, features: jnp.ndarray,
-                 batch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
+  def with_probe(
+    self,
+    loss: jax.Array,
+    metrics: Metrics,
+    params: PyTree,
+    features: jnp.ndarray,
+    batch: dict[str, jax.Array],
+  ) -> tuple[jax.Array, Metrics]:
     """Adds the online probe's cross entropy on detached `features` (no-op when disabled)."""
     if not self.online_probe:
       return loss, metrics
@@ -199,8 +232,11 @@ class VisionTask(Task):
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
     probe_loss = jnp.sum(per_example * labelled) / count
     accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * labelled) / count
-    return loss + probe_loss, {**metrics, "online_probe_loss": probe_loss,
-                               "online_probe_accuracy": accuracy}
+    return loss + probe_loss, {
+      **metrics,
+      "online_probe_loss": probe_loss,
+      "online_probe_accuracy": accuracy,
+    }
 
   def encoder_variables(self, params: PyTree, model_state: PyTree) -> dict[str, Any]:
     """The encoder's variables that evaluation and fine-tuning start from: the online
@@ -210,12 +246,12 @@ class VisionTask(Task):
     return {"params": params["encoder"], **model_state.get("encoder", {})}
 
   def represent(self, params, model_state, batch):
-    out, _ = _run(self.encoder, self.encoder_variables(params, model_state), batch["image"],
-                  False)
+    out, _ = _run(self.encoder, self.encoder_variables(params, model_state), batch["image"], False)
     return out
 
-  def probe_logits(self, params: PyTree, model_state: PyTree,
-                   batch: dict[str, jax.Array]) -> jax.Array:
+  def probe_logits(
+    self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array]
+  ) -> jax.Array:
     """Logits of the online probe on the online encoder's (eval-mode) features."""
     if not self.online_probe:
       raise ConfigError("This run has no online probe; set config.online_probe=True.")
@@ -225,8 +261,9 @@ class VisionTask(Task):
     return logits
 
 
-def merge_states(model_state: PyTree, online: dict[str, Any] | None = None,
-                 target: dict[str, Any] | None = None) -> PyTree:
+def merge_states(
+  model_state: PyTree, online: dict[str, Any] | None = None, target: dict[str, Any] | None = None
+) -> PyTree:
   """The model state with the named modules' collections (batch stats) replaced: `online` for
   the online modules, `target` for the momentum copies (whose params are kept)."""
   new = dict(model_state)
