@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -20,13 +21,18 @@ class CheckpointMismatchError(ValueError):
 class Checkpointer:
   """Saves/restores {"state": TrainState, "data": iterator state (JSON)} under `directory`."""
 
-  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(
+    self, directory: str, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False
+  ):
+    """`read_only` opens another run's checkpoints (a fine-tune's pretraining): nothing is
+    created there and its in-progress saves are left alone."""
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep,
-      create=True,
-      cleanup_tmp_directories=True,
+      create=not read_only,
+      cleanup_tmp_directories=not read_only,
       enable_async_checkpointing=async_save,
+      read_only=read_only,
     )
     self.manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=("state", "data")
@@ -67,6 +73,12 @@ class Checkpointer:
         "or the config the checkpoint was written with."
       ) from error
     return restored["state"], restored["data"]
+
+  def restore_arrays(self, step: int) -> dict[str, Any]:
+    """The train state of step `step` as saved (a dict of host numpy arrays), without a
+    target: what a fine-tune reads from a pretraining run whose optimizer it does not build."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.tree.map(np.asarray, dict(restored["state"]))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

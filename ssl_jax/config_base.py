@@ -1,18 +1,23 @@
 """The default config every experiment starts from, and the checks that run before any work.
 
-Config files in `configs/` call `base_config()` and override fields; `validate_config` then
-rejects unknown keys, unknown registry names, options a part does not accept and missing files,
-each with a message naming the bad value and the valid choices.
+Config files in `configs/` call `base_config()` and override fields; `resolve_defaults` fills
+in every option of every part the config names (task, model, data, evaluators, nested part
+blocks) with its default, so each can be set from the command line and config.json records it;
+`validate_config` then rejects unknown keys, unknown registry names, options a part does not
+accept, task/evaluator pairings that cannot work and missing files, each with a message naming
+the bad value and the valid choices.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import ml_collections
 
 from ssl_jax import early_stopping
 from ssl_jax.registry import DATASETS, EVALUATORS, MODELS, TASKS, ConfigError, check_options
+from ssl_jax.tasks.capabilities import OnlineProbe, describe_missing, missing_capabilities
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -66,6 +71,68 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 _SECTION_KEYS = ("optim", "mesh", "label_budget", "early_stopping")
+# Every evaluator's extra option: evaluate every N steps during training (0 = only at the end).
+EVERY = "every"
+
+
+def _fill(section: ml_collections.ConfigDict, defaults: dict[str, Any]) -> None:
+  """Adds each default whose key `section` lacks; set values (and FieldReferences) stay."""
+  for key, value in defaults.items():
+    if key not in section:
+      section[key] = value
+
+
+def resolve_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Fills `config` in place with the default of every option of every part it names, and
+  returns it. Unknown names are left for `validate_config` to report."""
+  with config.unlocked():
+    if config.task in TASKS:
+      _fill(config.task_kwargs, TASKS.option_defaults(config.task, num_positional=2))
+      for key, (registry, default_name) in TASKS.get(config.task).nested_parts.items():
+        block = config.task_kwargs.get(key) or ml_collections.ConfigDict()
+        if not isinstance(block, ml_collections.ConfigDict):
+          continue  # not a block: validate_config says so
+        _fill(block, {"name": default_name})
+        if block.name in registry:
+          _fill(block, registry.option_defaults(block.name))
+        config.task_kwargs[key] = block
+    if config.model in MODELS:
+      _fill(config.model_kwargs, MODELS.option_defaults(config.model))
+    if "name" in config.data and config.data.name in DATASETS:
+      _fill(config.data, DATASETS.option_defaults(config.data.name, num_positional=1))
+    for name in list(config.evals.keys()):
+      if name in EVALUATORS:
+        if config.evals[name] is None:
+          config.evals[name] = ml_collections.ConfigDict()
+        _fill(config.evals[name], {EVERY: 0, **EVALUATORS.option_defaults(name, num_positional=1)})
+  return config
+
+
+def evaluator_options(options: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:
+  """An evaluator's options as its function takes them (without `every`)."""
+  options = options.to_dict() if isinstance(options, ml_collections.ConfigDict) else dict(options)
+  options.pop(EVERY, None)
+  return options
+
+
+def check_pairing(config: ml_collections.ConfigDict) -> None:
+  """Every evaluator (and config.online_probe) against the capabilities the task class
+  declares: a ConfigError naming the evaluator, the task, the missing capability and the tasks
+  that have it."""
+  task_class = TASKS.get(config.task)
+  used = [(f"Evaluator {name!r}", name, options) for name, options in config.evals.items()]
+  stopping = config.get("early_stopping", early_stopping.defaults())
+  if int(stopping.every):
+    used.append(
+      (f"Early stopping's evaluator {stopping.evaluator!r}", stopping.evaluator, stopping.options)
+    )
+  for what, name, options in used:
+    missing = missing_capabilities(task_class, EVALUATORS.requirements(name))
+    if missing:
+      raise ConfigError(describe_missing(what, config.task, missing))
+    EVALUATORS.check_pairing(name, evaluator_options(options), task_class)
+  if config.online_probe and not issubclass(task_class, OnlineProbe):
+    raise ConfigError(describe_missing("config.online_probe=True", config.task, [OnlineProbe]))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -79,10 +146,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   data_options = {k: v for k, v in config.data.items() if k != "name"}
   DATASETS.validate(config.data.name, data_options, num_positional=1, where="config.data")
   TASKS.validate(config.task, config.task_kwargs, num_positional=2, where="config.task_kwargs")
+  for key, (registry, _) in TASKS.get(config.task).nested_parts.items():
+    block = config.task_kwargs.get(key)
+    if block is not None:
+      if not isinstance(block, ml_collections.ConfigDict) or "name" not in block:
+        raise ConfigError(
+          f"config.task_kwargs.{key} is a block {{'name': ..., options...}} naming one of "
+          f"{registry.names()}; got {block!r}."
+        )
+      registry.validate(
+        block.name,
+        {k: v for k, v in block.items() if k != "name"},
+        where=f"config.task_kwargs.{key}",
+      )
   MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
   early_stopping.validate(config.early_stopping)
   for name, options in config.evals.items():
+    options = evaluator_options(options or {})
     EVALUATORS.validate(name, options, num_positional=1, where=f"config.evals.{name}")
+    every = (config.evals[name] or {}).get(EVERY, 0)
+    if not isinstance(every, int) or every < 0:
+      raise ConfigError(f"config.evals.{name}.every must be an integer >= 0, got {every!r}.")
+  check_pairing(config)
   if "online_probe" in config.evals and not config.online_probe:
     raise ConfigError(
       "config.evals.online_probe reads the probe trained during the run; set "

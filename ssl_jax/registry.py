@@ -45,6 +45,14 @@ def check_options(
     )
 
 
+def _option_parameters(fn: Callable[..., Any], skip: int) -> list[inspect.Parameter]:
+  return [
+    p
+    for p in list(inspect.signature(fn).parameters.values())[skip:]
+    if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+  ]
+
+
 def accepted_options(fn: Callable[..., Any], skip: int = 0) -> list[str] | None:
   """Keyword names `fn` accepts (after its first `skip` positional ones); None if it takes **kw."""
   params = list(inspect.signature(fn).parameters.values())[skip:]
@@ -57,23 +65,59 @@ def accepted_options(fn: Callable[..., Any], skip: int = 0) -> list[str] | None:
   ]
 
 
+def _is_plain(value: Any) -> bool:
+  """Whether a default can live in a ConfigDict and be set from the command line."""
+  if isinstance(value, (bool, int, float, str)):
+    return True
+  return isinstance(value, (tuple, list)) and all(
+    isinstance(v, (bool, int, float, str)) for v in value
+  )
+
+
 class Registry(Generic[T]):
   """A mapping from names to builders of one kind of part (e.g. "model")."""
 
   def __init__(self, kind: str):
     self.kind = kind
     self._entries: dict[str, T] = {}
+    self._requires: dict[str, tuple[type, ...]] = {}
+    self._checks: dict[str, Callable[..., None] | None] = {}
+    self._derived: dict[str, tuple[str, ...]] = {}
 
-  def register(self, name: str) -> Callable[[T], T]:
-    """Decorator: `@MODELS.register("resnet")` above a class or function."""
+  def register(
+    self,
+    name: str,
+    requires: tuple[type, ...] = (),
+    check: Callable[[dict[str, Any], type], None] | None = None,
+    derived: tuple[str, ...] = (),
+  ) -> Callable[[T], T]:
+    """Decorator: `@MODELS.register("resnet")` above a class or function. `requires` lists the
+    task capabilities (`ssl_jax.tasks.capabilities`) the entry uses, e.g. an evaluator's;
+    `check(options, task_class)` rejects options that task class cannot serve (before work);
+    `derived` names options the data fills in (a vocabulary size), which get no default."""
 
     def add(entry: T) -> T:
       if name in self._entries and self._entries[name] is not entry:
         raise ValueError(f"{self.kind} {name!r} is already registered.")
       self._entries[name] = entry
+      self._requires[name] = tuple(requires)
+      self._checks[name] = check
+      self._derived[name] = tuple(derived)
       return entry
 
     return add
+
+  def requirements(self, name: str) -> tuple[type, ...]:
+    """The capabilities entry `name` declared at registration."""
+    self.get(name)
+    return self._requires[name]
+
+  def check_pairing(self, name: str, options: Mapping[str, Any], task_class: type) -> None:
+    """Runs the `check` entry `name` registered with, for `task_class` (no-op without one)."""
+    self.get(name)
+    check = self._checks[name]
+    if check is not None:
+      check(dict(options), task_class)
 
   def get(self, name: str) -> T:
     if name not in self._entries:
@@ -82,6 +126,25 @@ class Registry(Generic[T]):
         + _suggest(name, self._entries)
       )
     return self._entries[name]
+
+  def _target(self, name: str, num_positional: int) -> tuple[Callable[..., Any], int]:
+    builder = self.get(name)
+    if inspect.isclass(builder):
+      return builder.__init__, num_positional + 1
+    return builder, num_positional
+
+  def option_defaults(self, name: str, num_positional: int = 0) -> dict[str, Any]:
+    """{option: default} of entry `name` for the options a config can set: those with a
+    default that is a plain value (numbers, strings, booleans, tuples or lists of them).
+    The entry's `derived` options (facts the data gives, e.g. a vocabulary size) and flax's
+    `parent` / `name` are left out."""
+    target, skip = self._target(name, num_positional)
+    derived = set(self._derived[name]) | {"parent", "name"}
+    return {
+      p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
+      for p in _option_parameters(target, skip)
+      if p.name not in derived and _is_plain(p.default)
+    }
 
   def validate(
     self, name: str, options: Mapping[str, Any], num_positional: int = 0, where: str = ""

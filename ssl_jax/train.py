@@ -23,22 +23,30 @@ from ssl_jax import data as _data  # noqa: F401  (registers datasets)
 from ssl_jax import early_stopping, parallel  # noqa: F401  (registers tasks)
 from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
 from ssl_jax.checkpoint import Checkpointer
-from ssl_jax.config_base import validate_config
+from ssl_jax.config_base import EVERY, evaluator_options, resolve_defaults, validate_config
 from ssl_jax.data.label_budget import apply_label_budget
 from ssl_jax.data.pipeline import ShuffledBatches
 from ssl_jax.data.records import take_rows
 from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.data.validation_split import hold_out_validation
 from ssl_jax.evals.context import EvalContext
-from ssl_jax.metrics import MetricWriter, Throughput, format_results_table, write_json
+from ssl_jax.loop import (
+  EarlyStoppingValidation,
+  LogMetrics,
+  LoopState,
+  NonFiniteLossError,  # noqa: F401  (main reports it)
+  PeriodicAction,
+  PeriodicEvaluation,
+  SaveCheckpoint,
+  run_loop,
+  table_scalars,
+)
+from ssl_jax.metrics import MetricWriter, format_results_table, write_json
 from ssl_jax.optim import build_optimizer
 from ssl_jax.registry import DATASETS, EVALUATORS, TASKS, ConfigError
 from ssl_jax.state import TrainState
 from ssl_jax.tasks.base import Task
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or Inf; the run stopped without saving the bad state."""
+from ssl_jax.tasks.pretrained import TRAIN_FIELDS
 
 
 class TrainingInterrupted(Exception):
@@ -85,13 +93,14 @@ def make_train_step(task: Task, tx: optax.GradientTransformation):
     batch = unit_float_images(batch)  # uint8 sources are copied as bytes, converted here.
 
     def loss_of(params):
-      return task.loss_fn(params, state.model_state, batch, rng)
+      return task.loss_fn(params, state.model_state, batch, rng, state.step)
 
     (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    # Momentum (EMA) targets follow the updated online weights, inside the same jitted step.
-    model_state = task.update_targets(params, model_state, state.step)
+    # Momentum (EMA) targets follow the updated online weights, projections apply, inside
+    # the same jitted step.
+    params, model_state = task.after_update(params, model_state, state.step)
     metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
     new_state = state.replace(
       step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
@@ -140,14 +149,6 @@ class _SigtermFlag:
   def __exit__(self, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
-
-
-def _first_nonfinite(pending: list[tuple[int, dict[str, jax.Array]]]) -> tuple[int, float] | None:
-  losses = jax.device_get([metrics["loss"] for _, metrics in pending])
-  for (step, _), loss in zip(pending, losses):
-    if not np.isfinite(loss):
-      return step, float(loss)
-  return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +226,16 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, mesh: jax.shar
   return Run(dataset, task, schedule, batches, example, state, data_sharding, train_step)
 
 
+def dataset_info(dataset: Dataset) -> dict[str, Any]:
+  """What config.json records of the data: its info, plus each training field's per-example
+  shape and dtype (so a fine-tune can rebuild this run's task without its data)."""
+  train = dataset.split(dataset.train_split)
+  fields = {
+    key: [list(value.shape[1:]), str(np.dtype(value.dtype))] for key, value in train.items()
+  }
+  return {**dataset.info, TRAIN_FIELDS: fields}
+
+
 def write_config(
   workdir: str, config: ml_collections.ConfigDict, dataset_info: dict[str, Any] | None = None
 ) -> None:
@@ -252,6 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains `config.task` for `config.total_steps` (resuming from `workdir` if it holds a
   checkpoint), evaluates with `config.evals`, and returns (and writes) the results."""
   start_time = time.perf_counter()
+  resolve_defaults(config)
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   write_config(workdir, config)
@@ -260,13 +272,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     run = setup(config, workdir, mesh)
-    state = run.state
-    write_config(workdir, config, run.dataset.info)
+    write_config(workdir, config, dataset_info(run.dataset))
 
     # --- Resume from the latest checkpoint, if any --------------------------------------------
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     stopper = early_stopping.from_config(config.early_stopping)
-    latest = checkpointer.latest_step()
+    state, latest = run.state, checkpointer.latest_step()
     if latest is not None:
       state, data_state = checkpointer.restore(latest, state)
       tracked = data_state.pop(early_stopping.CHECKPOINT_KEY, None)
@@ -276,66 +287,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
     step = int(jax.device_get(state.step))
     init_key = _init_keys(config.seed)[0]
+    initial_variables = functools.cache(
+      lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example)
+    )
 
     def eval_context(state: TrainState) -> EvalContext:
       return EvalContext(
         task=run.task,
         variables=(state.params, state.model_state),
-        initial_variables=lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example),
+        initial_variables=initial_variables,
         dataset=run.dataset,
         mesh=mesh,
         batch_size=config.eval_batch_size,
         seed=config.seed,
         name=config.task,
+        shared=shared,
       )
 
-    if stopper is not None:
-      validation = early_stopping.make_validation(config.early_stopping, eval_context)
-      best = Checkpointer(os.path.join(workdir, "best_checkpoint"), max_to_keep=1)
+    shared: dict = {}  # baseline features and compiled functions, for every evaluation
 
-    # --- Loop ------------------------------------------------------------------------------------
+    def evaluate(name: str, state: TrainState) -> dict[str, dict[str, Any]]:
+      options = evaluator_options(config.evals[name])
+      return EVALUATORS.get(name)(eval_context(state), **options)
+
+    # --- Loop: periodic actions after each step --------------------------------------------------
     writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
-    pending: list[tuple[int, dict[str, jax.Array]]] = []  # Device metrics not yet read.
-    throughput = Throughput(step)
-    last_saved = latest
+    actions: list[PeriodicAction] = [
+      LogMetrics(config.log_every, writer, run.schedule, config.batch_size, step)
+    ]
+    for name, options in config.evals.items():
+      if int(options.get(EVERY, 0)):
+        actions.append(
+          PeriodicEvaluation(options[EVERY], name, functools.partial(evaluate, name), writer)
+        )
+    if stopper is not None:
+      best = Checkpointer(os.path.join(workdir, "best_checkpoint"), max_to_keep=1)
+      validation = early_stopping.make_validation(config.early_stopping, eval_context)
+      actions.append(
+        EarlyStoppingValidation(config.early_stopping.every, stopper, validation, best, writer)
+      )
+    actions.append(SaveCheckpoint(config.checkpoint_every, checkpointer, list(actions)))
+    loop = LoopState(step, config.total_steps, state, last_saved=latest)
+    loop.stop_requested = stopper is not None and stopper.stopped
     try:
       with _SigtermFlag() as sigterm:
         batches = device_batches(run.batches, run.data_sharding)
-        while (
-          step < config.total_steps
-          and not sigterm.requested
-          and not (stopper is not None and stopper.stopped)
-        ):
-          batch, data_state = next(batches)
-          state, metrics = run.train_step(state, batch)
-          step += 1
-          pending.append((step, metrics))
-          if step % config.log_every == 0 or step == config.total_steps:
-            _log(writer, pending, run.schedule, throughput, step, config.batch_size, last_saved)
-            pending = []
-          if stopper is not None and (
-            step % config.early_stopping.every == 0 or step == config.total_steps
-          ):
-            _validate(stopper, validation, best, state, data_state, step, writer)
-          stopped = stopper is not None and stopper.stopped
-          if (
-            step % config.checkpoint_every == 0
-            or step == config.total_steps
-            or sigterm.requested
-            or stopped
-          ):
-            _check_finite(pending, last_saved)
-            if stopper is not None:
-              data_state = {**data_state, early_stopping.CHECKPOINT_KEY: stopper.state_dict()}
-            checkpointer.save(step, state, data_state)
-            last_saved = step
+        run_loop(loop, run.train_step, batches, actions, lambda: sigterm.requested)
         if sigterm.requested:
           checkpointer.wait()
-          raise TrainingInterrupted(step, workdir)
-    finally:
-      checkpointer.close()
+          raise TrainingInterrupted(loop.step, workdir)
+    except BaseException:
       if writer is not None:
         writer.close()
+      raise
+    finally:
+      checkpointer.close()
+    state, step = loop.state, loop.step
     train_seconds = time.perf_counter() - start_time
 
     # --- The best validated state, when early stopping kept one ---------------------------------
@@ -355,10 +362,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     exported = run.task.export(state.params, os.path.join(workdir, "task_weights"))
 
     # --- Evaluation ------------------------------------------------------------------------------
-    ctx = eval_context(state)
-    evals = {
-      name: EVALUATORS.get(name)(ctx, **options.to_dict()) for name, options in config.evals.items()
-    }
+    evals = {name: evaluate(name, state) for name in config.evals}
+    if writer is not None:
+      # The curve of a periodic evaluator ends with its final value.
+      periodic = [n for n, o in config.evals.items() if int(o.get(EVERY, 0))]
+      scalars = {k: v for n in periodic for k, v in table_scalars(n, evals[n]).items()}
+      if scalars:
+        writer.write(step, scalars)
+      writer.close()
 
   results = {
     "step": step,
@@ -375,55 +386,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if evals:
       print(format_results_table(evals), flush=True)
   return results
-
-
-def _validate(stopper, validation, best, state, data_state, step, writer) -> None:
-  """One early-stopping validation (a host sync, every `early_stopping.every` steps): records
-  the metric and, when it is the best so far, saves the state as the best checkpoint."""
-  value = validation(state)
-  if writer is not None:
-    writer.write(step, {f"early_stopping/{stopper.metric}": value})
-  # After a resume the best of a validated step may already be on disk (saved before the
-  # interruption, after the last regular checkpoint); the resumed state there is identical.
-  if stopper.update(step, value) and step not in best.all_steps():
-    best.save(step, state, data_state)
-  if stopper.stopped:
-    print(
-      f"Early stopping at step {step}: {stopper.metric} has not improved on "
-      f"{stopper.best_value:.4f} (step {stopper.best_step}) for {stopper.patience} "
-      "validations.",
-      flush=True,
-    )
-
-
-def _check_finite(pending, last_saved) -> None:
-  bad = _first_nonfinite(pending) if pending else None
-  if bad is not None:
-    step, value = bad
-    where = (
-      f"the last good checkpoint is step {last_saved}"
-      if last_saved is not None
-      else "no checkpoint was saved before it"
-    )
-    raise NonFiniteLossError(
-      f"The loss became {value} at step {step}; stopped without saving "
-      f"that state ({where}). Lower the learning rate, enable "
-      "config.optim.clip_norm, or check the input data."
-    )
-
-
-def _log(writer, pending, schedule, throughput, step, batch_size, last_saved) -> None:
-  """Reads the metrics of the steps since the last log (the only host sync), checks them."""
-  _check_finite(pending, last_saved)
-  values = jax.device_get([metrics for _, metrics in pending])
-  means = {key: float(np.mean([v[key] for v in values])) for key in values[0]}
-  steps_per_second, examples_per_second = throughput.update(step, batch_size)
-  scalars = {
-    **means,
-    "learning_rate": float(schedule(step - 1)),
-    "steps_per_second": steps_per_second,
-    "examples_per_second": examples_per_second,
-  }
-  if writer is not None:
-    writer.write(step, scalars)
-    writer.progress(step, scalars, steps_per_second)

@@ -8,7 +8,7 @@ import pytest
 from conftest import load_config, override
 
 from ssl_jax import train
-from ssl_jax.models.transformer import TransformerEncoderDecoder
+from ssl_jax.models.encoder_decoder import TransformerEncoderDecoder
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.span_corruption import (
   corrupted_lengths,

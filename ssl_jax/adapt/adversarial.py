@@ -15,6 +15,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.losses import cross_entropy
+from ssl_jax.registry import ConfigError
+
 NORMS = ("linf", "l2")
 
 
@@ -140,3 +143,39 @@ def embedding_adversarial_loss(
 
 
 EMBEDDING_MODES = ("freelb", "pgd")
+
+
+IMAGE_ATTACKS = ("fgsm", "pgd")
+
+
+def check_budget(norm: str, eps: float) -> None:
+  """Raises ConfigError for an unknown norm or a negative budget (checked before any work)."""
+  if norm not in NORMS:
+    raise ConfigError(f"Unknown attack norm {norm!r}; valid: {list(NORMS)}.")
+  if eps < 0:
+    raise ConfigError(f"The attack budget eps must be >= 0; got {eps}.")
+
+
+def attack_images(
+  logits_fn: Callable[[jnp.ndarray], jnp.ndarray],
+  images: jnp.ndarray,
+  labels: jnp.ndarray,
+  rng: jax.Array,
+  *,
+  kind: str,
+  eps: float,
+  norm: str,
+  steps: int,
+  step_size: float,
+) -> jnp.ndarray:
+  """FGSM or PGD (random start) images against `logits_fn` on the cross entropy of `labels`,
+  within the budget and [0, 1]; the model's weights get no gradient through the attack."""
+
+  def loss_of(x):
+    return cross_entropy(logits_fn(x), labels)
+
+  if kind == "fgsm":
+    attacked = fgsm(loss_of, images, eps, norm)
+  else:
+    attacked = pgd(loss_of, images, eps, step_size, steps, norm, key=rng)
+  return jax.lax.stop_gradient(attacked)

@@ -1,18 +1,23 @@
 """Zero-shot classification with a pretrained language model: no gradient step, only scores.
 
-- Causal LM (lm-evaluation-harness style): each class has a verbalizer (token ids); the score
-  of class c for prompt x is log p(verbalizer_c | x), summed over the verbalizer's tokens
-  ("sum") or divided by their number ("per_token", which stops long verbalizers from losing
-  only for being long).
-- Masked LM (PET, Schick & Schuetze 2021): the prompt holds one [MASK]; the score of class c
-  is the log-probability of its single-token verbalizer at that position.
+A row "[CLS] text [SEP]" becomes "[CLS] text prompt word" and each class is scored by the
+pretrained model, as one batched, jitted computation (`ZeroShotPrompt` lays the sequences out
+on device):
 
-The model enters as a function, so any task's model can be scored: see
-`causal_log_probs_fn` and `masked_log_probs_fn` for ssl_jax's `causal_lm` and `mlm` tasks.
+- causal LM (lm-evaluation-harness style): log p(word | [CLS] text prompt) summed over the
+  word's pieces ("sum"), divided by their number ("per_token", which stops long words from
+  losing only for being long), or minus the same score after the prompt alone ("pmi",
+  Holtzman et al. 2021's domain-conditional PMI);
+- masked LM (PET, Schick & Schuetze 2021): "[CLS] text prompt [MASK] [SEP]", and a class
+  scores log p(its one-piece word at [MASK]).
+
+The model enters as functions (`causal_scores`'s encode/attend, `pet_scores`'s log-probs at
+one position), so any pretrained task with those capabilities can be scored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,103 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# (tokens [B, L], valid [B, L]) -> [B, L, V]: log p(next token | tokens[:, :t+1]) at each t.
-NextTokenLogProbs = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
-# (tokens [B, L], valid [B, L], positions [B]) -> [B, V]: log p(token at position | the rest).
-MaskedLogProbs = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
+from ssl_jax.data import tokenizer as tok
+from ssl_jax.registry import ConfigError
 
-
-def continuation_scores(
-  log_probs_fn: NextTokenLogProbs,
-  prompts: Sequence[Sequence[int]],
-  verbalizers: Sequence[Sequence[int]],
-  pad_id: int,
-) -> dict[str, np.ndarray]:
-  """{"sum", "per_token"}: [num_prompts, num_classes] log-likelihoods of every verbalizer
-  after every prompt, from one batched forward pass over the N x C concatenations."""
-  if any(len(v) == 0 for v in verbalizers):
-    raise ValueError("Every verbalizer needs at least one token.")
-  if any(len(p) == 0 for p in prompts):
-    raise ValueError(
-      "Every prompt needs at least one token (the first verbalizer token is "
-      "predicted from the prompt's last position)."
-    )
-  num_prompts, num_classes = len(prompts), len(verbalizers)
-  length = max(len(p) for p in prompts) + max(len(v) for v in verbalizers)
-  width = max(len(v) for v in verbalizers)
-  tokens = np.full((num_prompts * num_classes, length), pad_id, np.int32)
-  valid = np.zeros_like(tokens, bool)
-  # Position t predicts token t + 1: gather log_probs[t, token[t + 1]] over each verbalizer.
-  at = np.zeros((len(tokens), width), np.int32)
-  target = np.zeros((len(tokens), width), np.int32)
-  weight = np.zeros((len(tokens), width), np.float32)
-  for i, prompt in enumerate(prompts):
-    for c, verbalizer in enumerate(verbalizers):
-      row, sequence = i * num_classes + c, list(prompt) + list(verbalizer)
-      tokens[row, : len(sequence)] = sequence
-      valid[row, : len(sequence)] = True
-      k = len(verbalizer)
-      at[row, :k] = np.arange(len(prompt) - 1, len(prompt) - 1 + k)
-      target[row, :k] = verbalizer
-      weight[row, :k] = 1.0
-  log_probs = log_probs_fn(jnp.asarray(tokens), jnp.asarray(valid))
-  picked = jnp.take_along_axis(
-    jnp.take_along_axis(log_probs, jnp.asarray(at)[..., None], axis=1),
-    jnp.asarray(target)[..., None],
-    axis=2,
-  )[..., 0]
-  total = np.asarray((picked * weight).sum(-1)).reshape(num_prompts, num_classes)
-  lengths = np.asarray([len(v) for v in verbalizers], np.float32)
-  return {"sum": total, "per_token": total / lengths}
-
-
-def masked_scores(
-  log_probs_fn: MaskedLogProbs,
-  prompts: Sequence[Sequence[int]],
-  mask_id: int,
-  verbalizer_ids: Sequence[int],
-  pad_id: int,
-) -> np.ndarray:
-  """[num_prompts, num_classes] log p(verbalizer_c at the [MASK] of each prompt)."""
-  length = max(len(p) for p in prompts)
-  tokens = np.full((len(prompts), length), pad_id, np.int32)
-  positions = np.zeros(len(prompts), np.int32)
-  for i, prompt in enumerate(prompts):
-    masks = [t for t, token in enumerate(prompt) if token == mask_id]
-    if len(masks) != 1:
-      raise ValueError(f"Prompt {i} has {len(masks)} [MASK] tokens; PET scoring needs one.")
-    tokens[i, : len(prompt)] = prompt
-    positions[i] = masks[0]
-  valid = np.zeros_like(tokens, bool)
-  for i, prompt in enumerate(prompts):
-    valid[i, : len(prompt)] = True
-  log_probs = log_probs_fn(jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(positions))
-  return np.asarray(log_probs[:, jnp.asarray(verbalizer_ids)])
-
-
-def causal_log_probs_fn(task: Any, params: Any, model_state: Any) -> NextTokenLogProbs:
-  """Next-token log-probabilities of a `causal_lm` task's decoder."""
-
-  @jax.jit
-  def log_probs(tokens, valid):
-    hidden = task.model.apply({"params": params, **model_state}, tokens, valid, train=False)
-    logits = task.model.apply({"params": params}, hidden, method=lambda m, h: m.attend(h))
-    return jax.nn.log_softmax(logits.astype(jnp.float32))
-
-  return log_probs
-
-
-def masked_log_probs_fn(task: Any, params: Any, model_state: Any) -> MaskedLogProbs:
-  """Log-probabilities at one position per row from an `mlm` task's encoder and head."""
-
-  @jax.jit
-  def log_probs(tokens, valid, positions):
-    logits = task.model.apply(
-      {"params": params, **model_state}, tokens, valid, positions[:, None], train=False
-    )
-    return jax.nn.log_softmax(logits[:, 0].astype(jnp.float32))
-
-  return log_probs
+CAUSAL, PET = "causal", "pet"
+SCORINGS = ("sum", "per_token", "pmi")
 
 
 def single_token_verbalizers(tokenizer: Any, words: Sequence[str]) -> list[int]:
@@ -125,10 +38,159 @@ def single_token_verbalizers(tokenizer: Any, words: Sequence[str]) -> list[int]:
   for word in words:
     pieces = tokenizer.encode([" " + word])[0]
     if len(pieces) != 1:
-      raise ValueError(
+      raise ConfigError(
         f"Verbalizer {word!r} is {len(pieces)} pieces "
         f"{[tokenizer.sp.id_to_piece(p) for p in pieces]}; masked-LM scoring "
         "needs one. Choose another word or score with a causal LM."
       )
     ids.append(pieces[0])
   return ids
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroShotPrompt:
+  """A prompt appended to each example's text, and the label words scored after it.
+
+  A row is "[CLS] text [SEP] [PAD]...". For a causal LM (lm-evaluation-harness style) the
+  sequence "[CLS] text prompt word" is scored by log p(word | [CLS] text prompt), summed over
+  the word's pieces ("sum"), divided by their number ("per_token"), or minus the same score
+  without the text ("pmi"). For a masked LM (PET) the sequence is "[CLS] text prompt [MASK]
+  [SEP]" and a class scores log p(its one-piece word at [MASK]).
+  """
+
+  kind: str  # CAUSAL or PET
+  scoring: str
+  prompt: np.ndarray  # [S] the prompt's pieces
+  verbalizers: np.ndarray  # [C, V] each word's pieces, padded
+  lengths: np.ndarray  # [C] pieces per word
+  length: int  # positions of a scored sequence (at most the model's)
+
+  @classmethod
+  def build(
+    cls,
+    tokenizer: tok.Tokenizer,
+    prompt: str,
+    words: list[str],
+    kind: str,
+    scoring: str,
+    seq_len: int,
+    max_length: int,
+  ) -> ZeroShotPrompt:
+    if scoring not in SCORINGS:
+      raise ConfigError(f"Unknown config.task_kwargs.scoring {scoring!r}; valid: {list(SCORINGS)}.")
+    prompt_ids = tokenizer.encode([prompt])[0] if prompt else []
+    if kind == PET:
+      ids = [[i] for i in single_token_verbalizers(tokenizer, words)]
+    else:
+      ids = [tokenizer.encode([" " + word])[0] for word in words]
+    width = max(len(i) for i in ids)
+    if len(prompt_ids) + width + 8 > max_length:
+      raise ConfigError(
+        f"The zero-shot prompt ({len(prompt_ids)} pieces) and words (up to "
+        f"{width}) leave too little of the pretrained model's {max_length} "
+        "positions for the text: shorten them."
+      )
+    verbalizers = np.zeros((len(ids), width), np.int32)
+    for c, pieces in enumerate(ids):
+      verbalizers[c, : len(pieces)] = pieces
+    # The text is cut (from its end) where "text prompt word" would not fit the model.
+    length = min(seq_len + len(prompt_ids) + (2 if kind == PET else width), max_length)
+    return cls(
+      kind,
+      scoring,
+      np.asarray(prompt_ids, np.int32),
+      verbalizers,
+      np.asarray([len(i) for i in ids], np.float32),
+      length,
+    )
+
+  def _layout(self, tokens: jnp.ndarray, extra: int):
+    """Each row's text (up to its [SEP], cut to leave room) then the prompt, in rows of
+    `self.length`: (sequences [B, L2], index [1, L2], where the prompt ends [B, 1])."""
+    length = self.length
+    index = jnp.arange(length)[None]
+    cut = (tokens != tok.PAD_ID).sum(-1, keepdims=True) - 1  # the [SEP] position
+    cut = jnp.minimum(cut, length - len(self.prompt) - extra)
+    text = jnp.pad(tokens, ((0, 0), (0, max(0, length - tokens.shape[1]))))[:, :length]
+    sequences = jnp.where(index < cut, text, tok.PAD_ID)
+    if len(self.prompt):
+      prompt = jnp.asarray(self.prompt)[jnp.clip(index - cut, 0, len(self.prompt) - 1)]
+      sequences = jnp.where((index >= cut) & (index < cut + len(self.prompt)), prompt, sequences)
+    return sequences, index, cut + len(self.prompt)
+
+  def continuations(self, tokens: jnp.ndarray, pad_id: int):
+    """Per class: sequences [B, C, L2], valid [B, C, L2], the positions that predict the
+    word's pieces [B, C, V], the pieces [B, C, V] and their weights [B, C, V]."""
+    del pad_id
+    width = self.verbalizers.shape[1]
+    sequences, index, end = self._layout(tokens, width)
+    words = jnp.asarray(self.verbalizers)  # [C, V]
+    offset = index - end  # [B, L2]: position inside the word
+    piece = words[:, jnp.clip(offset, 0, width - 1)]  # [C, B, L2]
+    inside = (offset >= 0)[None] & (
+      offset[None] < jnp.asarray(self.lengths, jnp.int32)[:, None, None]
+    )
+    sequences = jnp.where(inside, piece, sequences[None]).transpose(1, 0, 2)
+    valid = sequences != tok.PAD_ID
+    batch, classes = tokens.shape[0], len(words)
+    at = jnp.broadcast_to(end[:, None] - 1 + jnp.arange(width)[None, None], (batch, classes, width))
+    targets = jnp.broadcast_to(words[None], (batch, classes, width))
+    weights = jnp.broadcast_to(
+      (jnp.arange(width)[None] < jnp.asarray(self.lengths)[:, None]).astype(jnp.float32)[None],
+      (batch, classes, width),
+    )
+    return sequences, valid, at, targets, weights
+
+  def masked(self, tokens: jnp.ndarray, pad_id: int):
+    """PET: sequences [B, L2] ending "prompt [MASK] [SEP]", valid [B, L2], the [MASK]
+    position [B]."""
+    del pad_id
+    sequences, index, end = self._layout(tokens, 2)
+    sequences = jnp.where(index == end, tok.MASK_ID, sequences)
+    sequences = jnp.where(index == end + 1, tok.SEP_ID, sequences)
+    return sequences, sequences != tok.PAD_ID, end[:, 0]
+
+
+# (tokens [N, L], valid [N, L]) -> hidden states [N, L, D]; hidden [..., D] -> logits [..., V].
+Encode = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+Attend = Callable[[jnp.ndarray], jnp.ndarray]
+# (tokens [B, L], positions [B]) -> [B, V] log-probabilities of the token at each position.
+MaskedLogProbs = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+def causal_scores(
+  prompt: ZeroShotPrompt, encode: Encode, attend: Attend, tokens: jnp.ndarray
+) -> jnp.ndarray:
+  """[B, classes] scores of each label word after "text + prompt" (see the module docstring)."""
+
+  def continuation(rows):
+    sequences, valid, at, targets, weights = prompt.continuations(rows, tok.PAD_ID)
+    batch, classes, length = sequences.shape
+    hidden = encode(sequences.reshape(-1, length), valid.reshape(-1, length))
+    hidden = jnp.take_along_axis(hidden, at.reshape(batch * classes, -1)[..., None], axis=1)
+    # The vocabulary is projected only where a word's piece is predicted.
+    log_probs = jax.nn.log_softmax(attend(hidden).astype(jnp.float32))
+    picked = jnp.take_along_axis(
+      log_probs, targets.reshape(batch * classes, -1)[..., None], axis=-1
+    )[..., 0].reshape(batch, classes, -1)
+    return (picked * weights).sum(-1)
+
+  scores = continuation(tokens)
+  if prompt.scoring == "per_token":
+    scores = scores / prompt.lengths
+  elif prompt.scoring == "pmi":
+    empty = (
+      jnp.full((1, tokens.shape[1]), tok.PAD_ID, tokens.dtype)
+      .at[:, :2]
+      .set(jnp.asarray([tok.CLS_ID, tok.SEP_ID], tokens.dtype))
+    )
+    scores = scores - continuation(empty)
+  return scores
+
+
+def pet_scores(
+  prompt: ZeroShotPrompt, masked_log_probs: MaskedLogProbs, tokens: jnp.ndarray
+) -> jnp.ndarray:
+  """[B, classes] log p(each class's one-piece word at the [MASK] after "text + prompt")."""
+  sequences, _, positions = prompt.masked(tokens, tok.PAD_ID)
+  return masked_log_probs(sequences, positions)[:, prompt.verbalizers[:, 0]]

@@ -3,7 +3,6 @@ options to a results table {row: {column: value}}. Importing this package regist
 
 from ssl_jax.evals import (
   classification,
-  fine_tune,
   knn,
   language_model,  # noqa: F401
   linear_probe,

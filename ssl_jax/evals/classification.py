@@ -8,19 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.evals.context import EvalContext
-from ssl_jax.registry import EVALUATORS, ConfigError
+from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import Classifier
 
 
-@EVALUATORS.register("classification")
+@EVALUATORS.register("classification", requires=(Classifier,))
 def classification(
   ctx: EvalContext, splits: Sequence[str] = ("validation", "test")
 ) -> dict[str, dict[str, float]]:
   """{row: {"<split> acc"}} for the trained classifier (with its trainable parameter count)
   and for always answering the most frequent training class."""
-  if not hasattr(ctx.task, "logits") or not hasattr(ctx.task, "wrap_optimizer"):
-    raise ConfigError(
-      f"Evaluator 'classification' needs the 'classification' task; {ctx.name!r} is not one."
-    )
   majority = int(
     np.bincount(np.asarray(ctx.dataset.split(ctx.dataset.train_split)["label"])).argmax()
   )

@@ -46,11 +46,17 @@ class EvalContext:
   batch_size: int
   seed: int
   name: str
+  # Shared by every evaluation of a run (periodic ones included): the features of the
+  # random-init and raw-pixel baselines, which do not change during training, and the
+  # compiled feature function.
+  shared: dict[Any, Any] = dataclasses.field(default_factory=dict)
   _cache: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
   _initial: tuple[Any, Any] | None = None
 
-  def __post_init__(self):
-    self._represent = self.jit(self.task.represent)
+  def _represent(self) -> Callable[..., Any]:
+    if "represent" not in self.shared:
+      self.shared["represent"] = self.jit(self.task.represent)
+    return self.shared["represent"]
 
   def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn(params, model_state, batch)` jitted for `apply`: uint8 images become floats in [0, 1]
@@ -72,11 +78,12 @@ class EvalContext:
     if feature_set not in FEATURE_SETS:
       raise ValueError(f"Unknown feature set {feature_set!r}; valid: {FEATURE_SETS}.")
     key = (feature_set, split)
-    if key not in self._cache:
+    cache = self._cache if feature_set == TRAINED else self.shared
+    if key not in cache:
       arrays = self.dataset.split(split)
       if feature_set == RAW_PIXELS:
         images = unit_float_images({"image": np.asarray(arrays["image"])})["image"]
-        self._cache[key] = images.reshape(len(images), -1).astype(np.float32)
+        cache[key] = images.reshape(len(images), -1).astype(np.float32)
       else:
         if feature_set == TRAINED:
           variables = self.variables
@@ -84,8 +91,8 @@ class EvalContext:
           if self._initial is None:
             self._initial = self.initial_variables()
           variables = self._initial
-        self._cache[key] = self.apply(self._represent, variables, arrays)
-    return self._cache[key]
+        cache[key] = self.apply(self._represent(), variables, arrays)
+    return cache[key]
 
   def split_sums(
     self, fn: Callable[..., jax.Array], split: str, keep_labels: bool = False

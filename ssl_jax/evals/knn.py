@@ -10,6 +10,7 @@ import numpy as np
 
 from ssl_jax.evals.context import FEATURE_SETS, TRAINED, EvalContext, check_feature_sets
 from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import Represents
 
 
 @jax.jit
@@ -34,7 +35,7 @@ def knn_predict(
   return np.asarray(jnp.argmax(scores, -1))
 
 
-@EVALUATORS.register("knn")
+@EVALUATORS.register("knn", requires=(Represents,))
 def knn(
   ctx: EvalContext,
   k: int = 20,

@@ -9,8 +9,10 @@ import numpy as np
 
 from ssl_jax.data.tokenizer import Tokenizer
 from ssl_jax.evals.context import EvalContext
+from ssl_jax.losses import per_row_sums, token_nll
 from ssl_jax.models import sampling
-from ssl_jax.registry import EVALUATORS, ConfigError
+from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import NextTokenPredictor, SpanTargetPredictor
 
 UNIGRAM = "unigram (train token frequencies)"
 
@@ -20,11 +22,6 @@ def unigram_log_probs(tokens: np.ndarray, vocab_size: int, pad_id: int) -> np.nd
   knows word frequencies but no context."""
   counts = np.bincount(tokens[tokens != pad_id].ravel(), minlength=vocab_size) + 1.0
   return np.log(counts / counts.sum())
-
-
-def _require_causal(ctx: EvalContext, name: str):
-  if not hasattr(ctx.task, "next_token_predictions"):
-    raise ConfigError(f"Evaluator {name!r} needs a causal LM task; {ctx.name!r} is not one.")
 
 
 def _prediction_report(
@@ -44,11 +41,10 @@ def _prediction_report(
 
   def batch_sums(params, model_state, batch, key):
     logits, targets, weights = predictions(params, model_state, batch, key)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
-    per_row = lambda x: (x * weights).sum(-1)
+    per_row = lambda x: per_row_sums(x, weights)
     return jnp.stack(
       [
-        per_row(nll),
+        per_row(token_nll(logits, targets)),
         per_row(logits.argmax(-1) == targets),
         per_row(-unigram[targets]),
         per_row(targets == jnp.argmax(unigram)),
@@ -66,25 +62,20 @@ def _prediction_report(
   return {ctx.name: row(nll, correct), UNIGRAM: row(unigram_nll, unigram_correct)}
 
 
-@EVALUATORS.register("causal_lm")
+@EVALUATORS.register("causal_lm", requires=(NextTokenPredictor,))
 def causal_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
   """{row: {"next-token acc", "loss", "perplexity"}} over every next-token target of `split`."""
-  _require_causal(ctx, "causal_lm")
   predictions = lambda params, model_state, batch, key: ctx.task.next_token_predictions(
     params, model_state, batch, key, train=False
   )
   return _prediction_report(ctx, split, predictions, "next-token acc")
 
 
-@EVALUATORS.register("span_corruption")
+@EVALUATORS.register("span_corruption", requires=(SpanTargetPredictor,))
 def span_corruption(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
   """Held-out T5 span corruption (a fixed corruption per batch): loss, perplexity and accuracy
   over the text tokens of the targets (the hidden spans; sentinels and EOS, which a unigram
   model cannot know, are left out of every row)."""
-  if not hasattr(ctx.task, "target_predictions"):
-    raise ConfigError(
-      f"Evaluator 'span_corruption' needs a span-corruption task; {ctx.name!r} is not one."
-    )
   info = ctx.dataset.info
   regular_end = info["text_vocab_size"]
   special = jnp.asarray(info["special_ids"])
@@ -99,7 +90,7 @@ def span_corruption(ctx: EvalContext, split: str = "test") -> dict[str, dict[str
   return _prediction_report(ctx, split, predictions, "span-token acc")
 
 
-@EVALUATORS.register("lm_samples")
+@EVALUATORS.register("lm_samples", requires=(NextTokenPredictor,))
 def lm_samples(
   ctx: EvalContext,
   num_samples: int = 3,
@@ -112,8 +103,8 @@ def lm_samples(
 ) -> dict[str, dict[str, str]]:
   """Continues the first `prompt_tokens` of `num_samples` held-out documents and prints the
   prompt and the continuation; {"sample 1": {"prompt ⟶ continuation": text}, ...}."""
-  _require_causal(ctx, "lm_samples")
-  model, info = ctx.task.model, ctx.dataset.info
+  model, params = ctx.task.sampling_model(jax.device_get(ctx.variables[0]))
+  info = ctx.dataset.info
   rows = ctx.dataset.split(split)
   tokens = np.asarray(rows["tokens"])
   starts = np.asarray(rows["positions"]) == 0 if "positions" in rows else None
@@ -130,7 +121,6 @@ def lm_samples(
     raise ValueError(f"No {prompt_tokens}-token prompt fits in the rows of split {split!r}.")
   prompt_len = min(prompt_tokens, model.max_length - 1)
   new_tokens = min(max_new_tokens, model.max_length - prompt_len)
-  params = jax.device_get(ctx.variables[0])
   out = np.asarray(
     sampling.generate(
       model,

@@ -18,6 +18,7 @@ from ssl_jax.evals.context import (
   labelled_subsets,
 )
 from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import Represents
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iterations"))
@@ -94,7 +95,7 @@ def probe_accuracy(
   return np.asarray(jnp.mean(predictions == test_y, axis=-1))
 
 
-@EVALUATORS.register("linear_probe")
+@EVALUATORS.register("linear_probe", requires=(Represents,))
 def linear_probe(
   ctx: EvalContext,
   labels_per_class: Sequence[int] = (1, 5, 10, 0),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.evals.context import EvalContext
-from ssl_jax.registry import EVALUATORS, ConfigError
+from ssl_jax.losses import per_row_sums, token_nll
+from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import MaskedTokenPredictor
 
 
 def most_frequent_token(tokens: np.ndarray, special_ids: tuple[int, ...], vocab_size: int) -> int:
@@ -16,13 +17,11 @@ def most_frequent_token(tokens: np.ndarray, special_ids: tuple[int, ...], vocab_
   return int(np.argmax(counts))
 
 
-@EVALUATORS.register("masked_lm")
+@EVALUATORS.register("masked_lm", requires=(MaskedTokenPredictor,))
 def masked_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
   """Masks the held-out rows with the task's own masking (a fixed key per batch, so every
   evaluation sees the same masks) and reports loss/accuracy at the masked positions."""
   task = ctx.task
-  if not hasattr(task, "masked_predictions"):
-    raise ConfigError(f"Evaluator 'masked_lm' needs a masked-LM task; {ctx.name!r} is not one.")
   info = ctx.dataset.info
   unigram = most_frequent_token(
     ctx.dataset.split(ctx.dataset.train_split)["tokens"],
@@ -32,14 +31,11 @@ def masked_lm(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, floa
 
   def batch_sums(params, model_state, batch, key):
     logits, targets, weights = task.masked_predictions(params, model_state, batch, key, train=False)
-    log_probs = jax.nn.log_softmax(logits)
-    nll = -jnp.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
-    per_row = lambda x: (x * weights).sum(-1)
     return jnp.stack(
       [
-        per_row(nll),
-        per_row(logits.argmax(-1) == targets),
-        per_row(targets == unigram),
+        per_row_sums(token_nll(logits, targets), weights),
+        per_row_sums(logits.argmax(-1) == targets, weights),
+        per_row_sums(targets == unigram, weights),
         weights.sum(-1),
       ],
       axis=-1,

@@ -11,9 +11,10 @@ import numpy as np
 
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import OnlineProbe
 
 
-@EVALUATORS.register("online_probe")
+@EVALUATORS.register("online_probe", requires=(OnlineProbe,))
 def online_probe(ctx: EvalContext, test_split: str = "test") -> dict[str, dict[str, float]]:
   """{task name: {"online probe acc": accuracy on `test_split`}}; labels -1 are skipped."""
   logits = ctx.apply(ctx.jit(ctx.task.probe_logits), ctx.variables, ctx.dataset.split(test_split))

@@ -4,24 +4,21 @@ token is original")."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.evals.masked_lm import most_frequent_token
-from ssl_jax.registry import EVALUATORS, ConfigError
+from ssl_jax.losses import per_row_sums, token_nll
+from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import ReplacedTokenDetector
 
 
-@EVALUATORS.register("replaced_token_detection")
+@EVALUATORS.register("replaced_token_detection", requires=(ReplacedTokenDetector,))
 def replaced_token_detection(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
   """Corrupts `split` as in training (a fixed key per batch) and reports
   generator: masked acc, masked loss; discriminator: accuracy over real tokens, and precision
   and recall of the "replaced" label; with the two baselines as their own rows."""
   task = ctx.task
-  if not hasattr(task, "predictions") or not hasattr(task.model, "discriminator_logits"):
-    raise ConfigError(
-      f"Evaluator 'replaced_token_detection' needs an ELECTRA task; {ctx.name!r} is not one."
-    )
   info = ctx.dataset.info
   unigram = most_frequent_token(
     ctx.dataset.split(ctx.dataset.train_split)["tokens"],
@@ -30,12 +27,12 @@ def replaced_token_detection(ctx: EvalContext, split: str = "test") -> dict[str,
   )
 
   def batch_sums(params, model_state, batch, key):
-    out = task.predictions(params, model_state, batch, key, train=False)
+    out = task.replaced_token_predictions(params, model_state, batch, key, train=False)
     weights, token_weights, labels = out["weights"], out["token_weights"], out["labels"]
     logits = out["generator_logits"]
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), out["targets"][..., None], -1)[..., 0]
+    nll = token_nll(logits, out["targets"])
     said_replaced = (out["discriminator_logits"] > 0) * token_weights
-    per_row = lambda x, w: (x * w).sum(-1)
+    per_row = per_row_sums
     return jnp.stack(
       [
         per_row(nll, weights),

@@ -28,6 +28,11 @@ PRESETS = {
 }
 
 
+# What a text model's size comes from when the config does not set it: the tokenizer and the
+# rows (`tasks.text.TextTask.build_text_model`).
+TEXT_DERIVED = ("vocab_size", "max_length")
+
+
 def _dtype(name: str):
   if name not in _DTYPES:
     raise ValueError(f"Unknown dtype {name!r}; valid: {sorted(_DTYPES)}.")
@@ -236,7 +241,7 @@ class TextEmbedding(nn.Module):
     return self.token_embed.attend(hidden)
 
 
-@MODELS.register("transformer_encoder")
+@MODELS.register("transformer_encoder", derived=TEXT_DERIVED)
 class TransformerEncoder(nn.Module):
   """Embeddings, `depth` blocks, and (pre-norm) a final LayerNorm.
 
@@ -290,7 +295,14 @@ class TransformerEncoder(nn.Module):
     if self.shared_embed is not None:
       self.embed = self.shared_embed
     else:
-      self.embed = TextEmbedding(self.vocab_size, self.embedding_width, self.max_length, self.dtype)
+      # With its own position table the embedding holds the token table only (a T5 stack).
+      self.embed = TextEmbedding(
+        self.vocab_size,
+        self.embedding_width,
+        self.max_length,
+        self.dtype,
+        with_positions=not self.own_positions,
+      )
     if self.own_positions:
       self.position_embed = self.param(
         "position_embed", nn.initializers.normal(0.02), (self.max_length, self.embedding_width)
@@ -363,84 +375,10 @@ class TransformerEncoder(nn.Module):
     return self.embed.attend(hidden)
 
 
-@MODELS.register("transformer_decoder")
+@MODELS.register("transformer_decoder", derived=TEXT_DERIVED)
 class TransformerDecoder(TransformerEncoder):
   """GPT-style decoder: the same trunk with causal attention (within each packed document),
   tied output embeddings, and a key/value cache for sampling (`decode=True`: init with a
   [batch, max_length] input, then feed one token per call with its `positions`)."""
 
   causal: bool = True
-
-
-@MODELS.register("transformer_encoder_decoder")
-class TransformerEncoderDecoder(nn.Module):
-  """T5-style encoder-decoder: one shared embedding, a bidirectional encoder, and a causal
-  decoder whose blocks also cross-attend to the encoder output; tied output projection.
-
-  `__call__(inputs, input_valid, decoder_inputs, decoder_valid, train)` returns decoder hidden
-  states [batch, target_length, width]; `attend` projects them onto the vocabulary.
-  `decoder_depth` 0 gives the decoder the encoder's depth.
-  """
-
-  vocab_size: int
-  size: str = "mini"
-  width: int = 0
-  depth: int = 0
-  decoder_depth: int = 0
-  num_heads: int = 0
-  mlp_dim: int = 0
-  max_length: int = 512
-  dropout_rate: float = 0.1
-  dtype: str = "float32"
-  norm_epsilon: float = 1e-6
-  remat: bool = False
-  attention_impl: str = "xla"
-
-  def setup(self):
-    dims = resolve_size(
-      self.size, width=self.width, depth=self.depth, num_heads=self.num_heads, mlp_dim=self.mlp_dim
-    )
-    # One token table for both stacks (T5's shared vocabulary); positions are per stack, so
-    # decoder step t carries no built-in pull towards encoder position t.
-    self.shared = TextEmbedding(
-      self.vocab_size, dims["width"], self.max_length, self.dtype, with_positions=False
-    )
-    common = dict(
-      vocab_size=self.vocab_size,
-      width=dims["width"],
-      num_heads=dims["num_heads"],
-      mlp_dim=dims["mlp_dim"],
-      max_length=self.max_length,
-      dropout_rate=self.dropout_rate,
-      dtype=self.dtype,
-      norm_epsilon=self.norm_epsilon,
-      remat=self.remat,
-      shared_embed=self.shared,
-      own_positions=True,
-      attention_impl=self.attention_impl,
-    )
-    self.encoder = TransformerEncoder(depth=dims["depth"], **common)
-    self.decoder = TransformerEncoder(
-      depth=self.decoder_depth or dims["depth"], causal=True, cross_attention=True, **common
-    )
-
-  def encode(
-    self, inputs: jnp.ndarray, input_valid: jnp.ndarray, train: bool = True
-  ) -> jnp.ndarray:
-    return self.encoder(inputs, input_valid, train=train)
-
-  def __call__(
-    self,
-    inputs: jnp.ndarray,
-    input_valid: jnp.ndarray,
-    decoder_inputs: jnp.ndarray,
-    decoder_valid: jnp.ndarray,
-    train: bool = True,
-  ) -> jnp.ndarray:
-    encoded = self.encode(inputs, input_valid, train)
-    return self.decoder(
-      decoder_inputs, decoder_valid, train=train, context=encoded, context_valid=input_valid
-    )
-
-  def attend(self, hidden: jnp.ndarray) -> jnp.ndarray:
-    return self.shared.attend(hidden)

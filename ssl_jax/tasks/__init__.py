@@ -18,5 +18,6 @@ from ssl_jax.tasks import (
   simclr,
   simsiam,
   span_corruption,
+  zero_shot,
 )
 from ssl_jax.tasks.base import Task  # noqa: F401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -13,7 +13,7 @@ import optax
 
 from ssl_jax import models as _models  # noqa: F401  (registers the models)
 from ssl_jax.data.source import Dataset
-from ssl_jax.registry import MODELS, ConfigError
+from ssl_jax.registry import MODELS, ConfigError, Registry
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -28,6 +28,10 @@ class Task(abc.ABC):
   """
 
   modality: str = "image"
+  # Options of `config.task_kwargs` that are nested blocks {"name": ..., options...} naming a
+  # part in a registry: option -> (registry, default part name). The resolved config holds
+  # each block with its part's option defaults.
+  nested_parts: ClassVar[dict[str, tuple[Registry, str]]] = {}
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
     if dataset.modality != self.modality:
@@ -44,15 +48,25 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def loss_fn(
-    self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array], rng: jax.Array
+    self,
+    params: PyTree,
+    model_state: PyTree,
+    batch: dict[str, jax.Array],
+    rng: jax.Array,
+    step: jax.Array,
   ) -> tuple[jax.Array, tuple[Metrics, PyTree]]:
-    """Returns (loss, (metrics, new_model_state)) for one global batch."""
+    """Returns (loss, (metrics, new_model_state)) for one global batch at train step `step`
+    (0-based, a traced int32: schedules inside a loss read it, nothing counts on its own)."""
 
-  def update_targets(self, params: PyTree, model_state: PyTree, step: jax.Array) -> PyTree:
-    """Called in the train step after the optimizer update of step `step` (0-based): returns
-    the model state with any momentum targets moved towards `params`. Default: unchanged."""
-    del params, step
-    return model_state
+  def after_update(
+    self, params: PyTree, model_state: PyTree, step: jax.Array
+  ) -> tuple[PyTree, PyTree]:
+    """Called in the train step after the optimizer update of step `step` (0-based) with the
+    updated params: returns (params, model_state), e.g. momentum targets moved towards the
+    online weights, or params projected back onto a constraint (normalised prototypes).
+    Default: both unchanged."""
+    del step
+    return params, model_state
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """The optimizer the trainer uses, from the one `config.optim` builds: a fine-tuning task
@@ -71,12 +85,6 @@ class Task(abc.ABC):
     returns a summary for results.json. Default: nothing."""
     del params, directory
     return None
-
-  @abc.abstractmethod
-  def represent(
-    self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array]
-  ) -> jax.Array:
-    """Frozen features [batch, dim] for evaluators (no augmentation, inference mode)."""
 
 
 def build_model(config: ml_collections.ConfigDict, **derived: Any) -> nn.Module:
@@ -99,3 +107,8 @@ def mean_over_valid(hidden: jax.Array, valid: jax.Array) -> jax.Array:
   """[B, L, D] hidden states averaged over the real tokens of each row -> [B, D]."""
   weights = valid[..., None].astype(hidden.dtype)
   return (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+
+
+def without_key(tree: dict[str, Any], key: str) -> dict[str, Any]:
+  """`tree` without its entry `key` (a shallow copy)."""
+  return {k: v for k, v in tree.items() if k != key}

@@ -42,7 +42,8 @@ class BYOL(VisionTask):
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 2)
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     h_1, (p_1, p_2), (target_1, target_2), model_state = self.predict_momentum_targets(
       params, model_state, rng, batch["image"]
     )

@@ -6,14 +6,15 @@ so padding and the jump from one packed document to the next are never trained o
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_augment import TextAugmenter
+from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
+from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
+from ssl_jax.tasks.capabilities import EncoderView, NextTokenPredictor
+from ssl_jax.tasks.text import TextTask, packing_inputs
 
 
 def next_token_targets(
@@ -29,65 +30,73 @@ def next_token_targets(
 
 
 @TASKS.register("causal_lm")
-class CausalLM(Task):
+class CausalLM(TextTask, EncoderView, NextTokenPredictor):
   """Next-token prediction with a `transformer_decoder` on `batch["tokens"]` (packed rows with
-  `segment_ids`/`positions` when the source provides them)."""
-
-  modality = "text"
+  `segment_ids`/`positions` when the source provides them). The decoder is its own encoder:
+  fine-tuning reads its hidden states, and `attend` (the tied embeddings) scores the
+  vocabulary."""
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
     super().__init__(config, dataset)
-    info = dataset.info
-    seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
-    self.model = build_model(config, vocab_size=info["vocab_size"], max_length=seq_len)
+    self.model = self.build_text_model()
     if not getattr(self.model, "causal", False):
       raise ConfigError(
         f"Task 'causal_lm' needs a causal model; config.model={config.model!r} "
         "attends both ways. Use 'transformer_decoder'."
       )
-    self.pad_id = info["pad_id"]
-    self.augment = TextAugmenter(config.get("augment", {}), info)
 
   def init(self, rng, batch):
     tokens = batch["tokens"]
-    return split_variables(self.model.init(rng, tokens, tokens != self.pad_id, train=False))
+    return split_variables(self.model.init(rng, tokens, self.valid(tokens), train=False))
 
   def next_token_predictions(self, params, model_state, batch, rng, train: bool):
-    """(logits [B, L-1, V], targets [B, L-1], weights [B, L-1])."""
     tokens = batch["tokens"]
-    valid = tokens != self.pad_id
+    valid = self.valid(tokens)
     hidden = self.model.apply(
       {"params": params, **model_state},
       tokens,
       valid,
       train=train,
       rngs={"dropout": rng},
-      **_decoder_inputs(batch),
+      **packing_inputs(batch),
     )
+    # The vocabulary is projected only where a next token is predicted.
     logits = self.model.apply(
       {"params": params}, hidden[:, :-1], method=lambda m, h: m.attend(h)
     ).astype(jnp.float32)
     targets, weights = next_token_targets(tokens, valid, batch.get("segment_ids"))
     return logits, targets, weights
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def sampling_model(self, params):
+    return self.model, params
+
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     batch = self.augment(rng, batch)  # `config.augment`: deletion / substitution / span shuffle
     logits, targets, weights = self.next_token_predictions(params, model_state, batch, rng, True)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
-    count = jnp.maximum(weights.sum(), 1.0)
-    loss = (nll * weights).sum() / count
-    accuracy = ((logits.argmax(-1) == targets) * weights).sum() / count
+    loss = weighted_cross_entropy(logits, targets, weights)
+    accuracy = weighted_accuracy(logits, targets, weights)
     return loss, ({"next_token_accuracy": accuracy, "perplexity": jnp.exp(loss)}, model_state)
+
+  # --- The encoder ------------------------------------------------------------------------------
+
+  def encoder_module(self):
+    return self.model
+
+  def encoder_variables(self, params, model_state):
+    return {"params": params, **model_state}
+
+  def split_encoder(self, params, model_state):
+    return self.encoder_variables(params, model_state), ({}, {})
+
+  def merge_encoder(self, encoder_variables, rest):
+    del rest  # the decoder is all there is
+    return encoder_variables["params"], without_key(encoder_variables, "params")
 
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
-    valid = tokens != self.pad_id
+    valid = self.valid(tokens)
     hidden = self.model.apply(
-      {"params": params, **model_state}, tokens, valid, train=False, **_decoder_inputs(batch)
+      {"params": params, **model_state}, tokens, valid, train=False, **packing_inputs(batch)
     )
     return mean_over_valid(hidden, valid)
-
-
-def _decoder_inputs(batch):
-  """The packed-row layout (segment ids and per-document positions) when the batch has it."""
-  return {key: batch[key] for key in ("segment_ids", "positions") if key in batch}

@@ -14,7 +14,6 @@ from ssl_jax.registry import TASKS
 from ssl_jax.tasks.vision import VisionTask, l2_normalize
 
 CENTER = "dino_center"  # model_state key of the teacher's running output mean.
-STEP = "dino_step"  # model_state key of the step count, which drives the temperature warmup.
 
 
 class DINOHead(nn.Module):
@@ -130,13 +129,13 @@ class DINO(VisionTask):
     self.init_module("head", next(keys), features, params, model_state)
     model_state[CENTER] = jnp.zeros((self.out_dim,), jnp.float32)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
     step_rng, _ = jax.random.split(rng)
     global_views, local_views = multi_crop(
       step_rng, batch["image"], self.views, self.num_local_crops
     )
     chain = ("encoder", "head")
-    params = self.freeze_last_layer(params, model_state[STEP])
+    params = self.freeze_last_layer(params, step)
     # One encoder call per resolution (the paper's MultiCropWrapper).
     (h_global, s_global), model_state = self.forward(chain, params, model_state, global_views)
     student = [s_global]
@@ -144,7 +143,7 @@ class DINO(VisionTask):
       (_, s_local), model_state = self.forward(chain, params, model_state, local_views)
       student.append(s_local)
     teacher, model_state = self.forward_target(self.target_modules, model_state, global_views)
-    temp = teacher_temperature(model_state[STEP], *self.temps)
+    temp = teacher_temperature(step, *self.temps)
     loss = dino_loss(
       jnp.concatenate(student), teacher, model_state[CENTER], self.student_temp, temp
     )
@@ -169,12 +168,3 @@ class DINO(VisionTask):
       if name in head:
         head[name] = jnp.where(frozen, jax.lax.stop_gradient(head[name]), head[name])
     return {**params, "head": head}
-
-  def init(self, rng, batch):
-    params, model_state = super().init(rng, batch)
-    model_state[STEP] = jnp.zeros((), jnp.int32)
-    return params, model_state
-
-  def update_targets(self, params, model_state, step):
-    model_state = super().update_targets(params, model_state, step)
-    return {**model_state, STEP: (step + 1).astype(jnp.int32)}

@@ -22,11 +22,13 @@ import ml_collections
 import optax
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_augment import TextAugmenter
+from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy, weighted_mean
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
-from ssl_jax.tasks.mlm import bert_mask, default_max_predictions, masked_lm_head, packing_inputs
+from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
+from ssl_jax.tasks.capabilities import EncoderView, ReplacedTokenDetector
+from ssl_jax.tasks.mlm import bert_mask, bert_mask_options, masked_lm_head
+from ssl_jax.tasks.text import TextTask, packing_inputs
 
 
 def replaced_token_labels(original: jnp.ndarray, corrupted: jnp.ndarray) -> jnp.ndarray:
@@ -70,18 +72,18 @@ class ElectraModel(nn.Module):
 
   def generator_logits(self, tokens, valid, positions, train: bool, **packing) -> jnp.ndarray:
     """[B, K, V] logits at the masked `positions`."""
-    hidden = self.generator(tokens, valid, train=train, **_encoder_packing(packing))
+    hidden = self.generator(tokens, valid, train=train, **packing)
     hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
     return self.generator_head(hidden, self.generator.attend)
 
   def discriminator_logits(self, tokens, valid, train: bool, **packing) -> jnp.ndarray:
     """[B, L] logits that each token was replaced."""
-    hidden = self.discriminator(tokens, valid, train=train, **_encoder_packing(packing))
+    hidden = self.discriminator(tokens, valid, train=train, **packing)
     hidden = nn.gelu(self.discriminator_dense(hidden))
     return self.discriminator_out(hidden)[..., 0].astype(jnp.float32)
 
   def discriminator_features(self, tokens, valid, **packing) -> jnp.ndarray:
-    return self.discriminator(tokens, valid, train=False, **_encoder_packing(packing))
+    return self.discriminator(tokens, valid, train=False, **packing)
 
   def __call__(self, tokens, valid, positions, train: bool = True, **packing):
     return (
@@ -90,23 +92,15 @@ class ElectraModel(nn.Module):
     )
 
 
-def _encoder_packing(packing: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """`packing_inputs` names -> TransformerEncoder argument names."""
-  renamed = {"token_positions": "positions"}
-  return {renamed.get(k, k): v for k, v in packing.items()}
-
-
 @TASKS.register("electra")
-class Electra(Task):
+class Electra(TextTask, EncoderView, ReplacedTokenDetector):
   """ELECTRA on token rows. `config.model` / `model_kwargs` describe the discriminator (a
-  `transformer_encoder`).
+  `transformer_encoder`), which is the encoder a fine-tune starts from.
 
   Options (`config.task_kwargs`): generator_fraction (0.25), discriminator_weight (50),
   mask_rate (0.15), mask_prob (0.85: shown as [MASK]; the rest stay unchanged), sampling
   temperature of the generator (1.0), max_predictions (0 picks `default_max_predictions`).
   """
-
-  modality = "text"
 
   def __init__(
     self,
@@ -120,9 +114,7 @@ class Electra(Task):
     max_predictions: int = 0,
   ):
     super().__init__(config, dataset)
-    info = dataset.info
-    seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
-    discriminator = build_model(config, vocab_size=info["vocab_size"], max_length=seq_len)
+    discriminator = self.build_text_model()
     if type(discriminator) is not TransformerEncoder:  # noqa: E721  (subclasses are causal)
       raise ConfigError(
         f"Task 'electra' needs config.model='transformer_encoder' for its "
@@ -138,35 +130,31 @@ class Electra(Task):
       if f.init and f.name not in ("parent", "name", "shared_embed")
     }
     self.model = ElectraModel(fields, generator_fraction)
-    self.pad_id = info["pad_id"]
+    # The discriminator on its own, with the shared embeddings as its own (`encoder_variables`).
+    self.discriminator = TransformerEncoder(**{**fields, **discriminator.dims})
     self.discriminator_weight = discriminator_weight
     self.temperature = temperature
-    self.augment = TextAugmenter(config.get("augment", {}), info)
-    self.mask_options = dict(
+    self.mask_options = bert_mask_options(
+      self,
       masking="dynamic",
-      special_ids=tuple(info["special_ids"]),
-      mask_id=info["mask_id"],
-      vocab_size=info.get("text_vocab_size", info["vocab_size"]),
       rate=mask_rate,
       mask_prob=mask_prob,
       random_prob=0.0,
-      max_predictions=max_predictions or default_max_predictions(seq_len, mask_rate),
+      max_predictions=max_predictions,
     )
 
   def init(self, rng, batch):
     tokens = batch["tokens"]
     positions = jnp.zeros((tokens.shape[0], self.mask_options["max_predictions"]), jnp.int32)
-    return split_variables(
-      self.model.init(rng, tokens, tokens != self.pad_id, positions, train=False)
-    )
+    return split_variables(self.model.init(rng, tokens, self.valid(tokens), positions, train=False))
 
-  def predictions(self, params, model_state, batch, rng, train: bool) -> dict[str, jax.Array]:
+  def replaced_token_predictions(self, params, model_state, batch, rng, train: bool):
     """Masks, samples replacements and runs both networks. Returns generator logits/targets/
     weights at the masked positions, the corrupted row, the discriminator's logits, its
     replaced-token labels and the weights of real (non-padding) tokens."""
     mask_key, sample_key, generator_key, discriminator_key = jax.random.split(rng, 4)
     tokens = batch["tokens"]
-    valid = tokens != self.pad_id
+    valid = self.valid(tokens)
     packing = packing_inputs(batch)
     variables = {"params": params, **model_state}
     inputs, positions, targets, weights = bert_mask(mask_key, tokens, **self.mask_options)
@@ -206,38 +194,56 @@ class Electra(Task):
       "token_weights": valid.astype(jnp.float32),
     }
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     augment_key, rng = jax.random.split(rng)
     batch = self.augment(augment_key, batch)
-    out = self.predictions(params, model_state, batch, rng, train=True)
+    out = self.replaced_token_predictions(params, model_state, batch, rng, train=True)
     weights, token_weights = out["weights"], out["token_weights"]
-    nll = -jnp.take_along_axis(
-      jax.nn.log_softmax(out["generator_logits"]), out["targets"][..., None], -1
-    )[..., 0]
-    generator_loss = (nll * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+    generator_loss = weighted_cross_entropy(out["generator_logits"], out["targets"], weights)
     bce = optax.sigmoid_binary_cross_entropy(out["discriminator_logits"], out["labels"])
-    count = jnp.maximum(token_weights.sum(), 1.0)
-    discriminator_loss = (bce * token_weights).sum() / count
+    discriminator_loss = weighted_mean(bce, token_weights)
     detected = (out["discriminator_logits"] > 0) == (out["labels"] > 0)
     metrics = {
       "generator_loss": generator_loss,
       "discriminator_loss": discriminator_loss,
-      "generator_accuracy": ((out["generator_logits"].argmax(-1) == out["targets"]) * weights).sum()
-      / jnp.maximum(weights.sum(), 1.0),
-      "discriminator_accuracy": (detected * token_weights).sum() / count,
-      "replaced_fraction": (out["labels"] * token_weights).sum() / count,
+      "generator_accuracy": weighted_accuracy(out["generator_logits"], out["targets"], weights),
+      "discriminator_accuracy": weighted_mean(detected, token_weights),
+      "replaced_fraction": weighted_mean(out["labels"], token_weights),
     }
     loss = generator_loss + self.discriminator_weight * discriminator_loss
     return loss, (metrics, model_state)
 
+  # --- The encoder: the discriminator with the shared embeddings ---------------------------------
+
+  def encoder_module(self):
+    return self.discriminator
+
+  def encoder_variables(self, params, model_state):
+    return self.split_encoder(params, model_state)[0]
+
+  def split_encoder(self, params, model_state):
+    encoder = {"params": {**params["discriminator"], "embed": params["embed"]}}
+    rest = {k: v for k, v in params.items() if k not in ("discriminator", "embed")}
+    return encoder, (rest, model_state)
+
+  def merge_encoder(self, encoder_variables, rest):
+    params, model_state = rest
+    encoder = encoder_variables["params"]
+    return {
+      **params,
+      "discriminator": without_key(encoder, "embed"),
+      "embed": encoder["embed"],
+    }, model_state
+
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
-    valid = tokens != self.pad_id
-    hidden = self.model.apply(
-      {"params": params, **model_state},
+    valid = self.valid(tokens)
+    hidden = self.discriminator.apply(
+      self.encoder_variables(params, model_state),
       tokens,
       valid,
-      method=ElectraModel.discriminator_features,
+      train=False,
       **packing_inputs(batch),
     )
     return mean_over_valid(hidden, valid)

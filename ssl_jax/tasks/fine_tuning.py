@@ -1,124 +1,77 @@
-"""What every fine-tuning task shares, for images and text alike: reading a pretraining run,
-the methods (full / linear / lora / scratch), freezing, the supervised loss, and the
-semi-supervised objectives that add a loss on unlabelled rows.
+"""What every fine-tuning task shares, for images and text alike: the pretraining run it starts
+from, the method (full / linear / peft / scratch), freezing, and the parts it composes
+(`task_kwargs.peft`, `.adversarial`, `.semi_supervised`: see `adapt.peft` and
+`adapt.training_parts`).
 
-A fine-tuning task's params are {"encoder", "head"} (+ "lora" adapters, + "pretext" for the
-pretraining task's other modules when its loss is kept), its model state {"encoder": ...}
-(batch statistics) (+ "pretext"). Semi-supervised runs read batches made by
-`config.label_budget.unlabelled="pair"`: `<field>` is an unlabelled row and
-`labelled_<field>` with `label` a labelled one.
+A fine-tuning task's params are {"encoder", "head"} (+ "peft" for the parameter-efficient
+method, + "pretext" for the pretraining task's other parameters when its loss is kept), its
+model state the classifier's collections ({"batch_stats": {"encoder": ...}}) (+ "pretext").
+The pretraining task is rebuilt by name from the run's config.json and its encoder read
+through the `EncoderView` capability, so any pretext with an encoder view fine-tunes the same
+way. Semi-supervised runs read batches made by `config.label_budget.unlabelled="pair"`:
+`<field>` is an unlabelled row and `labelled_<field>` with `label` a labelled one.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from ssl_jax.adapt import bottleneck, freeze, lora, prompts, task_weights
-from ssl_jax.adapt.semi_supervised import pseudo_label_loss
-from ssl_jax.checkpoint import CheckpointMismatchError
+from ssl_jax.adapt import freeze, task_weights
+from ssl_jax.adapt.peft import PEFT as PEFT_METHODS
+from ssl_jax.adapt.peft import build_peft
+from ssl_jax.adapt.training_parts import ADVERSARIAL, SEMI_SUPERVISED, build_part
 from ssl_jax.data.label_budget import LABELLED_PREFIX
 from ssl_jax.data.source import Dataset
-from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Metrics, PyTree, Task
+from ssl_jax.registry import MODELS, ConfigError
+from ssl_jax.tasks.base import Metrics, PyTree, Task, without_key
+from ssl_jax.tasks.capabilities import Attackable, Represents
+from ssl_jax.tasks.pretrained import PretrainedRun, check_shapes, load_pretrained_run, place_like
 
-# Parameter-efficient methods: the encoder is frozen; their parameters live under
-# params[<method>] and train with the head.
-PEFT_METHODS = ("lora", "adapter", "prefix", "prompt")
-METHODS = ("full", "linear", "scratch", "zero_shot") + PEFT_METHODS
-SEMI_SUPERVISED = ("none", "pretext", "fixmatch")
+METHODS = ("full", "linear", "peft", "scratch")
+PEFT, PRETEXT = "peft", "pretext"  # params keys of the PEFT method's and the pretext's params
 
 
-def read_pretraining(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any], str]:
-  """(config, {"params", "model_state"} of the latest checkpoint as numpy, checkpoint
-  directory) of a pretraining workdir; errors name what is missing."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(
-      f"init_from={workdir!r}: {config_path} does not exist. Point "
-      "init_from at the workdir of a finished pretraining run."
-    )
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  steps = (
-    sorted(int(name) for name in os.listdir(directory) if name.isdigit())
-    if os.path.isdir(directory)
-    else []
-  )
-  if not steps:
-    raise FileNotFoundError(f"init_from={workdir!r} has no checkpoint under {directory}.")
-  path = os.path.join(directory, str(steps[-1]), "state")
-  restored = ocp.StandardCheckpointer().restore(path)
-  variables = {
-    "params": jax.tree.map(np.asarray, restored["params"]),
-    "model_state": jax.tree.map(np.asarray, restored.get("model_state") or {}),
+def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The fine-tune's `model_kwargs` that differ from its model's defaults: the options it
+  changes in the pretrained model (dropout, remat, dtype)."""
+  defaults = MODELS.option_defaults(config.model)
+  return {
+    key: value
+    for key, value in config.model_kwargs.to_dict().items()
+    if key not in defaults or defaults[key] != value
   }
-  return config, variables, path
 
 
-def check_shapes(pretrained: Any, fresh: Any, source: str) -> None:
-  """Raises CheckpointMismatchError listing the leaves whose shapes differ."""
-  paths = lambda tree: {
-    jax.tree_util.keystr(path): np.shape(leaf)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
-  }
-  have, want = paths(pretrained), paths(fresh)
-  problems = [
-    f"{p}: checkpoint {have.get(p)} vs model {want.get(p)}"
-    for p in sorted(set(have) | set(want))
-    if have.get(p) != want.get(p)
-  ]
-  if problems:
-    raise CheckpointMismatchError(
-      f"The encoder in {source} does not match the one this config builds "
-      f"({len(problems)} differences, e.g. {problems[:3]}). Use the pretraining run's "
-      "data options (e.g. config.data.tokenizer_path) and do not override model_kwargs."
-    )
-
-
-def place_like(value: Any, like: Any) -> Any:
-  """`value` (numpy) as `like`'s dtype on `like`'s sharding, leaf by leaf."""
-  return jax.tree.map(
-    lambda new, old: jax.device_put(np.asarray(new).astype(old.dtype), old.sharding), value, like
-  )
-
-
-def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, smoothing: float = 0.0) -> jnp.ndarray:
-  """Mean (label-smoothed) softmax cross entropy of integer labels."""
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
-
-
-class FineTuning(Task):
+class FineTuning(Task, Attackable, Represents):
   """A pretrained encoder plus a new linear head, trained on labels.
 
-  Subclasses build `self.model`-specific pieces and implement `logits`; this class holds the
-  options every modality shares (`config.task_kwargs`):
+  Subclasses build `self.model` (a classifier module with an `encoder` submodule and a
+  `head`) from `self.encoder_module()` and implement `forward`; this class holds the options
+  every modality shares (`config.task_kwargs`):
     init_from: pretraining workdir ("" = train `config.model` from scratch).
-    method: full | linear | lora | scratch (init_from's network from random weights) |
-      zero_shot (text: score label words with the pretrained LM; nothing trains).
+    method: full | linear (only the head) | peft (the `peft` block's method with the head) |
+      scratch (init_from's network from random weights: the baseline on identical terms).
     freeze: a `ssl_jax.adapt.freeze` strategy for full fine-tuning.
     label_smoothing.
-    lora_rank, lora_alpha, lora_dropout, lora_targets: the adapters of method "lora".
-    adapter_size, adapter_targets: method "adapter" (bottleneck adapters after the matched
-      layers' outputs; default after each block's attention and MLP outputs).
-    prefix_length: method "prefix" (learned keys/values in every self-attention layer).
-    prompt_length: method "prompt" (learned input embeddings at reserved positions).
-    semi_supervised: none | pretext (the pretraining loss on unlabelled rows, weighted by
-      unlabelled_weight) | fixmatch (pseudo-labels of a weak view teach a strong view where
-      their confidence reaches pseudo_label_threshold).
+    peft: {"name": one of `adapt.peft.PEFT`, options...}.
+    adversarial: {"name": one of `training_parts.ADVERSARIAL`, options...}.
+    semi_supervised: {"name": one of `training_parts.SEMI_SUPERVISED`, options...}.
   """
 
   input_key: str = "image"  # the batch field a row's input lives in
+  # Nested option blocks: (the registry that names their parts, the default part's name).
+  nested_parts = {
+    "peft": (PEFT_METHODS, "lora"),
+    "adversarial": (ADVERSARIAL, "none"),
+    "semi_supervised": (SEMI_SUPERVISED, "none"),
+  }
 
   def __init__(
     self,
@@ -128,194 +81,139 @@ class FineTuning(Task):
     method: str,
     freeze_strategy: str,
     label_smoothing: float,
-    lora_config: lora.LoraConfig,
-    semi_supervised: str,
-    unlabelled_weight: float,
-    pseudo_label_threshold: float,
-    adapter_config: bottleneck.AdapterConfig | None = None,
-    prefix_config: prompts.PrefixConfig | None = None,
-    prompt_config: prompts.PromptConfig | None = None,
+    peft: dict[str, Any] | None,
+    adversarial: dict[str, Any] | None,
+    semi_supervised: dict[str, Any] | None,
   ):
     super().__init__(config, dataset)
-    for name, value, valid in (
-      ("method", method, METHODS),
-      ("semi_supervised", semi_supervised, SEMI_SUPERVISED),
-    ):
-      if value not in valid:
-        raise ConfigError(f"Unknown config.task_kwargs.{name} {value!r}; valid: {list(valid)}.")
+    peft, adversarial, semi_supervised = (
+      dict(block or {"name": self.nested_parts[key][1]})
+      for key, block in (
+        ("peft", peft),
+        ("adversarial", adversarial),
+        ("semi_supervised", semi_supervised),
+      )
+    )
+    if method not in METHODS:
+      raise ConfigError(f"Unknown config.task_kwargs.method {method!r}; valid: {list(METHODS)}.")
     if "num_classes" not in dataset.info:
       raise ConfigError(
         f"Task {config.task!r} needs labelled data; {config.data.name!r} has no labels."
       )
-    train = dataset.split(dataset.train_split)
-    paired = LABELLED_PREFIX + self.input_key in train
-    if semi_supervised != "none" and not paired:
-      raise ConfigError(
-        f"semi_supervised={semi_supervised!r} trains on unlabelled rows too: "
-        "set config.label_budget.unlabelled='pair' (and per_class)."
-      )
-    if semi_supervised == "pretext" and not init_from:
-      raise ConfigError(
-        "semi_supervised='pretext' keeps the pretraining loss, so it needs "
-        "task_kwargs.init_from (a pretraining workdir)."
-      )
     self.num_classes = int(dataset.info["num_classes"])
     self.method, self.freeze_strategy = method, freeze_strategy
     self.label_smoothing = label_smoothing
-    self.lora_config = lora_config
-    self.adapter_config = adapter_config or bottleneck.AdapterConfig()
-    self.prefix_config = prefix_config or prompts.PrefixConfig()
-    self.prompt_config = prompt_config or prompts.PromptConfig()
-    self.semi_supervised, self.unlabelled_weight = semi_supervised, unlabelled_weight
-    self.pseudo_label_threshold = pseudo_label_threshold
-    self.paired = paired
-    self.pretrained_config = None
-    self.pretrained = None  # ({"params", "model_state"} as numpy, checkpoint path)
+    self.peft = build_peft(peft, self.modality) if method == "peft" else None
+    self.adversarial = build_part(
+      ADVERSARIAL, adversarial, self.modality, "config.task_kwargs.adversarial"
+    )
+    self.semi_supervised = build_part(
+      SEMI_SUPERVISED, semi_supervised, self.modality, "config.task_kwargs.semi_supervised"
+    )
+    self.paired = LABELLED_PREFIX + self.input_key in dataset.split(dataset.train_split)
+    if self.semi_supervised.active and not self.paired:
+      raise ConfigError(
+        f"semi_supervised.name={semi_supervised['name']!r} trains on unlabelled rows too: set "
+        "config.label_budget.unlabelled='pair' (and per_class)."
+      )
+    if self.semi_supervised.keeps_pretext and not init_from:
+      raise ConfigError(
+        "semi_supervised.name='pretext' keeps the pretraining loss, so it needs "
+        "task_kwargs.init_from (a pretraining workdir)."
+      )
+    self.source: PretrainedRun | None = None
     if init_from:
-      self.pretrained_config, variables, source = read_pretraining(init_from)
-      if method != "scratch":
-        self.pretrained = (variables, source)
-    self.pretext: Task | None = None
-    # The pretraining task's own heads are kept when its loss is (semi-supervised) or when
-    # zero-shot scoring reads its vocabulary head (PET with a masked LM).
-    if semi_supervised == "pretext" or (
-      method == "zero_shot" and init_from and self.pretrained_config.task == "mlm"
-    ):
-      pconfig = self.pretext_config(self.pretrained_config)
-      self.pretext = TASKS.build(pconfig.task, pconfig.task_kwargs.to_dict(), pconfig, dataset)
+      self.source = load_pretrained_run(init_from, dataset, model_overrides(config))
+    # The pretraining task itself, when its loss is kept on the unlabelled rows.
+    self.pretext = self.source.task if self.semi_supervised.keeps_pretext else None
+
+  def encoder_module(self) -> nn.Module:
+    """The encoder to fine-tune: the pretraining task's, or `config.model` without init_from."""
+    if self.source is not None:
+      return self.source.task.encoder_module()
+    return self.build_scratch_encoder()
+
+  def build_scratch_encoder(self) -> nn.Module:
+    """`config.model` for this data (no pretraining run); see subclasses."""
+    raise NotImplementedError
 
   # --- Parameters ---------------------------------------------------------------------------
 
   def init_model(self, rng: jax.Array, inputs: jnp.ndarray) -> tuple[PyTree, PyTree]:
-    """(params {"encoder", "head"}, model_state) of the classifier; see subclasses."""
-    raise NotImplementedError
+    """(params {"encoder", "head"}, model_state) of the classifier."""
+    variables = dict(self.model.init(rng, *self.model_args(inputs), train=False))
+    return variables.pop("params"), variables
 
   def model_args(self, inputs: jnp.ndarray) -> tuple[Any, ...]:
     """The positional arguments of `self.model` for `inputs` (before `train`)."""
     return (inputs,)
 
-  def init_peft(self, key: jax.Array, variables: PyTree, inputs: jnp.ndarray) -> PyTree:
-    """The parameters of the parameter-efficient method in use, for the model's layers."""
-    trace = (self.model, variables, *self.model_args(inputs))
-    if self.method == "lora":
-      return lora.init_adapters(key, lora.find_layers(*trace, train=False), self.lora_config)
-    if self.method == "adapter":
-      return bottleneck.init_adapters(
-        key, bottleneck.find_layers(*trace, train=False), self.adapter_config
-      )
-    if self.method == "prefix":
-      return prompts.init_prefixes(
-        key, prompts.attention_layers(*trace, train=False), self.prefix_config
-      )
-    return prompts.init_prompts(
-      key, prompts.embedding_layers(*trace, train=False), self.prompt_config
-    )
-
-  def apply_model(
-    self,
-    variables: PyTree,
-    peft: PyTree | None,
-    *args,
-    dropout_key: jax.Array | None = None,
-    **kwargs,
-  ) -> Any:
-    """`self.model.apply(variables, *args, **kwargs)` with the method's parameters `peft`
-    (None: the plain model)."""
-    if peft is None:
-      return self.model.apply(variables, *args, **kwargs)
-    if self.method == "lora":
-      return lora.apply(
-        self.model, variables, peft, self.lora_config, *args, dropout_key=dropout_key, **kwargs
-      )
-    if self.method == "adapter":
-      return bottleneck.apply(self.model, variables, peft, *args, **kwargs)
-    if self.method == "prefix":
-      return prompts.apply_prefixes(self.model, variables, peft, *args, **kwargs)
-    return prompts.apply_prompts(
-      self.model, variables, peft, *args, start=self.prompt_config.start, **kwargs
-    )
-
   def split_params(self, params: PyTree) -> tuple[PyTree, PyTree | None]:
-    """(the classifier's own params, the parameter-efficient method's or None)."""
-    own = {k: v for k, v in params.items() if k != "pretext" and k not in PEFT_METHODS}
-    return own, params.get(self.method) if self.method in PEFT_METHODS else None
+    """(the classifier's own params, the PEFT method's or None)."""
+    own = {k: v for k, v in params.items() if k not in (PRETEXT, PEFT)}
+    return own, params.get(PEFT)
 
   def init(self, rng, batch):
     inputs = batch[self.input_key]
     params, model_state = self.init_model(rng, inputs)
-    if self.method in PEFT_METHODS:
+    if self.peft is not None:
+      variables = {"params": params, **model_state}
       params = {
         **params,
-        self.method: self.init_peft(
-          jax.random.fold_in(rng, 1), {"params": params, **model_state}, inputs
+        PEFT: self.peft.init(
+          jax.random.fold_in(rng, 1),
+          self.model,
+          variables,
+          *self.model_args(self.peft_inputs(inputs)),
+          train=False,
         ),
       }
-    if self.pretext is not None and not self.pretext_is_encoder():
+    if self.pretext is not None:
       pretext_params, pretext_state = self.pretext.init(
         jax.random.fold_in(rng, 2), {self.input_key: inputs}
       )
-      params = {**params, "pretext": _without_encoder(pretext_params)}
-      if _without_encoder(pretext_state):
-        model_state = {**model_state, "pretext": _without_encoder(pretext_state)}
+      _, (rest_params, rest_state) = self.pretext.split_encoder(pretext_params, pretext_state)
+      if rest_params:
+        params = {**params, PRETEXT: rest_params}
+      if rest_state:
+        model_state = {**model_state, PRETEXT: rest_state}
     return params, model_state
 
-  def pretext_config(self, pconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The pretraining config the kept pretext task is rebuilt from; subclasses pin what the
-    fine-tuning data would otherwise change (a text model's number of positions)."""
-    return pconfig
-
-  def pretext_is_encoder(self) -> bool:
-    """Whether the kept pretraining task's params are the encoder itself with no head of its
-    own (a causal LM scores the vocabulary with its input embeddings) rather than
-    {"encoder", heads...}; its loss then reads `params["encoder"]` as they are."""
-    return False
-
-  def encoder_checkpoint(self, variables: dict[str, Any]) -> tuple[Any, Any]:
-    """(encoder params, encoder model state) inside a pretraining run's variables."""
-    params, model_state = variables["params"], variables["model_state"]
-    if "encoder" not in params:
-      raise ConfigError(
-        f"The pretraining run's params have no 'encoder' (top-level keys {sorted(params)})."
-      )
-    return params["encoder"], model_state.get("encoder", {})
+  def peft_inputs(self, inputs: jnp.ndarray) -> jnp.ndarray:
+    """The inputs as the PEFT-adapted model reads them. Default: as they are."""
+    return inputs
 
   def load_pretrained(self, params, model_state):
-    if self.pretrained is None:
+    if self.source is None or self.method == "scratch":
       return params, model_state
-    variables, source = self.pretrained
-    encoder, encoder_state = self.encoder_checkpoint(variables)
-    check_shapes(encoder, params["encoder"], source)
-    params = {**params, "encoder": place_like(encoder, params["encoder"])}
+    encoder = self.source.encoder_variables()
+    source = self.source.checkpoint
+    check_shapes(encoder["params"], params["encoder"], source)
+    params = {**params, "encoder": place_like(encoder["params"], params["encoder"])}
     fresh_state = encoder_state_of(model_state)
-    check_shapes(encoder_state, fresh_state, source)
-    model_state = with_encoder_state(model_state, place_like(encoder_state, fresh_state))
-    if "pretext" in params:
-      params = {
-        **params,
-        "pretext": place_like(_without_encoder(variables["params"]), params["pretext"]),
-      }
-    if "pretext" in model_state:
-      model_state = {
-        **model_state,
-        "pretext": place_like(_without_encoder(variables["model_state"]), model_state["pretext"]),
-      }
+    pretrained_state = without_key(encoder, "params")
+    check_shapes(pretrained_state, fresh_state, source)
+    model_state = with_encoder_state(model_state, place_like(pretrained_state, fresh_state))
+    if self.pretext is not None:
+      _, (rest_params, rest_state) = self.source.split_encoder()
+      if PRETEXT in params:
+        params = {**params, PRETEXT: place_like(rest_params, params[PRETEXT])}
+      if PRETEXT in model_state:
+        model_state = {**model_state, PRETEXT: place_like(rest_state, model_state[PRETEXT])}
     return params, model_state
 
   @property
   def freeze_strategy_in_use(self) -> str:
-    return {
-      "full": self.freeze_strategy,
-      "scratch": self.freeze_strategy,
-      "linear": "all_but_head",
-      **{method: r"regex:^encoder/" for method in PEFT_METHODS},
-    }[self.method]
+    if self.method == "linear":
+      return "all_but_head"
+    if self.method == "peft":
+      return r"regex:^encoder/"
+    return self.freeze_strategy
 
   def trainable_parameters(self, params: PyTree) -> int:
     """How many parameters the optimizer updates (the rest are frozen); the pretext heads of
     a semi-supervised run train but are not part of the classifier, so they do not count."""
-    if self.method == "zero_shot":
-      return 0
-    params = {k: v for k, v in params.items() if k != "pretext"}
+    params = without_key(params, PRETEXT)
     labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
     return sum(
       int(np.prod(np.shape(leaf)))
@@ -325,37 +223,29 @@ class FineTuning(Task):
 
   def export(self, params: PyTree, directory: str) -> dict[str, Any] | None:
     """The trained weights alone (`adapt.task_weights`), pointing at the pretraining
-    checkpoint for the rest; nothing for zero-shot (nothing trains)."""
-    if self.method == "zero_shot":
-      return None
-    params = {k: v for k, v in params.items() if k != "pretext"}
+    checkpoint for the rest."""
+    params = without_key(params, PRETEXT)
     labels = freeze.freeze_labels(params, self.freeze_strategy_in_use)
-    base = self.pretrained[1] if self.pretrained is not None else None
+    base = self.source.checkpoint if self.source is not None and self.method != "scratch" else None
     return task_weights.save_task_weights(directory, params, labels, base)
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    if self.method == "zero_shot":
-      return optax.set_to_zero()  # nothing trains (and no optimizer state is kept)
     strategy = self.freeze_strategy_in_use
     if strategy == "none":
       return tx
+
     # The pretext heads of a semi-supervised run always train.
-    return freeze.freeze(
-      tx,
-      lambda params: {
-        **freeze.freeze_labels({k: v for k, v in params.items() if k != "pretext"}, strategy),
-        **(
-          {"pretext": jax.tree.map(lambda _: freeze.TRAINABLE, params["pretext"])}
-          if "pretext" in params
-          else {}
-        ),
-      },
-    )
+    def labels(params):
+      own = freeze.freeze_labels(without_key(params, PRETEXT), strategy)
+      if PRETEXT in params:
+        own[PRETEXT] = jax.tree.map(lambda _: freeze.TRAINABLE, params[PRETEXT])
+      return own
+
+    return freeze.freeze(tx, labels)
 
   # --- Loss ---------------------------------------------------------------------------------
 
   def logits(self, params, model_state, batch, rng: jax.Array | None, train: bool):
-    """Class logits of `batch[self.input_key]` (eval mode when not `train`)."""
     logits, _ = self.forward(params, model_state, batch[self.input_key], rng, train)
     return logits
 
@@ -368,94 +258,63 @@ class FineTuning(Task):
     del rng, strength
     return inputs
 
-  def perturb(self, params, model_state, inputs, labels, rng) -> jnp.ndarray:
-    """Adversarial training hook: the inputs the supervised loss is taken on. Default: as is."""
-    del params, model_state, labels, rng
-    return inputs
-
-  def supervised_loss(
-    self, params, model_state, inputs, labels, attack_key, forward_key
-  ) -> tuple[jnp.ndarray, jnp.ndarray, PyTree]:
-    """(cross entropy, logits, new model state) on the labelled inputs, attacked first by
-    `perturb` (adversarial training)."""
-    inputs = self.perturb(params, model_state, inputs, labels, attack_key)
-    logits, model_state = self.forward(params, model_state, inputs, forward_key, True)
-    return cross_entropy(logits, labels, self.label_smoothing), logits, model_state
-
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
     view_key, forward_key, attack_key, unlabelled_key = jax.random.split(rng, 4)
-    key = LABELLED_PREFIX + self.input_key
-    inputs = batch[key] if self.paired else batch[self.input_key]
+    inputs = batch[LABELLED_PREFIX + self.input_key] if self.paired else batch[self.input_key]
     labels = batch["label"]
     inputs = self.train_inputs(view_key, inputs, "weak")
-    loss, logits, model_state = self.supervised_loss(
-      params, model_state, inputs, labels, attack_key, forward_key
+    loss, logits, model_state = self.adversarial.supervised_loss(
+      self, params, model_state, inputs, labels, attack_key, forward_key
     )
     metrics: Metrics = {"accuracy": (logits.argmax(-1) == labels).mean(), "supervised_loss": loss}
-    if self.semi_supervised == "pretext":
-      extra, extra_metrics, model_state = self.pretext_loss(
-        params, model_state, {self.input_key: batch[self.input_key]}, unlabelled_key
-      )
-    elif self.semi_supervised == "fixmatch":
-      extra, extra_metrics, model_state = self.fixmatch_loss(
-        params, model_state, batch[self.input_key], unlabelled_key
-      )
-    else:
+    if not self.semi_supervised.active:
       return loss, (metrics, model_state)
+    extra, extra_metrics, model_state = self.semi_supervised.loss(
+      self, params, model_state, batch[self.input_key], unlabelled_key, step
+    )
     metrics = {**metrics, **extra_metrics, "unlabelled_loss": extra}
-    return loss + self.unlabelled_weight * extra, (metrics, model_state)
+    return loss + self.semi_supervised.weight * extra, (metrics, model_state)
+
+  # --- The kept pretext loss ---------------------------------------------------------------------
 
   def _pretext_variables(self, params, model_state) -> tuple[PyTree, PyTree]:
     """The pretraining task's (params, model_state) view of ours: its encoder is ours."""
-    if self.pretext_is_encoder():
-      return params["encoder"], encoder_state_of(model_state)
-    pretext_params = {**params["pretext"], "encoder": params["encoder"]}
-    pretext_state = {**model_state.get("pretext", {})}
-    if encoder_state_of(model_state):
-      pretext_state["encoder"] = encoder_state_of(model_state)
-    return pretext_params, pretext_state
+    encoder = {"params": params["encoder"], **encoder_state_of(model_state)}
+    rest = (params.get(PRETEXT, {}), model_state.get(PRETEXT, {}))
+    return self.pretext.merge_encoder(encoder, rest)
 
-  def update_targets(self, params, model_state, step):
+  def after_update(self, params, model_state, step):
     """Momentum targets of a kept pretext loss (BYOL, MoCo v3) keep following the encoder."""
-    if self.pretext is None or "pretext" not in model_state:
-      return model_state
-    new_state = self.pretext.update_targets(*self._pretext_variables(params, model_state), step)
-    return {**model_state, "pretext": _without_encoder(new_state)}
+    if self.pretext is None or PRETEXT not in model_state:
+      return params, model_state
+    _, new_state = self.pretext.after_update(*self._pretext_variables(params, model_state), step)
+    return params, {**model_state, PRETEXT: self._pretext_rest_state(params, new_state)}
 
-  def pretext_loss(self, params, model_state, batch, rng):
+  def _pretext_rest_state(self, params, pretext_state) -> PyTree:
+    pretext_params = self._pretext_variables(params, {})[0]
+    return self.pretext.split_encoder(pretext_params, pretext_state)[1][1]
+
+  def pretext_loss(self, params, model_state, batch, rng, step):
     """The pretraining task's own loss on unlabelled rows, through the shared encoder."""
+    pretext_params, pretext_state = self._pretext_variables(params, model_state)
     loss, (metrics, new_state) = self.pretext.loss_fn(
-      *self._pretext_variables(params, model_state), batch, rng
+      pretext_params, pretext_state, batch, rng, step
     )
-    if self.pretext_is_encoder():
-      model_state = with_encoder_state(model_state, new_state)
-    elif "encoder" in new_state:
-      model_state = with_encoder_state(model_state, new_state["encoder"])
-    if "pretext" in model_state:
-      model_state["pretext"] = _without_encoder(new_state)
+    encoder, (_, rest_state) = self.pretext.split_encoder(pretext_params, new_state)
+    model_state = with_encoder_state(model_state, without_key(encoder, "params"))
+    if PRETEXT in model_state:
+      model_state = {**model_state, PRETEXT: rest_state}
     return loss, {f"pretext_{k}": v for k, v in metrics.items()}, model_state
-
-  def fixmatch_loss(self, params, model_state, inputs, rng):
-    """FixMatch: the weak view's confident predictions label the strong view."""
-    weak_key, strong_key, forward_key = jax.random.split(rng, 3)
-    weak = self.train_inputs(weak_key, inputs, "weak")
-    strong = self.train_inputs(strong_key, inputs, "strong")
-    weak_logits, model_state = self.forward(params, model_state, weak, forward_key, True)
-    strong_logits, model_state = self.forward(
-      params, model_state, strong, jax.random.fold_in(forward_key, 1), True
-    )
-    loss, metrics = pseudo_label_loss(weak_logits, strong_logits, self.pseudo_label_threshold)
-    return loss, metrics, model_state
 
 
 def encoder_state_of(model_state: dict[str, Any]) -> dict[str, Any]:
   """The encoder's collections ({"batch_stats": ...}) in a classifier's model state, which
-  flax lays out by collection first ({"batch_stats": {"encoder": ...}}); pretraining tasks
-  keep them by module first ({"encoder": {"batch_stats": ...}}), as this returns them."""
+  flax lays out by collection first ({"batch_stats": {"encoder": ...}}); an encoder's own
+  variables are by collection too, as this returns them."""
   return {
     collection: tree["encoder"]
     for collection, tree in model_state.items()
-    if collection != "pretext" and "encoder" in tree
+    if collection != PRETEXT and "encoder" in tree
   }
 
 
@@ -467,7 +326,3 @@ def with_encoder_state(
   for collection, tree in encoder_state.items():
     model_state[collection] = {**model_state[collection], "encoder": tree}
   return model_state
-
-
-def _without_encoder(tree: dict[str, Any]) -> dict[str, Any]:
-  return {k: v for k, v in tree.items() if k != "encoder"}

@@ -118,7 +118,8 @@ class MAE(VisionTask):
     )
     self.init_module("decoder", next(keys), tokens, params, model_state, restore=restore)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     view_rng, mask_rng = jax.random.split(rng)
     images = augment_batch(view_rng, batch["image"], self.views["view1"])
     keep, restore, mask = self._mask(mask_rng, images)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -12,9 +13,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_augment import TextAugmenter
+from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
+from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
+from ssl_jax.tasks.capabilities import EncoderView, MaskedTokenPredictor
+from ssl_jax.tasks.text import TextTask, packing_inputs
 
 
 def default_max_predictions(seq_len: int, rate: float) -> int:
@@ -155,41 +158,51 @@ class MaskedLMModel(nn.Module):
     self,
     tokens: jnp.ndarray,
     valid: jnp.ndarray,
-    positions: jnp.ndarray,
+    masked_positions: jnp.ndarray,
     train: bool = True,
     segment_ids: jnp.ndarray | None = None,
-    token_positions: jnp.ndarray | None = None,
+    positions: jnp.ndarray | None = None,
   ) -> jnp.ndarray:
-    """Logits [B, K, V] at the K masked `positions` of each row only."""
-    hidden = self.encoder(
-      tokens, valid, train=train, segment_ids=segment_ids, positions=token_positions
-    )
-    hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
+    """Logits [B, K, V] at the K `masked_positions` of each row only (`segment_ids` and
+    `positions` describe packed rows, as `TransformerEncoder` takes them)."""
+    hidden = self.encoder(tokens, valid, train=train, segment_ids=segment_ids, positions=positions)
+    hidden = jnp.take_along_axis(hidden, masked_positions[..., None], axis=1)
     return self.head(hidden, self.encoder.attend)
 
-  def represent(
-    self,
-    tokens: jnp.ndarray,
-    valid: jnp.ndarray,
-    segment_ids: jnp.ndarray | None = None,
-    token_positions: jnp.ndarray | None = None,
-  ) -> jnp.ndarray:
-    hidden = self.encoder(
-      tokens, valid, train=False, segment_ids=segment_ids, positions=token_positions
-    )
-    return mean_over_valid(hidden, valid)
+
+def bert_mask_options(
+  task: TextTask,
+  *,
+  masking: str,
+  rate: float,
+  mask_prob: float,
+  random_prob: float,
+  max_predictions: int,
+) -> dict[str, Any]:
+  """Keyword arguments of `bert_mask` for a text task's vocabulary and rows; `max_predictions`
+  0 picks `default_max_predictions` for the row length."""
+  info = task.info
+  return dict(
+    masking=masking,
+    word_start=jnp.asarray(info["word_start"]) if masking == "whole_word" else None,
+    special_ids=tuple(info["special_ids"]),
+    mask_id=info["mask_id"],
+    vocab_size=info.get("text_vocab_size", info["vocab_size"]),
+    rate=rate,
+    mask_prob=mask_prob,
+    random_prob=random_prob,
+    max_predictions=max_predictions or default_max_predictions(task.seq_len, rate),
+  )
 
 
 @TASKS.register("mlm")
-class MaskedLM(Task):
+class MaskedLM(TextTask, EncoderView, MaskedTokenPredictor):
   """BERT-style masked language modelling on token rows (`batch["tokens"]`).
 
   Options (`config.task_kwargs`): mask_rate, mask_prob, random_prob, max_predictions (0 picks
   `default_max_predictions`), masking ("dynamic", "exact" or "whole_word"; see `bert_mask`).
   `config.augment` may turn on text augmentation of the input rows (`TextAugmentConfig`).
   """
-
-  modality = "text"
 
   def __init__(
     self,
@@ -202,49 +215,37 @@ class MaskedLM(Task):
     masking: str = "dynamic",
   ):
     super().__init__(config, dataset)
-    info = dataset.info
-    seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
-    self.model = MaskedLMModel(
-      build_model(config, vocab_size=info["vocab_size"], max_length=seq_len)
-    )
-    self.pad_id = info["pad_id"]
     if masking not in MASKINGS:
       raise ConfigError(f"Unknown config.task_kwargs.masking {masking!r}; valid: {list(MASKINGS)}.")
-    if masking == "whole_word" and "word_start" not in info:
+    if masking == "whole_word" and "word_start" not in self.info:
       raise ConfigError(
         f"masking='whole_word' needs word boundaries from a sentencepiece "
         f"tokenizer; dataset {config.data.name!r} has none."
       )
-    word_start = jnp.asarray(info["word_start"]) if masking == "whole_word" else None
-    self.augment = TextAugmenter(config.get("augment", {}), info)
-    self.mask_options = dict(
+    self.encoder = self.build_text_model()
+    self.model = MaskedLMModel(self.encoder)
+    self.mask_options = bert_mask_options(
+      self,
       masking=masking,
-      word_start=word_start,
-      special_ids=tuple(info["special_ids"]),
-      mask_id=info["mask_id"],
-      vocab_size=info.get("text_vocab_size", info["vocab_size"]),
       rate=mask_rate,
       mask_prob=mask_prob,
       random_prob=random_prob,
-      max_predictions=max_predictions or default_max_predictions(seq_len, mask_rate),
+      max_predictions=max_predictions,
     )
 
   def init(self, rng, batch):
     tokens = batch["tokens"]
     positions = jnp.zeros((tokens.shape[0], self.mask_options["max_predictions"]), jnp.int32)
-    return split_variables(
-      self.model.init(rng, tokens, tokens != self.pad_id, positions, train=False)
-    )
+    return split_variables(self.model.init(rng, tokens, self.valid(tokens), positions, train=False))
 
   def masked_predictions(self, params, model_state, batch, rng, train: bool):
-    """Masks the batch and returns (logits [B, K, V], targets [B, K], weights [B, K])."""
     mask_key, dropout_key = jax.random.split(rng)
     tokens = batch["tokens"]
     inputs, positions, targets, weights = bert_mask(mask_key, tokens, **self.mask_options)
     logits = self.model.apply(
       {"params": params, **model_state},
       inputs,
-      tokens != self.pad_id,
+      self.valid(tokens),
       positions,
       train=train,
       rngs={"dropout": dropout_key},
@@ -252,30 +253,42 @@ class MaskedLM(Task):
     )
     return logits, targets, weights
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def masked_lm_log_probs(self, params, model_state, tokens, positions):
+    logits = self.model.apply(
+      {"params": params, **model_state}, tokens, self.valid(tokens), positions[:, None], train=False
+    )[:, 0]
+    return jax.nn.log_softmax(logits.astype(jnp.float32))
+
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     batch = self.augment(rng, batch)
     logits, targets, weights = self.masked_predictions(params, model_state, batch, rng, True)
-    losses = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
-    count = jnp.maximum(weights.sum(), 1.0)
-    loss = (losses * weights).sum() / count
-    accuracy = ((logits.argmax(-1) == targets) * weights).sum() / count
+    loss = weighted_cross_entropy(logits, targets, weights)
+    accuracy = weighted_accuracy(logits, targets, weights)
     return loss, ({"masked_accuracy": accuracy}, model_state)
+
+  # --- The encoder ------------------------------------------------------------------------------
+
+  def encoder_module(self):
+    return self.encoder
+
+  def encoder_variables(self, params, model_state):
+    return self.split_encoder(params, model_state)[0]
+
+  def split_encoder(self, params, model_state):
+    return {"params": params["encoder"]}, (without_key(params, "encoder"), model_state)
+
+  def merge_encoder(self, encoder_variables, rest):
+    params, model_state = rest
+    return {**params, "encoder": encoder_variables["params"]}, model_state
 
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
-    return self.model.apply(
-      {"params": params, **model_state},
+    hidden = self.encoder.apply(
+      self.encoder_variables(params, model_state),
       tokens,
-      tokens != self.pad_id,
-      method=MaskedLMModel.represent,
+      self.valid(tokens),
+      train=False,
       **packing_inputs(batch),
     )
-
-
-def packing_inputs(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """The packed-row layout of a text batch, when it has one (segment ids and positions)."""
-  return {
-    name: batch[key]
-    for name, key in (("segment_ids", "segment_ids"), ("token_positions", "positions"))
-    if key in batch
-  }
+    return mean_over_valid(hidden, self.valid(tokens))

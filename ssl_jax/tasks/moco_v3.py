@@ -48,7 +48,8 @@ class MoCoV3(VisionTask):
     )
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     h_1, (q_1, q_2), (k_1, k_2), model_state = self.predict_momentum_targets(
       params, model_state, rng, batch["image"]
     )

@@ -34,7 +34,8 @@ class Rotation(VisionTask):
     super().__init__(config, dataset)
     self.modules["rotation_head"] = LinearClassifier(4)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     images = augment_batch(rng, batch["image"], self.views["view1"])
     rotated, labels = rotations(images)
     (h, logits), model_state = self.forward(
@@ -104,7 +105,8 @@ class DenoisingAutoencoder(VisionTask):
     self.options = (noise_std, mask_ratio, patch_size)
     self.masked_only = masked_only
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     view_rng, corrupt_rng = jax.random.split(rng)
     images = augment_batch(view_rng, batch["image"], self.views["view1"])
     corrupted, erased = corrupt(corrupt_rng, images, *self.options)

@@ -70,7 +70,8 @@ class _TwoViewProjector(VisionTask):
     super().__init__(config, dataset)
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, 3)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     view_1, view_2 = self.two_views(rng, batch["image"])
     chain = ("encoder", "projector")
     (h_1, z_1), model_state = self.forward(chain, params, model_state, view_1)

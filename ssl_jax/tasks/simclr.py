@@ -57,7 +57,8 @@ class SimCLR(VisionTask):
     self.temperature = temperature
     self.modules["projector"] = MLPHead(projector_hidden_dim, projector_dim, projector_layers)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     views = jnp.concatenate(self.two_views(rng, batch["image"]))
     h, encoder_state = self.apply("encoder", params, model_state, views)
     z, projector_state = self.apply("projector", params, model_state, h)

@@ -42,7 +42,8 @@ class SimSiam(VisionTask):
     )
     self.modules["predictor"] = MLPHead(predictor_hidden_dim, projector_dim, 2)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     view_1, view_2 = self.two_views(rng, batch["image"])
     chain = ("encoder", "projector", "predictor")
     (h_1, z_1, p_1), model_state = self.forward(chain, params, model_state, view_1)

@@ -23,9 +23,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_augment import TextAugmenter
+from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
+from ssl_jax.models.encoder_decoder import TransformerEncoderDecoder
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task, build_model, mean_over_valid, split_variables
+from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
+from ssl_jax.tasks.capabilities import EncoderView, SpanTargetPredictor
+from ssl_jax.tasks.text import TextTask
 
 
 def noise_counts(
@@ -145,13 +148,12 @@ def span_corrupt(
 
 
 @TASKS.register("span_corruption")
-class SpanCorruption(Task):
+class SpanCorruption(TextTask, EncoderView, SpanTargetPredictor):
   """T5 pretraining: a `transformer_encoder_decoder` reads the corrupted row and predicts the
   targets (teacher forcing, decoder inputs = [BOS] + targets[:-1]); the loss is the mean cross
   entropy over non-padding target tokens. The data must reserve sentinels
-  (`config.data.extra_ids`, at least the number of spans per row)."""
-
-  modality = "text"
+  (`config.data.extra_ids`, at least the number of spans per row). The encoder stack (with the
+  shared token table) is the encoder a fine-tune starts from."""
 
   def __init__(
     self,
@@ -161,8 +163,7 @@ class SpanCorruption(Task):
     mean_noise_span_length: float = 3.0,
   ):
     super().__init__(config, dataset)
-    info = dataset.info
-    tokens_length = dataset.split(dataset.train_split)["tokens"].shape[1]
+    info, tokens_length = self.info, self.seq_len
     self.inputs_length, self.targets_length = corrupted_lengths(
       tokens_length, noise_density, mean_noise_span_length
     )
@@ -175,17 +176,14 @@ class SpanCorruption(Task):
       )
     # Long enough for the raw rows too, so `represent` can read uncorrupted text (short spans
     # make the inputs longer than the raw rows: one sentinel per span).
-    self.model = build_model(
-      config,
-      vocab_size=info["vocab_size"],
-      max_length=max(tokens_length, self.inputs_length, self.targets_length),
-    )
-    if not hasattr(self.model, "decoder_depth"):
+    self.model = self.build_text_model(max(tokens_length, self.inputs_length, self.targets_length))
+    if not isinstance(self.model, TransformerEncoderDecoder):
       raise ConfigError(
         f"Task 'span_corruption' needs an encoder-decoder; config.model="
         f"{config.model!r}. Use 'transformer_encoder_decoder'."
       )
-    self.pad_id, self.bos_id = info["pad_id"], info["bos_id"]
+    self.encoder = self.model.standalone_encoder()
+    self.bos_id = info["bos_id"]
     self.corrupt_options = dict(
       first_sentinel=info["vocab_size"] - 1,
       eos_id=info["eos_id"],
@@ -193,7 +191,6 @@ class SpanCorruption(Task):
       noise_density=noise_density,
       mean_noise_span_length=mean_noise_span_length,
     )
-    self.augment = TextAugmenter(config.get("augment", {}), info)
 
   def init(self, rng, batch):
     batch_size = batch["tokens"].shape[0]
@@ -207,7 +204,6 @@ class SpanCorruption(Task):
     return span_corrupt(rng, tokens, **self.corrupt_options)
 
   def target_predictions(self, params, model_state, batch, rng, train: bool):
-    """Corrupts the batch; returns (logits [B, T, V], targets [B, T], weights [B, T])."""
     corrupt_key, dropout_key = jax.random.split(rng)
     inputs, targets = self.corrupt(corrupt_key, batch["tokens"])
     decoder_inputs = jnp.concatenate(
@@ -216,35 +212,50 @@ class SpanCorruption(Task):
     hidden = self.model.apply(
       {"params": params, **model_state},
       inputs,
-      inputs != self.pad_id,
+      self.valid(inputs),
       decoder_inputs,
-      decoder_inputs != self.pad_id,
+      self.valid(decoder_inputs),
       train=train,
       rngs={"dropout": dropout_key},
     )
     logits = self.model.apply({"params": params}, hidden, method=lambda m, h: m.attend(h)).astype(
       jnp.float32
     )
-    return logits, targets, (targets != self.pad_id).astype(jnp.float32)
+    return logits, targets, self.valid(targets).astype(jnp.float32)
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng, step):
+    del step  # no schedule inside this loss
     augment_key, rng = jax.random.split(rng)
     batch = self.augment(augment_key, batch)
     logits, targets, weights = self.target_predictions(params, model_state, batch, rng, True)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
-    count = jnp.maximum(weights.sum(), 1.0)
-    accuracy = ((logits.argmax(-1) == targets) * weights).sum() / count
-    return (nll * weights).sum() / count, ({"target_accuracy": accuracy}, model_state)
+    loss = weighted_cross_entropy(logits, targets, weights)
+    return loss, ({"target_accuracy": weighted_accuracy(logits, targets, weights)}, model_state)
+
+  # --- The encoder: the encoder stack with the shared token table -------------------------------
+
+  def encoder_module(self):
+    return self.encoder
+
+  def encoder_variables(self, params, model_state):
+    return self.split_encoder(params, model_state)[0]
+
+  def split_encoder(self, params, model_state):
+    encoder = {"params": {**params["encoder"], "embed": params["shared"]}}
+    rest = {k: v for k, v in params.items() if k not in ("encoder", "shared")}
+    return encoder, (rest, model_state)
+
+  def merge_encoder(self, encoder_variables, rest):
+    params, model_state = rest
+    encoder = encoder_variables["params"]
+    return {
+      **params,
+      "encoder": without_key(encoder, "embed"),
+      "shared": encoder["embed"],
+    }, model_state
 
   def represent(self, params, model_state, batch):
     """Mean encoder state over the real tokens of the uncorrupted row."""
     tokens = batch["tokens"]
-    valid = tokens != self.pad_id
-    hidden = self.model.apply(
-      {"params": params, **model_state},
-      tokens,
-      valid,
-      train=False,
-      method=lambda m, t, v, train: m.encode(t, v, train),
-    )
+    valid = self.valid(tokens)
+    hidden = self.encoder.apply(self.encoder_variables(params, model_state), tokens, valid, False)
     return mean_over_valid(hidden, valid)

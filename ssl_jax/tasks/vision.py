@@ -16,7 +16,8 @@ from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
 from ssl_jax.models.heads import LinearClassifier
 from ssl_jax.registry import ConfigError
-from ssl_jax.tasks.base import Metrics, PyTree, Task, build_model
+from ssl_jax.tasks.base import Metrics, PyTree, Task, build_model, without_key
+from ssl_jax.tasks.capabilities import EncoderView, OnlineProbe
 
 TARGET = "target"  # model_state key holding the momentum copies of `target_modules`.
 
@@ -57,7 +58,7 @@ def _run(
   }
 
 
-class VisionTask(Task):
+class VisionTask(Task, EncoderView, OnlineProbe):
   """Base of the image tasks.
 
   Subclasses put their flax modules in `self.modules` (the encoder is always "encoder"), each
@@ -200,9 +201,10 @@ class VisionTask(Task):
   def momentum(self, step: jax.Array) -> jax.Array:
     return cosine_momentum(step, self.config.total_steps, self.base_momentum)
 
-  def update_targets(self, params, model_state, step):
+  def after_update(self, params, model_state, step):
+    """Moves the momentum targets towards the updated online weights."""
     if not self.target_modules:
-      return model_state
+      return params, model_state
     momentum = self.momentum(step)
     target = {
       name: {
@@ -211,7 +213,7 @@ class VisionTask(Task):
       }
       for name in self.target_modules
     }
-    return {**model_state, TARGET: target}
+    return params, {**model_state, TARGET: target}
 
   def with_probe(
     self,
@@ -244,6 +246,19 @@ class VisionTask(Task):
     if self.represent_with_target:
       return model_state[TARGET]["encoder"]
     return {"params": params["encoder"], **model_state.get("encoder", {})}
+
+  def encoder_module(self) -> nn.Module:
+    return self.encoder
+
+  def split_encoder(self, params, model_state):
+    encoder = {"params": params["encoder"], **model_state.get("encoder", {})}
+    return encoder, (without_key(params, "encoder"), without_key(model_state, "encoder"))
+
+  def merge_encoder(self, encoder_variables, rest):
+    params, model_state = rest
+    collections = without_key(encoder_variables, "params")
+    model_state = {**model_state, "encoder": collections} if collections else dict(model_state)
+    return {**params, "encoder": encoder_variables["params"]}, model_state
 
   def represent(self, params, model_state, batch):
     out, _ = _run(self.encoder, self.encoder_variables(params, model_state), batch["image"], False)

@@ -1,0 +1,146 @@
+"""A finished pretraining run, read back for fine-tuning: its task rebuilt by name from its
+`config.json`, its latest checkpoint restored through `ssl_jax.checkpoint.Checkpointer`, and
+its encoder asked for through the `EncoderView` capability. Nothing here knows task names."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from ssl_jax.checkpoint import Checkpointer, CheckpointMismatchError
+from ssl_jax.data.source import Dataset
+from ssl_jax.registry import TASKS, ConfigError
+from ssl_jax.tasks.base import Task
+from ssl_jax.tasks.capabilities import EncoderView, describe_missing
+
+# dataset_info key (written by the trainer) with the per-example shape and dtype of each field
+# of the training rows, so a task can be rebuilt without reading its data.
+TRAIN_FIELDS = "train_fields"
+
+
+@dataclasses.dataclass
+class PretrainedRun:
+  """config: the run's config.json; task: the pretraining task rebuilt (an EncoderView);
+  variables: {"params", "model_state"} of its latest checkpoint (numpy); checkpoint: the
+  directory of that checkpoint step."""
+
+  config: ml_collections.ConfigDict
+  task: Task
+  variables: dict[str, Any]
+  checkpoint: str
+  rows: dict[str, np.ndarray]  # one (zero) training row of the pretraining data's shapes
+
+  def example(self) -> dict[str, np.ndarray]:
+    """A batch the pretraining task's `init` accepts (its parameters' shapes)."""
+    return dict(self.rows)
+
+  def encoder_variables(self) -> dict[str, Any]:
+    return self.task.encoder_variables(self.variables["params"], self.variables["model_state"])
+
+  def split_encoder(self) -> tuple[dict[str, Any], tuple[Any, Any]]:
+    return self.task.split_encoder(self.variables["params"], self.variables["model_state"])
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config.json of a pretraining workdir; a clear error when there is none."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+      f"init_from={workdir!r}: {path} does not exist. Point init_from at the workdir of a "
+      "finished pretraining run."
+    )
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def check_source(workdir: str) -> ml_collections.ConfigDict:
+  """Checks, before any work, that `workdir` holds a run whose task exposes an encoder."""
+  config = read_config(workdir)
+  task_class = TASKS.get(config.task)
+  if not issubclass(task_class, EncoderView):
+    raise ConfigError(
+      describe_missing(f"Fine-tuning from init_from={workdir!r}", config.task, [EncoderView])
+    )
+  return config
+
+
+def shape_only_dataset(config: ml_collections.ConfigDict, like: Dataset) -> Dataset:
+  """A one-row training split with the pretraining rows' shapes (from its dataset_info), and
+  the facts of `like` (the fine-tune's data, which shares the tokenizer): what the task's
+  constructor reads to size its model."""
+  info = dict(like.info)
+  fields = config.get("dataset_info", {}).get(TRAIN_FIELDS)
+  rows = {}
+  if fields:
+    for key, (shape, dtype) in fields.to_dict().items():
+      rows[key] = np.zeros((1, *shape), dtype)
+  else:  # a run written before the shapes were recorded: the fine-tune's rows
+    train = like.split(like.train_split)
+    rows = {key: np.asarray(value[:1]) for key, value in train.items()}
+  if "label" not in rows and "label" in like.split(like.train_split):
+    rows["label"] = np.zeros((1,), np.int32)  # an online probe's head needs the classes
+  return Dataset({"train": rows}, like.modality, "train", info)
+
+
+def load_pretrained_run(
+  workdir: str, like: Dataset, model_overrides: dict[str, Any] | None = None
+) -> PretrainedRun:
+  """Rebuilds and restores the pretraining run in `workdir` (see the module docstring).
+
+  `model_overrides` change options of the pretrained model that keep its shapes (dropout,
+  remat, dtype); a change of shape is caught when the weights are loaded."""
+  config = check_source(workdir).copy_and_resolve_references()
+  config.model_kwargs.update(model_overrides or {})
+  pretraining_info = config.get("dataset_info", {})
+  if "vocab_size" in like.info and pretraining_info.get("vocab_size") != like.info["vocab_size"]:
+    raise ConfigError(
+      f"The pretraining run in {workdir!r} has a vocabulary of "
+      f"{pretraining_info.get('vocab_size')} pieces, this data {like.info['vocab_size']}: set "
+      f"config.data.tokenizer_path={pretraining_info.get('tokenizer_path')!r}."
+    )
+  rows = shape_only_dataset(config, like)
+  task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, rows)
+  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  step = checkpoints.latest_step() if os.path.isdir(checkpoints.directory) else None
+  if step is None:
+    raise FileNotFoundError(
+      f"init_from={workdir!r} has no checkpoint under {checkpoints.directory}."
+    )
+  state = checkpoints.restore_arrays(step)
+  checkpoints.close()
+  variables = {"params": state["params"], "model_state": state.get("model_state") or {}}
+  checkpoint = os.path.join(checkpoints.directory, str(step))
+  return PretrainedRun(config, task, variables, checkpoint, rows.split("train"))
+
+
+def check_shapes(pretrained: Any, fresh: Any, source: str) -> None:
+  """Raises CheckpointMismatchError listing the leaves whose shapes differ."""
+  paths = lambda tree: {
+    jax.tree_util.keystr(path): np.shape(leaf)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
+  have, want = paths(pretrained), paths(fresh)
+  problems = [
+    f"{p}: checkpoint {have.get(p)} vs model {want.get(p)}"
+    for p in sorted(set(have) | set(want))
+    if have.get(p) != want.get(p)
+  ]
+  if problems:
+    raise CheckpointMismatchError(
+      f"The encoder in {source} does not match the one this config builds "
+      f"({len(problems)} differences, e.g. {problems[:3]}). Use the pretraining run's "
+      "data options (e.g. config.data.tokenizer_path) and do not override model_kwargs."
+    )
+
+
+def place_like(value: Any, like: Any) -> Any:
+  """`value` (numpy) as `like`'s dtype on `like`'s sharding, leaf by leaf."""
+  return jax.tree.map(
+    lambda new, old: jax.device_put(np.asarray(new).astype(old.dtype), old.sharding), value, like
+  )
