@@ -9,13 +9,15 @@ docstring comes from (offline, CPU; `python_packages` in ssl_jax/data/text_class
 configs/gpt_python_text.py run works too and is the better start here, see the README's
 label-efficiency tables): its config.json rebuilds the encoder, its checkpoint gives the
 weights and its tokenizer reads the docstrings (`data.tokenizer_path` follows `init_from`).
-`method` is full | linear | lora | adapter | prefix | prompt | scratch (the same network from
-random weights) | zero_shot. The run reports validation and test accuracy beside the majority
+`method` is full | linear | peft (`task_kwargs.peft.name`: lora | adapter | prefix | prompt) |
+scratch (the same network from random weights); any pretraining run with an encoder view works
+(BERT, GPT, T5's encoder, ELECTRA's discriminator). Zero-shot scoring is its own task
+(configs/zero_shot_python_packages.py). The run reports validation and test accuracy beside the majority
 class (17.0% test); full fine-tuning with every label reaches 86.1% test from the BERT
 run. With `--config.early_stopping.every=25 --config.early_stopping.patience=4`
 it validates every 25 steps, stops after 4 validations without a better validation accuracy,
 and is evaluated at its best validated step. Text adversarial training:
-`--config.task_kwargs.adversarial=freelb` (embedding space; adv_eps 0.3 by default).
+`--config.task_kwargs.adversarial.name=freelb` (embedding space; eps 0.3 by default).
 """
 
 import ml_collections
@@ -33,18 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
       method="full",
       pooling="mean",
       layer_decay=1.0,
-      lora_rank=8,
-      lora_alpha=16.0,
-      adapter_size=16,
-      prefix_length=10,
-      prompt_length=10,
-      semi_supervised="none",
-      unlabelled_weight=1.0,
-      # method=zero_shot: the prompt after each docstring and one word per class (""
-      # = the package names); sum | per_token | pmi scoring with a causal LM, PET with an MLM.
-      prompt=" This is from the Python module",
-      verbalizers="",
-      zero_shot_scoring="per_token",
+      # method="peft" trains this block's method (lora | adapter | prefix | prompt) with the head.
+      peft=dict(name="lora", rank=8, alpha=16.0),
+      semi_supervised=dict(name="none"),
+      adversarial=dict(name="none"),
     )
   )
   config.model = "transformer_encoder"

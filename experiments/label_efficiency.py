@@ -58,13 +58,19 @@ bert_python_text, gpt_python_text = (
   config_module("bert_python_text"),
   config_module("gpt_python_text"),
 )
+t5_python_text, electra_python_text = (
+  config_module("t5_python_text"),
+  config_module("electra_python_text"),
+)
 classify_python_packages = config_module("classify_python_packages")
+zero_shot_python_packages = config_module("zero_shot_python_packages")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the experiment.")
 _SUITES = flags.DEFINE_list(
   "suites",
-  ["digits", "text", "text_gpt"],
-  "digits; text (from the BERT run); text_gpt (from the GPT run).",
+  ["digits", "text", "text_gpt", "text_t5", "text_electra"],
+  "digits; text (from the BERT run); text_gpt (from the GPT run); text_t5, text_electra (from "
+  "the T5 and ELECTRA runs: linear probe and full fine-tune).",
 )
 _BUDGETS = flags.DEFINE_list("budgets", ["1", "5", "10", "0"], "Labels per class; 0 = all.")
 _DRAWS = flags.DEFINE_integer("draws", 5, "Label draws (seeds at 'all') per budget.")
@@ -85,26 +91,43 @@ DIGITS_METHODS = {
   "from scratch": (dict(method="scratch"), "drop", {}),
   "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
   "full fine-tune": (dict(method="full"), "drop", {}),
-  "LoRA (rank 4, every conv)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
-  "semi-supervised (+ VICReg loss)": (dict(method="full", semi_supervised="pretext"), "pair", {}),
+  "LoRA (rank 4, every conv)": (
+    dict(method="peft", peft=dict(name="lora", rank=4, alpha=8.0)),
+    "drop",
+    dict(learning_rate=1e-2),
+  ),
+  "semi-supervised (+ VICReg loss)": (
+    dict(method="full", semi_supervised=dict(name="pretext")),
+    "pair",
+    {},
+  ),
 }
 TEXT_METHODS = {
   "from scratch": (dict(method="scratch"), "drop", {}),
   "linear probe": (dict(method="linear"), "drop", dict(learning_rate=3e-2)),
   "full fine-tune": (dict(method="full"), "drop", {}),
-  "LoRA (rank 8, query/value)": (dict(method="lora"), "drop", dict(learning_rate=1e-2)),
-  "semi-supervised (+ LM loss)": (dict(method="full", semi_supervised="pretext"), "pair", {}),
+  "LoRA (rank 8, query/value)": (
+    dict(method="peft", peft=dict(name="lora", rank=8, alpha=16.0)),
+    "drop",
+    dict(learning_rate=1e-2),
+  ),
+  "semi-supervised (+ LM loss)": (
+    dict(method="full", semi_supervised=dict(name="pretext")),
+    "pair",
+    {},
+  ),
 }
 # Text-only parameter-efficient rows; their learning rates are picked on the validation split
 # (`select_learning_rate`) from LR_CANDIDATES at 5 labels per class, draw 0.
 TEXT_PEFT_METHODS = {
-  "bottleneck adapters (size 16)": dict(method="adapter"),
-  "prefix tuning (10 per layer)": dict(method="prefix"),
-  "prompt tuning (10 tokens)": dict(method="prompt"),
+  "bottleneck adapters (size 16)": dict(method="peft", peft=dict(name="adapter", size=16)),
+  "prefix tuning (10 per layer)": dict(method="peft", peft=dict(name="prefix", length=10)),
+  "prompt tuning (10 tokens)": dict(method="peft", peft=dict(name="prompt", length=10)),
 }
+# The T5 (its encoder) and ELECTRA (its discriminator) runs fine-tune with the same command,
+# only init_from changes: the two rows every encoder gets.
+ENCODER_METHODS = {name: TEXT_METHODS[name] for name in ("linear probe", "full fine-tune")}
 LR_CANDIDATES = (3e-3, 1e-2, 3e-2, 1e-1)
-# Descriptive one-piece words (the package names are several pieces each).
-ZERO_SHOT_WORDS = "loop,email,import,logging,element,process,test,server,request,encoding"
 
 
 def pretrain(module, workdir: str) -> str:
@@ -138,7 +161,10 @@ def task_weights_bytes(
 # Shorter text runs than the shipped config (300 steps of 64) keep each text suite's ~180 runs
 # near an hour on 2 CPU cores.
 _TEXT_OVERRIDES = dict(total_steps=150, batch_size=32)
-SUITE_OVERRIDES = {"digits": {}, "text": _TEXT_OVERRIDES, "text_gpt": _TEXT_OVERRIDES}
+SUITE_OVERRIDES = {
+  "digits": {},
+  **{suite: _TEXT_OVERRIDES for suite in ("text", "text_gpt", "text_t5", "text_electra")},
+}
 
 
 def cell_config(
@@ -239,19 +265,12 @@ def label_efficiency(
 def zero_shot_row(suite: str, init_from: str, root: str) -> dict[str, Any]:
   """Zero-shot accuracy of the pretraining run itself (GPT: PMI scoring; BERT: PET): no
   labels, so the same number at every budget."""
-  config = classify_python_packages.get_config()
+  config = zero_shot_python_packages.get_config()
   # The suite says which pretraining run init_from is (text: BERT, text_gpt: GPT).
   name, scoring = (
     ("zero-shot (PMI)", "pmi") if suite == "text_gpt" else ("zero-shot (PET)", "per_token")
   )
-  config.task_kwargs.update(
-    dict(
-      init_from=init_from,
-      method="zero_shot",
-      zero_shot_scoring=scoring,
-      verbalizers=ZERO_SHOT_WORDS,
-    )
-  )
+  config.task_kwargs.update(dict(init_from=init_from, scoring=scoring))
   config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
   config.total_steps = 0
   evals = run_cell(config, os.path.join(root, suite, "zero_shot"))
@@ -274,7 +293,7 @@ def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
       classify_digits,
       (("standard fine-tune", "none"), ("PGD adversarial fine-tune", "pgd")),
     )
-    training = dict(adv_eps=0.1, adv_steps=5, adv_step_size=0.03)
+    training = dict(eps=0.1, steps=5, step_size=0.03)
     attack = dict(eps=(0.05, 0.1), steps=10, step_size=0.025)
     overrides = dict(total_steps=400)
   else:
@@ -282,7 +301,7 @@ def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
       classify_python_packages,
       (("standard fine-tune", "none"), ("FreeLB adversarial fine-tune", "freelb")),
     )
-    training = dict(adv_eps=0.3, adv_steps=2, adv_step_size=0.15)
+    training = dict(eps=0.3, steps=2, step_size=0.15)
     attack = dict(eps=(0.05, 0.1, 0.2), norm="l2", steps=5, step_size=0.05)
     overrides = SUITE_OVERRIDES[suite]
   table = {}
@@ -290,7 +309,10 @@ def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
     config = cell_config(
       module,
       init_from,
-      dict(method="full", adversarial=mode, **training),
+      dict(
+        method="full",
+        adversarial={"name": "none"} if mode == "none" else {"name": mode, **training},
+      ),
       "drop",
       {},
       0,
@@ -355,6 +377,7 @@ def main(argv):
         + robustness_markdown(results["digits robustness"])
       )
   text_suites = [suite for suite in ("text", "text_gpt") if suite in _SUITES.value]
+  encoder_suites = [suite for suite in ("text_t5", "text_electra") if suite in _SUITES.value]
   # Only the suites asked for are pretrained (each pretraining run takes minutes).
   encoders = {
     "text": ("BERT (masked LM)", _TEXT_PRETRAINING, bert_python_text),
@@ -380,6 +403,18 @@ def main(argv):
         f"## python_packages robustness, from the {encoder} run, test accuracy "
         "(%)\n\n" + robustness_markdown(results[f"{suite} robustness"])
       )
+  encoders = {
+    "text_t5": ("T5 (span corruption; its encoder)", t5_python_text),
+    "text_electra": ("ELECTRA (its discriminator)", electra_python_text),
+  }
+  for suite in encoder_suites:
+    encoder, pretraining = encoders[suite]
+    init_from = pretrain(pretraining, os.path.join(root, "pretrain", pretraining.__name__))
+    table = label_efficiency(suite, classify_python_packages, ENCODER_METHODS, init_from, root)
+    results[suite] = table
+    sections.append(
+      f"## python_packages from the {encoder} run, test accuracy (%)\n\n" + markdown(table)
+    )
   results["seconds"] = round(time.perf_counter() - start, 1)
   write_json(os.path.join(root, "label_efficiency.json"), results)
   report = "\n\n".join(sections)

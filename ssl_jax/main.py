@@ -25,9 +25,10 @@ _NAME_KEY = re.compile(r"^--config\.((?:[A-Za-z_]\w*\.)*(?:task|model|name))=(.*
 
 class _ResolvedConfigFileParser(config_flags_impl.ConfigFileFlagParser):
   """Loads a config file, sets the names the command line overrides (--config.task=...,
-  --config.task_kwargs.peft.name=...), then fills in the default of every option of every part
-  the config names (`config_base.resolve_defaults`), so any valid option can be overridden.
-  The other overrides apply after this, as ml_collections always applies them."""
+  --config.task_kwargs.peft.name=...; a changed name drops the old part's options), then fills
+  in the default of every option of every part the config names
+  (`config_base.resolve_defaults`), so any valid option can be overridden. The other overrides
+  apply after this, as ml_collections always applies them."""
 
   def parse(self, path):
     config = super().parse(path)
@@ -38,12 +39,24 @@ class _ResolvedConfigFileParser(config_flags_impl.ConfigFileFlagParser):
         target = config
         for parent in parents:
           target = target.get(parent) if isinstance(target, ml_collections.ConfigDict) else None
+        value = match.group(2).strip("'\"")
         if isinstance(target, ml_collections.ConfigDict) and leaf in target:
-          target[leaf] = match.group(2).strip("'\"")
+          if target[leaf] != value:
+            _switch(target, leaf, value)
     if isinstance(config, ml_collections.ConfigDict):
       resolve_defaults(config)
       config.lock()
     return config
+
+
+def _switch(section: ml_collections.ConfigDict, key: str, name: str) -> None:
+  """Names another part: the old part's options go (the new part's defaults come in)."""
+  if key == "name":  # a nested block {"name": ..., options...}: it becomes the new part's
+    for option in [k for k in section.keys() if k != "name"]:
+      del section[option]
+  else:  # config.task / config.model: their options
+    section[f"{key}_kwargs"] = ml_collections.ConfigDict()
+  section[key] = name
 
 
 def _define_config_flag() -> flags.FlagHolder:

@@ -118,3 +118,13 @@ def trained_steps(config, steps: int = 2):
 def trees_equal(a, b) -> bool:
   """Bitwise equality of two pytrees' leaves."""
   return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def checkpoint_variables(workdir: str) -> dict:
+  """{"params", "model_state"} of a run's latest checkpoint (numpy), read as fine-tuning does."""
+  from ssl_jax.checkpoint import Checkpointer
+
+  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  state = checkpoints.restore_arrays(checkpoints.latest_step())
+  checkpoints.close()
+  return {"params": state["params"], "model_state": state.get("model_state") or {}}

@@ -4,16 +4,17 @@ and `method` decides what trains."""
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_mlm_config, trained_steps
+from conftest import checkpoint_variables, tiny_mlm_config, trained_steps
 from conftest import trees_equal as _equal
 
 from ssl_jax import parallel, train
 from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.config_base import base_config
 from ssl_jax.registry import ConfigError
-from ssl_jax.tasks.fine_tuning import read_pretraining
+from ssl_jax.tasks.pretrained import read_config, shape_only_dataset
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,13 @@ def pretrained(tmp_path_factory):
   return workdir
 
 
-def classification_config(workdir, **task_kwargs):
+def classification_config(workdir, method="full", **task_kwargs):
+  """A fine-tune of `workdir`; `method` may name a PEFT method (method "peft" with that
+  `peft` block)."""
+  if method in PEFT:
+    task_kwargs["peft"] = {"name": method, **task_kwargs.get("peft", {})}
+    method = "peft"
+  task_kwargs["method"] = method
   config = base_config()
   config.task = "classification"
   config.task_kwargs.update(dict(init_from=workdir, **task_kwargs))
@@ -57,7 +64,7 @@ PEFT = {  # method -> its parameter count on the tiny encoder (width 32, 1 block
 
 @pytest.mark.parametrize("method", ["full", "linear", "scratch", *PEFT])
 def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, method, devices):
-  checkpoint_params = read_pretraining(pretrained)[1]["params"]
+  checkpoint_params = checkpoint_variables(pretrained)["params"]
   config = classification_config(pretrained, method=method)
   start, end, metrics = _trained(config)
   # Pretrained weights in, except for the from-scratch baseline (same shapes, random).
@@ -65,9 +72,9 @@ def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, m
   assert np.isfinite(float(metrics["loss"]))
   assert not _equal(start["head"], end["head"])
   assert _equal(start["encoder"], end["encoder"]) == (method == "linear" or method in PEFT)
-  assert set(end) == {"encoder", "head"} | ({method} & set(PEFT))
+  assert set(end) == {"encoder", "head"} | ({"peft"} if method in PEFT else set())
   if method in PEFT:
-    assert not _equal(start[method], end[method])
+    assert not _equal(start["peft"], end["peft"])
     task = train.build_task(config, train.build_dataset(config, None))
     assert task.trainable_parameters(end) == PEFT[method] + 32 * 10 + 10
 
@@ -107,8 +114,7 @@ def test_what_is_missing_or_mismatched_is_named(pretrained, tmp_path):
     train.setup(config, None, parallel.make_mesh(base_config().mesh))
   with pytest.raises(
     ConfigError,
-    match=r"Unknown config.task_kwargs.method 'adapters'.*"
-    r"'lora', 'adapter', 'prefix', 'prompt'",
+    match=r"Unknown config.task_kwargs.method 'adapters'.*'full', 'linear', 'peft', 'scratch'",
   ):
     train.setup(
       classification_config(pretrained, method="adapters"),
@@ -145,9 +151,11 @@ WORDS = "the,of,and,to,is,in,for,be,that,or"
 
 
 def _zero_shot(workdir, **task_kwargs):
-  """(task, params, model_state, test rows) of a zero-shot classification run on `workdir`."""
-  config = classification_config(
-    workdir, method="zero_shot", verbalizers=WORDS, prompt=" It is about", **task_kwargs
+  """(task, params, model_state, test rows) of a zero-shot run (task "zero_shot") on `workdir`."""
+  config = classification_config(workdir)
+  config.task = "zero_shot"
+  config.task_kwargs = dict(
+    init_from=workdir, verbalizers=WORDS, prompt=" It is about", **task_kwargs
   )
   task = train.build_task(config, train.build_dataset(config, None))
   rows = task.dataset.split("test")["tokens"][:4]
@@ -163,23 +171,19 @@ def _text_of(row, room):
 
 
 def test_pet_scores_equal_the_masked_lm_at_the_mask(pretrained):
-  from ssl_jax.adapt import zero_shot
   from ssl_jax.data import tokenizer as tok
 
   task, params, model_state, rows = _zero_shot(pretrained)
   scores = np.asarray(task.logits(params, model_state, {"tokens": rows}, None, False))
-  prompt = task.zero_shot.prompt.tolist()
-  room = task.zero_shot.length - len(prompt) - 2  # the model's 32 positions
-  prompts = [_text_of(row, room) + prompt + [tok.MASK_ID, tok.SEP_ID] for row in rows]
-  mlm_params = {**params["pretext"], "encoder": params["encoder"]}
-  expected = zero_shot.masked_scores(
-    zero_shot.masked_log_probs_fn(task.pretext, mlm_params, {}),
-    prompts,
-    tok.MASK_ID,
-    task.zero_shot.verbalizers[:, 0].tolist(),
-    tok.PAD_ID,
-  )
-  np.testing.assert_allclose(scores, expected, atol=1e-5)
+  prompt = task.prompt.prompt.tolist()
+  room = task.prompt.length - len(prompt) - 2  # the model's 32 positions
+  assert _equal(params, checkpoint_variables(pretrained)["params"])  # the MLM as pretrained
+  for i, row in enumerate(rows):
+    sequence = jnp.asarray([_text_of(row, room) + prompt + [tok.MASK_ID, tok.SEP_ID]])
+    at = jnp.asarray([[sequence.shape[1] - 2]])
+    logits = task.pretext.model.apply({"params": params}, sequence, sequence != 0, at, train=False)
+    expected = jax.nn.log_softmax(logits[0, 0])[task.prompt.verbalizers[:, 0]]
+    np.testing.assert_allclose(scores[i], expected, atol=1e-5)
   assert task.trainable_parameters(params) == 0
 
 
@@ -201,34 +205,40 @@ def pretrained_lm(tmp_path_factory):
 
 
 def test_causal_scores_equal_prefix_by_prefix_log_likelihoods(pretrained_lm):
-  from ssl_jax.adapt import zero_shot
   from ssl_jax.data import tokenizer as tok
-  from ssl_jax.registry import TASKS
 
   results = {}
   for scoring in ("sum", "per_token", "pmi"):
-    task, params, model_state, rows = _zero_shot(pretrained_lm, zero_shot_scoring=scoring)
+    task, params, model_state, rows = _zero_shot(pretrained_lm, scoring=scoring)
     results[scoring] = np.asarray(task.logits(params, model_state, {"tokens": rows}, None, False))
-  # The same decoder as a causal_lm task, scored by `continuation_scores`.
-  config, _, _ = read_pretraining(pretrained_lm)
-  lm_task = TASKS.build(
-    "causal_lm", config.task_kwargs.to_dict(), config, train.build_dataset(config, None)
-  )
-  log_probs = zero_shot.causal_log_probs_fn(lm_task, params["encoder"], {})
-  prompt = task.zero_shot.prompt.tolist()
-  words = [
-    list(w[: int(n)]) for w, n in zip(task.zero_shot.verbalizers.tolist(), task.zero_shot.lengths)
-  ]
-  room = task.zero_shot.length - len(prompt) - max(len(w) for w in words)
-  expected = zero_shot.continuation_scores(
-    log_probs, [_text_of(r, room) + prompt for r in rows], words, tok.PAD_ID
-  )
-  np.testing.assert_allclose(results["sum"], expected["sum"], atol=1e-4)
-  np.testing.assert_allclose(results["per_token"], expected["per_token"], atol=1e-4)
-  alone = zero_shot.continuation_scores(log_probs, [[tok.CLS_ID] + prompt], words, tok.PAD_ID)[
-    "sum"
-  ]
-  np.testing.assert_allclose(results["pmi"], expected["sum"] - alone, atol=1e-4)
+  decoder = task.pretext.model
+
+  def by_hand(prefix, word):
+    """log p(word | prefix), one next-token prediction at a time."""
+    total = 0.0
+    for k, piece in enumerate(word):
+      sequence = jnp.asarray([prefix + word[:k]])
+      hidden = decoder.apply({"params": params}, sequence, sequence > 0, train=False)
+      logits = decoder.apply({"params": params}, hidden[:, -1], method=lambda m, h: m.attend(h))
+      total += float(jax.nn.log_softmax(logits)[0, piece])
+    return total
+
+  prompt = task.prompt.prompt.tolist()
+  words = [list(w[: int(n)]) for w, n in zip(task.prompt.verbalizers.tolist(), task.prompt.lengths)]
+  room = task.prompt.length - len(prompt) - max(len(w) for w in words)
+  expected = np.asarray([[by_hand(_text_of(r, room) + prompt, w) for w in words] for r in rows])
+  np.testing.assert_allclose(results["sum"], expected, atol=1e-4)
+  lengths = np.asarray([len(w) for w in words])
+  np.testing.assert_allclose(results["per_token"], expected / lengths, atol=1e-4)
+  alone = np.asarray([by_hand([tok.CLS_ID] + prompt, w) for w in words])
+  np.testing.assert_allclose(results["pmi"], expected - alone, atol=1e-4)
+
+
+def test_zero_shot_needs_a_language_model_to_score_with(pretrained, tmp_path):
+  config = classification_config(pretrained)
+  config.task, config.task_kwargs = "zero_shot", {"init_from": ""}
+  with pytest.raises(ConfigError, match="init_from"):
+    train.build_task(config, train.build_dataset(config, None))
 
 
 def test_embedding_space_adversarial_training(pretrained, devices):
@@ -239,20 +249,21 @@ def test_embedding_space_adversarial_training(pretrained, devices):
   clean = first_loss()
   # With a zero budget FreeLB's ascent never moves: the mean of its losses is the clean loss
   # (the same dropout masks at every step).
-  assert first_loss(adversarial="freelb", adv_eps=0.0, adv_steps=2) == pytest.approx(
+  assert first_loss(adversarial={"name": "freelb", "eps": 0.0, "steps": 2}) == pytest.approx(
     clean, rel=1e-6
   )
   # Embedding PGD trains on the loss after the ascent: higher than the clean one.
-  assert first_loss(adversarial="pgd", adv_eps=2.0, adv_steps=3, adv_step_size=1.0) > clean
-  with pytest.raises(ConfigError, match="valid for text: \\['none', 'freelb', 'pgd'\\]"):
+  pgd = {"name": "embedding_pgd", "eps": 2.0, "steps": 3, "step_size": 1.0}
+  assert first_loss(adversarial=pgd) > clean
+  with pytest.raises(ConfigError, match="valid for text: \\['embedding_pgd', 'freelb', 'none'\\]"):
     train.build_task(
-      classification_config(pretrained, adversarial="fgsm"),
+      classification_config(pretrained, adversarial={"name": "fgsm"}),
       train.build_dataset(classification_config(pretrained), None),
     )
 
 
 def test_freelb_run_and_text_robustness_evaluator(pretrained, tmp_path, devices):
-  config = classification_config(pretrained, method="full", adversarial="freelb")
+  config = classification_config(pretrained, method="full", adversarial={"name": "freelb"})
   config.evals = {
     "classification": {"splits": ("test",)},
     "robustness": dict(eps=(0.0, 20.0), norm="l2", steps=3, step_size=10.0),
@@ -271,7 +282,7 @@ def test_task_weights_hold_only_what_trained_and_round_trip(pretrained, tmp_path
   results = train.train_and_evaluate(config, str(tmp_path))
   exported = results["task_weights"]
   assert exported["parameters"] == PEFT["prompt"] + 32 * 10 + 10
-  final = read_pretraining(str(tmp_path))[1]["params"]
+  final = checkpoint_variables(str(tmp_path))["params"]
   # A fresh classifier with the pretrained encoder, plus the task weights, is the trained one.
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
@@ -295,7 +306,7 @@ def test_semi_supervised_adds_the_pretraining_lm_loss(
   from ssl_jax.registry import TASKS
 
   workdir = pretrained if pretraining == "mlm" else pretrained_lm
-  config = classification_config(workdir, semi_supervised="pretext", unlabelled_weight=0.5)
+  config = classification_config(workdir, semi_supervised={"name": "pretext", "weight": 0.5})
   config.label_budget.update(dict(per_class=2, unlabelled="pair"))
   config.data.seq_len = 24  # shorter rows than both pretraining runs'
   mesh = parallel.make_mesh(config.mesh)
@@ -303,19 +314,23 @@ def test_semi_supervised_adds_the_pretraining_lm_loss(
     run = train.setup(config, None, mesh)
     params, batch = run.state.params, jax.device_get(run.example)
     loss, (metrics, _) = jax.jit(run.task.loss_fn)(
-      params, run.state.model_state, batch, jax.random.key(3)
+      params, run.state.model_state, batch, jax.random.key(3), run.state.step
     )
   # The pretraining task, rebuilt from its config.json, scores the unlabelled rows with the
   # classifier's encoder: a causal LM's params are the decoder itself; an MLM's are
   # {"encoder", its head from the checkpoint}.
-  pconfig, variables, _ = read_pretraining(workdir)
+  pconfig, variables = read_config(workdir), checkpoint_variables(workdir)
   assert pconfig.data.seq_len != config.data.seq_len  # so the LM keeps its own positions
-  pconfig.model_kwargs.max_length = pconfig.data.seq_len
-  lm = TASKS.build(pconfig.task, pconfig.task_kwargs.to_dict(), pconfig, run.dataset)
+  # The pretraining task as it was built: on rows of its own length.
+  lm = TASKS.build(
+    pconfig.task, pconfig.task_kwargs.to_dict(), pconfig, shape_only_dataset(pconfig, run.dataset)
+  )
   if pretraining == "causal_lm":
     assert "pretext" not in params
     lm_params = params["encoder"]
-    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]}, jax.random.key(0))
+    expected, _ = jax.jit(lm.loss_fn)(
+      lm_params, {}, {"tokens": batch["tokens"]}, jax.random.key(0), 0
+    )
   else:
     assert _equal(
       params["pretext"], {k: v for k, v in variables["params"].items() if k != "encoder"}
@@ -323,7 +338,7 @@ def test_semi_supervised_adds_the_pretraining_lm_loss(
     lm_params = {**params["pretext"], "encoder": params["encoder"]}
     # The masking draws from the key the task hands the pretext loss.
     unlabelled_key = jax.random.split(jax.random.key(3), 4)[3]
-    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]}, unlabelled_key)
+    expected, _ = jax.jit(lm.loss_fn)(lm_params, {}, {"tokens": batch["tokens"]}, unlabelled_key, 0)
   assert float(metrics["unlabelled_loss"]) == pytest.approx(float(expected), rel=1e-5)
   assert float(loss) == pytest.approx(
     float(metrics["supervised_loss"]) + 0.5 * float(expected), rel=1e-5

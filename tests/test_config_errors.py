@@ -120,8 +120,10 @@ def test_evaluator_misconfigurations_are_refused_before_training():
   config.evals = {"online_probe": {}}
   with pytest.raises(ConfigError, match="config.online_probe=True"):
     validate_config(config)
-  config.evals = {"fine_tune": {"feature_sets": ("raw_pixels",)}}
-  with pytest.raises(ConfigError, match=r"\['raw_pixels'\].*\['trained', 'random_init'\]"):
+  config.evals = {"knn": {"feature_sets": ("raw_pixel",)}}
+  with pytest.raises(
+    ConfigError, match=r"\['raw_pixel'\].*\['trained', 'random_init', 'raw_pixels'\]"
+  ):
     validate_config(config)
   config.data = {"name": "tfds", "dataset": "cifar10", "data_dir": "/no/such/tfds"}
   config.evals = {}
@@ -151,3 +153,136 @@ def test_readme_names_every_registered_part():
       name for name in registry.names() if registry.get(name).__module__.startswith("ssl_jax.")
     }
     assert len(shipped) >= 4 and shipped <= rows[key], (key, shipped - rows[key])
+
+
+def _pairing_candidates():
+  """Configs of tasks with different capabilities: vision, masked LM, zero-shot."""
+  zero_shot = tiny_mlm_config()
+  zero_shot.task = "zero_shot"
+  zero_shot.task_kwargs = {"init_from": ""}
+  return [tiny_simclr_config(), tiny_mlm_config(), zero_shot]
+
+
+def test_every_evaluator_refuses_a_task_without_its_capability():
+  """For each evaluator, a task class lacking one of its declared capabilities is refused by
+  validate_config, naming the evaluator, the task, the capability and the tasks that have it."""
+  from ssl_jax.registry import EVALUATORS, TASKS
+  from ssl_jax.tasks.capabilities import missing_capabilities, tasks_with
+
+  for name in EVALUATORS.names():
+    required = EVALUATORS.requirements(name)
+    assert required, f"evaluator {name!r} declares no capability"
+    for config in _pairing_candidates():
+      missing = missing_capabilities(TASKS.get(config.task), required)
+      if missing:
+        break
+    else:
+      raise AssertionError(f"no candidate task lacks what {name!r} needs")
+    config.evals = {name: {}}
+    config.online_probe = False
+    capability = missing[0].__name__
+    with pytest.raises(ConfigError) as error:
+      validate_config(config)
+    message = str(error.value)
+    assert f"Evaluator {name!r}" in message and f"task {config.task!r}" in message, message
+    assert capability in message and str(tasks_with(missing[0])) in message, message
+
+
+def test_online_probe_needs_a_task_that_trains_one():
+  config = tiny_mlm_config()
+  config.online_probe = True
+  with pytest.raises(ConfigError, match=r"config.online_probe=True.*OnlineProbe.*task 'mlm'"):
+    validate_config(config)
+
+
+def test_a_mismatched_pairing_exits_before_any_data_or_checkpoint(tmp_path):
+  workdir = tmp_path / "w"
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "ssl_jax.main",
+      "--config",
+      os.path.join(REPO, "configs", "simclr_digits.py"),
+      "--workdir",
+      str(workdir),
+      '--config.evals={"masked_lm": {}}',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.startswith("Error: Evaluator 'masked_lm' needs a task that predicts masked")
+  assert "MaskedTokenPredictor" in result.stderr and "['mlm']" in result.stderr
+  assert not workdir.exists()
+
+
+def test_every_option_of_a_named_part_can_be_set_from_the_command_line(tmp_path):
+  """DINO's student_temp is not in configs/dino_digits.py; its default is in the resolved
+  config, so the flag is accepted, and config.json records every option."""
+  import json
+
+  workdir = tmp_path / "dino"
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "ssl_jax.main",
+      "--config",
+      os.path.join(REPO, "configs", "dino_digits.py"),
+      "--workdir",
+      str(workdir),
+      "--config.task_kwargs.student_temp=0.2",
+      "--config.total_steps=1",
+      "--config.batch_size=16",
+      "--config.evals={}",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr
+  written = json.loads((workdir / "config.json").read_text())
+  assert written["task_kwargs"]["student_temp"] == 0.2
+  assert written["task_kwargs"]["center_momentum"] == 0.9  # a default the file never spelt
+  assert written["model_kwargs"]["block"] == "basic"
+  typo = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "ssl_jax.main",
+      "--config",
+      os.path.join(REPO, "configs", "dino_digits.py"),
+      "--workdir",
+      str(tmp_path / "typo"),
+      "--config.task_kwargs.student_tmp=0.2",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert typo.returncode != 0 and "student_tmp" in typo.stderr
+  assert not (tmp_path / "typo").exists()
+
+
+def test_resolved_defaults_follow_the_part_a_name_override_picks():
+  from ssl_jax.config_base import resolve_defaults
+  from ssl_jax.main import _ResolvedConfigFileParser
+
+  parser = _ResolvedConfigFileParser(name="config", lock_config=False)
+  argv = sys.argv
+  sys.argv = ["main", "--config.task_kwargs.peft.name=adapter", "--config.task_kwargs.method=peft"]
+  try:
+    config = parser.parse(os.path.join(REPO, "configs", "classify_python_packages.py"))
+  finally:
+    sys.argv = argv
+  assert config.task_kwargs.peft.to_dict() == {
+    "name": "adapter",
+    "size": 16,
+    "targets": r"(attention/out|mlp_out)$",
+  }
+  assert config.evals.classification.every == 0
+  assert (
+    resolve_defaults(config.copy_and_resolve_references()) == config.copy_and_resolve_references()
+  )

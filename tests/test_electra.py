@@ -57,7 +57,7 @@ def test_generator_is_a_quarter_width_and_shares_embeddings(electra):
 
 def test_predictions_mask_85_15_and_label_exactly_the_changed_tokens(electra):
   task, batch = electra.task, electra.example
-  out = task.predictions(
+  out = task.replaced_token_predictions(
     electra.state.params, electra.state.model_state, batch, jax.random.key(3), train=False
   )
   tokens = np.asarray(batch["tokens"])
@@ -81,13 +81,17 @@ def test_predictions_mask_85_15_and_label_exactly_the_changed_tokens(electra):
 def test_loss_is_generator_plus_50_discriminator(electra):
   task, state = electra.task, electra.state
   key = jax.random.key(5)
-  loss, (metrics, _) = task.loss_fn(state.params, state.model_state, electra.example, key)
+  loss, (metrics, _) = task.loss_fn(
+    state.params, state.model_state, electra.example, key, state.step
+  )
   np.testing.assert_allclose(
     loss, metrics["generator_loss"] + 50.0 * metrics["discriminator_loss"], rtol=1e-5
   )
   # The discriminator loss is the mean BCE over real tokens, recomputed by hand.
   _, rng = jax.random.split(key)  # loss_fn splits off the augmentation key first
-  out = task.predictions(state.params, state.model_state, electra.example, rng, train=True)
+  out = task.replaced_token_predictions(
+    state.params, state.model_state, electra.example, rng, train=True
+  )
   bce = np.asarray(optax.sigmoid_binary_cross_entropy(out["discriminator_logits"], out["labels"]))
   real = np.asarray(electra.example["tokens"]) != 0
   np.testing.assert_allclose(metrics["discriminator_loss"], bce[real].mean(), rtol=1e-5)
@@ -99,7 +103,7 @@ def test_generator_gets_no_gradient_through_its_samples(electra):
   task, state = electra.task, electra.state
 
   def discriminator_loss(params):
-    out = task.predictions(
+    out = task.replaced_token_predictions(
       params, state.model_state, electra.example, jax.random.key(1), train=False
     )
     return optax.sigmoid_binary_cross_entropy(out["discriminator_logits"], out["labels"]).mean()

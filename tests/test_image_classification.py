@@ -4,16 +4,17 @@ read paired batches, and adversarial training plus the robustness evaluator run 
 
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import checkpoint_variables, load_config
 from conftest import trained_steps as _trained
 from conftest import trees_equal as _equal
 
 from ssl_jax import train
 from ssl_jax.registry import ConfigError
-from ssl_jax.tasks.fine_tuning import read_pretraining
 
 
-def fine_tune_config(workdir, per_class=2, unlabelled="drop", **task_kwargs):
+def fine_tune_config(workdir, per_class=2, unlabelled="drop", method="full", **task_kwargs):
+  """A fine-tune of `workdir`; method "lora" is method "peft" with the config's LoRA block."""
+  task_kwargs["method"] = "peft" if method == "lora" else method
   config = load_config("classify_digits")
   config.task_kwargs.update(dict(init_from=workdir, **task_kwargs))
   config.label_budget.update(dict(per_class=per_class, unlabelled=unlabelled))
@@ -27,7 +28,7 @@ def fine_tune_config(workdir, per_class=2, unlabelled="drop", **task_kwargs):
 def test_methods_load_weights_and_statistics_and_train_what_they_say(
   simclr_workdir, method, devices
 ):
-  checkpoint = read_pretraining(simclr_workdir)[1]
+  checkpoint = checkpoint_variables(simclr_workdir)
   (params, state), (end_params, end_state), metrics = _trained(
     fine_tune_config(simclr_workdir, method=method)
   )
@@ -41,25 +42,25 @@ def test_methods_load_weights_and_statistics_and_train_what_they_say(
   # A linear probe reads the frozen encoder in eval mode: its statistics stay pretrained.
   assert _equal(stats, end_state["batch_stats"]["encoder"]) == (method == "linear")
   if method == "lora":
-    assert sorted(end_params["lora"])[:2] == [
+    assert sorted(end_params["peft"])[:2] == [
       "encoder/BasicBlock_0/Conv_0",
       "encoder/BasicBlock_0/Conv_1",
     ]
-    assert not _equal(params["lora"], end_params["lora"])
+    assert not _equal(params["peft"], end_params["peft"])
 
 
 @pytest.mark.parametrize("objective", ["pretext", "fixmatch"])
 def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objective, devices):
-  config = fine_tune_config(
-    simclr_workdir, unlabelled="pair", semi_supervised=objective, pseudo_label_threshold=0.0
-  )
+  config = fine_tune_config(simclr_workdir, unlabelled="pair", semi_supervised={"name": objective})
+  if objective == "fixmatch":
+    config.task_kwargs.semi_supervised.threshold = 0.0
   (params, _), (end_params, _), metrics = _trained(config)
   assert metrics["loss"] == pytest.approx(
     metrics["supervised_loss"] + metrics["unlabelled_loss"], rel=1e-5
   )
   if objective == "pretext":
     # SimCLR's projector comes from the checkpoint and keeps training on every image.
-    checkpoint = read_pretraining(simclr_workdir)[1]["params"]
+    checkpoint = checkpoint_variables(simclr_workdir)["params"]
     assert _equal(params["pretext"]["projector"], checkpoint["projector"])
     assert not _equal(params["pretext"], end_params["pretext"])
     assert [k for k in metrics if k.startswith("pretext_")]  # SimCLR's own metrics, prefixed
@@ -68,7 +69,7 @@ def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objec
 
 
 def test_adversarial_fine_tune_and_robustness_evaluator(simclr_workdir, tmp_path, devices):
-  config = fine_tune_config(simclr_workdir, per_class=0, adversarial="pgd", adv_steps=2)
+  config = fine_tune_config(simclr_workdir, per_class=0, adversarial={"name": "pgd", "steps": 2})
   config.evals = {"robustness": dict(eps=(0.0, 0.3), steps=3, step_size=0.15), "classification": {}}
   results = train.train_and_evaluate(config, str(tmp_path))
   row = results["evals"]["robustness"]["image_classification"]
@@ -83,12 +84,15 @@ def test_adversarial_fine_tune_and_robustness_evaluator(simclr_workdir, tmp_path
 def test_fine_tuning_errors_name_the_fix(simclr_workdir, tmp_path):
   with pytest.raises(ConfigError, match="set config.label_budget.unlabelled='pair'"):
     train.build_task(
-      fine_tune_config(simclr_workdir, semi_supervised="fixmatch"),
+      fine_tune_config(simclr_workdir, semi_supervised={"name": "fixmatch"}),
       train.build_dataset(fine_tune_config(simclr_workdir), None),
     )
-  config = fine_tune_config(simclr_workdir, method="zero_shot")
+  config = fine_tune_config(simclr_workdir, method="peft")
+  config.task_kwargs.peft = {"name": "prompt"}
   with pytest.raises(
-    ConfigError, match="image classification has full, linear, scratch, lora, adapter"
+    ConfigError,
+    match=r"'prompt' works on \['text'\] inputs, not image; valid for image: "
+    r"\['adapter', 'lora', 'prefix'\]",
   ):
     train.build_task(config, train.build_dataset(config, None))
   with pytest.raises(FileNotFoundError, match="config.json does not exist"):

@@ -18,8 +18,6 @@ to the base model. `merge` folds the update into the kernels for adapter-free in
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
 import zlib
 from collections.abc import Callable
@@ -29,7 +27,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 PyTree = Any
 Adapters = dict[str, dict[str, jax.Array]]
@@ -212,54 +209,3 @@ def unmerge(params: PyTree, adapters: Adapters, config: LoraConfig) -> PyTree:
 
 def count_parameters(tree: PyTree) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
-
-
-def _nest(adapters: Adapters) -> dict:
-  nested: dict = {}
-  for path, adapter in adapters.items():
-    node = nested
-    for name in path.split("/"):
-      node = node.setdefault(name, {})
-    node.update(adapter)
-  return nested
-
-
-def _flatten(nested: dict, prefix: str = "") -> Adapters:
-  if set(nested) == {"a", "b"} and not isinstance(nested["a"], dict):
-    return {prefix: dict(nested)}
-  flat: Adapters = {}
-  for name, child in nested.items():
-    flat.update(_flatten(child, f"{prefix}/{name}" if prefix else name))
-  return flat
-
-
-def save_adapters(directory: str, adapters: Adapters, config: LoraConfig) -> int:
-  """Writes only the adapters (Orbax, atomically) and their config; returns the bytes on
-  disk. The base model comes from its own pretraining checkpoint."""
-  directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, "lora.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(dataclasses.asdict(config), f, indent=2)
-  os.replace(tmp, os.path.join(directory, "lora.json"))
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(
-    os.path.join(directory, "adapters"), _nest(jax.device_get(adapters)), force=True
-  )
-  checkpointer.wait_until_finished()
-  return sum(
-    os.path.getsize(os.path.join(root, name))
-    for root, _, names in os.walk(directory)
-    for name in names
-  )
-
-
-def load_adapters(directory: str) -> tuple[Adapters, LoraConfig]:
-  """The adapters and config that `save_adapters` wrote."""
-  config_path = os.path.join(directory, "lora.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"No LoRA adapters in {directory!r}: {config_path} is missing.")
-  with open(config_path) as f:
-    config = LoraConfig(**json.load(f))
-  nested = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), "adapters"))
-  return _flatten(nested), config

@@ -70,10 +70,12 @@ class ElectraModel(nn.Module):
     self.discriminator_dense = nn.Dense(dims["width"])
     self.discriminator_out = nn.Dense(1)
 
-  def generator_logits(self, tokens, valid, positions, train: bool, **packing) -> jnp.ndarray:
-    """[B, K, V] logits at the masked `positions`."""
+  def generator_logits(
+    self, tokens, valid, masked_positions, train: bool, **packing
+  ) -> jnp.ndarray:
+    """[B, K, V] logits at the `masked_positions` ([B, K]); `packing` describes packed rows."""
     hidden = self.generator(tokens, valid, train=train, **packing)
-    hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
+    hidden = jnp.take_along_axis(hidden, masked_positions[..., None], axis=1)
     return self.generator_head(hidden, self.generator.attend)
 
   def discriminator_logits(self, tokens, valid, train: bool, **packing) -> jnp.ndarray:
@@ -85,9 +87,9 @@ class ElectraModel(nn.Module):
   def discriminator_features(self, tokens, valid, **packing) -> jnp.ndarray:
     return self.discriminator(tokens, valid, train=False, **packing)
 
-  def __call__(self, tokens, valid, positions, train: bool = True, **packing):
+  def __call__(self, tokens, valid, masked_positions, train: bool = True, **packing):
     return (
-      self.generator_logits(tokens, valid, positions, train, **packing),
+      self.generator_logits(tokens, valid, masked_positions, train, **packing),
       self.discriminator_logits(tokens, valid, train, **packing),
     )
 
