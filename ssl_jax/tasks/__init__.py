@@ -13,6 +13,7 @@ from ssl_jax.tasks import (
   mae,
   mlm,
   moco_v3,
+  nnclr,
   reconstruction,
   redundancy,
   simclr,
