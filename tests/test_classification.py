@@ -343,3 +343,54 @@ def test_semi_supervised_adds_the_pretraining_lm_loss(
   assert float(loss) == pytest.approx(
     float(metrics["supervised_loss"]) + 0.5 * float(expected), rel=1e-5
   )
+
+
+# --- Every pretext with an encoder view fine-tunes the same way ---------------------------------
+
+
+def _tiny_pretraining(name, tmp_path_factory):
+  from conftest import load_config
+
+  config = load_config(f"{name}_python_text")
+  config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  config.data.update(dict(seq_len=35, vocab_size=500, stdlib_docstrings=False))
+  if name == "t5":
+    config.data.extra_ids = 10
+  config.batch_size, config.eval_batch_size = 16, 32
+  config.total_steps, config.log_every, config.checkpoint_every = 2, 2, 2
+  config.evals, config.optim.warmup_steps = {}, 1
+  workdir = str(tmp_path_factory.mktemp(name))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.mark.parametrize(
+  "pretext, encoder_of",
+  [
+    # T5: the encoder stack, with the token table both stacks share as its embedding.
+    ("t5", lambda p: {**p["encoder"], "embed": p["shared"]}),
+    # ELECTRA: the discriminator, with the embeddings it shares with the generator.
+    ("electra", lambda p: {**p["discriminator"], "embed": p["embed"]}),
+  ],
+)
+def test_t5_and_electra_runs_fine_tune_like_bert_and_gpt(
+  pretext, encoder_of, tmp_path_factory, devices
+):
+  workdir = _tiny_pretraining(pretext, tmp_path_factory)
+  config = classification_config(workdir)  # the same command as from BERT: only init_from
+  config.data.seq_len = 24
+  checkpoint = checkpoint_variables(workdir)["params"]
+  expected = encoder_of(checkpoint)
+  (start, _), (end, _), metrics = trained_steps(config)
+  assert jax.tree.structure(start["encoder"]) == jax.tree.structure(expected)
+  assert _equal(start["encoder"], expected)
+  assert np.isfinite(float(metrics["loss"])) and not _equal(start["encoder"], end["encoder"])
+  if pretext == "t5":  # the 10 sentinels stay in the table, unused by the docstrings
+    assert start["encoder"]["embed"]["token_embed"]["embedding"].shape == (510, 32)
+  # The classifier's features are the pretraining task's own (its `represent`).
+  task = train.build_task(config, train.build_dataset(config, None))
+  rows = {"tokens": jnp.asarray(task.dataset.split("test")["tokens"][:8])}
+  ours = task.represent({"encoder": expected, "head": start["head"]}, {}, rows)
+  source = task.source
+  theirs = source.task.represent(checkpoint, {}, rows)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)

@@ -268,9 +268,9 @@ def test_every_option_of_a_named_part_can_be_set_from_the_command_line(tmp_path)
 
 def test_resolved_defaults_follow_the_part_a_name_override_picks():
   from ssl_jax.config_base import resolve_defaults
-  from ssl_jax.main import _ResolvedConfigFileParser
+  from ssl_jax.config_file import ResolvedConfigFileParser
 
-  parser = _ResolvedConfigFileParser(name="config", lock_config=False)
+  parser = ResolvedConfigFileParser(name="config", lock_config=False)
   argv = sys.argv
   sys.argv = ["main", "--config.task_kwargs.peft.name=adapter", "--config.task_kwargs.method=peft"]
   try:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.adapt import bottleneck, lora, prompts
+from ssl_jax.adapt.parts import Part, build_part
 from ssl_jax.registry import ConfigError, Registry
 
 PyTree = Any
@@ -28,7 +29,7 @@ PEFT: Registry[Any] = Registry("PEFT method")
 DEFAULT_LORA_TARGETS = r"Conv_\d+$|attention/(query|value)$"
 
 
-class PeftMethod(abc.ABC):
+class PeftMethod(Part):
   """One parameter-efficient method: its parameters for a model, and the model applied with
   them. `modalities` lists the inputs it works on."""
 
@@ -149,13 +150,4 @@ class PromptTuning(PeftMethod):
 
 def build_peft(block: dict[str, Any], modality: str) -> PeftMethod:
   """The method a `task_kwargs.peft` block names, built with the block's other options."""
-  options = dict(block)
-  name = options.pop("name", "lora")
-  method = PEFT.build(name, options)
-  if modality not in method.modalities:
-    valid = [n for n in PEFT.names() if modality in PEFT.get(n).modalities]
-    raise ConfigError(
-      f"PEFT method {name!r} works on {list(method.modalities)} inputs, not {modality}; "
-      f"valid for {modality}: {valid}."
-    )
-  return method
+  return build_part(PEFT, {"name": "lora", **block}, modality, "config.task_kwargs.peft")

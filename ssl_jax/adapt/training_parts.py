@@ -20,6 +20,7 @@ from typing import Any
 import jax
 
 from ssl_jax.adapt import adversarial as attacks
+from ssl_jax.adapt.parts import Part
 from ssl_jax.adapt.semi_supervised import pseudo_label_loss
 from ssl_jax.losses import cross_entropy
 from ssl_jax.registry import ConfigError, Registry
@@ -27,25 +28,6 @@ from ssl_jax.registry import ConfigError, Registry
 PyTree = Any
 ADVERSARIAL: Registry[Any] = Registry("adversarial training")
 SEMI_SUPERVISED: Registry[Any] = Registry("semi-supervised objective")
-
-
-class Part(abc.ABC):  # noqa: B024  (a base for the modalities check; parts add the methods)
-  modalities: tuple[str, ...] = ("image", "text")
-
-
-def build_part(registry: Registry, block: dict[str, Any], modality: str, where: str) -> Any:
-  """The part `block["name"]` names, built with the block's other options, checked against
-  the task's modality."""
-  options = dict(block)
-  name = options.pop("name", "none")
-  part = registry.build(name, options)
-  if modality not in part.modalities:
-    valid = [n for n in registry.names() if modality in registry.get(n).modalities]
-    raise ConfigError(
-      f"{where}.name={name!r} works on {list(part.modalities)} inputs, not {modality}; "
-      f"valid for {modality}: {valid}."
-    )
-  return part
 
 
 # --- Adversarial training -------------------------------------------------------------------

@@ -76,7 +76,7 @@ class TransformerEncoderDecoder(nn.Module):
   def standalone_encoder(self) -> TransformerEncoder:
     """The encoder stack as a module of its own, the shared token table its `embed`: its
     params are {**params["encoder"], "embed": params["shared"]} of this model's."""
-    return TransformerEncoder(depth=self.dims["depth"], **self._stack_options())
+    return TransformerEncoder(depth=self.dims["depth"], **self._stack_options(), parent=None)
 
   def encode(
     self, inputs: jnp.ndarray, input_valid: jnp.ndarray, train: bool = True

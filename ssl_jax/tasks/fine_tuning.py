@@ -24,9 +24,10 @@ import numpy as np
 import optax
 
 from ssl_jax.adapt import freeze, task_weights
+from ssl_jax.adapt.parts import build_part
 from ssl_jax.adapt.peft import PEFT as PEFT_METHODS
 from ssl_jax.adapt.peft import build_peft
-from ssl_jax.adapt.training_parts import ADVERSARIAL, SEMI_SUPERVISED, build_part
+from ssl_jax.adapt.training_parts import ADVERSARIAL, SEMI_SUPERVISED
 from ssl_jax.data.label_budget import LABELLED_PREFIX
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import MODELS, ConfigError

@@ -56,7 +56,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
       "finished pretraining run."
     )
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    # dataset_info may hold special-token names with dots (T5's "<extra_id_0..99>").
+    return ml_collections.ConfigDict(json.load(f), allow_dotted_keys=True)
 
 
 def check_source(workdir: str) -> ml_collections.ConfigDict:
@@ -71,14 +72,16 @@ def check_source(workdir: str) -> ml_collections.ConfigDict:
 
 
 def shape_only_dataset(config: ml_collections.ConfigDict, like: Dataset) -> Dataset:
-  """A one-row training split with the pretraining rows' shapes (from its dataset_info), and
-  the facts of `like` (the fine-tune's data, which shares the tokenizer): what the task's
-  constructor reads to size its model."""
-  info = dict(like.info)
-  fields = config.get("dataset_info", {}).get(TRAIN_FIELDS)
+  """A one-row training split with the pretraining rows' shapes and the pretraining data's
+  facts (its dataset_info: vocabulary size with any T5 sentinels, special ids), over those of
+  `like` (the fine-tune's data, which shares the tokenizer and has its per-piece tables): what
+  the task's constructor reads to size its model."""
+  recorded = config.get("dataset_info", ml_collections.ConfigDict()).to_dict()
+  fields = recorded.pop(TRAIN_FIELDS, None)
+  info = {**like.info, **recorded}
   rows = {}
   if fields:
-    for key, (shape, dtype) in fields.to_dict().items():
+    for key, (shape, dtype) in fields.items():
       rows[key] = np.zeros((1, *shape), dtype)
   else:  # a run written before the shapes were recorded: the fine-tune's rows
     train = like.split(like.train_split)
@@ -98,10 +101,12 @@ def load_pretrained_run(
   config = check_source(workdir).copy_and_resolve_references()
   config.model_kwargs.update(model_overrides or {})
   pretraining_info = config.get("dataset_info", {})
-  if "vocab_size" in like.info and pretraining_info.get("vocab_size") != like.info["vocab_size"]:
+  # The text pieces must agree; sentinels a T5 run appended never occur in the fine-tune's text.
+  pieces = lambda info: info.get("text_vocab_size", info.get("vocab_size"))
+  if "vocab_size" in like.info and pieces(pretraining_info) != pieces(like.info):
     raise ConfigError(
       f"The pretraining run in {workdir!r} has a vocabulary of "
-      f"{pretraining_info.get('vocab_size')} pieces, this data {like.info['vocab_size']}: set "
+      f"{pieces(pretraining_info)} pieces, this data {pieces(like.info)}: set "
       f"config.data.tokenizer_path={pretraining_info.get('tokenizer_path')!r}."
     )
   rows = shape_only_dataset(config, like)

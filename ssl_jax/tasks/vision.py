@@ -14,6 +14,7 @@ import optax
 
 from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
+from ssl_jax.losses import weighted_mean
 from ssl_jax.models.heads import LinearClassifier
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.base import Metrics, PyTree, Task, build_model, without_key
@@ -229,11 +230,10 @@ class VisionTask(Task, EncoderView, OnlineProbe):
     logits, _ = self.apply("online_probe", params, {}, jax.lax.stop_gradient(features))
     labels = batch["label"]
     # Unlabelled records (label -1, e.g. STL-10's unlabelled split) train the encoder only.
-    labelled = labels >= 0
-    count = jnp.maximum(labelled.sum(), 1)
+    labelled = (labels >= 0).astype(jnp.float32)
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
-    probe_loss = jnp.sum(per_example * labelled) / count
-    accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * labelled) / count
+    probe_loss = weighted_mean(per_example, labelled)
+    accuracy = weighted_mean(jnp.argmax(logits, -1) == labels, labelled)
     return loss + probe_loss, {
       **metrics,
       "online_probe_loss": probe_loss,

@@ -1,0 +1,28 @@
+"""What the fine-tuning parts share (PEFT methods, adversarial training, semi-supervised
+objectives): the modalities a part works on, and building one from its config block."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from ssl_jax.registry import ConfigError, Registry
+
+
+class Part(abc.ABC):  # noqa: B024  (a base for the modalities check; parts add the methods)
+  modalities: tuple[str, ...] = ("image", "text")
+
+
+def build_part(registry: Registry, block: dict[str, Any], modality: str, where: str) -> Any:
+  """The part `block["name"]` names, built with the block's other options, checked against
+  the task's modality."""
+  options = dict(block)
+  name = options.pop("name", "none")
+  part = registry.build(name, options)
+  if modality not in part.modalities:
+    valid = [n for n in registry.names() if modality in registry.get(n).modalities]
+    raise ConfigError(
+      f"{where}.name={name!r} works on {list(part.modalities)} inputs, not {modality}; "
+      f"valid for {modality}: {valid}."
+    )
+  return part
