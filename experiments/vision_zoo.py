@@ -26,6 +26,7 @@ METHODS = (
   "moco_v3",
   "byol",
   "simsiam",
+  "nnclr",
   "barlow_twins",
   "vicreg",
   "dino",
@@ -53,7 +54,9 @@ def load_config(method: str):
 def median_throughput(workdir: str) -> float:
   """Median logged examples/s, skipping the first log (it includes the compilation)."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    values = [json.loads(line)["examples_per_second"] for line in f]
+    records = [json.loads(line) for line in f]
+  # Evaluator and early-stopping lines carry no throughput.
+  values = [r["examples_per_second"] for r in records if "examples_per_second" in r]
   return statistics.median(values[1:] or values)
 
 

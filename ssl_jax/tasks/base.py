@@ -1,4 +1,5 @@
-"""The contract between a pretext task and the trainer/evaluators."""
+"""The contract between a task and the trainer: init, the loss, the after-update hook, the
+optimizer wrapper, pretrained weights in and trained weights out."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ class Task(abc.ABC):
 
   Subclasses are registered with `@TASKS.register(name)` and constructed as
   `Task(config, dataset, **config.task_kwargs)`. Everything the train step needs arrives as
-  arguments, so all methods are pure and jit-able.
+  arguments, so all methods are pure and jit-able. What else a task can do (give features,
+  expose its encoder, predict tokens, classify...) it declares by inheriting the interfaces of
+  `ssl_jax.tasks.capabilities`; evaluators and fine-tuning use only those.
   """
 
   modality: str = "image"
