@@ -159,13 +159,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         {k: v for k, v in block.items() if k != "name"},
         where=f"config.task_kwargs.{key}",
       )
+      modality = TASKS.get(config.task).modality
+      if modality not in registry.get(block.name).modalities:
+        valid = [n for n in registry.names() if modality in registry.get(n).modalities]
+        raise ConfigError(
+          f"config.task_kwargs.{key}.name={block.name!r} does not work on {modality} inputs "
+          f"(task {config.task!r}); valid for {modality}: {valid}."
+        )
   MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
   early_stopping.validate(config.early_stopping)
   for name, options in config.evals.items():
     options = evaluator_options(options or {})
     EVALUATORS.validate(name, options, num_positional=1, where=f"config.evals.{name}")
     every = (config.evals[name] or {}).get(EVERY, 0)
-    if not isinstance(every, int) or every < 0:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
       raise ConfigError(f"config.evals.{name}.every must be an integer >= 0, got {every!r}.")
   check_pairing(config)
   if "online_probe" in config.evals and not config.online_probe:

@@ -286,3 +286,37 @@ def test_resolved_defaults_follow_the_part_a_name_override_picks():
   assert (
     resolve_defaults(config.copy_and_resolve_references()) == config.copy_and_resolve_references()
   )
+
+
+def test_fine_tuning_options_are_checked_before_any_data(tmp_path):
+  from conftest import load_config
+
+  config = load_config("classify_digits")
+  config.task_kwargs.init_from = ""
+  config.task_kwargs.semi_supervised = {"name": "fixmatch"}
+  validate_config(config)  # images have a strong view
+  text = load_config("classify_python_packages")
+  text.task_kwargs.init_from = ""
+  text.data.tokenizer_path = ""
+  text.task_kwargs.semi_supervised = {"name": "fixmatch"}
+  with pytest.raises(ConfigError, match=r"semi_supervised.name='fixmatch' does not work on text"):
+    validate_config(text)
+  text.task_kwargs.semi_supervised = {"name": "none"}
+  text.task_kwargs.peft = {"name": "lorra"}
+  with pytest.raises(ConfigError, match=r"Unknown PEFT method 'lorra'.*Did you mean 'lora'"):
+    validate_config(text)
+  text.task_kwargs.peft = {"name": "lora", "rnak": 4}
+  with pytest.raises(ConfigError, match=r"\['rnak'\].*config.task_kwargs.peft.*'rank'"):
+    validate_config(text)
+  text.task_kwargs.peft = {"name": "lora"}
+  text.task_kwargs.method = "lora"
+  with pytest.raises(ConfigError, match=r"method 'lora'.*'full', 'linear', 'peft', 'scratch'"):
+    validate_config(text)
+  text.task_kwargs.method = "full"
+  text.task_kwargs.init_from = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="config.json does not exist"):
+    validate_config(text)
+  text.task_kwargs.init_from = ""
+  text.evals = {"knn": {"every": True}}
+  with pytest.raises(ConfigError, match=r"config.evals.knn.every must be an integer >= 0"):
+    validate_config(text)

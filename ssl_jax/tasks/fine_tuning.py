@@ -33,7 +33,13 @@ from ssl_jax.data.source import Dataset
 from ssl_jax.registry import MODELS, ConfigError
 from ssl_jax.tasks.base import Metrics, PyTree, Task, without_key
 from ssl_jax.tasks.capabilities import Attackable, Represents
-from ssl_jax.tasks.pretrained import PretrainedRun, check_shapes, load_pretrained_run, place_like
+from ssl_jax.tasks.pretrained import (
+  PretrainedRun,
+  check_shapes,
+  check_source,
+  load_pretrained_run,
+  place_like,
+)
 
 METHODS = ("full", "linear", "peft", "scratch")
 PEFT, PRETEXT = "peft", "pretext"  # params keys of the PEFT method's and the pretext's params
@@ -127,6 +133,15 @@ class FineTuning(Task, Attackable, Represents):
       self.source = load_pretrained_run(init_from, dataset, model_overrides(config))
     # The pretraining task itself, when its loss is kept on the unlabelled rows.
     self.pretext = self.source.task if self.semi_supervised.keeps_pretext else None
+
+  @classmethod
+  def validate_options(cls, options: dict[str, Any]) -> None:
+    """Before any work: the method exists and init_from holds a run with an encoder view."""
+    method = options.get("method", "full")
+    if method not in METHODS:
+      raise ConfigError(f"Unknown config.task_kwargs.method {method!r}; valid: {list(METHODS)}.")
+    if options.get("init_from"):
+      check_source(options["init_from"])
 
   def encoder_module(self) -> nn.Module:
     """The encoder to fine-tune: the pretraining task's, or `config.model` without init_from."""
