@@ -116,6 +116,7 @@ def test_a_run_evaluates_its_best_validated_state_and_stays_stopped(
 
 def test_early_stopping_config_errors():
   config = load_config("classify_digits")
+  config.task_kwargs.init_from = ""  # no pretraining run here (validate_config reads it)
   config.early_stopping.update(dict(every=5, mode="maximum"))
   with pytest.raises(ConfigError, match="Unknown config.early_stopping.mode 'maximum'"):
     validate_config(config)
