@@ -155,6 +155,25 @@ def test_readme_names_every_registered_part():
     assert len(shipped) >= 4 and shipped <= rows[key], (key, shipped - rows[key])
 
 
+def _main(workdir, config_name, *flags, timeout=120):
+  """`python -m ssl_jax.main --config configs/<config_name>.py --workdir <workdir> <flags>`."""
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "ssl_jax.main",
+      "--config",
+      os.path.join(REPO, "configs", f"{config_name}.py"),
+      "--workdir",
+      str(workdir),
+      *flags,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
 def _pairing_candidates():
   """Configs of tasks with different capabilities: vision, masked LM, zero-shot."""
   zero_shot = tiny_mlm_config()
@@ -197,21 +216,7 @@ def test_online_probe_needs_a_task_that_trains_one():
 
 def test_a_mismatched_pairing_exits_before_any_data_or_checkpoint(tmp_path):
   workdir = tmp_path / "w"
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "ssl_jax.main",
-      "--config",
-      os.path.join(REPO, "configs", "simclr_digits.py"),
-      "--workdir",
-      str(workdir),
-      '--config.evals={"masked_lm": {}}',
-    ],
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = _main(workdir, "simclr_digits", '--config.evals={"masked_lm": {}}')
   assert result.returncode == 2, result.stderr
   assert result.stderr.startswith("Error: Evaluator 'masked_lm' needs a task that predicts masked")
   assert "MaskedTokenPredictor" in result.stderr and "['mlm']" in result.stderr
@@ -224,44 +229,16 @@ def test_every_option_of_a_named_part_can_be_set_from_the_command_line(tmp_path)
   import json
 
   workdir = tmp_path / "dino"
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "ssl_jax.main",
-      "--config",
-      os.path.join(REPO, "configs", "dino_digits.py"),
-      "--workdir",
-      str(workdir),
-      "--config.task_kwargs.student_temp=0.2",
-      "--config.total_steps=1",
-      "--config.batch_size=16",
-      "--config.evals={}",
-    ],
-    capture_output=True,
-    text=True,
-    timeout=300,
+  flags = ("--config.total_steps=1", "--config.batch_size=16", "--config.evals={}")
+  result = _main(
+    workdir, "dino_digits", "--config.task_kwargs.student_temp=0.2", *flags, timeout=300
   )
   assert result.returncode == 0, result.stderr
   written = json.loads((workdir / "config.json").read_text())
   assert written["task_kwargs"]["student_temp"] == 0.2
   assert written["task_kwargs"]["center_momentum"] == 0.9  # a default the file never spelt
   assert written["model_kwargs"]["block"] == "basic"
-  typo = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "ssl_jax.main",
-      "--config",
-      os.path.join(REPO, "configs", "dino_digits.py"),
-      "--workdir",
-      str(tmp_path / "typo"),
-      "--config.task_kwargs.student_tmp=0.2",
-    ],
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  typo = _main(tmp_path / "typo", "dino_digits", "--config.task_kwargs.student_tmp=0.2")
   assert typo.returncode != 0 and "student_tmp" in typo.stderr
   assert not (tmp_path / "typo").exists()
 

@@ -21,13 +21,6 @@ from ssl_jax.registry import ConfigError
 NORMS = ("linf", "l2")
 
 
-def _check(norm: str, eps: float) -> None:
-  if norm not in NORMS:
-    raise ValueError(f"Unknown attack norm {norm!r}; valid: {list(NORMS)}.")
-  if eps < 0:
-    raise ValueError(f"The attack budget eps must be >= 0; got {eps}.")
-
-
 def _per_example_norm(x: jnp.ndarray) -> jnp.ndarray:
   """L2 norm of each example (leading axis), shaped to broadcast against `x`."""
   norms = jnp.sqrt(jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1))
@@ -60,7 +53,7 @@ def fgsm(
   clip: tuple[float, float] | None = (0.0, 1.0),
 ) -> jnp.ndarray:
   """One step of size eps along the loss gradient's sign (L-inf) or direction (L2)."""
-  _check(norm, eps)
+  check_budget(norm, eps)
   grad = jax.grad(loss_fn)(x)
   return _clip(x + project(_ascent_step(grad, eps, norm), eps, norm), clip)
 
@@ -77,7 +70,7 @@ def pgd(
 ) -> jnp.ndarray:
   """`steps` projected ascent steps of `step_size`; with `key`, from a uniform random start in
   the ball (L-inf: each coordinate in [-eps, eps]; L2: a random direction and radius)."""
-  _check(norm, eps)
+  check_budget(norm, eps)
   delta = jnp.zeros_like(x)
   if key is not None:
     if norm == "linf":
@@ -125,7 +118,7 @@ def embedding_adversarial_loss(
   """
   if mode not in EMBEDDING_MODES:
     raise ValueError(f"Unknown embedding attack {mode!r}; valid: {list(EMBEDDING_MODES)}.")
-  _check("l2", eps)
+  check_budget("l2", eps)
   direction_key, radius_key = jax.random.split(key)
   direction = jax.random.normal(direction_key, shape) * mask
   radius = jax.random.uniform(radius_key, (shape[0],) + (1,) * (len(shape) - 1))
