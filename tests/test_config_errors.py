@@ -155,22 +155,10 @@ def test_readme_names_every_registered_part():
     assert len(shipped) >= 4 and shipped <= rows[key], (key, shipped - rows[key])
 
 
-def _main(workdir, config_name, *flags, timeout=120):
+def _run_config(workdir, config_name, *flags):
   """`python -m ssl_jax.main --config configs/<config_name>.py --workdir <workdir> <flags>`."""
-  return subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "ssl_jax.main",
-      "--config",
-      os.path.join(REPO, "configs", f"{config_name}.py"),
-      "--workdir",
-      str(workdir),
-      *flags,
-    ],
-    capture_output=True,
-    text=True,
-    timeout=timeout,
+  return _main(
+    "--config", os.path.join("configs", f"{config_name}.py"), "--workdir", str(workdir), *flags
   )
 
 
@@ -216,7 +204,7 @@ def test_online_probe_needs_a_task_that_trains_one():
 
 def test_a_mismatched_pairing_exits_before_any_data_or_checkpoint(tmp_path):
   workdir = tmp_path / "w"
-  result = _main(workdir, "simclr_digits", '--config.evals={"masked_lm": {}}')
+  result = _run_config(workdir, "simclr_digits", '--config.evals={"masked_lm": {}}')
   assert result.returncode == 2, result.stderr
   assert result.stderr.startswith("Error: Evaluator 'masked_lm' needs a task that predicts masked")
   assert "MaskedTokenPredictor" in result.stderr and "['mlm']" in result.stderr
@@ -238,7 +226,7 @@ def test_every_option_of_a_named_part_can_be_set_from_the_command_line(tmp_path)
   assert written["task_kwargs"]["student_temp"] == 0.2
   assert written["task_kwargs"]["center_momentum"] == 0.9  # a default the file never spelt
   assert written["model_kwargs"]["block"] == "basic"
-  typo = _main(tmp_path / "typo", "dino_digits", "--config.task_kwargs.student_tmp=0.2")
+  typo = _run_config(tmp_path / "typo", "dino_digits", "--config.task_kwargs.student_tmp=0.2")
   assert typo.returncode != 0 and "student_tmp" in typo.stderr
   assert not (tmp_path / "typo").exists()
 
