@@ -218,9 +218,7 @@ def test_every_option_of_a_named_part_can_be_set_from_the_command_line(tmp_path)
 
   workdir = tmp_path / "dino"
   flags = ("--config.total_steps=1", "--config.batch_size=16", "--config.evals={}")
-  result = _main(
-    workdir, "dino_digits", "--config.task_kwargs.student_temp=0.2", *flags, timeout=300
-  )
+  result = _run_config(workdir, "dino_digits", "--config.task_kwargs.student_temp=0.2", *flags)
   assert result.returncode == 0, result.stderr
   written = json.loads((workdir / "config.json").read_text())
   assert written["task_kwargs"]["student_temp"] == 0.2
