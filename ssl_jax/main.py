@@ -48,5 +48,21 @@ def main(argv: list[str]) -> None:
     sys.exit(3)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad --config override (a key the config does not have, a
+  value of the wrong type) as one `Error:` line and exit code 2 instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+    cause = error
+    while cause.args and isinstance(cause.args[0], Exception):  # AttributeError(KeyError(...))
+      cause = cause.args[0]
+    message = str(cause.args[0]) if cause.args else type(error).__name__
+    if isinstance(error, (AttributeError, KeyError)):  # ml_collections: "'key'\nDid you mean..."
+      message = "a --config override names a key the config does not have: " + message
+    print("Error: " + " ".join(message.replace("\\n", " ").split()), file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
