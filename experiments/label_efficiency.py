@@ -3,9 +3,11 @@ label-efficiency and robustness tables, made by one command.
 
   python experiments/label_efficiency.py --workdir /tmp/label_efficiency
 
-Three suites: digits (VICReg-pretrained ResNet, `configs/classify_digits.py`) and the
-`python_packages` text task (`configs/classify_python_packages.py`) twice, from the BERT
-(masked LM) run and from the GPT (causal LM) run. Each at 1, 5, 10 and all labels per class,
+Suites: digits (VICReg-pretrained ResNet, `configs/classify_digits.py`) and the
+`python_packages` text task (`configs/classify_python_packages.py`) from the BERT (masked LM)
+run and from the GPT (causal LM) run; `text_t5` and `text_electra` fine-tune the T5 run (its
+encoder) and the ELECTRA run (its discriminator) with the same config, only init_from
+changing (linear probe and full fine-tune rows). Each at 1, 5, 10 and all labels per class,
 a mean ± std over `--draws` label draws (at "all", over seeds): training the same network from
 scratch, a linear head on the frozen encoder, full fine-tuning, LoRA, and semi-supervised
 fine-tuning (the pretraining loss on every train example plus cross entropy on the labelled
