@@ -82,12 +82,12 @@ class MaskedTokenPredictor(Capability):
     """Masks `batch` with the task's own masking: (logits [B, K, V], targets [B, K],
     weights [B, K])."""
 
+  @abc.abstractmethod
   def masked_lm_log_probs(
     self, params: PyTree, model_state: PyTree, tokens: jax.Array, positions: jax.Array
   ) -> jax.Array:
     """[B, V] log-probabilities of the token at `positions` [B] of unmasked `tokens` [B, L]
-    (PET zero-shot scoring). Default: not available."""
-    raise NotImplementedError(f"{type(self).__name__} does not score single positions.")
+    (PET zero-shot scoring)."""
 
 
 class NextTokenPredictor(Capability):

@@ -14,6 +14,7 @@ way. Semi-supervised runs read batches made by `config.label_budget.unlabelled="
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import flax.linen as nn
@@ -149,9 +150,9 @@ class FineTuning(Task, Attackable, Represents):
       return self.source.task.encoder_module()
     return self.build_scratch_encoder()
 
+  @abc.abstractmethod
   def build_scratch_encoder(self) -> nn.Module:
-    """`config.model` for this data (no pretraining run); see subclasses."""
-    raise NotImplementedError
+    """`config.model` for this data (no pretraining run)."""
 
   # --- Parameters ---------------------------------------------------------------------------
 
@@ -265,9 +266,9 @@ class FineTuning(Task, Attackable, Represents):
     logits, _ = self.forward(params, model_state, batch[self.input_key], rng, train)
     return logits
 
+  @abc.abstractmethod
   def forward(self, params, model_state, inputs, rng, train: bool) -> tuple[jnp.ndarray, PyTree]:
-    """(logits, model state with updated batch statistics); see subclasses."""
-    raise NotImplementedError
+    """(logits, model state with updated batch statistics)."""
 
   def train_inputs(self, rng: jax.Array, inputs: jnp.ndarray, strength: str) -> jnp.ndarray:
     """The labelled ("weak") or FixMatch "strong" training view of `inputs`. Default: as is."""
