@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from ssl_jax import early_stopping
+from ssl_jax.adapt.parts import check_modality
 from ssl_jax.registry import DATASETS, EVALUATORS, MODELS, TASKS, ConfigError, check_options
 from ssl_jax.tasks.capabilities import OnlineProbe, describe_missing, missing_capabilities
 
@@ -159,13 +160,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         {k: v for k, v in block.items() if k != "name"},
         where=f"config.task_kwargs.{key}",
       )
-      modality = TASKS.get(config.task).modality
-      if modality not in registry.get(block.name).modalities:
-        valid = [n for n in registry.names() if modality in registry.get(n).modalities]
-        raise ConfigError(
-          f"config.task_kwargs.{key}.name={block.name!r} does not work on {modality} inputs "
-          f"(task {config.task!r}); valid for {modality}: {valid}."
-        )
+      check_modality(
+        registry, block.name, TASKS.get(config.task).modality, f"config.task_kwargs.{key}"
+      )
   MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
   early_stopping.validate(config.early_stopping)
   for name, options in config.evals.items():

@@ -263,7 +263,9 @@ def test_fine_tuning_options_are_checked_before_any_data(tmp_path):
   text.task_kwargs.init_from = ""
   text.data.tokenizer_path = ""
   text.task_kwargs.semi_supervised = {"name": "fixmatch"}
-  with pytest.raises(ConfigError, match=r"semi_supervised.name='fixmatch' does not work on text"):
+  with pytest.raises(
+    ConfigError, match=r"semi_supervised.name='fixmatch' works on \['image'\] inputs, not text"
+  ):
     validate_config(text)
   text.task_kwargs.semi_supervised = {"name": "none"}
   text.task_kwargs.peft = {"name": "lorra"}

@@ -18,11 +18,16 @@ def build_part(registry: Registry, block: dict[str, Any], modality: str, where: 
   the task's modality."""
   options = dict(block)
   name = options.pop("name", "none")
-  part = registry.build(name, options)
-  if modality not in part.modalities:
+  check_modality(registry, name, modality, where)
+  return registry.build(name, options)
+
+
+def check_modality(registry: Registry, name: str, modality: str, where: str) -> None:
+  """Raises ConfigError if part `name` of `registry` does not work on `modality` inputs."""
+  modalities = registry.get(name).modalities
+  if modality not in modalities:
     valid = [n for n in registry.names() if modality in registry.get(n).modalities]
     raise ConfigError(
-      f"{where}.name={name!r} works on {list(part.modalities)} inputs, not {modality}; "
+      f"{where}.name={name!r} works on {list(modalities)} inputs, not {modality}; "
       f"valid for {modality}: {valid}."
     )
-  return part

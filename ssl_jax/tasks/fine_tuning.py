@@ -102,8 +102,7 @@ class FineTuning(Task, Attackable, Represents):
         ("semi_supervised", semi_supervised),
       )
     )
-    if method not in METHODS:
-      raise ConfigError(f"Unknown config.task_kwargs.method {method!r}; valid: {list(METHODS)}.")
+    # The method's name was checked with the other options (`validate_options`).
     if "num_classes" not in dataset.info:
       raise ConfigError(
         f"Task {config.task!r} needs labelled data; {config.data.name!r} has no labels."
