@@ -128,6 +128,8 @@ class Registry(Generic[T]):
     return self._entries[name]
 
   def _target(self, name: str, num_positional: int) -> tuple[Callable[..., Any], int]:
+    """(the function whose signature lists `name`'s options, how many leading arguments of
+    it are not options: `self` for a class and the caller's positional ones)."""
     builder = self.get(name)
     if inspect.isclass(builder):
       return builder.__init__, num_positional + 1
@@ -154,8 +156,7 @@ class Registry(Generic[T]):
     `num_positional` counts the leading arguments the caller passes itself (not from config).
     """
     builder = self.get(name)
-    target = builder.__init__ if inspect.isclass(builder) else builder
-    skip = num_positional + (1 if inspect.isclass(builder) else 0)
+    target, skip = self._target(name, num_positional)
     valid = accepted_options(target, skip=skip)
     if valid is not None:
       check_options(f"{self.kind} {name!r}", options, valid, where=where)
