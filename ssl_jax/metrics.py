@@ -38,6 +38,32 @@ def format_duration(seconds: float) -> str:
   return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+def drop_records_after(path: str, step: int) -> int:
+  """Removes the records of steps after `step` from a metrics.jsonl (logged after the
+  checkpoint a run resumes from, they would repeat); returns how many were dropped. A torn
+  last line (a kill mid-write) goes too."""
+  if not os.path.exists(path):
+    return 0
+  kept, dropped = [], 0
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        dropped += 1
+        continue
+      if int(record.get("step", 0)) <= step:
+        kept.append(line if line.endswith("\n") else line + "\n")
+      else:
+        dropped += 1
+  if dropped:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
+  return dropped
+
+
 class MetricWriter:
   """Appends one JSON object per logged step, mirrors scalars to TensorBoard, prints progress."""
 

@@ -12,11 +12,9 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
+from ssl_jax.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-  """A config names something that does not exist or sets an option that is not accepted."""
 
 
 class UnknownNameError(ConfigError, KeyError):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import json
 import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,14 +20,16 @@ import optax
 from ssl_jax import data as _data  # noqa: F401  (registers datasets)
 from ssl_jax import early_stopping, parallel  # noqa: F401  (registers tasks)
 from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
-from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.checkpoint import Checkpointer, saved_steps
 from ssl_jax.config_base import EVERY, evaluator_options, resolve_defaults, validate_config
 from ssl_jax.data.label_budget import apply_label_budget
 from ssl_jax.data.pipeline import ShuffledBatches
 from ssl_jax.data.records import take_rows
 from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.data.validation_split import hold_out_validation
+from ssl_jax.errors import CheckpointError, UserError
 from ssl_jax.evals.context import EvalContext
+from ssl_jax.interrupts import StopSignals, TrainingInterrupted
 from ssl_jax.loop import (
   EarlyStoppingValidation,
   LogMetrics,
@@ -41,24 +41,21 @@ from ssl_jax.loop import (
   run_loop,
   table_scalars,
 )
-from ssl_jax.metrics import MetricWriter, format_results_table, write_json
+from ssl_jax.metrics import MetricWriter, drop_records_after, format_results_table, write_json
 from ssl_jax.optim import build_optimizer
 from ssl_jax.registry import DATASETS, EVALUATORS, TASKS, ConfigError
+from ssl_jax.run_config import (
+  check_data_facts,
+  check_resume,
+  dataset_info,
+  finished_results,
+  read_run_config,
+  run_record,
+  write_run_config,
+)
 from ssl_jax.state import TrainState
 from ssl_jax.tasks.base import Task
-from ssl_jax.tasks.pretrained import TRAIN_FIELDS
-
-
-class TrainingInterrupted(Exception):
-  """SIGTERM arrived; a checkpoint of `step` was saved and the same command resumes from it."""
-
-  def __init__(self, step: int, workdir: str):
-    super().__init__(
-      f"Interrupted by SIGTERM at step {step}; saved a checkpoint in "
-      f"{workdir}/checkpoints. Re-run the same command to resume."
-    )
-    self.step = step
-
+from ssl_jax.workdir import WorkdirLock
 
 # ---------------------------------------------------------------------------------------------
 # State and step.
@@ -126,29 +123,6 @@ def device_batches(
       local = next(batches)
       queue.append((parallel.global_batch(local, sharding), batches.get_state()))
     yield queue.popleft()
-
-
-class _SigtermFlag:
-  """Turns SIGTERM into a flag the loop checks between steps (then saves and stops)."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,65 +200,74 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, mesh: jax.shar
   return Run(dataset, task, schedule, batches, example, state, data_sharding, train_step)
 
 
-def dataset_info(dataset: Dataset) -> dict[str, Any]:
-  """What config.json records of the data: its info, plus each training field's per-example
-  shape and dtype (so a fine-tune can rebuild this run's task without its data)."""
-  train = dataset.split(dataset.train_split)
-  fields = {
-    key: [list(value.shape[1:]), str(np.dtype(value.dtype))] for key, value in train.items()
-  }
-  return {**dataset.info, TRAIN_FIELDS: fields}
-
-
-def write_config(
-  workdir: str, config: ml_collections.ConfigDict, dataset_info: dict[str, Any] | None = None
-) -> None:
-  """<workdir>/config.json: the config as run, plus what the data decided (vocabulary size,
-  tokenizer path, special-token ids) under "dataset_info", so a checkpoint can be read back
-  (e.g. converted to Hugging Face) without rebuilding the data."""
-  if jax.process_index() != 0:
-    return
-  written = json.loads(config.to_json_best_effort())
-  if dataset_info:
-    # Scalars, names and id tables; per-token arrays (e.g. word_start) are left out.
-    written["dataset_info"] = {
-      key: value
-      for key, value in dataset_info.items()
-      if isinstance(value, (int, float, str, tuple, list, dict))
-    }
-  path = os.path.join(workdir, "config.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(written, f, indent=2, sort_keys=True, default=str)
-    f.write("\n")
-  os.replace(path + ".tmp", path)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, reevaluate: bool = False
+) -> dict[str, Any]:
   """Trains `config.task` for `config.total_steps` (resuming from `workdir` if it holds a
-  checkpoint), evaluates with `config.evals`, and returns (and writes) the results."""
-  start_time = time.perf_counter()
+  checkpoint), evaluates with `config.evals`, and returns (and writes) the results.
+
+  The workdir is locked for the run; a refused run (bad config, data, changed settings) leaves
+  it as it was. A run that already finished is reported, not redone, unless `reevaluate`."""
   resolve_defaults(config)
   validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  write_config(workdir, config)
+  with WorkdirLock(workdir) as lock:
+    try:
+      return _run(config, workdir, lock, reevaluate)
+    except UserError:
+      lock.discard()
+      raise
+
+
+def _run(
+  config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock, reevaluate: bool
+) -> dict[str, Any]:
+  start_time = time.perf_counter()
+  # --- The resume contract, before anything is written ---------------------------------------
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  previous = read_run_config(workdir)
+  saved = saved_steps(checkpoint_dir)
+  changes = {}
+  if previous is not None and saved:
+    changes = check_resume(previous, config, TASKS.get(config.task))
+    finished = finished_results(workdir, changes, saved[-1])
+    if finished is not None and not reevaluate:
+      print(
+        f"The run in {workdir} finished at step {saved[-1]}; its results are in results.json. "
+        "Pass --reevaluate (or change config.evals) to evaluate it again.",
+        flush=True,
+      )
+      if finished.get("evals") and jax.process_index() == 0:
+        print(format_results_table(finished["evals"]), flush=True)
+      return finished
 
   # --- Mesh, data, task, fresh state and the compiled step ------------------------------------
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     run = setup(config, workdir, mesh)
-    write_config(workdir, config, dataset_info(run.dataset))
+    info = dataset_info(run.dataset)
+    if previous is not None and saved:
+      check_data_facts(previous, info)
 
-    # --- Resume from the latest checkpoint, if any --------------------------------------------
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    # --- Resume from the newest intact checkpoint, if any -------------------------------------
+    record = run_record(config)
+    checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints, run_record=record)
     stopper = early_stopping.from_config(config.early_stopping)
-    state, latest = run.state, checkpointer.latest_step()
-    if latest is not None:
-      state, data_state = checkpointer.restore(latest, state)
+    state, latest = run.state, None
+    restored = checkpointer.restore_latest(state)
+    step = restored[0] if restored is not None else 0
+    write_run_config(workdir, config, info, previous if saved else None, changes, step)
+    lock.keep()
+    if restored is not None:
+      latest, state, data_state = restored
       tracked = data_state.pop(early_stopping.CHECKPOINT_KEY, None)
       if stopper is not None and tracked is not None:
         stopper.load_state_dict(tracked)
       run.batches.set_state(data_state)
       print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
+    if jax.process_index() == 0:
+      # Steps logged after the checkpoint resumed from (or by an attempt that saved none) are
+      # trained again; their old records would repeat.
+      drop_records_after(os.path.join(workdir, "metrics.jsonl"), latest or 0)
     step = int(jax.device_get(state.step))
     init_key = _init_keys(config.seed)[0]
     initial_variables = functools.cache(
@@ -321,7 +304,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           PeriodicEvaluation(options[EVERY], name, functools.partial(evaluate, name), writer)
         )
     if stopper is not None:
-      best = Checkpointer(os.path.join(workdir, "best_checkpoint"), max_to_keep=1)
+      # Two kept: a damaged best falls back to the previous best.
+      best = Checkpointer(os.path.join(workdir, "best_checkpoint"), 2, run_record=record)
       validation = early_stopping.make_validation(config.early_stopping, eval_context)
       actions.append(
         EarlyStoppingValidation(config.early_stopping.every, stopper, validation, best, writer)
@@ -330,12 +314,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     loop = LoopState(step, config.total_steps, state, last_saved=latest)
     loop.stop_requested = stopper is not None and stopper.stopped
     try:
-      with _SigtermFlag() as sigterm:
+      with StopSignals() as stop:
         batches = device_batches(run.batches, run.data_sharding)
-        run_loop(loop, run.train_step, batches, actions, lambda: sigterm.requested)
-        if sigterm.requested:
+        run_loop(loop, run.train_step, batches, actions, lambda: bool(stop.requested))
+        if stop.requested:
           checkpointer.wait()
-          raise TrainingInterrupted(loop.step, workdir)
+          raise TrainingInterrupted(loop.step, workdir, stop.requested)
     except BaseException:
       if writer is not None:
         writer.close()
@@ -347,16 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # --- The best validated state, when early stopping kept one ---------------------------------
     if stopper is not None:
-      best.wait()
-      best_step = best.latest_step()
-      if best_step is not None and best_step != step:
-        state = best.restore(best_step, state)[0]
-        print(
-          f"Evaluating the best validated state, step {best_step} "
-          f"({stopper.metric} {stopper.best_value:.4f}).",
-          flush=True,
-        )
-      best.close()
+      state = best_validated_state(best, stopper, state, step)
 
     # --- What the run ships beyond its pretraining (fine-tunes: the trained weights) ----------
     exported = run.task.export(state.params, os.path.join(workdir, "task_weights"))
@@ -386,3 +361,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if evals:
       print(format_results_table(evals), flush=True)
   return results
+
+
+def best_validated_state(
+  best: Checkpointer, stopper: early_stopping.EarlyStopping, state: TrainState, step: int
+) -> TrainState:
+  """The state early stopping kept (the newest intact best checkpoint), else `state`."""
+  try:
+    best.wait()
+    restored = best.restore_latest(state)
+  except CheckpointError as error:
+    print(f"Warning: {error} Evaluating the final state of step {step} instead.", flush=True)
+    restored = None
+  finally:
+    best.close()
+  if restored is None or restored[0] == step:
+    return state
+  print(
+    f"Evaluating the best validated state, step {restored[0]} "
+    f"({stopper.metric} {stopper.best_value:.4f}).",
+    flush=True,
+  )
+  return restored[1]

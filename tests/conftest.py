@@ -125,6 +125,6 @@ def checkpoint_variables(workdir: str) -> dict:
   from ssl_jax.checkpoint import Checkpointer
 
   checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-  state = checkpoints.restore_arrays(checkpoints.latest_step())
+  _, state = checkpoints.restore_latest_arrays()
   checkpoints.close()
   return {"params": state["params"], "model_state": state.get("model_state") or {}}

@@ -195,9 +195,22 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_bitwise_identical(tmp
   _assert_bitwise_equal(_saved_state(reference, 200), _saved_state(workdir, 200))
 
 
-def test_resuming_with_a_different_model_is_a_clear_error(tmp_path):
-  from ssl_jax.checkpoint import CheckpointMismatchError
+def test_resuming_with_a_different_model_is_refused_before_anything_is_written(tmp_path):
+  from ssl_jax.errors import CheckpointMismatchError, ResumeError
 
   train.train_and_evaluate(tiny_simclr_config(total_steps=2, evals={}), str(tmp_path))
-  with pytest.raises(CheckpointMismatchError, match="step 2.*does not match.*fresh workdir"):
-    train.train_and_evaluate(tiny_simclr_config(**{"model_kwargs.width": 16}), str(tmp_path))
+  recorded = (tmp_path / "config.json").read_bytes()
+  listing = sorted(p.name for p in tmp_path.iterdir())
+  with pytest.raises(ResumeError, match=r"model_kwargs\.width 8 -> 16.*fresh workdir"):
+    train.train_and_evaluate(
+      tiny_simclr_config(total_steps=2, evals={}, **{"model_kwargs.width": 16}), str(tmp_path)
+    )
+  assert (tmp_path / "config.json").read_bytes() == recorded
+  assert sorted(p.name for p in tmp_path.iterdir()) == listing
+  # Without its config.json the checkpoint's own record still tells the difference.
+  (tmp_path / "config.json").unlink()
+  with pytest.raises(CheckpointMismatchError, match=r"step 2.*does not match.*differences"):
+    train.train_and_evaluate(
+      tiny_simclr_config(total_steps=2, evals={}, **{"model_kwargs.width": 16}), str(tmp_path)
+    )
+  assert not (tmp_path / "config.json").exists()

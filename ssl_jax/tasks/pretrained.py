@@ -5,7 +5,6 @@ its encoder asked for through the `EncoderView` capability. Nothing here knows t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -13,15 +12,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_jax.checkpoint import Checkpointer, CheckpointMismatchError
+from ssl_jax.checkpoint import Checkpointer, saved_steps
 from ssl_jax.data.source import Dataset
+from ssl_jax.errors import CheckpointMismatchError, MissingInputError
 from ssl_jax.registry import TASKS, ConfigError
+from ssl_jax.run_config import HISTORY, TRAIN_FIELDS, read_run_config
 from ssl_jax.tasks.base import Task
 from ssl_jax.tasks.capabilities import EncoderView, describe_missing
-
-# dataset_info key (written by the trainer) with the per-example shape and dtype of each field
-# of the training rows, so a task can be rebuilt without reading its data.
-TRAIN_FIELDS = "train_fields"
 
 
 @dataclasses.dataclass
@@ -51,13 +48,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config.json of a pretraining workdir; a clear error when there is none."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
-    raise FileNotFoundError(
+    raise MissingInputError(
       f"init_from={workdir!r}: {path} does not exist. Point init_from at the workdir of a "
       "finished pretraining run."
     )
-  with open(path) as f:
-    # dataset_info may hold special-token names with dots (T5's "<extra_id_0..99>").
-    return ml_collections.ConfigDict(json.load(f), allow_dotted_keys=True)
+  recorded = read_run_config(workdir)
+  recorded.pop(HISTORY, None)
+  # dataset_info may hold special-token names with dots (T5's "<extra_id_0..99>").
+  return ml_collections.ConfigDict(recorded, allow_dotted_keys=True)
 
 
 def check_source(workdir: str) -> ml_collections.ConfigDict:
@@ -111,14 +109,16 @@ def load_pretrained_run(
     )
   rows = shape_only_dataset(config, like)
   task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, rows)
-  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-  step = checkpoints.latest_step() if os.path.isdir(checkpoints.directory) else None
-  if step is None:
-    raise FileNotFoundError(
-      f"init_from={workdir!r} has no checkpoint under {checkpoints.directory}."
-    )
-  state = checkpoints.restore_arrays(step)
-  checkpoints.close()
+  directory = os.path.join(workdir, "checkpoints")
+  if not saved_steps(directory):
+    raise MissingInputError(f"init_from={workdir!r} has no checkpoint under {directory}.")
+  checkpoints = Checkpointer(directory, read_only=True)
+  try:
+    # A damaged newest step falls back to the newest readable one (left in place: another
+    # run's workdir is only read).
+    step, state = checkpoints.restore_latest_arrays()
+  finally:
+    checkpoints.close()
   variables = {"params": state["params"], "model_state": state.get("model_state") or {}}
   checkpoint = os.path.join(checkpoints.directory, str(step))
   return PretrainedRun(config, task, variables, checkpoint, rows.split("train"))

@@ -70,6 +70,7 @@ class VisionTask(Task, EncoderView, OnlineProbe):
   """
 
   modality = "image"
+  schedules_use_total_steps = True  # the cosine momentum of `target_modules`
   target_modules: Sequence[str] = ()
   head_chain: Sequence[str] = ()  # Modules after the encoder, each fed the previous output.
   represent_with_target = False  # DINO evaluates the teacher.
