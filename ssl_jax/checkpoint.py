@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from ssl_jax.errors import CheckpointError, CheckpointMismatchError
 
@@ -170,8 +171,8 @@ class Checkpointer:
     """Compares the saved tree's leaf names and shapes with `target`'s: a difference is a
     CheckpointMismatchError; unreadable metadata is damage."""
     try:
-      metadata = ocp.StandardCheckpointer().metadata(os.path.join(self._step_dir(step), "state"))
-      saved_tree = metadata.item_metadata
+      handler = ocp.StandardCheckpointHandler()
+      saved_tree = handler.metadata(epath.Path(self._step_dir(step)) / "state")
     except Exception as error:  # noqa: BLE001  (any unreadable metadata is damage)
       raise DamagedCheckpointError(step, f"unreadable metadata: {_reason(error)}") from error
     if saved_tree is None:

@@ -19,6 +19,7 @@ from ssl_jax import early_stopping
 from ssl_jax.adapt.parts import check_modality
 from ssl_jax.registry import DATASETS, EVALUATORS, MODELS, TASKS, ConfigError, check_options
 from ssl_jax.tasks.capabilities import OnlineProbe, describe_missing, missing_capabilities
+from ssl_jax.value_checks import check_values
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -142,6 +143,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check_options("the config", config.keys(), base.keys(), where="config")
   for section in _SECTION_KEYS:
     check_options(f"config.{section}", config[section].keys(), base[section].keys())
+  check_run_values(config)
+  check_optimizer(config.optim)
   if "name" not in config.data:
     raise ConfigError(f"config.data needs a 'name'; valid dataset names: {DATASETS.names()}.")
   data_options = {k: v for k, v in config.data.items() if k != "name"}
@@ -187,6 +190,30 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       is_path and value and isinstance(value, str) and not os.path.exists(os.path.expanduser(value))
     ):
       raise ConfigError(f"config.data.{key}={value!r} does not exist.")
+
+
+def check_optimizer(optim: ml_collections.ConfigDict) -> None:
+  """Names, types and ranges of config.optim (a negative learning rate would train by gradient
+  ascent; b1 = 1 would never move)."""
+  from ssl_jax.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
+
+  for key, choices in (("name", OPTIMIZERS), ("schedule", SCHEDULES), ("lr_scaling", LR_SCALINGS)):
+    if optim[key] not in choices:
+      raise ConfigError(f"Unknown config.optim.{key} {optim[key]!r}; valid: {list(choices)}.")
+  check_values("config.optim", optim, base_config().optim)
+  for key in ("b1", "b2"):
+    if not 0.0 <= float(optim[key]) < 1.0:
+      raise ConfigError(f"config.optim.{key}={optim[key]!r} must be in [0, 1).")
+  if float(optim.eps) <= 0:
+    raise ConfigError(f"config.optim.eps={optim.eps!r} must be > 0.")
+
+
+def check_run_values(config: ml_collections.ConfigDict) -> None:
+  """Types and ranges of the top-level run settings and the label budget."""
+  base = base_config()
+  scalars = {k: config[k] for k in base if not isinstance(base[k], ml_collections.ConfigDict)}
+  check_values("config", scalars, {k: base[k] for k in scalars})
+  check_values("config.label_budget", config.label_budget, base.label_budget)
   for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size", "keep_checkpoints"):
     if int(config[key]) <= 0:
       raise ConfigError(f"config.{key} must be positive, got {config[key]!r}.")

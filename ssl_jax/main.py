@@ -12,9 +12,9 @@ import jax
 from absl import app, flags, logging
 
 from ssl_jax import train
-from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.config_file import define_config_flag
-from ssl_jax.registry import ConfigError
+from ssl_jax.errors import UserError
+from ssl_jax.interrupts import TrainingInterrupted
 
 _CONFIG = define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
@@ -23,6 +23,11 @@ _DISTRIBUTED = flags.DEFINE_bool(
   False,
   "Multi-process run (TPU pod slice, multi-node GPU): call "
   "jax.distributed.initialize(), which reads the cluster from the environment.",
+)
+_REEVALUATE = flags.DEFINE_bool(
+  "reevaluate",
+  False,
+  "Evaluate a finished run again (otherwise re-running it only reports its results).",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -36,13 +41,19 @@ def main(argv: list[str]) -> None:
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, FileNotFoundError, CheckpointMismatchError) as error:
-    print(f"Error: {error}", file=sys.stderr)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, reevaluate=_REEVALUATE.value)
+  except UserError as error:
+    # Anticipated: a bad config, data, workdir or checkpoint. One line, no traceback.
+    print("Error: " + " ".join(str(error).split()), file=sys.stderr)
     sys.exit(2)
-  except train.TrainingInterrupted as interrupted:
+  except TrainingInterrupted as interrupted:
     print(str(interrupted), file=sys.stderr)
-    sys.exit(143)
+    sys.exit(interrupted.exit_code)
+  except KeyboardInterrupt:
+    # Ctrl-C outside the train loop (reading data, compiling, the final evaluation): the
+    # checkpoints on disk are complete.
+    print("Interrupted by Ctrl-C; the checkpoints already saved are intact.", file=sys.stderr)
+    sys.exit(130)
   except train.NonFiniteLossError as error:
     print(f"Error: {error}", file=sys.stderr)
     sys.exit(3)

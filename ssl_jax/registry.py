@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ssl_jax.errors import ConfigError
+from ssl_jax.value_checks import check_values
 
 T = TypeVar("T")
 
@@ -158,6 +159,9 @@ class Registry(Generic[T]):
     valid = accepted_options(target, skip=skip)
     if valid is not None:
       check_options(f"{self.kind} {name!r}", options, valid, where=where)
+    check_values(
+      where or f"{self.kind} {name!r}", options, self.option_defaults(name, num_positional)
+    )
     # A builder may also check option values up front (e.g. names inside a list option).
     value_check = getattr(builder, "validate_options", None)
     if value_check is not None:

@@ -16,6 +16,7 @@ from ssl_jax.data import image_decode
 from ssl_jax.data.pipeline import ShuffledBatches, batches_in_order
 from ssl_jax.data.records import RecordSplit
 from ssl_jax.data.source import unit_float_images
+from ssl_jax.errors import DataError
 from ssl_jax.recipes import digits_config
 from ssl_jax.registry import DATASETS, ConfigError
 
@@ -109,17 +110,28 @@ def test_image_folder_errors_name_the_problem(tmp_path, split_folder):
   with pytest.raises(FileNotFoundError, match="not a directory"):
     DATASETS.build("image_folder", {"path": str(tmp_path / "missing")}, None)
   (tmp_path / "empty_class").mkdir()
-  with pytest.raises(ValueError, match="No image files"):
+  with pytest.raises(DataError, match="without an image file.*empty_class"):
     DATASETS.build("image_folder", {"path": str(tmp_path)}, None)
+  # Found when the dataset is built (headers are scanned), not when a batch first reads it.
   bad = tmp_path / "bad"
   _write(str(bad / "x" / "good.png"), _images(1, 0)[0])
   _write(str(bad / "x" / "good2.png"), _images(1, 1)[0])
   (bad / "x" / "broken.png").write_bytes(b"not a png at all")
-  dataset = DATASETS.build("image_folder", {"path": str(bad), "test_fraction": 0.34}, None)
-  everything = [dataset.split(s) for s in ("train", "test")]
-  with pytest.raises(image_decode.CorruptImageError, match="broken.png"):
-    for split in everything:
-      split["image"][:]
+  with pytest.raises(DataError, match=r"1 image files cannot be read: \S*broken.png"):
+    DATASETS.build("image_folder", {"path": str(bad), "test_fraction": 0.34}, None)
+  (bad / "x" / "broken.png").unlink()
+  _write(str(bad / "x" / "wide.png"), np.zeros((12, 20, 3), np.uint8))
+  with pytest.raises(
+    DataError, match=r"2 different sizes \(most are 12x12\): \S*wide.png \(20x12\)"
+  ):
+    DATASETS.build("image_folder", {"path": str(bad), "test_fraction": 0.34}, None)
+  # A file whose header reads but whose pixels do not still names itself when decoded.
+  dataset = DATASETS.build("image_folder", {"path": str(bad), "image_size": 8}, None)
+  with open(bad / "x" / "good.png", "r+b") as f:
+    f.truncate(60)
+  with pytest.raises(image_decode.CorruptImageError, match="good.png"):
+    for split in ("train", "test"):
+      dataset.split(split)["image"][:]
   root, _ = split_folder
   config = digits_config("simclr")
   config.data = {"name": "image_folder", "path": str(tmp_path / "nowhere")}

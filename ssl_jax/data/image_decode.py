@@ -14,11 +14,13 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ssl_jax.errors import DataError
+
 ImageSource = bytes | str | os.PathLike
 CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(DataError):
   """An image file or record could not be decoded; the message names it."""
 
 

@@ -8,15 +8,18 @@ Class names are sorted so label ids do not depend on the file system's order.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 from ssl_jax.data import image_decode
 from ssl_jax.data.records import RecordSplit, parallel_map
 from ssl_jax.data.source import Dataset
+from ssl_jax.errors import DataError, MissingInputError
 from ssl_jax.registry import DATASETS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -48,7 +51,7 @@ def image_folder(
   """
   del workdir
   if not path or not os.path.isdir(path):
-    raise FileNotFoundError(
+    raise MissingInputError(
       f"config.data.path={path!r} is not a directory of class "
       "directories (<path>/<class>/<image> or <path>/<split>/<class>/...)."
     )
@@ -64,7 +67,8 @@ def image_folder(
     train_files, test_files, train_labels, test_labels = train_test_split(
       files, labels, test_size=test_fraction, stratify=stratify, random_state=split_seed
     )
-  shape = _image_shape(train_files[0], image_size, channels)
+  # Every header before any training: a bad file found hours into a run costs the run.
+  shape = scan_images(list(train_files) + list(test_files), image_size, channels, num_threads)
   read = functools.partial(
     _read_split, size=image_size or None, channels=channels, shape=shape, num_threads=num_threads
   )
@@ -78,12 +82,12 @@ def image_folder(
 def class_names(root: str) -> list[str]:
   """The sorted subdirectory names of `root`: one per class."""
   if not os.path.isdir(root):
-    raise FileNotFoundError(f"Split directory {root!r} does not exist.")
+    raise MissingInputError(f"Split directory {root!r} does not exist.")
   names = sorted(
     entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith(".")
   )
   if not names:
-    raise ValueError(f"{root!r} has no class directories; expected <class>/<image> below it.")
+    raise DataError(f"{root!r} has no class directories; expected <class>/<image> below it.")
   return names
 
 
@@ -92,9 +96,23 @@ def list_images(root: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
   present = class_names(root)
   unknown = sorted(set(present) - set(classes))
   if unknown:
-    raise ValueError(
+    raise DataError(
       f"{root!r} has class directories {unknown} that the train split does not "
       f"have; classes: {classes}."
+    )
+  empty = [
+    os.path.join(root, name)
+    for name in present
+    if not any(
+      f.lower().endswith(IMAGE_EXTENSIONS)
+      for _, _, fs in os.walk(os.path.join(root, name))
+      for f in fs
+    )
+  ]
+  if empty:
+    raise DataError(
+      f"Class directories without an image file ({', '.join(IMAGE_EXTENSIONS)}): "
+      f"{_listed(empty)}. Remove them or add their images."
     )
   files, labels = [], []
   for label, name in enumerate(classes):
@@ -112,14 +130,47 @@ def list_images(root: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
     files += found
     labels += [label] * len(found)
   if not files:
-    raise ValueError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}.")
+    raise DataError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}.")
   return files, np.asarray(labels, np.int32)
 
 
-def _image_shape(first_file: str, size: int, channels: int) -> tuple[int, int, int]:
+def _header(file: str) -> tuple[int, int] | str:
+  """(width, height) from the file's header (PIL reads no pixels), or why it cannot be read."""
+  try:
+    with Image.open(file) as image:
+      image.verify()  # structure checks without decoding
+    with Image.open(file) as image:
+      return image.size
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    return f"{type(error).__name__}: {error}"
+
+
+def _listed(paths: list[str], limit: int = 5) -> str:
+  more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+  return ", ".join(paths[:limit]) + more
+
+
+def scan_images(
+  files: list[str], size: int, channels: int, num_threads: int
+) -> tuple[int, int, int]:
+  """The shape every image decodes to, after reading each file's header: a DataError naming
+  the files that cannot be read, or (with size 0) the files whose size differs from the most
+  common one."""
+  headers = parallel_map(_header, files, num_threads)
+  broken = [f"{file} ({header})" for file, header in zip(files, headers) if isinstance(header, str)]
+  if broken:
+    raise DataError(f"{len(broken)} image files cannot be read: {_listed(broken)}.")
   if size:
     return (size, size, channels)
-  return image_decode.decode_image(first_file, None, channels).shape
+  sizes = collections.Counter(headers)
+  (width, height), _ = sizes.most_common(1)[0]
+  if len(sizes) > 1:
+    odd = [f"{file} ({w}x{h})" for file, (w, h) in zip(files, headers) if (w, h) != (width, height)]
+    raise DataError(
+      f"The images have {len(sizes)} different sizes (most are {width}x{height}): "
+      f"{_listed(odd)}. Set config.data.image_size to resize them all."
+    )
+  return (height, width, channels)
 
 
 def _read_split(
@@ -135,7 +186,7 @@ def _read_split(
   def decode(file: str) -> np.ndarray:
     image = image_decode.decode_image(file, size, channels)
     if image.shape != shape:
-      raise ValueError(
+      raise DataError(
         f"Image {file} decodes to {image.shape}, but the dataset's images are "
         f"{shape}; set config.data.image_size to resize them all."
       )

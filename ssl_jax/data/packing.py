@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ssl_jax.errors import DataError
+
 PAD_SEGMENT = 0  # the segment id of padding (models read it the same way)
 
 
@@ -37,7 +39,7 @@ def pack_documents(
     bos_id, eos_id: tokens put before / after every document (None: none).
   """
   if seq_len < 2:
-    raise ValueError(f"seq_len must be at least 2, got {seq_len}.")
+    raise DataError(f"seq_len must be at least 2, got {seq_len}.")
   order = np.random.default_rng(order_seed).permutation(len(token_lists))
   pieces, lengths = [], []
   for index in order:
@@ -47,7 +49,7 @@ def pack_documents(
       pieces.append(np.asarray(doc, np.int32))
       lengths.append(len(doc))
   if not pieces:
-    raise ValueError("No tokens to pack: every document is empty.")
+    raise DataError("No tokens to pack: every document is empty.")
   stream = np.concatenate(pieces)
   doc_index = np.repeat(np.arange(len(pieces)), lengths)  # document of every stream token
   num_rows = -(-len(stream) // seq_len)

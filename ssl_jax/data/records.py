@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ssl_jax.errors import DataError
+
 # (indices) -> {column: [len(indices), *shape] array}
 ReadRows = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -70,9 +72,7 @@ class RecordSplit(Mapping[str, "LazyColumn"]):
     for name, column in self._columns.items():
       want = (len(indices),) + column.element_shape
       if rows[name].shape != want:
-        raise ValueError(
-          f"Column {name!r} was read with shape {rows[name].shape}, expected {want}."
-        )
+        raise DataError(f"Column {name!r} was read with shape {rows[name].shape}, expected {want}.")
     return rows
 
   def read_column(self, name: str) -> np.ndarray:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ssl_jax.errors import DataError
+
 
 @dataclasses.dataclass
 class Dataset:
@@ -28,7 +30,7 @@ class Dataset:
     for name, arrays in self.splits.items():
       lengths = {key: len(value) for key, value in arrays.items()}
       if len(set(lengths.values())) != 1:
-        raise ValueError(f"Split {name!r} has arrays of different lengths: {lengths}.")
+        raise DataError(f"Split {name!r} has arrays of different lengths: {lengths}.")
 
   def split(self, name: str) -> dict[str, np.ndarray]:
     if name not in self.splits:

@@ -33,6 +33,7 @@ from ssl_jax.data.python_text import python_documents
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document
 from ssl_jax.data.text_files import document_names, list_files
+from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
 
 PACKAGES = (
@@ -82,7 +83,7 @@ def split_examples(
   copies: dict[str, list[tuple[str, str | None]]] = collections.defaultdict(list)
   for name, text, label in examples:
     if label is not None and label not in index:
-      raise ValueError(
+      raise DataError(
         f"{corpus_name}: example {name!r} has label {label!r}, not one of {list(classes)}."
       )
     copies[text].append((name, label))
@@ -120,7 +121,7 @@ def labelled_text_dataset(
 
   `classes` fixes the label order (default: the sorted label names)."""
   if seq_len < 3:
-    raise ValueError(f"seq_len must be at least 3 ([CLS], a token, [SEP]); got {seq_len}.")
+    raise DataError(f"seq_len must be at least 3 ([CLS], a token, [SEP]); got {seq_len}.")
   classes = (
     list(classes)
     if classes is not None
@@ -132,11 +133,11 @@ def labelled_text_dataset(
   }
   missing = [classes[c] for c in range(len(classes)) if counts["train"][c] == 0]
   if missing:
-    raise ValueError(
+    raise DataError(
       f"{corpus_name}: no training example of classes {missing}; every class needs at least one."
     )
   if not by_split["test"]:
-    raise ValueError(f"{corpus_name}: test_percent={test_percent} leaves no test example.")
+    raise DataError(f"{corpus_name}: test_percent={test_percent} leaves no test example.")
   tokenizer = corpus_tokenizer(
     [text for text, _ in by_split["train"]],
     workdir,
@@ -223,12 +224,19 @@ def package_examples() -> list[tuple[str, str, str | None]]:
   ]
 
 
+MISSING_LABELS = ("error", "drop")
+
+
 def read_labelled(
-  path: str, name: str, text_key: str, label_key: str
-) -> list[tuple[str, str, str]]:
-  """(name, text, label) rows of one .csv (header row) or .jsonl file; rows are named
-  "<name>:<line>" (`name` from `text_files.document_names`)."""
-  rows = []
+  path: str, name: str, text_key: str, label_key: str, missing_labels: str = "error"
+) -> tuple[list[tuple[str, str, str]], int]:
+  """((name, text, label) rows, number of rows dropped for a missing label) of one .csv
+  (header row) or .jsonl file; rows are named "<name>:<line>" (`name` from
+  `text_files.document_names`).
+
+  A row whose label is missing, empty or null is a DataError naming the file and line, or,
+  with `missing_labels="drop"`, left out and counted."""
+  rows, dropped = [], 0
   try:
     with open(path, encoding="utf-8", newline="") as f:
       if path.endswith(".csv"):
@@ -236,7 +244,7 @@ def read_labelled(
         fields = reader.fieldnames or []
         missing = [key for key in (text_key, label_key) if key not in fields]
         if missing:
-          raise ValueError(
+          raise DataError(
             f"{path} has no column {missing[0]!r} (columns: {fields}); set "
             "config.data.text_key / label_key."
           )
@@ -249,18 +257,29 @@ def read_labelled(
           try:
             records.append((number, json.loads(line)))
           except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number} is not valid JSON: {error}") from error
+            raise DataError(f"{path}:{number} is not valid JSON: {error}") from error
       else:
-        raise ValueError(f"{path}: labelled text must be a .csv or .jsonl file.")
+        raise DataError(f"{path}: labelled text must be a .csv or .jsonl file.")
   except UnicodeDecodeError as error:
-    raise ValueError(f"{path} is not UTF-8 text: {error}") from error
+    raise DataError(f"{path} is not UTF-8 text: {error}") from error
   for number, record in records:
-    if not isinstance(record, dict) or text_key not in record or label_key not in record:
+    if not isinstance(record, dict) or text_key not in record:
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-      raise ValueError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has {keys}).")
-    if str(record[text_key]).strip():
-      rows.append((f"{name}:{number}", str(record[text_key]), str(record[label_key])))
-  return rows
+      raise DataError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has {keys}).")
+    label = record.get(label_key)
+    if label is None or (isinstance(label, str) and not label.strip()):
+      if missing_labels == "drop":
+        dropped += 1
+        continue
+      what = "missing" if label_key not in record or label is None else "empty"
+      raise DataError(
+        f"{path}:{number} has a {what} label ({label_key!r}: {label!r}). Fix the row, or set "
+        "config.data.missing_labels='drop' to leave such rows out."
+      )
+    text = record[text_key]
+    if text is not None and str(text).strip():
+      rows.append((f"{name}:{number}", str(text), str(label).strip()))
+  return rows, dropped
 
 
 @DATASETS.register("text_classification_files")
@@ -275,14 +294,26 @@ def text_classification_files(
   tokenizer_type: str = "unigram",
   test_percent: int = 10,
   validation_percent: int = 10,
+  missing_labels: str = "error",
 ) -> Dataset:
   """The user's labelled text: CSV files with a header row or JSONL files (comma-separated
-  paths or globs), one example per row; labels are the sorted distinct label strings."""
-  examples = []
+  paths or globs), one example per row; labels are the sorted distinct label strings.
+
+  `missing_labels`: "error" (a row with a missing, empty or null label stops the run, naming
+  the file and line) or "drop" (such rows are left out; how many is printed)."""
+  if missing_labels not in MISSING_LABELS:
+    raise ConfigError(
+      f"config.data.missing_labels={missing_labels!r}; valid: {list(MISSING_LABELS)}."
+    )
+  examples, dropped = [], 0
   for path, name in document_names(list_files(paths)).items():
-    examples += read_labelled(path, name, text_key, label_key)
+    rows, unlabelled = read_labelled(path, name, text_key, label_key, missing_labels)
+    examples += rows
+    dropped += unlabelled
+  if dropped:
+    print(f"Dropped {dropped} rows without a label (config.data.missing_labels='drop').")
   if not examples:
-    raise ValueError(f"No labelled text in config.data.paths={paths!r}.")
+    raise DataError(f"No labelled text in config.data.paths={paths!r}.")
   return labelled_text_dataset(
     examples,
     workdir,

@@ -8,6 +8,7 @@ they share one tokenizer contract and one row layout.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
 import zlib
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.source import Dataset
+from ssl_jax.errors import DataError, MissingInputError
+from ssl_jax.metrics import write_json
 
 
 def is_test_document(name: str, test_percent: int) -> bool:
@@ -40,7 +43,7 @@ def text_dataset(
   """Packed rows of (name, text) documents, split by `is_test_document` (or, when
   `test_documents` is given, `documents` train and `test_documents` evaluate)."""
   if tokenizer_path and not os.path.isfile(tokenizer_path):
-    raise FileNotFoundError(
+    raise MissingInputError(
       f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
       "sentencepiece .model file, or leave it empty to train one in the workdir."
     )
@@ -50,7 +53,7 @@ def text_dataset(
     train_docs = [text for name, text in documents if not is_test_document(name, test_percent)]
     test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
   if not train_docs or not test_docs:
-    raise ValueError(
+    raise DataError(
       f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
       f"with test_percent={test_percent}; both splits need at least one."
     )
@@ -105,6 +108,7 @@ def corpus_tokenizer(
     cached = os.path.join(workdir, "tokenizer.model") if workdir else ""
     if cached and os.path.isfile(cached):
       tokenizer = tok.Tokenizer(cached)
+      check_cached_tokenizer(cached, tokenizer, vocab_size, tokenizer_type)
     else:
       lines = (line for text in train_docs for line in text.splitlines() if line.strip())
       target = cached or os.path.join(
@@ -112,6 +116,31 @@ def corpus_tokenizer(
         f"{corpus_name}_{vocab_size}_{tokenizer_type}.model",
       )
       tokenizer = tok.train_tokenizer(lines, target, vocab_size, tokenizer_type)
+      if cached:
+        write_json(_settings_path(cached), {"vocab_size": vocab_size, "type": tokenizer_type})
   if tokenizer.vocab_size < 5:
-    raise ValueError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")
+    raise DataError(f"Tokenizer {tokenizer.path!r} has only {tokenizer.vocab_size} pieces.")
   return tokenizer
+
+
+def _settings_path(model_path: str) -> str:
+  return os.path.splitext(model_path)[0] + ".json"
+
+
+def check_cached_tokenizer(
+  path: str, tokenizer: tok.Tokenizer, vocab_size: int, tokenizer_type: str
+) -> None:
+  """A workdir's cached tokenizer must be the one this config would train: a DataError when
+  config.data.vocab_size or tokenizer_type differ from what it was trained with."""
+  settings = {"vocab_size": tokenizer.text_vocab_size}
+  if os.path.isfile(_settings_path(path)):
+    with open(_settings_path(path)) as f:
+      settings.update(json.load(f))
+  wanted = {"vocab_size": vocab_size, "type": tokenizer_type}
+  differs = {k: (settings[k], v) for k, v in wanted.items() if k in settings and settings[k] != v}
+  if differs:
+    listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in differs.items())
+    raise DataError(
+      f"The workdir's cached tokenizer {path} was trained with other settings "
+      f"(config.data: {listed}). Use a fresh workdir, or the settings it was trained with."
+    )

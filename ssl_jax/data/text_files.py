@@ -19,6 +19,7 @@ import os
 
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_corpus import text_dataset
+from ssl_jax.errors import DataError, MissingInputError
 from ssl_jax.registry import DATASETS
 
 FORMATS = ("lines", "file", "jsonl")
@@ -48,13 +49,13 @@ def text_files(
     workdir unless `tokenizer_path` names a sentencepiece model).
   """
   if format not in FORMATS:
-    raise ValueError(f"Unknown config.data.format {format!r}; valid: {list(FORMATS)}.")
+    raise DataError(f"Unknown config.data.format {format!r}; valid: {list(FORMATS)}.")
   files = list_files(paths)
   documents = []
   for path, name in document_names(files).items():
     documents += read_documents(path, name, format, text_key)
   if not documents:
-    raise ValueError(f"No non-empty documents in {files} (format {format!r}).")
+    raise DataError(f"No non-empty documents in {files} (format {format!r}).")
   return text_dataset(
     documents,
     workdir,
@@ -77,10 +78,10 @@ def list_files(paths: str) -> list[str]:
     matches = sorted(glob.glob(os.path.expanduser(pattern)))
     matches = [m for m in matches if os.path.isfile(m)]
     if not matches:
-      raise FileNotFoundError(f"config.data.paths: {pattern!r} matches no file.")
+      raise MissingInputError(f"config.data.paths: {pattern!r} matches no file.")
     files += matches
   if not files:
-    raise ValueError("config.data.paths is empty; give files or glob patterns, comma-separated.")
+    raise DataError("config.data.paths is empty; give files or glob patterns, comma-separated.")
   return files
 
 
@@ -102,7 +103,7 @@ def read_documents(
     with open(path, encoding="utf-8") as f:
       content = f.read()
   except UnicodeDecodeError as error:
-    raise ValueError(f"{path} is not UTF-8 text: {error}") from error
+    raise DataError(f"{path} is not UTF-8 text: {error}") from error
   if format == "file":
     return [(name, content)] if content.strip() else []
   documents = []
@@ -115,10 +116,10 @@ def read_documents(
     try:
       record = json.loads(line)
     except json.JSONDecodeError as error:
-      raise ValueError(f"{path}:{number} is not valid JSON: {error}") from error
+      raise DataError(f"{path}:{number} is not valid JSON: {error}") from error
     if not isinstance(record, dict) or text_key not in record:
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-      raise ValueError(
+      raise DataError(
         f"{path}:{number} has no field {text_key!r} (has {keys}); set config.data.text_key."
       )
     if str(record[text_key]).strip():

@@ -19,6 +19,7 @@ import numpy as np
 from ssl_jax.data import image_decode
 from ssl_jax.data.records import RecordSplit, parallel_map
 from ssl_jax.data.source import Dataset
+from ssl_jax.errors import DataError, MissingInputError
 from ssl_jax.registry import DATASETS
 
 # The catalogue names researchers use, with the splits the SSL papers train and evaluate on.
@@ -82,7 +83,7 @@ def tfds_images(
   }
   missing = [key for key, value in splits.items() if not value]
   if missing:
-    raise ValueError(
+    raise DataError(
       f"tfds dataset {name!r} is not in the catalogue {sorted(CATALOGUE)}; set "
       f"config.data.{{{', '.join(k + '_split' for k in missing)}}}."
     )
@@ -90,12 +91,12 @@ def tfds_images(
   features = builder.info.features
   for key in (image_key, label_key):
     if key not in features:
-      raise ValueError(
+      raise DataError(
         f"tfds dataset {name!r} has no feature {key!r}; features: {sorted(features.keys())}."
       )
   stored = tuple(features[image_key].shape)
   if not image_size and None in stored[:2]:
-    raise ValueError(
+    raise DataError(
       f"tfds dataset {name!r} has images of varying size {stored}; set "
       "config.data.image_size (e.g. 224) to resize them."
     )
@@ -144,7 +145,7 @@ def prepared_builder(tfds, name: str, data_dir: str):
   if version:
     versions = [v for v in versions if v == version]
   if not versions:
-    raise FileNotFoundError(
+    raise MissingInputError(
       f"tfds dataset {name!r} is not prepared under {data_dir!r} (looked for {root}/<version>/)."
       f" Prepare it with: tfds build {base.split('/')[0]} --file_format=array_record "
       f"--data_dir={data_dir}"
@@ -158,12 +159,12 @@ def open_data_source(builder, name: str, split: str, **options):
   try:
     return builder.as_data_source(split=split, **options)
   except NotImplementedError as error:
-    raise ValueError(
+    raise DataError(
       f"tfds dataset {name!r} is not stored as array_record, which random access "
       "needs: rebuild it with --file_format=array_record."
     ) from error
   except (ValueError, KeyError) as error:
-    raise ValueError(
+    raise DataError(
       f"tfds dataset {name!r} has no split {split!r} (splits: "
       f"{sorted(builder.info.splits)}): {error}"
     ) from error
@@ -189,7 +190,7 @@ def _open_split(
       record[image_key], size, channels, name=f"{name} {split} record {index}"
     )
     if image.shape != shape:
-      raise ValueError(
+      raise DataError(
         f"{name} {split} record {index} decodes to {image.shape}, expected "
         f"{shape}; set config.data.image_size to resize."
       )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_corpus import text_dataset
 from ssl_jax.data.tfds_images import open_data_source, prepared_builder
+from ssl_jax.errors import DataError
 from ssl_jax.registry import DATASETS
 
 
@@ -64,7 +65,7 @@ def tfds_text(
 
   builder = prepared_builder(tfds, dataset, data_dir)
   if text_key not in builder.info.features:
-    raise ValueError(
+    raise DataError(
       f"tfds dataset {dataset!r} has no feature {text_key!r}; features: "
       f"{sorted(builder.info.features.keys())}."
     )

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 import numpy as np
 import sentencepiece as spm
 
+from ssl_jax.errors import DataError, MissingInputError
+
 # Fixed ids so every objective can rely on them; [MASK] is a user-defined piece right after.
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
 
@@ -23,12 +25,17 @@ class Tokenizer:
 
   def __init__(self, model_path: str, extra_ids: int = 0):
     if extra_ids < 0:
-      raise ValueError(f"extra_ids must be >= 0, got {extra_ids}.")
+      raise DataError(f"extra_ids must be >= 0, got {extra_ids}.")
     self.extra_ids = extra_ids
     if not os.path.isfile(model_path):
-      raise FileNotFoundError(f"Tokenizer model {model_path!r} does not exist.")
+      raise MissingInputError(f"Tokenizer model {model_path!r} does not exist.")
     self.path = model_path
-    self.sp = spm.SentencePieceProcessor(model_file=model_path)
+    try:
+      self.sp = spm.SentencePieceProcessor(model_file=model_path)
+    except (OSError, RuntimeError) as error:
+      raise DataError(
+        f"Tokenizer model {model_path!r} cannot be read as a sentencepiece model ({error})."
+      ) from error
     expected = {
       PAD_ID: "[PAD]",
       UNK_ID: "[UNK]",
@@ -38,7 +45,7 @@ class Tokenizer:
     }
     found = {i: self.sp.id_to_piece(i) for i in expected}
     if found != expected:
-      raise ValueError(
+      raise DataError(
         f"Tokenizer {model_path!r} has special pieces {found}; expected {expected}. "
         "Train it with ssl_jax.data.tokenizer.train_tokenizer."
       )
@@ -55,7 +62,7 @@ class Tokenizer:
   def sentinel_id(self, k: int) -> int:
     """The id of `<extra_id_k>`."""
     if not 0 <= k < self.extra_ids:
-      raise ValueError(
+      raise DataError(
         f"<extra_id_{k}> does not exist; this tokenizer has {self.extra_ids} "
         "extra ids (config.data.extra_ids)."
       )
@@ -114,14 +121,14 @@ def train_tokenizer(
 ) -> Tokenizer:
   """Trains a sentencepiece model on `texts` (one sentence per item) and writes it atomically."""
   if model_type not in ("unigram", "bpe"):
-    raise ValueError(f"Unknown sentencepiece model_type {model_type!r}; valid: ['bpe', 'unigram'].")
+    raise DataError(f"Unknown sentencepiece model_type {model_type!r}; valid: ['bpe', 'unigram'].")
   buffer = io.BytesIO()
   try:
     _train(texts, buffer, vocab_size, model_type, seed_sentencepiece_size)
   except RuntimeError as error:
     limit = re.search(r"value <= (\d+)", str(error))
     if limit:
-      raise ValueError(
+      raise DataError(
         f"vocab_size={vocab_size} is too large for this text: sentencepiece can "
         f"make at most {limit.group(1)} pieces from it. Lower "
         "config.data.vocab_size."
@@ -129,7 +136,7 @@ def train_tokenizer(
     # Every character of the text (character_coverage=1.0) and every special token is a piece.
     floor = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))
     if floor:
-      raise ValueError(
+      raise DataError(
         f"vocab_size={vocab_size} is too small for this text: its characters "
         f"and special tokens alone need {floor.group(1)} pieces. Raise "
         "config.data.vocab_size."
