@@ -17,6 +17,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -53,6 +54,24 @@ def _reason(error: BaseException) -> str:
   return text[:160] + ("..." if len(text) > 160 else "")
 
 
+def _ignore_closed_loop_callbacks() -> None:
+  """After a failed read, TensorStore threads still finishing the sibling reads call back into
+  the event loop Orbax has closed; Python prints each "Event loop is closed" as an ignored
+  exception with a traceback. Those (only those) are dropped."""
+  previous = sys.unraisablehook
+  if getattr(previous, "ssl_jax_filter", False):
+    return
+
+  def hook(unraisable) -> None:
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook.ssl_jax_filter = True
+  sys.unraisablehook = hook
+
+
 @contextlib.contextmanager
 def _quiet_asyncio():
   """Orbax restores arrays in asyncio tasks; when one fails, every sibling logs "Task
@@ -63,6 +82,9 @@ def _quiet_asyncio():
   logger.setLevel(logging.CRITICAL)
   try:
     yield
+  except Exception:
+    _ignore_closed_loop_callbacks()
+    raise
   finally:
     gc.collect()  # the unretrieved futures log when collected: collect them while quiet
     logger.setLevel(level)
@@ -171,8 +193,9 @@ class Checkpointer:
     """Compares the saved tree's leaf names and shapes with `target`'s: a difference is a
     CheckpointMismatchError; unreadable metadata is damage."""
     try:
-      handler = ocp.StandardCheckpointHandler()
-      saved_tree = handler.metadata(epath.Path(self._step_dir(step)) / "state")
+      with _quiet_asyncio():
+        handler = ocp.StandardCheckpointHandler()
+        saved_tree = handler.metadata(epath.Path(self._step_dir(step)) / "state")
     except Exception as error:  # noqa: BLE001  (any unreadable metadata is damage)
       raise DamagedCheckpointError(step, f"unreadable metadata: {_reason(error)}") from error
     if saved_tree is None:

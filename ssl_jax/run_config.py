@@ -124,7 +124,7 @@ def total_steps_free(config: ml_collections.ConfigDict, task_class: type, old: i
     optim.schedule == "constant"
     and min(warmup, old) == min(warmup, int(config.total_steps))
     and float(optim.weight_decay_end) < 0
-    and not task_class.schedules_use_total_steps
+    and not task_class.schedules_use_total_steps()
   )
 
 

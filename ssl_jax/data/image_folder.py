@@ -63,7 +63,15 @@ def image_folder(
     classes = class_names(path)
     files, labels = list_images(path, classes)
     counts = np.bincount(labels, minlength=len(classes))
-    stratify = labels if counts.min() >= 2 else None
+    num_test = int(np.ceil(test_fraction * len(files)))
+    if not 0 < num_test < len(files):
+      raise DataError(
+        f"test_fraction={test_fraction} of the {len(files)} images under {path!r} leaves "
+        f"{num_test} test and {len(files) - num_test} training images; both need at least one."
+      )
+    # Stratified when every class can be in both splits; a tiny folder is split at random.
+    stratified = counts.min() >= 2 and min(num_test, len(files) - num_test) >= len(classes)
+    stratify = labels if stratified else None
     train_files, test_files, train_labels, test_labels = train_test_split(
       files, labels, test_size=test_fraction, stratify=stratify, random_state=split_seed
     )

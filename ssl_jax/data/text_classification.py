@@ -271,9 +271,9 @@ def read_labelled(
       if missing_labels == "drop":
         dropped += 1
         continue
-      what = "missing" if label_key not in record or label is None else "empty"
+      what = "no" if label_key not in record else "a null" if label is None else "an empty"
       raise DataError(
-        f"{path}:{number} has a {what} label ({label_key!r}: {label!r}). Fix the row, or set "
+        f"{path}:{number} has {what} label ({label_key!r}: {label!r}). Fix the row, or set "
         "config.data.missing_labels='drop' to leave such rows out."
       )
     text = record[text_key]

@@ -35,9 +35,12 @@ class Task(abc.ABC):
   # part in a registry: option -> (registry, default part name). The resolved config holds
   # each block with its part's option defaults.
   nested_parts: ClassVar[dict[str, tuple[Registry, str]]] = {}
-  # Whether the loss or update reads config.total_steps (a momentum or temperature schedule):
-  # then total_steps cannot change when the run is resumed (ssl_jax/run_config.py).
-  schedules_use_total_steps: ClassVar[bool] = False
+
+  @classmethod
+  def schedules_use_total_steps(cls) -> bool:
+    """Whether the loss or update reads config.total_steps (a momentum or temperature
+    schedule): then total_steps cannot change when the run is resumed (run_config.py)."""
+    return False
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):
     if dataset.modality != self.modality:

@@ -70,7 +70,6 @@ class VisionTask(Task, EncoderView, OnlineProbe):
   """
 
   modality = "image"
-  schedules_use_total_steps = True  # the cosine momentum of `target_modules`
   target_modules: Sequence[str] = ()
   head_chain: Sequence[str] = ()  # Modules after the encoder, each fed the previous output.
   represent_with_target = False  # DINO evaluates the teacher.
@@ -199,6 +198,10 @@ class VisionTask(Task, EncoderView, OnlineProbe):
     target_1, model_state = self.forward_target(self.target_modules, model_state, view_1)
     target_2, model_state = self.forward_target(self.target_modules, model_state, view_2)
     return features_1, (prediction_1, prediction_2), (target_1, target_2), model_state
+
+  @classmethod
+  def schedules_use_total_steps(cls) -> bool:
+    return bool(cls.target_modules)  # their cosine momentum runs to total_steps
 
   def momentum(self, step: jax.Array) -> jax.Array:
     return cosine_momentum(step, self.config.total_steps, self.base_momentum)
