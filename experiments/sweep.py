@@ -4,7 +4,7 @@ r"""Ablation sweeps: one run per combination of overridden values, one table at 
       --sweep task_kwargs.temperature=0.1,0.2,0.5 --sweep total_steps=300,600
 
 Each run gets its own sub-workdir, so an interrupted sweep resumes where it stopped (finished
-runs only re-evaluate). Writes <workdir>/sweep.json and <workdir>/sweep.md.
+runs are read back from their results.json, not redone). Writes <workdir>/sweep.json and <workdir>/sweep.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import pytest
 from ssl_jax.data import augment, packing, python_text, text_corpus, tokenizer
 from ssl_jax.data.digits import digits
 from ssl_jax.data.pipeline import ShuffledBatches, batches_in_order
+from ssl_jax.errors import DataError
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -62,7 +63,7 @@ def test_tokenizer_trains_saves_and_loads(tmp_path):
   with pytest.raises(FileNotFoundError, match="missing.model"):
     tokenizer.Tokenizer(str(tmp_path / "missing.model"))
   (tmp_path / "corrupt.model").write_bytes(b"not a sentencepiece model")
-  with pytest.raises(RuntimeError):
+  with pytest.raises(DataError, match="corrupt.model' cannot be read as a sentencepiece model"):
     tokenizer.Tokenizer(str(tmp_path / "corrupt.model"))
 
 

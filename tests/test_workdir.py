@@ -417,3 +417,31 @@ def test_resume_and_checkpoint_errors_from_the_command_line(full_run, tmp_path, 
   error = [line for line in damaged.stderr.splitlines() if line.startswith("Error:")]
   assert len(error) == 1 and "Every checkpoint" in error[0] and "steps [6, 4, 2]" in error[0]
   assert "Traceback" not in damaged.stderr
+
+
+def test_a_failed_save_names_the_directory_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+  import errno
+
+  import orbax.checkpoint as ocp
+
+  save = ocp.CheckpointManager.save
+
+  def disk_full_after_step_2(self, step, *args, **kwargs):
+    if step > 2:  # the file system fills up (a fault injected at the Orbax boundary)
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full_after_step_2)
+  workdir = str(tmp_path)
+  with pytest.raises(
+    CheckpointError,
+    match=r"step 4 to \S+/checkpoints: \[Errno 28\] No space left on device\. The intact "
+    r"checkpoints are steps \[2\]",
+  ):
+    train.train_and_evaluate(_config(total_steps=4), workdir)
+  monkeypatch.undo()
+  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  step, state = checkpoints.restore_latest_arrays()
+  checkpoints.close()
+  assert step == 2 and int(state["step"]) == 2
+  assert not os.path.exists(os.path.join(workdir, LOCK_FILE))
