@@ -222,15 +222,15 @@ class Checkpointer:
   def _check_record(self, step: int, record: dict[str, Any] | None) -> None:
     if record is None or self.run_record is None:
       return  # written before run records existed
-    if record.get("fingerprint") == self.run_record["fingerprint"]:
-      return
-    from ssl_jax.run_config import describe_changes  # config knowledge lives there
+    from ssl_jax.run_config import record_differences  # config knowledge lives there
 
-    raise CheckpointMismatchError(
-      f"The checkpoint of step {step} in {self.directory} was written by a different config: "
-      f"{describe_changes(record.get('config', {}), self.run_record['config'])}. Use a fresh "
-      "workdir, or the config the checkpoint was written with."
-    )
+    differences = record_differences(record, self.run_record)
+    if differences:
+      listed = ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in differences.items())
+      raise CheckpointMismatchError(
+        f"The checkpoint of step {step} in {self.directory} was written by a different "
+        f"config: {listed}. Use a fresh workdir, or the config the checkpoint was written with."
+      )
 
   def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
     """Restores step `step` into arrays with `target`'s shapes, dtypes and shardings.

@@ -93,6 +93,15 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[An
   }
 
 
+def record_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple]:
+  """The run-defining differences between a checkpoint's run record and this config's (none
+  when only the fingerprint differs because options were added to ssl_jax since)."""
+  if saved.get("fingerprint") == current["fingerprint"]:
+    return {}
+  old = defining_part(with_new_defaults(dict(saved.get("config", {}))))
+  return changed_keys(old, current["config"])
+
+
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
   """ "optim.learning_rate 0.001 -> 0.002, seed 0 -> 1" for the keys that differ."""
   changes = changed_keys(old, new)
@@ -122,10 +131,31 @@ def total_steps_free(config: ml_collections.ConfigDict, task_class: type, old: i
   warmup = int(optim.warmup_steps)
   return (
     optim.schedule == "constant"
+    and int(config.total_steps) >= old  # shorter than trained: nothing to resume
     and min(warmup, old) == min(warmup, int(config.total_steps))
     and float(optim.weight_decay_end) < 0
     and not task_class.schedules_use_total_steps()
   )
+
+
+def with_new_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+  """A recorded config with the defaults of options it lacks (options added to ssl_jax since
+  the run was written), so upgrading ssl_jax does not look like a changed setting."""
+  from ssl_jax.config_base import base_config, resolve_defaults  # config_base imports parts
+
+  filled = base_config()
+  try:
+    with filled.unlocked():
+      for key, value in recorded.items():
+        if isinstance(value, dict) and isinstance(filled.get(key), ml_collections.ConfigDict):
+          for inner, inner_value in value.items():
+            filled[key][inner] = inner_value
+        else:
+          filled[key] = value
+    resolve_defaults(filled)
+  except (TypeError, ValueError, KeyError, AttributeError):
+    return recorded  # not a config this version can read: compare it as written
+  return config_dict(filled)
 
 
 def check_resume(
@@ -134,7 +164,9 @@ def check_resume(
   """The allowed changes ({dotted key: (old, new)}) between a workdir's config.json and
   `config`; a ResumeError listing every run-defining change."""
   current = config_dict(config)
-  previous = {k: v for k, v in previous.items() if k not in (DATASET_INFO, HISTORY)}
+  previous = with_new_defaults(
+    {k: v for k, v in previous.items() if k not in (DATASET_INFO, HISTORY)}
+  )
   changes = changed_keys(previous, current)
   old_total = previous.get(TOTAL_STEPS, current[TOTAL_STEPS])
   refused = {
@@ -146,7 +178,7 @@ def check_resume(
   if refused:
     listed = ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in refused.items())
     hint = (
-      " (total_steps can only grow with optim.schedule='constant', its warmup unchanged, no "
+      " (total_steps can only grow, with optim.schedule='constant', its warmup unchanged, no "
       "weight-decay ramp and a task without step-dependent schedules)"
       if TOTAL_STEPS in refused
       else ""

@@ -213,8 +213,8 @@ def train_and_evaluate(
   with WorkdirLock(workdir) as lock:
     try:
       return _run(config, workdir, lock, reevaluate)
-    except UserError:
-      lock.discard()
+    except (UserError, KeyboardInterrupt):
+      lock.discard()  # only a workdir this run created and wrote nothing of value to
       raise
 
 

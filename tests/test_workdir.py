@@ -445,3 +445,22 @@ def test_a_failed_save_names_the_directory_and_keeps_the_previous_checkpoint(tmp
   checkpoints.close()
   assert step == 2 and int(state["step"]) == 2
   assert not os.path.exists(os.path.join(workdir, LOCK_FILE))
+
+
+def test_options_added_to_ssl_jax_since_a_run_was_written_are_not_changes():
+  from ssl_jax.config_base import resolve_defaults
+  from ssl_jax.registry import TASKS
+  from ssl_jax.run_config import check_resume, config_dict, record_differences, run_record
+
+  config = resolve_defaults(_config())
+  written_by_an_older_version = config_dict(config)
+  del written_by_an_older_version["optim"]["clip_norm"]  # options it did not have yet
+  del written_by_an_older_version["model_kwargs"]["stem"]
+  del written_by_an_older_version["online_probe"]
+  assert check_resume(written_by_an_older_version, config, TASKS.get("simclr")) == {}
+  old_record = {"fingerprint": "older", "config": written_by_an_older_version}
+  assert record_differences(old_record, run_record(config)) == {}
+  written_by_an_older_version["seed"] = 3
+  with pytest.raises(ResumeError, match=r"seed 3 -> 0"):
+    check_resume(written_by_an_older_version, config, TASKS.get("simclr"))
+  assert record_differences(old_record, run_record(config)) == {"seed": (3, 0)}
