@@ -222,11 +222,11 @@ class Checkpointer:
   def _check_record(self, step: int, record: dict[str, Any] | None) -> None:
     if record is None or self.run_record is None:
       return  # written before run records existed
-    from ssl_jax.run_config import record_differences  # config knowledge lives there
+    from ssl_jax.run_config import list_changes, record_differences  # config knowledge
 
     differences = record_differences(record, self.run_record)
     if differences:
-      listed = ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in differences.items())
+      listed = list_changes(differences)
       raise CheckpointMismatchError(
         f"The checkpoint of step {step} in {self.directory} was written by a different "
         f"config: {listed}. Use a fresh workdir, or the config the checkpoint was written with."

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 
 from ssl_jax import train
@@ -63,7 +65,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad --config override (a key the config does not have, a
   value of the wrong type) as one `Error:` line and exit code 2 instead of a traceback."""
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
+    _check_config_file()
+    return remaining
+  except SyntaxError as error:  # the config file does not parse
+    print(f"Error: --config={error.filename!r} line {error.lineno}: {error.msg}.", file=sys.stderr)
+    sys.exit(2)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
     cause = error
     while cause.args and isinstance(cause.args[0], Exception):  # AttributeError(KeyError(...))
@@ -72,6 +79,21 @@ def _parse_flags(argv: list[str]) -> list[str]:
     if isinstance(error, (AttributeError, KeyError)):  # ml_collections: "'key'\nDid you mean..."
       message = "a --config override names a key the config does not have: " + message
     print("Error: " + " ".join(message.replace("\\n", " ").split()), file=sys.stderr)
+    sys.exit(2)
+
+
+def _check_config_file() -> None:
+  """ml_collections defers a missing config file's error to the first use of --config: here it
+  is one `Error:` line (an error raised by the file's own code keeps its traceback: it is the
+  user's code)."""
+  if isinstance(_CONFIG.value, ml_collections.ConfigDict):
+    return
+  path = flags.FLAGS["config"].serialize().split("=", 1)[-1]
+  if not os.path.isfile(path):
+    print(
+      f"Error: --config={path!r} does not exist; give a file like configs/simclr_digits.py.",
+      file=sys.stderr,
+    )
     sys.exit(2)
 
 

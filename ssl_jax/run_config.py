@@ -102,12 +102,16 @@ def record_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[s
   return changed_keys(old, current["config"])
 
 
-def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
-  """ "optim.learning_rate 0.001 -> 0.002, seed 0 -> 1" for the keys that differ."""
-  changes = changed_keys(old, new)
-  if not changes:
-    return "no setting differs"
-  return ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in changes.items())
+# Shown first: a different part explains the many option differences that follow from it.
+_NAMES_FIRST = ("task", "model", "data.name")
+
+
+def list_changes(changes: dict[str, tuple[Any, Any]], limit: int = 8) -> str:
+  """ "key old -> new, ..." with the part names first, at most `limit` keys."""
+  ordered = sorted(changes, key=lambda key: (key not in _NAMES_FIRST, key))
+  shown = ", ".join(f"{key} {changes[key][0]!r} -> {changes[key][1]!r}" for key in ordered[:limit])
+  more = len(ordered) - limit
+  return shown + (f" and {more} more" if more > 0 else "")
 
 
 def read_run_config(workdir: str) -> dict[str, Any] | None:
@@ -176,7 +180,7 @@ def check_resume(
     and not (key == TOTAL_STEPS and total_steps_free(config, task_class, int(old_total)))
   }
   if refused:
-    listed = ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in refused.items())
+    listed = list_changes(refused)
     hint = (
       " (total_steps can only grow, with optim.schedule='constant', its warmup unchanged, no "
       "weight-decay ramp and a task without step-dependent schedules)"

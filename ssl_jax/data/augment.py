@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.errors import ConfigError
 from ssl_jax.registry import check_options
 
 
@@ -196,7 +197,7 @@ def color_jitter(
 ) -> jnp.ndarray:
   """Brightness, contrast, saturation and hue with strengths drawn from `cfg`'s ranges."""
   if cfg.jitter_order not in JITTER_ORDERS:
-    raise ValueError(f"Unknown jitter_order {cfg.jitter_order!r}; valid: {JITTER_ORDERS}.")
+    raise ConfigError(f"Unknown jitter_order {cfg.jitter_order!r}; valid: {JITTER_ORDERS}.")
   delta = jax.random.uniform(keys[3], (), minval=-cfg.brightness, maxval=cfg.brightness)
   factor = jax.random.uniform(keys[4], (), minval=1 - cfg.contrast, maxval=1 + cfg.contrast)
   saturation = jax.random.uniform(keys[8], (), minval=1 - cfg.saturation, maxval=1 + cfg.saturation)

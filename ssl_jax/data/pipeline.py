@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from ssl_jax.data.records import take_rows
+from ssl_jax.errors import DataError
 
 
 class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
@@ -36,11 +37,11 @@ class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
     self.process_index = jax.process_index() if process_index is None else process_index
     self.process_count = jax.process_count() if process_count is None else process_count
     if global_batch_size % self.process_count:
-      raise ValueError(
+      raise DataError(
         f"batch_size {global_batch_size} is not divisible by the {self.process_count} processes."
       )
     if global_batch_size > self.num_examples:
-      raise ValueError(
+      raise DataError(
         f"batch_size {global_batch_size} is larger than the dataset ({self.num_examples} examples)."
       )
     self.steps_per_epoch = self.num_examples // global_batch_size
@@ -77,7 +78,7 @@ class ShuffledBatches(Iterator[dict[str, np.ndarray]]):
   def set_state(self, state: dict[str, Any]) -> None:
     for key in ("seed", "num_examples", "global_batch_size"):
       if state[key] != getattr(self, key):
-        raise ValueError(
+        raise DataError(
           f"Checkpointed input pipeline has {key}={state[key]}, but this run has "
           f"{key}={getattr(self, key)}: resuming would not reproduce the same batches. "
           "Use a fresh workdir for a changed data config."

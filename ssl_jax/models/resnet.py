@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssl_jax.errors import ConfigError
 from ssl_jax.models.transformer import _dtype
 from ssl_jax.registry import MODELS
 
@@ -86,9 +87,9 @@ class ResNet(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
     blocks = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
     if self.block not in blocks:
-      raise ValueError(f"Unknown ResNet block {self.block!r}; valid: {sorted(blocks)}.")
+      raise ConfigError(f"Unknown ResNet block {self.block!r}; valid: {sorted(blocks)}.")
     if self.stem not in ("cifar", "imagenet"):
-      raise ValueError(f"Unknown ResNet stem {self.stem!r}; valid: ['cifar', 'imagenet'].")
+      raise ConfigError(f"Unknown ResNet stem {self.stem!r}; valid: ['cifar', 'imagenet'].")
     block_cls = blocks[self.block]
     norm, conv = _layers(train, self.dtype)
     if self.stem == "imagenet":

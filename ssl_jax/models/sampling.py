@@ -13,6 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.errors import ConfigError
+
 
 def filter_logits(logits: jnp.ndarray, top_k: int = 0, top_p: float = 1.0) -> jnp.ndarray:
   """Logits with everything outside the top-k and outside the top-p nucleus set to -inf.
@@ -83,7 +85,7 @@ def generate(
   batch, prompt_len = prompt.shape
   total = prompt_len + max_new_tokens
   if total > model.max_length:
-    raise ValueError(
+    raise ConfigError(
       f"prompt {prompt_len} + {max_new_tokens} new tokens exceeds the model's "
       f"max_length {model.max_length}."
     )

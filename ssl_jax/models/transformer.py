@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.errors import ConfigError
 from ssl_jax.registry import MODELS
 
 PAD_SEGMENT = 0  # segment id of padding on packed rows (ssl_jax.data.packing writes it)
@@ -35,17 +36,17 @@ TEXT_DERIVED = ("vocab_size", "max_length")
 
 def _dtype(name: str):
   if name not in _DTYPES:
-    raise ValueError(f"Unknown dtype {name!r}; valid: {sorted(_DTYPES)}.")
+    raise ConfigError(f"Unknown dtype {name!r}; valid: {sorted(_DTYPES)}.")
   return _DTYPES[name]
 
 
 def _check_attention_impl(implementation: str, dtype: str) -> None:
   if implementation not in ATTENTION_IMPLEMENTATIONS:
-    raise ValueError(
+    raise ConfigError(
       f"Unknown attention_impl {implementation!r}; valid: {list(ATTENTION_IMPLEMENTATIONS)}."
     )
   if implementation == "cudnn" and dtype == "float32":
-    raise ValueError(
+    raise ConfigError(
       'attention_impl="cudnn" needs dtype="bfloat16" (cuDNN flash attention '
       'has no float32 kernel); use attention_impl="xla" for float32.'
     )
@@ -54,7 +55,7 @@ def _check_attention_impl(implementation: str, dtype: str) -> None:
 def resolve_size(size: str, **overrides: int) -> dict[str, int]:
   """The preset's dimensions with every non-zero override applied."""
   if size not in PRESETS:
-    raise ValueError(f"Unknown transformer size {size!r}; valid: {list(PRESETS)}.")
+    raise ConfigError(f"Unknown transformer size {size!r}; valid: {list(PRESETS)}.")
   return {key: overrides.get(key) or value for key, value in PRESETS[size].items()}
 
 
@@ -127,7 +128,7 @@ class Attention(nn.Module):
   ) -> jnp.ndarray:
     width = x.shape[-1]
     if width % self.num_heads:
-      raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}.")
+      raise ConfigError(f"width {width} is not divisible by num_heads {self.num_heads}.")
     head_dim = width // self.num_heads
     dense = lambda name: nn.DenseGeneral(
       (self.num_heads, head_dim), dtype=_dtype(self.dtype), name=name
@@ -344,7 +345,7 @@ class TransformerEncoder(nn.Module):
   ) -> jnp.ndarray:
     length = tokens.shape[1]
     if length > self.max_length:
-      raise ValueError(f"sequence length {length} exceeds max_length {self.max_length}.")
+      raise ConfigError(f"sequence length {length} exceeds max_length {self.max_length}.")
     if segment_ids is None:  # One document per row: every valid token is segment 1.
       segment_ids = valid.astype(jnp.int32)
     else:

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.errors import ConfigError
 from ssl_jax.models.transformer import EncoderBlock, _dtype
 from ssl_jax.registry import MODELS
 
@@ -14,7 +15,7 @@ def patchify(images: jnp.ndarray, patch_size: int) -> jnp.ndarray:
   """[B, H, W, C] -> [B, (H/p)*(W/p), p*p*C], patches in row-major order."""
   b, h, w, c = images.shape
   if h % patch_size or w % patch_size:
-    raise ValueError(f"image size {(h, w)} is not divisible by patch_size {patch_size}.")
+    raise ConfigError(f"image size {(h, w)} is not divisible by patch_size {patch_size}.")
   x = images.reshape(b, h // patch_size, patch_size, w // patch_size, patch_size, c)
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, (h // patch_size) * (w // patch_size), -1)
 
@@ -22,7 +23,7 @@ def patchify(images: jnp.ndarray, patch_size: int) -> jnp.ndarray:
 def sincos_position_embedding(grid: int, width: int) -> jnp.ndarray:
   """Fixed 2-D sine-cosine embedding [grid*grid, width] (MAE, MoCo v3)."""
   if width % 4:
-    raise ValueError(f"width {width} must be divisible by 4 for 2-D sin-cos embeddings.")
+    raise ConfigError(f"width {width} must be divisible by 4 for 2-D sin-cos embeddings.")
   omega = 1.0 / 10000 ** (jnp.arange(width // 4, dtype=jnp.float32) / (width // 4))
   ys, xs = jnp.meshgrid(
     jnp.arange(grid, dtype=jnp.float32), jnp.arange(grid, dtype=jnp.float32), indexing="ij"
@@ -69,9 +70,9 @@ class ViT(nn.Module):
     return_tokens: bool = False,
   ) -> jnp.ndarray:
     if self.pool not in ("cls", "mean"):
-      raise ValueError(f"Unknown ViT pool {self.pool!r}; valid: ['cls', 'mean'].")
+      raise ConfigError(f"Unknown ViT pool {self.pool!r}; valid: ['cls', 'mean'].")
     if self.position_embedding not in ("learned", "sincos"):
-      raise ValueError(
+      raise ConfigError(
         f"Unknown position_embedding {self.position_embedding!r}; valid: ['learned', 'sincos']."
       )
     x = nn.Dense(self.width, dtype=_dtype(self.dtype), name="patch_embed")(

@@ -72,14 +72,14 @@ def bert_mask(
     weights: [B, K] 1.0 for a real prediction, 0.0 for unused budget slots.
   """
   if masking not in MASKINGS:
-    raise ValueError(f"Unknown masking {masking!r}; valid: {list(MASKINGS)}.")
+    raise ConfigError(f"Unknown masking {masking!r}; valid: {list(MASKINGS)}.")
   choose_key, order_key, kind_key, random_key = jax.random.split(rng, 4)
   candidate = ~jnp.isin(tokens, jnp.asarray(special_ids))
   draw = jax.random.uniform(choose_key, tokens.shape)
   order = jax.random.uniform(order_key, tokens.shape)
   if masking == "whole_word":
     if word_start is None:
-      raise ValueError("masking='whole_word' needs the tokenizer's word_start table.")
+      raise ConfigError("masking='whole_word' needs the tokenizer's word_start table.")
     first = word_ids(tokens, word_start)
     # Every piece of a word shares its first piece's draws: chosen and ordered together.
     draw = jnp.take_along_axis(draw, first, axis=1)

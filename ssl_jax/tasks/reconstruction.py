@@ -18,7 +18,7 @@ from ssl_jax.tasks.vision import VisionTask
 def rotations(images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
   """All four rotations by 0/90/180/270 degrees: ([4B, H, W, C], labels [4B] in 0..3)."""
   if images.shape[1] != images.shape[2]:
-    raise ValueError(f"rotation needs square images, got {images.shape[1:3]}.")
+    raise ConfigError(f"rotation needs square images, got {images.shape[1:3]}.")
   rotated = jnp.concatenate([jnp.rot90(images, k, axes=(1, 2)) for k in range(4)])
   labels = jnp.repeat(jnp.arange(4), images.shape[0])
   return rotated, labels
