@@ -2,10 +2,13 @@
 
 The lock is `<workdir>/lock`, a small JSON file. It is created complete (written to a private
 file, then hard-linked into place, which fails if a lock is already there), so a reader never
-sees a half-written holder. A lock whose process is gone (same host, pid not alive, or alive
-but started later: a reused pid) is taken over with a warning; a lock of another host cannot
-be checked and is refused with the hint to delete it. In a multi-process run only process 0
-takes the lock, and every process learns the outcome, so they all stop or all go on.
+sees a half-written holder. The live run touches the lock every `HEARTBEAT_SECONDS`.
+
+A lock whose process is gone is taken over with a warning: on this host when its pid is not
+alive (or alive but started later: a reused pid); from another host (a job restarted on a new
+machine) when its heartbeat is older than `STALE_AFTER_SECONDS`. A fresh lock of another host
+is refused with the hint to delete it if that run is dead. In a multi-process run only process
+0 takes the lock, and every process learns the outcome, so they all stop or all go on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -25,6 +29,8 @@ import numpy as np
 from ssl_jax.errors import WorkdirError
 
 LOCK_FILE = "lock"
+HEARTBEAT_SECONDS = 30.0
+STALE_AFTER_SECONDS = 600.0  # 20 missed heartbeats
 
 
 def _process_start(pid: int) -> str | None:
@@ -83,6 +89,7 @@ class WorkdirLock:
     self.path = os.path.join(self.workdir, LOCK_FILE)
     self.created = False
     self.held = False
+    self._stop_heartbeat = threading.Event()
 
   def __enter__(self) -> WorkdirLock:
     check_workdir_path(self.workdir)
@@ -134,6 +141,7 @@ class WorkdirLock:
         try:
           os.link(private, self.path)  # atomic: fails if a lock is there
           self.held = True
+          threading.Thread(target=self._heartbeat, daemon=True, name="workdir-lock").start()
           return
         except FileExistsError:
           self._take_over_if_stale()
@@ -141,6 +149,12 @@ class WorkdirLock:
     finally:
       with contextlib.suppress(OSError):
         os.remove(private)
+
+  def _heartbeat(self) -> None:
+    """Touches the lock while the run lives, so another host can tell a dead holder."""
+    while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
+      with contextlib.suppress(OSError):
+        os.utime(self.path)
 
   def _take_over_if_stale(self) -> None:
     """Removes a lock whose holder is dead (with a warning); raises for a live one."""
@@ -152,12 +166,16 @@ class WorkdirLock:
     except (OSError, ValueError):
       holder = {}
     same_host = holder.get("host") == socket.gethostname()
-    if holder and not same_host:
+    try:
+      silent = time.time() - os.path.getmtime(self.path)
+    except OSError:
+      return  # released meanwhile
+    if holder and not same_host and silent < STALE_AFTER_SECONDS:
       raise WorkdirError(
         f"{self.workdir} is in use by another run ({_describe(holder)}): its lock is "
         f"{self.path}. If that run is no longer alive, delete the lock and re-run."
       )
-    if holder and _alive(holder):
+    if holder and same_host and _alive(holder):
       raise WorkdirError(
         f"{self.workdir} is in use by another run ({_describe(holder)}); wait for it to "
         "finish, or stop it, or use another --workdir."
@@ -169,6 +187,8 @@ class WorkdirLock:
       return
     os.remove(stale)
     what = _describe(holder) if holder else "an unreadable lock"
+    if holder and not same_host:
+      what += f", silent for {silent / 60:.0f} minutes"
     print(f"Warning: took over the lock of {self.workdir} from a run that is gone ({what}).")
 
   def release(self) -> None:
@@ -176,6 +196,7 @@ class WorkdirLock:
     if not self.held:
       return
     self.held = False
+    self._stop_heartbeat.set()
     with contextlib.suppress(OSError, ValueError):
       with open(self.path) as f:
         holder = json.load(f)

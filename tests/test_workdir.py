@@ -18,7 +18,7 @@ from conftest import REPO, tiny_mlm_config, tiny_simclr_config
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.errors import CheckpointError, ResumeError, WorkdirError
-from ssl_jax.workdir import LOCK_FILE, WorkdirLock
+from ssl_jax.workdir import LOCK_FILE, STALE_AFTER_SECONDS, WorkdirLock
 
 
 def _state_leaves(workdir: str, step: int) -> list[np.ndarray]:
@@ -157,6 +157,62 @@ def test_the_lock_names_its_holder_and_a_dead_holder_is_taken_over(tmp_path, cap
     json.dump({"host": "elsewhere", "pid": 1}, f)
   with pytest.raises(WorkdirError, match="host 'elsewhere'.*delete the lock"):
     WorkdirLock(workdir).__enter__()
+  # ... unless its heartbeat stopped long ago (a job restarted on another machine).
+  silent = time.time() - STALE_AFTER_SECONDS - 60
+  os.utime(os.path.join(workdir, LOCK_FILE), (silent, silent))
+  with WorkdirLock(workdir):
+    assert json.load(open(os.path.join(workdir, LOCK_FILE)))["pid"] == os.getpid()
+  assert "(pid 1 on host 'elsewhere', started ?, silent for 11 minutes)" in capsys.readouterr().out
+
+
+def test_the_live_holder_keeps_its_lock_fresh(tmp_path, monkeypatch):
+  from ssl_jax import workdir as workdir_module
+
+  monkeypatch.setattr(workdir_module, "HEARTBEAT_SECONDS", 0.05)
+  with WorkdirLock(str(tmp_path)) as lock:
+    old = time.time() - 3600
+    os.utime(lock.path, (old, old))
+    time.sleep(0.5)
+    assert time.time() - os.path.getmtime(lock.path) < 5
+
+
+def test_a_second_ctrl_c_exits_at_once_with_130(monkeypatch):
+  import signal
+
+  from ssl_jax.interrupts import StopSignals
+
+  exits = []
+  monkeypatch.setattr(os, "_exit", exits.append)
+  with StopSignals() as stop:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)
+    assert stop.requested == signal.SIGINT and exits == []  # the loop saves, then stops
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)
+  assert exits == [130]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_damaged_best_checkpoint_falls_back_to_the_previous_best(tmp_path, capsys):
+  import jax.numpy as jnp
+
+  from ssl_jax import early_stopping
+
+  best = Checkpointer(str(tmp_path / "best_checkpoint"), 2, async_save=False)
+  for step in (3, 5):
+    best.save(step, {"w": jnp.full((4,), float(step))}, {})
+  _cut_in_half(str(tmp_path / "best_checkpoint" / "5"))
+  stopper = early_stopping.EarlyStopping(metric="validation acc", best_value=0.5)
+  final = {"w": jnp.zeros((4,))}
+  state = train.best_validated_state(best, stopper, final, 7)
+  np.testing.assert_array_equal(np.asarray(state["w"]), np.full((4,), 3.0))
+  out = capsys.readouterr().out
+  assert "step 5 is damaged" in out and "Evaluating the best validated state, step 3" in out
+  # Every best damaged: the final state is evaluated, with a warning.
+  best = Checkpointer(str(tmp_path / "best_checkpoint"), 2, async_save=False)
+  _cut_in_half(str(tmp_path / "best_checkpoint" / "3"))
+  assert train.best_validated_state(best, stopper, final, 7) is final
+  assert "Evaluating the final state of step 7 instead" in capsys.readouterr().out
 
 
 def _main_command(workdir: str, *overrides: str) -> list[str]:
@@ -271,6 +327,12 @@ def test_allowed_changes_are_kept_in_the_history_and_a_finished_run_is_reported(
   again = train.train_and_evaluate(_config(total_steps=4, **constant), workdir)
   assert "finished at step 4" in capsys.readouterr().out
   assert again == first and (tmp_path / "config.json").read_bytes() == recorded
+  # Asked to, it evaluates again from its last checkpoint (and trains nothing).
+  capsys.readouterr()
+  reevaluated = train.train_and_evaluate(_config(total_steps=4, **constant), workdir, True)
+  assert "Resumed from the checkpoint of step 4" in capsys.readouterr().out
+  assert reevaluated["step"] == 4 and reevaluated["evals"] == first["evals"]
+  assert (tmp_path / "config.json").read_bytes() == recorded
   # A longer run on a constant schedule continues; the change is recorded.
   longer = train.train_and_evaluate(_config(total_steps=6, log_every=3, **constant), workdir)
   assert longer["step"] == 6
@@ -464,3 +526,14 @@ def test_options_added_to_ssl_jax_since_a_run_was_written_are_not_changes():
   with pytest.raises(ResumeError, match=r"seed 3 -> 0"):
     check_resume(written_by_an_older_version, config, TASKS.get("simclr"))
   assert record_differences(old_record, run_record(config)) == {"seed": (3, 0)}
+
+
+def test_data_that_changed_under_a_run_is_refused():
+  from ssl_jax.run_config import check_data_facts
+
+  recorded = {"dataset_info": {"num_classes": 2, "class_names": ["a", "b"], "vocab_size": 500}}
+  check_data_facts(recorded, {"num_classes": 2, "class_names": ["a", "b"], "vocab_size": 500})
+  with pytest.raises(ResumeError, match=r"class_names \['a', 'b'\] -> \['a', 'c'\]"):
+    check_data_facts(recorded, {"num_classes": 2, "class_names": ["a", "c"], "vocab_size": 500})
+  with pytest.raises(ResumeError, match=r"vocab_size 500 -> 400"):
+    check_data_facts(recorded, {"num_classes": 2, "class_names": ["a", "b"], "vocab_size": 400})
