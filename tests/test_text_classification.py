@@ -16,6 +16,7 @@ from ssl_jax.data.text_classification import (
   text_classification_files,
 )
 from ssl_jax.data.text_corpus import is_test_document
+from ssl_jax.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,28 @@ def test_labelled_file_errors_name_the_problem(tmp_path):
     text_classification_files(None, paths=str(other))
   with pytest.raises(FileNotFoundError, match="matches no file"):
     text_classification_files(None, paths=str(tmp_path / "missing.csv"))
+
+
+def test_rows_without_a_label_are_an_error_naming_the_line_unless_dropped(tmp_path, capsys):
+  csv_path, jsonl_path = _write_labelled(tmp_path)
+  rows = csv_path.read_text().splitlines()
+  # Line 3 loses its label (empty), line 5 its label column (a short row).
+  rows[2] = rows[2].rsplit(",", 1)[0] + ","
+  rows[4] = rows[4].rsplit(",", 1)[0]
+  csv_path.write_text("\n".join(rows) + "\n")
+  with pytest.raises(DataError, match=rf"{csv_path}:3 has an empty label \('label': ''\)"):
+    text_classification_files(None, paths=str(csv_path), seq_len=12, vocab_size=36)
+  dropped = text_classification_files(
+    None, paths=str(csv_path), seq_len=12, vocab_size=36, test_percent=30, missing_labels="drop"
+  )
+  assert sum(sum(c) for c in dropped.info["class_counts"].values()) == 38
+  assert "Dropped 2 rows without a label" in capsys.readouterr().out
+  lines = jsonl_path.read_text().splitlines()
+  record = json.loads(lines[1])
+  record["y"] = None
+  lines[1] = json.dumps(record)
+  jsonl_path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=rf"{jsonl_path}:2 has a null label \('y': None\)"):
+    text_classification_files(None, paths=str(jsonl_path), text_key="review", label_key="y")
+  with pytest.raises(ConfigError, match=r"missing_labels='keep'; valid: \['error', 'drop'\]"):
+    text_classification_files(None, paths=str(jsonl_path), missing_labels="keep")
