@@ -537,3 +537,22 @@ def test_data_that_changed_under_a_run_is_refused():
     check_data_facts(recorded, {"num_classes": 2, "class_names": ["a", "c"], "vocab_size": 500})
   with pytest.raises(ResumeError, match=r"vocab_size 500 -> 400"):
     check_data_facts(recorded, {"num_classes": 2, "class_names": ["a", "b"], "vocab_size": 400})
+
+
+def test_a_background_write_that_fails_is_reported_when_waited_for(tmp_path, monkeypatch):
+  import errno
+
+  import jax.numpy as jnp
+
+  checkpoints = Checkpointer(str(tmp_path / "checkpoints"))
+  checkpoints.save(1, {"w": jnp.ones((2,))}, {})
+  checkpoints.wait()
+
+  def permission_denied():
+    raise OSError(errno.EACCES, "Permission denied")
+
+  checkpoints.save(2, {"w": jnp.ones((2,))}, {})
+  checkpoints.wait()
+  monkeypatch.setattr(checkpoints.manager, "wait_until_finished", permission_denied)
+  with pytest.raises(CheckpointError, match=r"step 2 to \S+/checkpoints: \[Errno 13\] Permission"):
+    checkpoints.wait()
