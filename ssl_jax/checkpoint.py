@@ -90,6 +90,16 @@ def _quiet_asyncio():
     logger.setLevel(level)
 
 
+def _file_system_error(error: BaseException) -> OSError | None:
+  """The OSError behind `error` (Orbax may re-raise a background write's failure wrapped)."""
+  seen = 0
+  while error is not None and seen < 10:
+    if isinstance(error, OSError):
+      return error
+    error, seen = error.__cause__ or error.__context__, seen + 1
+  return None
+
+
 def _leaf_name(path: tuple[Any, ...]) -> str:
   """The dotted name Orbax gives a leaf ("opt_state.0.mu.encoder.kernel")."""
   parts = []
@@ -164,11 +174,14 @@ class Checkpointer:
   def _writing(self, step: int | None):
     try:
       yield
-    except (OSError, ValueError, RuntimeError) as error:
+    except Exception as error:
+      cause = _file_system_error(error)
+      if cause is None:
+        raise  # not the disk: a bug keeps its traceback
       intact = [s for s in self.all_steps() if s != step]
       kept = f"the intact checkpoints are steps {intact}" if intact else "no checkpoint is intact"
       raise CheckpointError(
-        f"Could not write the checkpoint of step {step} to {self.directory}: {_reason(error)}. "
+        f"Could not write the checkpoint of step {step} to {self.directory}: {_reason(cause)}. "
         f"{kept.capitalize()}; free disk space or fix the permissions, then re-run the same "
         "command to resume."
       ) from error
