@@ -19,6 +19,15 @@ def normalize(features: np.ndarray | jax.Array) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def random_projection(points: jax.Array, dim: int, key: jax.Array) -> jax.Array:
+  """`points` through a fixed Gaussian map to `dim` dimensions, scaled so squared distances
+  are kept in expectation (identity when `dim` is 0 or not smaller)."""
+  if not dim or points.shape[1] <= dim:
+    return points
+  projection = jax.random.normal(key, (points.shape[1], dim), points.dtype)
+  return points @ (projection / np.sqrt(dim))
+
+
 @jax.jit
 def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:
   """[len(a), len(b)] squared Euclidean distances (clipped at 0 against rounding)."""

@@ -82,15 +82,9 @@ class ProbCoverQuery(QueryStrategy):
     self.radius, self.purity = radius, purity
     self.purity_clusters, self.projection_dim = purity_clusters, projection_dim
 
-  def points(self, features, key: jax.Array) -> jax.Array:
-    x = geometry.normalize(features)
-    if self.projection_dim and x.shape[1] > self.projection_dim:
-      projection = jax.random.normal(jax.random.fold_in(key, 1), (x.shape[1], self.projection_dim))
-      x = x @ (projection / np.sqrt(self.projection_dim))
-    return x
-
   def select(self, pool: Pool, budget: int, key: jax.Array) -> np.ndarray:
-    x = self.points(pool.features, key)
+    x = geometry.normalize(pool.features)
+    x = geometry.random_projection(x, self.projection_dim, jax.random.fold_in(key, 1))
     radius = self.radius
     if not radius:
       count = self.purity_clusters or int(min(100, max(2, np.sqrt(pool.size))))
