@@ -67,3 +67,35 @@ def test_train_step_benchmark_runs_a_text_reference_config_on_synthetic_tokens(t
   assert record["config"] == "mlm" and record["seq_len"] == 64 and record["dtype"] == "bfloat16"
   assert record["tokens_per_second"] == 64 * record["examples_per_second"]
   assert record["step_tflops"] > 0
+
+
+def test_query_strategy_benchmark_writes_json(tmp_path):
+  out = tmp_path / "queries.json"
+  result = subprocess.run(
+    [
+      sys.executable,
+      "benchmarks/query_strategies.py",
+      "--pool",
+      "600",
+      "--dim",
+      "16",
+      "--budget",
+      "5",
+      "--mc_samples",
+      "4",
+      "--repeats",
+      "1",
+      "--out",
+      str(out),
+    ],
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr
+  record = json.loads(out.read_text())
+  assert record["pool"] == 600 and record["budget"] == 5 and record["digits_pool"] == 1797
+  assert set(record["seconds"]) >= {"coreset", "badge", "typiclust", "probcover", "batch_bald (10)"}
+  assert all(seconds > 0 for seconds in record["seconds"].values())

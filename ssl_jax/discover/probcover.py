@@ -19,8 +19,6 @@ is projected to `projection_dim` dimensions by a fixed random Gaussian projectio
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,10 +29,17 @@ from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy
 CANDIDATE_RADII = tuple(round(0.05 * k, 2) for k in range(1, 31))  # 0.05 ... 1.5
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
-def _neighbour_counts(block: jax.Array, points: jax.Array, radii: tuple[float, ...]):
+@jax.jit
+def _nearest_other_cluster(block, block_clusters, points, clusters) -> jax.Array:
+  """[B] distance from each block point to the nearest point of another cluster."""
   d = geometry.squared_distances(block, points)
-  return jnp.stack([jnp.sum(d < r * r, axis=1) for r in radii], -1)
+  other = block_clusters[:, None] != clusters[None, :]
+  return jnp.sqrt(jnp.min(jnp.where(other, d, jnp.inf), axis=1))
+
+
+@jax.jit
+def _inside(block, points, radius) -> jax.Array:
+  return geometry.squared_distances(block, points) < radius * radius
 
 
 def ball_edges(points: jax.Array, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -42,8 +47,7 @@ def ball_edges(points: jax.Array, radius: float) -> tuple[np.ndarray, np.ndarray
   included, as two index arrays sorted by center."""
   centers, members = [], []
   for i in range(0, points.shape[0], geometry.BLOCK):
-    d = np.asarray(geometry.squared_distances(points[i : i + geometry.BLOCK], points))
-    rows, cols = np.nonzero(d < radius * radius)
+    rows, cols = np.nonzero(np.asarray(_inside(points[i : i + geometry.BLOCK], points, radius)))
     centers.append(rows + i)
     members.append(cols)
   return np.concatenate(centers), np.concatenate(members)
@@ -52,18 +56,21 @@ def ball_edges(points: jax.Array, radius: float) -> tuple[np.ndarray, np.ndarray
 def purity_radius(points: jax.Array, clusters: np.ndarray, purity: float) -> float:
   """The largest candidate radius at which at least `purity` of the balls hold only points
   of their center's cluster (the paper's rule for delta)."""
-  best = CANDIDATE_RADII[0]
-  pure = np.zeros(len(CANDIDATE_RADII))
-  for i in range(0, points.shape[0], geometry.BLOCK):
-    d = np.asarray(geometry.squared_distances(points[i : i + geometry.BLOCK], points))
-    other = clusters[None, :] != clusters[i : i + geometry.BLOCK, None]
-    # A ball of radius r is impure when some other-cluster point is nearer than r.
-    nearest_other = np.sqrt(np.min(np.where(other, d, np.inf), axis=1))
-    pure += [(nearest_other >= r).sum() for r in CANDIDATE_RADII]
-  for radius, fraction in zip(CANDIDATE_RADII, pure / points.shape[0]):
-    if fraction >= purity:
-      best = radius
-  return best
+  clusters = jnp.asarray(clusters)
+  nearest_other = np.concatenate(
+    [
+      np.asarray(
+        _nearest_other_cluster(
+          points[i : i + geometry.BLOCK], clusters[i : i + geometry.BLOCK], points, clusters
+        )
+      )
+      for i in range(0, points.shape[0], geometry.BLOCK)
+    ]
+  )
+  # A ball of radius r is pure when no other-cluster point is nearer than r.
+  pure = [np.mean(nearest_other >= radius) for radius in CANDIDATE_RADII]
+  passing = [radius for radius, fraction in zip(CANDIDATE_RADII, pure) if fraction >= purity]
+  return max(passing) if passing else CANDIDATE_RADII[0]
 
 
 @QUERY_STRATEGIES.register("probcover")
