@@ -18,6 +18,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -58,18 +59,25 @@ def _ignore_closed_loop_callbacks() -> None:
   """After a failed read, TensorStore threads still finishing the sibling reads call back into
   the event loop Orbax has closed; Python prints each "Event loop is closed" as an ignored
   exception with a traceback. Those (only those) are dropped."""
+  closed = lambda value: isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
   previous = sys.unraisablehook
-  if getattr(previous, "ssl_jax_filter", False):
-    return
+  if not getattr(previous, "ssl_jax_filter", False):
 
-  def hook(unraisable) -> None:
-    value = unraisable.exc_value
-    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
-      return
-    previous(unraisable)
+    def unraisable_hook(unraisable) -> None:
+      if not closed(unraisable.exc_value):
+        previous(unraisable)
 
-  hook.ssl_jax_filter = True
-  sys.unraisablehook = hook
+    unraisable_hook.ssl_jax_filter = True
+    sys.unraisablehook = unraisable_hook
+  previous_thread_hook = threading.excepthook  # the same callback, raised in a thread
+  if not getattr(previous_thread_hook, "ssl_jax_filter", False):
+
+    def thread_hook(arguments) -> None:
+      if not closed(arguments.exc_value):
+        previous_thread_hook(arguments)
+
+    thread_hook.ssl_jax_filter = True
+    threading.excepthook = thread_hook
 
 
 @contextlib.contextmanager
@@ -77,14 +85,13 @@ def _quiet_asyncio():
   """Orbax restores arrays in asyncio tasks; when one fails, every sibling logs "Task
   exception was never retrieved" with the full TensorStore spec. The failure itself is
   reported once, by the caller."""
+  # Installed before reading: TensorStore threads may call back while the read still fails.
+  _ignore_closed_loop_callbacks()
   logger = logging.getLogger("asyncio")
   level = logger.level
   logger.setLevel(logging.CRITICAL)
   try:
     yield
-  except Exception:
-    _ignore_closed_loop_callbacks()
-    raise
   finally:
     gc.collect()  # the unretrieved futures log when collected: collect them while quiet
     logger.setLevel(level)
