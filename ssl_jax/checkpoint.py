@@ -118,6 +118,18 @@ def _leaf_name(path: tuple[Any, ...]) -> str:
   return ".".join(parts)
 
 
+def leaf_differences(
+  saved: dict[str, Any], wanted: dict[str, Any], wanted_by: str, absent: Any = "absent"
+) -> list[str]:
+  """ "<leaf>: checkpoint <saved> vs <wanted_by> <wanted>" for each leaf whose entry differs
+  (shapes, dtypes), in name order; a leaf on one side only shows `absent` on the other."""
+  return [
+    f"{name}: checkpoint {saved.get(name, absent)} vs {wanted_by} {wanted.get(name, absent)}"
+    for name in sorted(set(saved) | set(wanted))
+    if saved.get(name) != wanted.get(name)
+  ]
+
+
 def _shapes_of_target(target: Any) -> dict[str, tuple[tuple[int, ...], str]]:
   return {
     _leaf_name(path): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
@@ -226,11 +238,7 @@ class Checkpointer:
       if hasattr(leaf, "name")
     }
     wanted = _shapes_of_target(target)
-    differences = [
-      f"{name}: checkpoint {saved.get(name, 'absent')} vs config {wanted.get(name, 'absent')}"
-      for name in sorted(set(saved) | set(wanted))
-      if saved.get(name) != wanted.get(name)
-    ]
+    differences = leaf_differences(saved, wanted, "config")
     if differences:
       raise CheckpointMismatchError(
         f"The checkpoint of step {step} in {self.directory} does not match the state this "

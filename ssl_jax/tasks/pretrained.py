@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_jax.checkpoint import Checkpointer, saved_steps
+from ssl_jax.checkpoint import Checkpointer, leaf_differences, saved_steps
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import CheckpointMismatchError, MissingInputError
 from ssl_jax.registry import TASKS, ConfigError
@@ -131,11 +131,7 @@ def check_shapes(pretrained: Any, fresh: Any, source: str) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
   }
   have, want = paths(pretrained), paths(fresh)
-  problems = [
-    f"{p}: checkpoint {have.get(p)} vs model {want.get(p)}"
-    for p in sorted(set(have) | set(want))
-    if have.get(p) != want.get(p)
-  ]
+  problems = leaf_differences(have, want, "model", absent=None)
   if problems:
     raise CheckpointMismatchError(
       f"The encoder in {source} does not match the one this config builds "
