@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.discover import badge, bald, geometry, typiclust
+from ssl_jax.discover import badge, bald, geometry, probcover, typiclust
 from ssl_jax.discover.query import QUERY_STRATEGIES, Pool
 from ssl_jax.discover.uncertainty import entropy, least_confidence, negative_margin
 from ssl_jax.errors import ConfigError
@@ -182,6 +182,21 @@ def test_probcover_radius_by_purity_keeps_balls_inside_clusters():
   strategy.query(Pool(labelled=np.zeros(80, bool), features=features), 2, KEY)
   # The blobs are ~2.5 rad (chord 1.9) apart: every candidate radius below that is pure.
   assert 1.0 <= strategy.chosen_radius <= 1.5
+
+
+def test_probcover_cell_search_finds_the_exact_ball_graph_on_clustered_features():
+  # 8 tight groups of 40 on the unit sphere in 16 dimensions: the triangle inequality rules
+  # out every other group's cells, so the cell search (forced by exact_limit=50) must return
+  # exactly the all-pairs graph.
+  keys = jax.random.split(jax.random.key(3), 2)
+  directions = np.asarray(geometry.normalize(jax.random.normal(keys[0], (8, 16))))
+  noise = 0.03 * np.asarray(jax.random.normal(keys[1], (8, 40, 16)))
+  points = np.asarray(geometry.normalize((directions[:, None] + noise).reshape(-1, 16)))
+  exact = probcover.ball_edges(points, 0.1, exact_limit=10**6)
+  cells = probcover.ball_edges(points, 0.1, exact_limit=50, probe_cells=4)
+  assert len(exact[0]) > len(points)  # more than the self-pairs
+  np.testing.assert_array_equal(cells[0], exact[0])
+  np.testing.assert_array_equal(cells[1], exact[1])
 
 
 def _random_pool(n=200, d=8, classes=4, samples=5, labelled=20):
