@@ -32,7 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict({"name": "digits"})
   # Few-label training (ssl_jax/data/label_budget.py): keep per_class labels of each class
   # (0 = all), chosen by draw; "drop" the rest or "pair" them, unlabelled, with labelled rows.
-  config.label_budget = ml_collections.ConfigDict(dict(per_class=0, draw=0, unlabelled="drop"))
+  config.label_budget = ml_collections.ConfigDict(
+    dict(per_class=0, draw=0, unlabelled="drop", indices=(), labels=())
+  )
   # Image tasks: data.augment.view_configs; text tasks: data.text_augment.TextAugmentConfig.
   config.augment = ml_collections.ConfigDict()
   # Train a linear classifier on detached encoder features in the same step (solo-learn's

@@ -38,7 +38,8 @@ class ResolvedConfigFileParser(config_flags_impl.ConfigFileFlagParser):
         if isinstance(target, ml_collections.ConfigDict) and leaf in target:
           if target[leaf] != value:
             _switch(target, leaf, value)
-    if isinstance(config, ml_collections.ConfigDict):
+    if isinstance(config, ml_collections.ConfigDict) and "task" in config:
+      # A training config (an active-learning config resolves its own `active` block).
       resolve_defaults(config)
       config.lock()
     return config

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -15,6 +17,7 @@ from absl import app, flags, logging
 
 from ssl_jax import train
 from ssl_jax.config_file import define_config_flag
+from ssl_jax.discover.oracle import AwaitingLabels
 from ssl_jax.errors import UserError
 from ssl_jax.interrupts import TrainingInterrupted
 
@@ -35,6 +38,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
+  run_command(
+    argv,
+    lambda config, workdir: train.train_and_evaluate(config, workdir, reevaluate=_REEVALUATE.value),
+  )
+
+
+def run_command(argv: list[str], entry: Callable[[ml_collections.ConfigDict, str], Any]) -> None:
+  """Runs `entry(config, workdir)` with the command line's outcomes: a UserError is one
+  `Error:` line and exit 2; an interrupt or a stop for input its message and exit code."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
@@ -43,14 +55,14 @@ def main(argv: list[str]) -> None:
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, reevaluate=_REEVALUATE.value)
+    entry(_CONFIG.value, _WORKDIR.value)
   except UserError as error:
     # Anticipated: a bad config, data, workdir or checkpoint. One line, no traceback.
     print("Error: " + " ".join(str(error).split()), file=sys.stderr)
     sys.exit(2)
-  except TrainingInterrupted as interrupted:
-    print(str(interrupted), file=sys.stderr)
-    sys.exit(interrupted.exit_code)
+  except (TrainingInterrupted, AwaitingLabels) as stopped:
+    print(str(stopped), file=sys.stderr)
+    sys.exit(stopped.exit_code)
   except KeyboardInterrupt:
     # Ctrl-C outside the train loop (reading data, compiling, the final evaluation): the
     # checkpoints on disk are complete.

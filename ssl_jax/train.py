@@ -146,6 +146,8 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str | None) -> Dat
     int(budget.get("draw", 0)),
     budget.get("unlabelled", "drop"),
     seed=config.seed,
+    indices=tuple(budget.get("indices", ())),
+    labels=tuple(budget.get("labels", ())),
   )
 
 

@@ -62,3 +62,36 @@ def test_budget_errors_name_the_problem(data):
     apply_label_budget(data, per_class=500)
   with pytest.raises(ConfigError, match=r"unlabelled 'keep'; valid: \['drop', 'pair'\]"):
     apply_label_budget(data, per_class=1, unlabelled="keep")
+
+
+def test_named_indices_with_an_annotators_labels(data):
+  train = data.split("train")
+  indices, answers = [17, 3, 250], [4, 0, 9]
+  budget = apply_label_budget(data, indices=indices, labels=answers)
+  rows = budget.split("train")
+  assert len(rows["label"]) == 1257 and budget.info["labelled_examples"] == 3
+  # Every row is one of the three images, carrying the annotator's label for it.
+  flat = train["image"].reshape(1257, -1)
+  for image, label in zip(rows["image"][:30].reshape(30, -1), rows["label"][:30]):
+    (source,) = [i for i in indices if np.array_equal(flat[i], image)]
+    assert label == answers[indices.index(source)]
+  # Without labels, the split's own.
+  own = apply_label_budget(data, indices=indices).split("train")
+  assert set(own["label"]) == {int(train["label"][i]) for i in indices}
+  paired = apply_label_budget(data, indices=indices, labels=answers, unlabelled="pair")
+  assert set(paired.split("train")["label"]) == set(answers)
+
+
+@pytest.mark.parametrize(
+  "indices, labels, message",
+  [
+    ([1, 1257], (), "holds 1257, outside the 1257"),
+    ([-1], (), "holds -1"),
+    ([4, 4], (), "twice"),
+    ([1, 2], [3], "1 labels for 2 indices"),
+    ([1, 2], [3, 10], r"\[0, 10\); got 10"),
+  ],
+)
+def test_named_indices_errors(data, indices, labels, message):
+  with pytest.raises(ConfigError, match=message):
+    apply_label_budget(data, indices=indices, labels=labels)

@@ -7,6 +7,12 @@ fine-tune at 5 labels per class, draw 2, sees the images a linear probe at that 
 The kept examples are repeated, in a seeded order, to the size of the full train split, so a
 few labels still fill fixed-size batches and an "epoch" means as many steps as with every label.
 
+`indices` names the labelled train examples outright (what active learning chose; per_class
+and draw are then unused), and `labels`, when given, is their labels in the same order (an
+annotator's answers, which replace whatever the split holds):
+
+  config.label_budget = {"indices": [17, 3, 250], "labels": [4, 0, 9]}
+
 `unlabelled` says what happens to the other examples:
   drop  the train split is the labelled subset only (supervised fine-tuning);
   pair  every train example stays, unlabelled, and each row also carries one labelled example
@@ -62,11 +68,46 @@ def _split_of(read, size: int, like: Mapping[str, Any], columns: dict[str, str])
   )
 
 
+def chosen_indices(
+  size: int, indices, labels, num_classes: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+  """Checked `indices` (distinct, in [0, size)) and `labels` (as many, in [0, num_classes))."""
+  kept = np.asarray(list(indices), np.int64)
+  if kept.ndim != 1 or not len(kept):
+    raise ConfigError("config.label_budget.indices must be a non-empty list of train indices.")
+  if kept.min() < 0 or kept.max() >= size:
+    bad = int(kept[(kept < 0) | (kept >= size)][0])
+    raise ConfigError(
+      f"config.label_budget.indices holds {bad}, outside the {size} train examples [0, {size})."
+    )
+  if len(np.unique(kept)) != len(kept):
+    raise ConfigError("config.label_budget.indices names an example twice.")
+  if not len(labels):
+    return kept, None
+  given = np.asarray(list(labels), np.int64)
+  if given.shape != kept.shape:
+    raise ConfigError(
+      f"config.label_budget.labels has {len(given)} labels for {len(kept)} indices."
+    )
+  if num_classes is not None and (given.min() < 0 or given.max() >= num_classes):
+    raise ConfigError(
+      f"config.label_budget.labels must be class indices in [0, {num_classes}); got "
+      f"{int(given[(given < 0) | (given >= num_classes)][0])}."
+    )
+  return kept, given
+
+
 def apply_label_budget(
-  dataset: Dataset, per_class: int = 0, draw: int = 0, unlabelled: str = "drop", seed: int = 0
+  dataset: Dataset,
+  per_class: int = 0,
+  draw: int = 0,
+  unlabelled: str = "drop",
+  seed: int = 0,
+  indices=(),
+  labels=(),
 ) -> Dataset:
   """`dataset` with its train split cut to the budget (see the module docstring); per_class=0
-  and unlabelled="drop" leave it as it is. Other splits are untouched."""
+  and unlabelled="drop" without indices leave it as it is. Other splits are untouched."""
   if unlabelled not in UNLABELLED:
     raise ConfigError(
       f"Unknown config.label_budget.unlabelled {unlabelled!r}; valid: {list(UNLABELLED)}."
@@ -75,7 +116,7 @@ def apply_label_budget(
     raise ConfigError(
       f"config.label_budget.per_class must be >= 0 (0 = every label); got {per_class}."
     )
-  if per_class == 0 and unlabelled == "drop":
+  if per_class == 0 and unlabelled == "drop" and not len(indices):
     return dataset
   train = dataset.split(dataset.train_split)
   if "label" not in train:
@@ -83,19 +124,32 @@ def apply_label_budget(
       f"config.label_budget needs labels in the train split; "
       f"{dataset.train_split!r} has only {sorted(train)}."
     )
-  labels = np.asarray(train["label"])
-  kept = labelled_indices(labels, per_class, draw, seed)
-  size = len(labels)
+  size = len(train["label"])
+  given = None
+  if len(indices):
+    kept, given = chosen_indices(size, indices, labels, dataset.info.get("num_classes"))
+  else:
+    kept = labelled_indices(np.asarray(train["label"]), per_class, draw, seed)
   # A seeded shuffle, then repetition to the full size: every kept example appears
   # size // len(kept) or one more times.
   order = np.random.default_rng([seed, draw, 1]).permutation(kept)
   repeated = np.resize(order, size)
   inputs = [name for name in train if name != "label"]
+
+  def labelled_rows(positions):
+    rows = take_rows(train, positions)
+    if given is not None:  # the annotator's answers replace the split's labels
+      order = np.argsort(kept)
+      rows["label"] = given[order][np.searchsorted(kept[order], positions)].astype(
+        rows["label"].dtype
+      )
+    return rows
+
   if unlabelled == "drop":
     columns = {name: name for name in train}
 
     def read(indices):
-      return take_rows(train, repeated[indices])
+      return labelled_rows(repeated[indices])
   else:
     columns = {
       **{name: name for name in inputs},
@@ -104,7 +158,7 @@ def apply_label_budget(
     }
 
     def read(indices):
-      labelled, rows = take_rows(train, repeated[indices]), take_rows(train, indices)
+      labelled, rows = labelled_rows(repeated[indices]), take_rows(train, indices)
       return {
         **{name: rows[name] for name in inputs},
         "label": labelled["label"],

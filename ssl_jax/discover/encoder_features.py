@@ -1,0 +1,68 @@
+"""Frozen features of a pretraining run's encoder on every example of a dataset's splits: what
+the cold start queries from and what the `linear_head` learner trains on, computed once."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ssl_jax import parallel
+from ssl_jax.data.source import Dataset
+from ssl_jax.errors import ConfigError
+from ssl_jax.evals.context import TRAINED, EvalContext
+from ssl_jax.tasks.capabilities import Represents
+from ssl_jax.tasks.pretrained import load_pretrained_run
+
+
+def eval_context(task, variables, dataset: Dataset, batch_size: int, seed: int) -> EvalContext:
+  """An EvalContext over every local device, for reading features and outputs."""
+  mesh = parallel.make_mesh({"data": -1, "fsdp": 1})
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  return EvalContext(
+    task=task,
+    variables=variables,
+    initial_variables=lambda: variables,
+    dataset=dataset,
+    mesh=mesh,
+    batch_size=batch_size,
+    seed=seed,
+    name=type(task).__name__,
+  )
+
+
+def pretrained_features(
+  init_from: str, dataset: Dataset, splits: tuple[str, ...], cache: str, batch_size: int = 256
+) -> dict[str, np.ndarray]:
+  """{split: [N, D] float32} features of `init_from`'s encoder, cached in `cache` (an .npz
+  that names its run, so a cache of another run is recomputed)."""
+  source = os.path.abspath(init_from)
+  if os.path.isfile(cache):
+    with np.load(cache) as saved:
+      if str(saved["init_from"]) == source and all(split in saved for split in splits):
+        return {split: saved[split] for split in splits}
+  run = load_pretrained_run(init_from, dataset)
+  if not isinstance(run.task, Represents):
+    raise ConfigError(
+      f"The run in {init_from!r} ({run.config.task}) gives no features (Represents); "
+      "active learning needs an encoder to query from."
+    )
+  variables = (run.variables["params"], run.variables["model_state"])
+  ctx = eval_context(run.task, variables, dataset, batch_size, seed=0)
+  features = {split: ctx.features(TRAINED, split).astype(np.float32) for split in splits}
+  partial = cache + ".partial.npz"
+  np.savez(partial, init_from=np.asarray(source), **features)
+  os.replace(partial, cache)
+  return features
+
+
+def write_round_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
+  """Atomically saves a round's pool outputs (features, probs, mc_probs) as .npz."""
+  partial = path + ".partial.npz"
+  np.savez(partial, **outputs)
+  os.replace(partial, path)
+
+
+def read_round_outputs(path: str) -> dict[str, np.ndarray]:
+  with np.load(path) as saved:
+    return {name: saved[name] for name in saved.files}

@@ -1,0 +1,116 @@
+"""The `fine_tune` learner: each round is one run of the trainer (`train.train_and_evaluate`)
+with a fine-tuning config (linear probe, full fine-tune or any PEFT method: the config's
+`task_kwargs.method` and `peft` block), its train split cut to the round's labels by
+`config.label_budget.indices` / `.labels`, in `<round directory>/run`: the same checkpoints,
+resume and evaluators as every other run, so an interrupted round resumes inside its run.
+
+After training, the next query reads the fine-tuned network's class probabilities on the
+pool and its encoder's features (`represent`). It provides no Monte-Carlo dropout samples (the
+image encoders have no dropout, and sampling a whole network per mask is what `linear_head`
+avoids): the loop refuses BALD-family strategies with this learner before any work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from ssl_jax import train
+from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.config_base import resolve_defaults
+from ssl_jax.discover.encoder_features import eval_context
+from ssl_jax.discover.learners import LEARNERS, Fitted, Learner, PoolData, RoundInputs
+from ssl_jax.errors import ConfigError
+from ssl_jax.evals.context import TRAINED
+from ssl_jax.registry import TASKS
+from ssl_jax.tasks.capabilities import Classifier, Represents
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file (relative paths from the repository root too)."""
+  for candidate in (path, os.path.join(REPO, path)):
+    if os.path.isfile(candidate):
+      spec = importlib.util.spec_from_file_location("learner_config", candidate)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      return module.get_config()
+  raise ConfigError(
+    f"config.active.learner_kwargs.config={path!r} does not exist; give a fine-tuning config "
+    "like configs/classify_digits.py."
+  )
+
+
+@LEARNERS.register("fine_tune")
+class FineTune(Learner):
+  """A fine-tuning run of the trainer per round (see the module docstring)."""
+
+  provides = ("features", "probs")
+  warm_start = False
+
+  def __init__(
+    self,
+    data: PoolData,
+    config: Any,
+    config_file: str = "configs/classify_digits.py",
+    overrides: dict[str, Any] | None = None,
+  ):
+    super().__init__(data, config)
+    base = load_config_file(config_file)
+    base.task_kwargs.init_from = data.init_from
+    base.data = ml_collections.ConfigDict(config.data.to_dict())
+    try:
+      base.update_from_flattened_dict(dict(overrides or {}))
+    except (KeyError, AttributeError) as error:
+      raise ConfigError(
+        f"config.active.learner_kwargs.overrides names a key {config_file} does not have: {error}"
+      ) from error
+    base.evals = ml_collections.ConfigDict({"classification": {"splits": ["test"]}})
+    base.checkpoint_every = base.total_steps or 1
+    base.keep_checkpoints = 1
+    self.base = resolve_defaults(base)
+    task_class = TASKS.get(self.base.task)
+    if not issubclass(task_class, Classifier) or not issubclass(task_class, Represents):
+      raise ConfigError(
+        f"config.active.learner_kwargs.config={config_file!r} trains {self.base.task!r}, not a "
+        "classifier with features; give a fine-tuning config."
+      )
+
+  def round_config(self, inputs: RoundInputs) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(self.base.to_dict())
+    config.label_budget.indices = [int(i) for i in inputs.labelled]
+    config.label_budget.labels = [int(y) for y in inputs.labels]
+    config.seed = inputs.seed
+    return config
+
+  def fit(self, inputs: RoundInputs, warm_start: bool) -> Fitted:
+    del warm_start  # the loop only passes True to learners that declare it
+    workdir = os.path.join(inputs.directory, "run")
+    config = self.round_config(inputs)
+    if not os.path.isfile(os.path.join(workdir, "results.json")):
+      train.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "results.json")) as f:
+      evals = json.load(f)["evals"]["classification"]
+    accuracy = float(evals[config.task]["test acc"])
+    checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+    try:
+      _, state = checkpoints.restore_latest_arrays()
+    finally:
+      checkpoints.close()
+    variables = (state["params"], state.get("model_state") or {})
+    task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, self.data.dataset)
+    ctx = eval_context(task, variables, self.data.dataset, config.eval_batch_size, config.seed)
+    probs = ctx.apply(
+      ctx.jit(lambda p, s, b: jax.nn.softmax(task.logits(p, s, b, None, train=False), -1)),
+      variables,
+      dict(self.data.dataset.split("train")),
+    )
+    features = ctx.features(TRAINED, "train")
+    return Fitted(accuracy, dict(features=features, probs=np.asarray(probs, np.float32)))

@@ -1,0 +1,200 @@
+"""The active-learning loop: rounds through the learner, resume, the contract checks before
+any work, the human-in-the-loop round trip, and MC-dropout inference of the linear head."""
+
+import csv
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_config
+
+from ssl_jax.discover import learners, rounds
+from ssl_jax.discover.oracle import AwaitingLabels
+from ssl_jax.errors import ConfigError, DataError, ResumeError
+
+
+def _config(init_from, **active):
+  config = load_config("active_learning_digits")
+  config.init_from = init_from
+  config.eval_batch_size = 64
+  config.active.budgets = [10, 20, 30]
+  linear = active.get("learner", "linear_head") == "linear_head"
+  config.active.learner_kwargs = active.pop("learner_kwargs", {"steps": 50} if linear else {})
+  config.active.update(active)
+  return config
+
+
+def _rounds(workdir):
+  with open(os.path.join(workdir, "rounds.json")) as f:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in json.load(f)["rounds"]]
+
+
+def test_rounds_query_reveal_train_and_resume_identically(simclr_workdir, tmp_path, monkeypatch):
+  config = _config(simclr_workdir, strategy="typiclust")
+  whole = rounds.run_active_learning(config, str(tmp_path / "whole"))
+  done = _rounds(tmp_path / "whole")
+  assert [r["labels_total"] for r in done] == [10, 20, 30]
+  queried = [i for r in done for i in r["queried"]]
+  assert len(queried) == len(set(queried)) == 30  # nothing asked twice
+  assert all(len(r["queried"]) == 10 for r in done)
+  hidden = np.asarray(load_digits_labels())
+  assert all(r["labels"] == hidden[r["queried"]].tolist() for r in done)  # the true labels
+  assert sum(done[-1]["class_counts"]) == 30
+  assert all(0.0 < r["test_accuracy"] <= 1.0 for r in done)
+  assert whole["curve"] == {str(r["labels_total"]): r["test_accuracy"] for r in done}
+  assert os.path.isfile(tmp_path / "whole" / "round_2" / "head.npz")
+
+  # Killed during round 1: the same command resumes there, with identical results.
+  real_fit = learners.LinearHead.fit
+
+  def crash_in_round_1(self, inputs, warm_start):
+    if inputs.round == 1:
+      raise KeyboardInterrupt
+    return real_fit(self, inputs, warm_start)
+
+  monkeypatch.setattr(learners.LinearHead, "fit", crash_in_round_1)
+  with pytest.raises(KeyboardInterrupt):
+    rounds.run_active_learning(config, str(tmp_path / "killed"))
+  assert len(_rounds(tmp_path / "killed")) == 1
+  monkeypatch.setattr(learners.LinearHead, "fit", real_fit)
+  rounds.run_active_learning(config, str(tmp_path / "killed"))
+  assert _rounds(tmp_path / "killed") == done
+
+  # More budgets appended continue the run; any other change is refused.
+  longer = _config(simclr_workdir, strategy="typiclust", budgets=[10, 20, 30, 40])
+  rounds.run_active_learning(longer, str(tmp_path / "whole"))
+  assert _rounds(tmp_path / "whole")[:3] == done and len(_rounds(tmp_path / "whole")) == 4
+  with pytest.raises(ResumeError, match="strategy"):
+    rounds.run_active_learning(_config(simclr_workdir, strategy="coreset"), str(tmp_path / "whole"))
+
+
+def load_digits_labels():
+  from ssl_jax.data.digits import digits
+
+  return digits().split("train")["label"]
+
+
+def test_uncertainty_after_a_random_first_round_and_warm_start(simclr_workdir, tmp_path):
+  config = _config(
+    simclr_workdir, strategy="bald", first_strategy="random", warm_start=True, budgets=[10, 15]
+  )
+  result = rounds.run_active_learning(config, str(tmp_path))
+  assert [r["strategy"] for r in result["rounds"]] == ["random", "bald"]
+  assert len(result["rounds"][1]["queried"]) == 5
+
+
+@pytest.mark.parametrize(
+  "active, message",
+  [
+    (dict(strategy="entropy"), "first_strategy to one of"),
+    (dict(strategy="bald", first_strategy="random", learner="fine_tune"), "mc_probs"),
+    (dict(learner="fine_tune", warm_start=True), "learners that warm-start: \\['linear_head'\\]"),
+    (dict(budgets=[10, 10]), "positive and increasing"),
+    (dict(strategy="typiclus"), "Did you mean 'typiclust'"),
+    (dict(learner_kwargs={"stepz": 3}), "stepz"),
+    (dict(stratgy="random"), "stratgy"),
+    (dict(strategy="stratified_random", oracle="human"), "labels"),
+  ],
+)
+def test_config_errors_before_any_work(tmp_path, active, message):
+  workdir = tmp_path / "run"
+  with pytest.raises(ConfigError, match=message):
+    rounds.run_active_learning(_config("/nonexistent", **active), str(workdir))
+  assert not workdir.exists()  # nothing written
+
+
+def test_budget_beyond_the_pool(simclr_workdir, tmp_path):
+  with pytest.raises(ConfigError, match="more than the 1257 examples"):
+    rounds.run_active_learning(_config(simclr_workdir, budgets=[10, 5000]), str(tmp_path))
+
+
+def _fill(path, labels):
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  for row, label in zip(rows, labels):
+    row["label"] = label
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  return [int(row["id"]) for row in rows]
+
+
+def test_human_in_the_loop_round_trip(simclr_workdir, tmp_path):
+  config = _config(simclr_workdir, strategy="coreset", oracle="human", budgets=[6, 10])
+  workdir = str(tmp_path / "human")
+  with pytest.raises(AwaitingLabels, match="round_0.csv"):
+    rounds.run_active_learning(config, workdir)
+  table = os.path.join(workdir, "queries", "round_0.csv")
+  assert os.path.getsize(os.path.join(workdir, "queries", "round_0.png")) > 1000
+  with open(table) as f:
+    assert f.readline().strip() == "id,label"
+  hidden = load_digits_labels()
+  ids = _fill(table, ["1", "", "3", "4", "5", "6"])
+  with pytest.raises(DataError, match=r"round_0.csv line 3 \(id \d+\): empty label"):
+    rounds.run_active_learning(config, workdir)
+  _fill(table, ["1", "2", "seven", "4", "5", "6"])
+  with pytest.raises(DataError, match=r"line 4 \(id \d+\): unknown class 'seven'; valid: \['0'"):
+    rounds.run_active_learning(config, workdir)
+  _fill(table, [str(hidden[i]) for i in ids])  # the true labels, as a careful annotator would
+  with pytest.raises(AwaitingLabels, match="Round 1: 4 examples"):
+    rounds.run_active_learning(config, workdir)
+  _fill(os.path.join(workdir, "queries", "round_1.csv"), [str(hidden[i]) for i in _ids(workdir, 1)])
+  rounds.run_active_learning(config, workdir)
+  # The same as letting the dataset reveal the labels.
+  simulated = str(tmp_path / "simulated")
+  rounds.run_active_learning(
+    _config(simclr_workdir, strategy="coreset", budgets=[6, 10]), simulated
+  )
+  assert _rounds(workdir) == _rounds(simulated)
+
+
+def _ids(workdir, k):
+  with open(os.path.join(workdir, "queries", f"round_{k}.csv"), newline="") as f:
+    return [int(row["id"]) for row in csv.DictReader(f)]
+
+
+def test_fine_tune_learner_runs_the_trainer_each_round(simclr_workdir, tmp_path):
+  config = _config(
+    simclr_workdir,
+    strategy="margin",
+    first_strategy="typiclust",
+    learner="fine_tune",
+    budgets=[10, 20],
+    learner_kwargs=dict(
+      config_file="configs/classify_digits.py",
+      overrides={"total_steps": 3, "batch_size": 16, "eval_batch_size": 64, "log_every": 1},
+    ),
+  )
+  result = rounds.run_active_learning(config, str(tmp_path))
+  assert [r["strategy"] for r in result["rounds"]] == ["typiclust", "margin"]
+  for k in range(2):
+    with open(tmp_path / f"round_{k}" / "run" / "config.json") as f:
+      run = json.load(f)
+    labelled = [i for r in result["rounds"][: k + 1] for i in r["queried"]]
+    assert run["label_budget"]["indices"] == labelled
+    with open(tmp_path / f"round_{k}" / "run" / "results.json") as f:
+      assert json.load(f)["step"] == 3
+  outputs = np.load(tmp_path / "round_1" / "pool.npz")
+  assert outputs["probs"].shape == (1257, 10)
+  np.testing.assert_allclose(outputs["probs"].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_mc_dropout_masks_are_shared_across_the_pool():
+  # Two identical pool rows get identical samples (one mask per sample for every example);
+  # samples differ from each other; dropout 0 makes every sample the plain prediction.
+  features = np.tile(np.linspace(-1, 1, 16, dtype=np.float32), (6, 1))
+  features[3:] *= -1
+  labels = np.array([0, 0, 0, 1, 1, 1], np.int32)
+  weights = np.ones(6, np.float32)
+  init = (np.zeros((16, 2), np.float32), np.zeros(2, np.float32))
+  args = (features, labels, weights, features, init, jax.random.key(0), 1.0, 1e-2)
+  _, _, probs, mc = learners._train_head(*args, 0.5, num_classes=2, steps=20, mc_samples=8)
+  assert mc.shape == (8, 6, 2)
+  np.testing.assert_array_equal(mc[:, 0], mc[:, 1])
+  assert float(jnp.std(mc[:, 0, 0])) > 1e-3
+  _, _, probs, mc = learners._train_head(*args, 0.0, num_classes=2, steps=20, mc_samples=3)
+  np.testing.assert_allclose(mc, np.broadcast_to(probs, mc.shape), rtol=1e-6)
