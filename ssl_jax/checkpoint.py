@@ -314,7 +314,7 @@ class Checkpointer:
       try:
         with _quiet_asyncio():
           restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(self._local_target(step)))
           )
         state = jax.tree.map(np.asarray, dict(restored["state"]))
       except Exception as error:  # noqa: BLE001
@@ -327,6 +327,21 @@ class Checkpointer:
     if damaged:
       raise CheckpointError(self._all_damaged_message(damaged))
     raise CheckpointError(f"There is no checkpoint under {self.directory}.")
+
+  def _local_target(self, step: int) -> Any:
+    """The saved tree as abstract arrays on this process's first device: a run saved over 8
+    devices (or another host's) restores here, whatever this machine's topology."""
+    with _quiet_asyncio():
+      saved = ocp.StandardCheckpointHandler().metadata(epath.Path(self._step_dir(step)) / "state")
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(
+      lambda leaf: (
+        jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype, sharding=device)
+        if hasattr(leaf, "shape")
+        else leaf
+      ),
+      saved,
+    )
 
   def _set_aside(self, step: int) -> None:
     """Moves a damaged step out of Orbax's sight (process 0; never in a read-only directory)."""

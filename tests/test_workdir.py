@@ -556,3 +556,19 @@ def test_a_background_write_that_fails_is_reported_when_waited_for(tmp_path, mon
   monkeypatch.setattr(checkpoints.manager, "wait_until_finished", permission_denied)
   with pytest.raises(CheckpointError, match=r"step 2 to \S+/checkpoints: \[Errno 13\] Permission"):
     checkpoints.wait()
+
+
+def test_a_run_saved_over_8_devices_is_read_on_one(simclr_workdir):
+  # What a fine-tune or active learning does with a pretraining made on another topology.
+  script = (
+    "from ssl_jax.checkpoint import Checkpointer\n"
+    f"c = Checkpointer({os.path.join(simclr_workdir, 'checkpoints')!r}, read_only=True)\n"
+    "step, state = c.restore_latest_arrays()\n"
+    "print(step, int(state['step']))\n"
+  )
+  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+  done = subprocess.run(
+    [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-2:] == ["4", "4"]

@@ -1,0 +1,240 @@
+r"""Which examples to label first: learning curves of every query strategy on self-supervised
+features, the README's active-learning table and figure, made by one command.
+
+  python experiments/active_learning.py --workdir /tmp/active_learning
+  python experiments/active_learning.py --workdir W --suite digits \
+      --strategies random,typiclust,coreset,entropy --budgets 10,20 --seeds 2
+
+Suites: digits (the 1,257 training images as the pool, features of a SimCLR run,
+`configs/active_learning_digits.py`; budgets 10, 20, 30, 50, 100, 200) and text (the
+`python_packages` docstrings, features of the GPT run, `configs/active_learning_python_packages.py`;
+budgets 20, 40, 60, 100, 200, 400). For each strategy and seed, one active-learning run of
+`ssl_jax.discover.rounds` queries round by round up to each budget and trains the `linear_head`
+learner (a linear head with input dropout on the frozen features) on the labels so far, then
+tests it. Strategies that need a trained model (uncertainty, BALD-family, BADGE) take their
+first round at random, as in their papers. Reported: test accuracy (%) at each budget, mean ±
+std over `--seeds`, the same head trained on every pool label, and the fewest labels with
+which a strategy's mean reaches 90% and 95% of that all-labels accuracy.
+
+The pretraining runs are made first unless `--pretraining` (with one suite) or
+`--digits_pretraining` / `--text_pretraining` name finished workdirs. Every (suite, strategy,
+seed) run lives in its own sub-workdir and resumes where it stopped, so a restarted experiment
+redoes nothing. Writes <workdir>/active_learning.json, active_learning.md and
+active_learning.png. On 2 CPU cores the whole experiment takes about 25 minutes after the
+pretraining (SimCLR ~5 minutes, GPT ~5 minutes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+from ssl_jax import train
+from ssl_jax.discover import rounds
+from ssl_jax.discover.learners import LEARNERS, RoundInputs
+from ssl_jax.discover.query import QUERY_STRATEGIES
+from ssl_jax.metrics import write_json
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITES = {
+  # suite: (pretraining config, active-learning config, default budgets)
+  "digits": ("simclr_digits", "active_learning_digits", (10, 20, 30, 50, 100, 200)),
+  "text": ("gpt_python_text", "active_learning_python_packages", (20, 40, 60, 100, 200, 400)),
+}
+# Reference draws first, then diversity / representativeness, then model-based strategies.
+ORDER = (
+  "random", "stratified_random", "typiclust", "probcover", "coreset", "badge",
+  "least_confidence", "margin", "entropy", "bald", "power_bald", "batch_bald",
+)  # fmt: skip
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the experiment.")
+_SUITE = flags.DEFINE_list("suite", list(SUITES), f"Suites: {list(SUITES)}.")
+_STRATEGIES = flags.DEFINE_list("strategies", [], "Query strategies (default: every one).")
+_BUDGETS = flags.DEFINE_list("budgets", [], "Labelled-set sizes (default: the suite's).")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (independent runs) per strategy.")
+_PRETRAINING = flags.DEFINE_string("pretraining", "", "A finished pretraining (one suite).")
+_DIGITS_PRETRAINING = flags.DEFINE_string("digits_pretraining", "", "A finished SimCLR run.")
+_TEXT_PRETRAINING = flags.DEFINE_string("text_pretraining", "", "A finished GPT run.")
+flags.mark_flag_as_required("workdir")
+
+
+def config_of(name: str):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def pretraining_of(suite: str, root: str) -> str:
+  given = {"digits": _DIGITS_PRETRAINING.value, "text": _TEXT_PRETRAINING.value}[suite]
+  given = given or (_PRETRAINING.value if len(_SUITE.value) == 1 else "")
+  if given:
+    return given
+  workdir = os.path.join(root, "pretraining", SUITES[suite][0])
+  if not os.path.isfile(os.path.join(workdir, "results.json")):
+    config = config_of(SUITES[suite][0])
+    config.evals = {}
+    train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def al_config(suite: str, init_from: str, strategy: str, budgets: list[int], seed: int):
+  config = config_of(SUITES[suite][1])
+  config.init_from = init_from
+  config.seed = seed
+  config.active.strategy = strategy
+  if not QUERY_STRATEGIES.get(strategy).cold_start():
+    config.active.first_strategy = "random"
+  config.active.budgets = budgets
+  return config
+
+
+def shared_features(source: str, workdir: str) -> None:
+  """Links the suite's cached pretrained features into a run's workdir (computed once)."""
+  target = os.path.join(workdir, "pretrained_features.npz")
+  if os.path.isfile(source) and not os.path.exists(target):
+    os.makedirs(workdir, exist_ok=True)
+    os.link(source, target)
+
+
+def all_labels_accuracy(suite: str, init_from: str, root: str, seeds: int) -> list[float]:
+  """Test accuracy (%) of the linear head trained on every pool label, per seed."""
+  config = rounds.resolve(al_config(suite, init_from, "random", [1], 0))
+  data = rounds.pool_data(config, os.path.join(root, suite, "all_labels"))
+  learner = LEARNERS.build(config.active.learner, config.active.learner_kwargs, data, config)
+  labels = np.asarray(data.dataset.split("train")["label"])
+  everything = np.arange(len(labels))
+  return [
+    100
+    * learner.fit(
+      RoundInputs(0, everything, labels, os.path.join(root, suite, "all_labels", str(s)), None, s),
+      warm_start=False,
+    ).test_accuracy
+    for s in range(seeds)
+  ]
+
+
+def labels_to_reach(row: dict[str, dict], target: float) -> int | None:
+  """The smallest budget whose mean accuracy reaches `target` (None: none of them)."""
+  for budget, cell in sorted(row.items(), key=lambda item: int(item[0])):
+    if cell["mean"] >= target:
+      return int(budget)
+  return None
+
+
+def markdown(record: dict) -> str:
+  lines = []
+  for suite, table in record["results"].items():
+    budgets = sorted({int(b) for row in table.values() for b in row})
+    full = record["all_labels"][suite]
+    lines += [
+      f"### {suite}: test accuracy (%) by number of labels ({record['seeds']} seeds)",
+      "",
+      "| strategy | " + " | ".join(str(b) for b in budgets) + " | to 90% | to 95% |",
+      "|---" * (len(budgets) + 3) + "|",
+    ]
+    for strategy, row in table.items():
+      cells = [f"{row[str(b)]['mean']:.1f} ± {row[str(b)]['std']:.1f}" for b in budgets]
+      reach = record["labels_to_reach"][suite][strategy]
+      cells += [str(reach[k] or f">{budgets[-1]}") for k in ("90%", "95%")]
+      lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    lines += [
+      "",
+      f"Every pool label ({full['labels']}): {full['mean']:.1f} ± {full['std']:.1f}.",
+      "",
+    ]
+  return "\n".join(lines)
+
+
+def figure(record: dict, path: str) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  suites = list(record["results"])
+  fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.5), squeeze=False)
+  for axis, suite in zip(axes[0], suites):
+    for strategy, row in record["results"][suite].items():
+      budgets = sorted(int(b) for b in row)
+      mean = np.array([row[str(b)]["mean"] for b in budgets])
+      std = np.array([row[str(b)]["std"] for b in budgets])
+      style = "--" if strategy in ("random", "stratified_random") else "-"
+      (line,) = axis.plot(budgets, mean, style, marker="o", markersize=3, label=strategy)
+      axis.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.12)
+    axis.axhline(record["all_labels"][suite]["mean"], color="gray", lw=0.8, ls=":")
+    axis.set_xscale("log")
+    axis.set_xlabel("labels")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(suite)
+  axes[0][-1].legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  root = _WORKDIR.value
+  unknown = sorted(set(_SUITE.value) - set(SUITES))
+  if unknown:
+    raise app.UsageError(f"Unknown suites {unknown}; valid: {list(SUITES)}.")
+  strategies = _STRATEGIES.value or [s for s in ORDER if s in QUERY_STRATEGIES]
+  for name in strategies:
+    QUERY_STRATEGIES.get(name)  # an unknown name stops here, listing the valid ones
+  start = time.time()
+  record = {"results": {}, "all_labels": {}, "labels_to_reach": {}, "seeds": _SEEDS.value}
+  for suite in _SUITE.value:
+    init_from = pretraining_of(suite, root)
+    budgets = [int(b) for b in _BUDGETS.value] or list(SUITES[suite][2])
+    full = all_labels_accuracy(suite, init_from, root, _SEEDS.value)
+    cache = os.path.join(root, suite, "all_labels", "pretrained_features.npz")
+    pool = len(np.load(cache)["train"])
+    record["all_labels"][suite] = dict(
+      mean=float(np.mean(full)), std=float(np.std(full)), values=full, labels=pool
+    )
+    table, reach = {}, {}
+    for strategy in strategies:
+      curves = []
+      for seed in range(_SEEDS.value):
+        workdir = os.path.join(root, suite, strategy, f"seed_{seed}")
+        shared_features(cache, workdir)
+        result = rounds.run_active_learning(
+          al_config(suite, init_from, strategy, budgets, seed), workdir
+        )
+        curves.append([100 * result["curve"][str(b)] for b in budgets])
+      values = np.asarray(curves)
+      table[strategy] = {
+        str(b): dict(
+          mean=float(values[:, j].mean()),
+          std=float(values[:, j].std()),
+          values=values[:, j].tolist(),
+        )
+        for j, b in enumerate(budgets)
+      }
+      reach[strategy] = {
+        f"{int(100 * f)}%": labels_to_reach(
+          table[strategy], f * record["all_labels"][suite]["mean"]
+        )
+        for f in (0.9, 0.95)
+      }
+      print(
+        f"[{suite}] {strategy}: "
+        + ", ".join(f"{b}: {table[strategy][str(b)]['mean']:.1f}" for b in budgets),
+        flush=True,
+      )
+    record["results"][suite], record["labels_to_reach"][suite] = table, reach
+  record["seconds"] = round(time.time() - start, 1)
+  write_json(os.path.join(root, "active_learning.json"), record)
+  with open(os.path.join(root, "active_learning.md"), "w") as f:
+    f.write(markdown(record))
+  figure(record, os.path.join(root, "active_learning.png"))
+  print(markdown(record))
+
+
+if __name__ == "__main__":
+  app.run(main)
