@@ -50,14 +50,13 @@ def pretrained_features(
   variables = (run.variables["params"], run.variables["model_state"])
   ctx = eval_context(run.task, variables, dataset, batch_size, seed=0)
   features = {split: ctx.features(TRAINED, split).astype(np.float32) for split in splits}
-  partial = cache + ".partial.npz"
-  np.savez(partial, init_from=np.asarray(source), **features)
-  os.replace(partial, cache)
+  write_round_outputs(cache, dict(init_from=np.asarray(source), **features))
   return features
 
 
 def write_round_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
   """Atomically saves a round's pool outputs (features, probs, mc_probs) as .npz."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   partial = path + ".partial.npz"
   np.savez(partial, **outputs)
   os.replace(partial, path)
