@@ -198,3 +198,28 @@ def test_mc_dropout_masks_are_shared_across_the_pool():
   assert float(jnp.std(mc[:, 0, 0])) > 1e-3
   _, _, probs, mc = learners._train_head(*args, 0.0, num_classes=2, steps=20, mc_samples=3)
   np.testing.assert_allclose(mc, np.broadcast_to(probs, mc.shape), rtol=1e-6)
+
+
+def test_human_oracle_writes_the_text_of_text_queries(tmp_path):
+  from ssl_jax.data.text_classification import text_classification_files
+  from ssl_jax.discover.oracle import HumanOracle
+
+  words = {"sports": "ball goal team match score player", "weather": "rain sun cloud wind storm"}
+  rows = [(label, f"{words[label]} n{i}") for i, label in enumerate(["sports", "weather"] * 20)]
+  path = tmp_path / "labelled.csv"
+  path.write_text("text,label\n" + "".join(f"{t},{y}\n" for y, t in rows))
+  data = text_classification_files(str(tmp_path), paths=str(path), seq_len=16, vocab_size=40)
+  oracle = HumanOracle(data, str(tmp_path / "run"))
+  with pytest.raises(AwaitingLabels, match=r"\['sports', 'weather'\]"):
+    oracle.reveal(0, np.array([2, 0]))
+  table = tmp_path / "run" / "queries" / "round_0.csv"
+  with open(table, newline="") as f:
+    written = list(csv.DictReader(f))
+  assert [r["id"] for r in written] == ["2", "0"] and list(written[0]) == ["id", "text", "label"]
+  train = data.split("train")
+  for row, index in zip(written, (2, 0)):
+    label = data.info["class_names"][int(train["label"][index])]
+    assert row["text"].startswith(words[label].split()[0])  # the docstring, decoded
+  assert not (tmp_path / "run" / "queries" / "round_0.png").exists()  # images only
+  _fill(table, ["weather", "sports"])
+  np.testing.assert_array_equal(oracle.reveal(0, np.array([2, 0])), [1, 0])
