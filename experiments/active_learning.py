@@ -26,6 +26,7 @@ pretraining (SimCLR ~5 minutes, GPT ~5 minutes).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import time
@@ -53,7 +54,12 @@ ORDER = (
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the experiment.")
 _SUITE = flags.DEFINE_list("suite", list(SUITES), f"Suites: {list(SUITES)}.")
-_STRATEGIES = flags.DEFINE_list("strategies", [], "Query strategies (default: every one).")
+_STRATEGIES = flags.DEFINE_list(
+  "strategies",
+  [],
+  "Query strategies, each `name` or `name:option=value[:...]` (default: every one, and "
+  "ProbCover at a fixed radius of 0.4 beside the purity rule's).",
+)
 _BUDGETS = flags.DEFINE_list("budgets", [], "Labelled-set sizes (default: the suite's).")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (independent runs) per strategy.")
 _PRETRAINING = flags.DEFINE_string("pretraining", "", "A finished pretraining (one suite).")
@@ -82,11 +88,19 @@ def pretraining_of(suite: str, root: str) -> str:
   return workdir
 
 
-def al_config(suite: str, init_from: str, strategy: str, budgets: list[int], seed: int):
+def parse_spec(spec: str) -> tuple[str, dict]:
+  """ "probcover:radius=0.4" -> ("probcover", {"radius": 0.4}): a strategy and its options."""
+  name, *options = spec.split(":")
+  return name, {k: ast.literal_eval(v) for k, v in (option.split("=", 1) for option in options)}
+
+
+def al_config(suite: str, init_from: str, spec: str, budgets: list[int], seed: int):
   config = config_of(SUITES[suite][1])
   config.init_from = init_from
   config.seed = seed
+  strategy, options = parse_spec(spec)
   config.active.strategy = strategy
+  config.active.strategy_kwargs = options
   if not QUERY_STRATEGIES.get(strategy).cold_start():
     config.active.first_strategy = "random"
   config.active.budgets = budgets
@@ -183,9 +197,12 @@ def main(argv):
   unknown = sorted(set(_SUITE.value) - set(SUITES))
   if unknown:
     raise app.UsageError(f"Unknown suites {unknown}; valid: {list(SUITES)}.")
-  strategies = _STRATEGIES.value or [s for s in ORDER if s in QUERY_STRATEGIES]
-  for name in strategies:
-    QUERY_STRATEGIES.get(name)  # an unknown name stops here, listing the valid ones
+  strategies = _STRATEGIES.value or [s for s in ORDER if s in QUERY_STRATEGIES] + [
+    "probcover:radius=0.4"
+  ]
+  for spec in strategies:
+    name, options = parse_spec(spec)  # an unknown name or option stops here, listing valid ones
+    QUERY_STRATEGIES.validate(name, options)
   start = time.time()
   record = {"results": {}, "all_labels": {}, "labels_to_reach": {}, "seeds": _SEEDS.value}
   for suite in _SUITE.value:
@@ -201,7 +218,8 @@ def main(argv):
     for strategy in strategies:
       curves = []
       for seed in range(_SEEDS.value):
-        workdir = os.path.join(root, suite, strategy, f"seed_{seed}")
+        slug = strategy.replace(":", "_").replace("=", "")
+        workdir = os.path.join(root, suite, slug, f"seed_{seed}")
         shared_features(cache, workdir)
         result = rounds.run_active_learning(
           al_config(suite, init_from, strategy, budgets, seed), workdir

@@ -8,20 +8,23 @@ max coverage, a (1 - 1/e) approximation). Once every point is covered, the rest 
 goes to random unlabelled examples.
 
 delta (`radius`; 0 = choose it) follows the paper's purity rule: cluster the pool by k-means
-into `purity_clusters` clusters (the number of classes, when known; 0 = the square root of the
-pool size capped at 100); a ball is pure when all its points share the center's cluster; delta
-is the largest candidate radius whose fraction of pure balls is at least `purity` (0.95). The
-fraction is measured on up to `purity_sample` (4,096) seeded balls against the whole pool (its
-standard error is under 0.4 points), not on all N.
+into `purity_clusters` clusters (0 = the number of classes, which the loop passes as
+`pool.num_classes`, as in the paper; without it the square root of the pool size, capped at
+100); a ball is pure when all its points share the center's cluster; delta is the largest
+candidate radius whose fraction of pure balls is at least `purity` (0.95). The fraction is
+measured on up to `purity_sample` (4,096) seeded balls against the whole pool (its standard
+error is under 0.4 points), not on all N. Where classes do not form tight clusters, the rule
+picks a small delta whose balls cover little of the pool per pick (the README's digits run).
 
-Features are normalized, projected to `projection_dim` dimensions by a fixed random Gaussian
-map and normalized again (pairwise distances kept within a few percent, Johnson-Lindenstrauss).
-The ball graph is exact (all pairs) for pools up to `exact_limit` (20,000). Above it, the search
-is the inverted-file scheme of faiss's IVF range search: k-means cells of about 256 points, and
-each cell's balls looked for among the points of its `probe_cells` (16) nearest cells, skipping
-any cell the triangle inequality proves out of reach. A neighbour in an unprobed cell can be
-missed, which undercounts coverage in the sparsest regions; 100 picks from 100k x 256 then take
-seconds instead of minutes of N^2 work.
+Features are normalized. The ball graph is exact (all pairs, in the full feature space) for
+pools up to `exact_limit` (20,000). Above it, the features are first projected to
+`projection_dim` dimensions by a fixed random Gaussian map and normalized again (pairwise
+distances kept within a few percent, Johnson-Lindenstrauss), and the search is the
+inverted-file scheme of faiss's IVF range search: k-means cells of about 256 points, and each
+cell's balls looked for among the points of its `probe_cells` (16) nearest cells, skipping any
+cell the triangle inequality proves out of reach. A neighbour in an unprobed cell can be
+missed, which undercounts coverage in the sparsest regions; 100 picks from 100k x 256 then
+take seconds instead of minutes of N^2 work.
 """
 
 from __future__ import annotations
@@ -196,13 +199,14 @@ class ProbCoverQuery(QueryStrategy):
 
   def select(self, pool: Pool, budget: int, key: jax.Array) -> np.ndarray:
     x = geometry.normalize(pool.features)
-    x = geometry.normalize(
-      geometry.random_projection(x, self.projection_dim, jax.random.fold_in(key, 1))
-    )
+    if pool.size > self.exact_limit:  # the cell search: fewer dimensions, cheaper pairs
+      x = geometry.normalize(
+        geometry.random_projection(x, self.projection_dim, jax.random.fold_in(key, 1))
+      )
     seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
     radius = self.radius
     if not radius:
-      count = self.purity_clusters or int(min(100, max(2, np.sqrt(pool.size))))
+      count = self.purity_clusters or pool.num_classes or int(min(100, max(2, np.sqrt(pool.size))))
       _, clusters = geometry.kmeans_on_sample(x, count, jax.random.fold_in(key, 2), 200 * count)
       radius = purity_radius(x, np.asarray(clusters), self.purity, self.purity_sample, seed[-1])
     self.chosen_radius = radius

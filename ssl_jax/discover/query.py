@@ -38,6 +38,7 @@ class Pool:
   probs: np.ndarray | jax.Array | None = None
   mc_probs: np.ndarray | jax.Array | None = None
   labels: np.ndarray | None = None
+  num_classes: int | None = None  # the size of the label space, when the loop knows it
 
   @property
   def size(self) -> int:

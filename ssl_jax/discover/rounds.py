@@ -213,7 +213,7 @@ def run_active_learning(config: ml_collections.ConfigDict, workdir: str) -> dict
       else:
         name, options = active.strategy, active.strategy_kwargs
         outputs = read_round_outputs(os.path.join(workdir, f"round_{k - 1}", "pool.npz"))
-      pool = Pool(labelled=mask, labels=hidden, **outputs)
+      pool = Pool(labelled=mask, labels=hidden, num_classes=data.num_classes, **outputs)
       strategy = QUERY_STRATEGIES.build(name, options.to_dict())
       key = jax.random.fold_in(jax.random.key(config.seed), k)
       queried = strategy.query(pool, active.budgets[k] - len(labelled), key)
