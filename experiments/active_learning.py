@@ -171,21 +171,26 @@ def figure(record: dict, path: str) -> None:
   import matplotlib.pyplot as plt
 
   suites = list(record["results"])
-  fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.5), squeeze=False)
+  fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.8), squeeze=False)
   for axis, suite in zip(axes[0], suites):
-    for strategy, row in record["results"][suite].items():
+    table = record["results"][suite]
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))
+    for k, (strategy, row) in enumerate(table.items()):
       budgets = sorted(int(b) for b in row)
       mean = np.array([row[str(b)]["mean"] for b in budgets])
       std = np.array([row[str(b)]["std"] for b in budgets])
       style = "--" if strategy in ("random", "stratified_random") else "-"
-      (line,) = axis.plot(budgets, mean, style, marker="o", markersize=3, label=strategy)
-      axis.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.12)
+      color = colors[(2 * k) % 20 + (2 * k) // 20]
+      axis.plot(budgets, mean, style, marker="o", markersize=3, label=strategy, color=color)
+      axis.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.08)
     axis.axhline(record["all_labels"][suite]["mean"], color="gray", lw=0.8, ls=":")
     axis.set_xscale("log")
-    axis.set_xlabel("labels")
+    axis.set_xticks(budgets, [str(b) for b in budgets])
+    axis.minorticks_off()
+    axis.set_xlabel("labels (every pool label: dotted line)")
     axis.set_ylabel("test accuracy (%)")
     axis.set_title(suite)
-  axes[0][-1].legend(fontsize=7, loc="lower right")
+  axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
