@@ -26,5 +26,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.eval_batch_size = 256
   config.active = active_defaults()
-  config.active.budgets = [10, 20, 30, 50, 100, 200]
+  config.active.budgets = (10, 20, 30, 50, 100, 200)
   return config

@@ -27,5 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.eval_batch_size = 64
   config.active = active_defaults()
-  config.active.budgets = [20, 40, 60, 100, 200, 400]
+  config.active.budgets = (20, 40, 60, 100, 200, 400)
   return config

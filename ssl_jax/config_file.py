@@ -15,7 +15,9 @@ from ssl_jax import data, evals, models, tasks  # noqa: F401  (the registries th
 from ssl_jax.config_base import resolve_defaults
 
 # Keys whose value names a part (so the defaults filled in are that part's): overridden first.
-_NAME_KEY = re.compile(r"^--config\.((?:[A-Za-z_]\w*\.)*(?:task|model|name))=(.*)$")
+_NAME_KEY = re.compile(
+  r"^--config\.((?:[A-Za-z_]\w*\.)*(?:task|model|name|strategy|first_strategy|learner))=(.*)$"
+)
 
 
 class ResolvedConfigFileParser(config_flags_impl.ConfigFileFlagParser):
@@ -39,8 +41,11 @@ class ResolvedConfigFileParser(config_flags_impl.ConfigFileFlagParser):
           if target[leaf] != value:
             _switch(target, leaf, value)
     if isinstance(config, ml_collections.ConfigDict) and "task" in config:
-      # A training config (an active-learning config resolves its own `active` block).
       resolve_defaults(config)
+    elif isinstance(config, ml_collections.ConfigDict) and "active" in config:
+      from ssl_jax.discover.rounds import fill_part_defaults  # an active-learning config
+
+      fill_part_defaults(config.active)
       config.lock()
     return config
 

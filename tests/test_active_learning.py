@@ -223,3 +223,37 @@ def test_human_oracle_writes_the_text_of_text_queries(tmp_path):
   assert not (tmp_path / "run" / "queries" / "round_0.png").exists()  # images only
   _fill(table, ["weather", "sports"])
   np.testing.assert_array_equal(oracle.reveal(0, np.array([2, 0])), [1, 0])
+
+
+def _cli(*arguments):
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  command = [sys.executable, "-m", "ssl_jax.discover.main", *arguments]
+  env = {**os.environ, "XLA_FLAGS": ""}
+  return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_command_line_errors_and_the_stop_for_labels(simclr_workdir, tmp_path):
+  config = "--config=configs/active_learning_digits.py"
+  bad = _cli(config, f"--workdir={tmp_path / 'a'}", "--config.active.strategy=entropy")
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1].startswith("Error: Round 0 has no trained model")
+  missing = _cli(config, f"--workdir={tmp_path / 'b'}", f"--config.init_from={tmp_path / 'none'}")
+  assert missing.returncode == 2 and "Error:" in missing.stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing written
+  human = _cli(
+    config,
+    f"--workdir={tmp_path / 'h'}",
+    f"--config.init_from={simclr_workdir}",
+    "--config.active.oracle=human",
+    "--config.active.budgets=(5, 10)",
+    # A part named on the command line brings its options: any of them can be set.
+    "--config.active.strategy=probcover",
+    "--config.active.strategy_kwargs.radius=0.4",
+  )
+  assert human.returncode == 4, human.stderr[-2000:]
+  assert "Fill the `label` column of" in human.stderr and "round_0.png" in human.stderr
+  assert os.path.isfile(tmp_path / "h" / "queries" / "round_0.csv")

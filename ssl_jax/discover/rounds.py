@@ -41,7 +41,7 @@ from ssl_jax.discover.encoder_features import (
 from ssl_jax.discover.learners import LEARNERS, Fitted, PoolData, RoundInputs
 from ssl_jax.discover.oracle import ORACLES
 from ssl_jax.discover.query import QUERY_STRATEGIES, Pool
-from ssl_jax.errors import ConfigError, DataError, ResumeError
+from ssl_jax.errors import ConfigError, DataError, ResumeError, UserError
 from ssl_jax.metrics import write_json
 from ssl_jax.registry import DATASETS, check_options
 from ssl_jax.workdir import WorkdirLock, check_workdir_path
@@ -55,13 +55,31 @@ def active_defaults() -> ml_collections.ConfigDict:
       strategy_kwargs={},
       first_strategy="",  # "" = `strategy` (which then must need no trained model)
       first_strategy_kwargs={},
-      budgets=[10, 20, 30, 50, 100, 200],
+      budgets=(10, 20, 30, 50, 100, 200),
       learner="linear_head",
       learner_kwargs={},
       warm_start=False,
       oracle="dataset",
     )
   )
+
+
+# The parts `config.active` names: (the registry, how many arguments it takes before options).
+PARTS = {"strategy": (QUERY_STRATEGIES, 0), "first_strategy": (QUERY_STRATEGIES, 0)}
+PARTS["learner"] = (LEARNERS, 2)
+
+
+def fill_part_defaults(active: ml_collections.ConfigDict) -> None:
+  """Adds the option defaults of every part `active` names to its `<part>_kwargs` (set values
+  stay), so any option can be set from the command line and a config's record is complete."""
+  for part, (registry, positional) in PARTS.items():
+    name = active.get(part)
+    if name and name in registry:
+      options = active.get(f"{part}_kwargs") or ml_collections.ConfigDict()
+      for key, value in registry.option_defaults(name, positional).items():
+        if key not in options:
+          options[key] = value
+      active[f"{part}_kwargs"] = options
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -77,6 +95,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   active = active_defaults()
   check_options("config.active", config.get("active", {}).keys(), active.keys())
   active.update(config.get("active", {}))
+  fill_part_defaults(active)
   config.active = active
   config.seed = int(config.get("seed", 0))
   config.eval_batch_size = int(config.get("eval_batch_size", 256))
@@ -137,8 +156,12 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resume(saved: dict[str, Any], config: ml_collections.ConfigDict) -> None:
-  """The saved run's config must be this one, but for budgets appended at the end."""
-  old, new = _flat(saved), _flat(config.to_dict())
+  """The saved run's config must be this one, but for budgets appended at the end. Options
+  added to ssl_jax since the run was saved take their defaults (an upgrade is no change)."""
+  active = active_defaults()
+  active.update(saved.get("active", {}))
+  fill_part_defaults(active)
+  old, new = _flat({**saved, "active": active.to_dict()}), _flat(config.to_dict())
   old_budgets, new_budgets = list(old.pop("active.budgets")), list(new.pop("active.budgets"))
   changed = [
     f"{key} {old.get(key)!r} -> {new.get(key)!r}"
@@ -179,25 +202,37 @@ def pool_data(config: ml_collections.ConfigDict, workdir: str) -> PoolData:
   )
 
 
+def _prepare(config: ml_collections.ConfigDict, workdir: str):
+  """(pool data, learner, oracle) of a resolved config, checked against the pool."""
+  data = pool_data(config, workdir)
+  pool_size = len(data.features["train"])
+  if config.active.budgets[-1] > pool_size:
+    raise ConfigError(
+      f"config.active.budgets ends at {config.active.budgets[-1]}, more than the {pool_size} "
+      "examples of the pool."
+    )
+  learner = LEARNERS.build(config.active.learner, config.active.learner_kwargs, data, config)
+  oracle = ORACLES.build(config.active.oracle, {}, data.dataset, workdir)
+  return data, learner, oracle
+
+
 def run_active_learning(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) every round of `config.active.budgets`; returns the results record."""
   config = resolve(config)
   check_workdir_path(workdir)
   active = config.active
   state_path = os.path.join(workdir, "rounds.json")
-  with WorkdirLock(workdir):
+  with WorkdirLock(workdir) as lock:
     saved = _read(state_path)
-    if saved is not None:
-      check_resume(saved["config"], config)
-    data = pool_data(config, workdir)
+    try:
+      if saved is not None:
+        check_resume(saved["config"], config)
+      data, learner, oracle = _prepare(config, workdir)
+    except UserError:
+      if saved is None:
+        lock.discard()  # refused before any round: leave the disk as it was
+      raise
     pool_size = len(data.features["train"])
-    if active.budgets[-1] > pool_size:
-      raise ConfigError(
-        f"config.active.budgets ends at {active.budgets[-1]}, more than the {pool_size} "
-        "examples of the pool."
-      )
-    learner = LEARNERS.build(active.learner, active.learner_kwargs, data, config)
-    oracle = ORACLES.build(active.oracle, {}, data.dataset, workdir)
     rounds = list(saved["rounds"]) if saved else []
     hidden = np.asarray(data.dataset.split("train")["label"]) if oracle.knows_all_labels else None
     for k in range(len(rounds), len(active.budgets)):
