@@ -97,12 +97,24 @@ def test_uncertainty_after_a_random_first_round_and_warm_start(simclr_workdir, t
     (dict(learner_kwargs={"stepz": 3}), "stepz"),
     (dict(stratgy="random"), "stratgy"),
     (dict(strategy="stratified_random", oracle="human"), "labels"),
+    (
+      dict(learner="fine_tune", learner_kwargs={"overrides": {"task_kwargs": {"methd": "x"}}}),
+      "overrides.task_kwargs.methd: configs/classify_digits.py has no such option",
+    ),
+    (
+      dict(learner="fine_tune", learner_kwargs={"overrides": {"task_kwargs": {"method": "x"}}}),
+      "method",
+    ),
+    (
+      dict(learner="fine_tune", learner_kwargs={"config_file": "configs/simclr_digits.py"}),
+      "not a",
+    ),
   ],
 )
-def test_config_errors_before_any_work(tmp_path, active, message):
+def test_config_errors_before_any_work(simclr_workdir, tmp_path, active, message):
   workdir = tmp_path / "run"
   with pytest.raises(ConfigError, match=message):
-    rounds.run_active_learning(_config("/nonexistent", **active), str(workdir))
+    rounds.run_active_learning(_config(simclr_workdir, **active), str(workdir))
   assert not workdir.exists()  # nothing written
 
 
@@ -257,3 +269,34 @@ def test_command_line_errors_and_the_stop_for_labels(simclr_workdir, tmp_path):
   assert human.returncode == 4, human.stderr[-2000:]
   assert "Fill the `label` column of" in human.stderr and "round_0.png" in human.stderr
   assert os.path.isfile(tmp_path / "h" / "queries" / "round_0.csv")
+
+
+@pytest.mark.parametrize(
+  "method",
+  [{"method": "linear"}, {"method": "peft", "peft": {"rank": 2}}],
+)
+def test_fine_tune_learner_with_a_linear_probe_or_lora(simclr_workdir, tmp_path, method):
+  overrides = {"total_steps": 2, "batch_size": 16, "eval_batch_size": 64, "log_every": 1}
+  config = _config(
+    simclr_workdir,
+    strategy="coreset",
+    learner="fine_tune",
+    budgets=[8],
+    learner_kwargs=dict(
+      config_file="configs/classify_digits.py", overrides={**overrides, "task_kwargs": method}
+    ),
+  )
+  result = rounds.run_active_learning(config, str(tmp_path))
+  with open(tmp_path / "round_0" / "run" / "config.json") as f:
+    run = json.load(f)
+  assert run["task_kwargs"]["method"] == method["method"]
+  with open(tmp_path / "round_0" / "run" / "results.json") as f:
+    evals = json.load(f)["evals"]["classification"]["image_classification"]
+  assert result["rounds"][0]["test_accuracy"] == evals["test acc"]
+  # A linear probe trains the head alone; LoRA its rank-2 factors besides.
+  dim = np.load(tmp_path / "round_0" / "pool.npz")["features"].shape[1]
+  head = dim * 10 + 10
+  if method["method"] == "linear":
+    assert evals["trainable params"] == head
+  else:
+    assert evals["trainable params"] > head

@@ -1,7 +1,9 @@
 """The `fine_tune` learner: each round is one run of the trainer (`train.train_and_evaluate`)
 with a fine-tuning config (linear probe, full fine-tune or any PEFT method: the config's
 `task_kwargs.method` and `peft` block), its train split cut to the round's labels by
-`config.label_budget.indices` / `.labels`, in `<round directory>/run`: the same checkpoints,
+`config.label_budget.indices` / `.labels`, in `<round directory>/run`; `overrides` changes the
+config's options, nested as the config is ({"total_steps": 100, "task_kwargs": {"method":
+"peft"}}): the same checkpoints,
 resume and evaluators as every other run, so an interrupted round resumes inside its run.
 
 After training, the next query reads the fine-tuned network's class probabilities on the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -23,7 +26,7 @@ import numpy as np
 
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpointer
-from ssl_jax.config_base import resolve_defaults
+from ssl_jax.config_base import resolve_defaults, validate_config
 from ssl_jax.discover.encoder_features import eval_context
 from ssl_jax.discover.learners import LEARNERS, Fitted, Learner, PoolData, RoundInputs
 from ssl_jax.errors import ConfigError
@@ -48,6 +51,48 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   )
 
 
+def apply_overrides(
+  config: ml_collections.ConfigDict, overrides: dict[str, Any], source: str, where: str = ""
+) -> None:
+  """Sets nested `overrides` ({"total_steps": 50, "task_kwargs": {"method": "linear"}}) in
+  `config`; a key the config does not have is a ConfigError naming it."""
+  for key, value in overrides.items():
+    if key not in config:
+      raise ConfigError(
+        f"config.active.learner_kwargs.overrides.{where}{key}: {source} has no such option; "
+        f"valid: {sorted(config.keys())}."
+      )
+    if isinstance(value, Mapping) and isinstance(config[key], ml_collections.ConfigDict):
+      apply_overrides(config[key], value, source, f"{where}{key}.")
+    else:
+      config[key] = value
+
+
+def round_base_config(
+  config: Any, config_file: str = "configs/classify_digits.py", overrides: Any = None
+) -> ml_collections.ConfigDict:
+  """The fine-tuning config of every round (before the round's labels) on the active-learning
+  config's pretraining run and data, validated as the trainer validates it."""
+  base = load_config_file(config_file)
+  if isinstance(overrides, ml_collections.ConfigDict):
+    overrides = overrides.to_dict()
+  apply_overrides(base, dict(overrides or {}), config_file)
+  base.task_kwargs.init_from = config.init_from
+  base.data = ml_collections.ConfigDict(config.data.to_dict())
+  base.evals = ml_collections.ConfigDict({"classification": {"splits": ["test"]}})
+  base.checkpoint_every = base.total_steps or 1
+  base.keep_checkpoints = 1
+  resolve_defaults(base)
+  task_class = TASKS.get(base.task)
+  if not issubclass(task_class, Classifier) or not issubclass(task_class, Represents):
+    raise ConfigError(
+      f"config.active.learner_kwargs.config_file={config_file!r} trains {base.task!r}, not a "
+      "classifier with features; give a fine-tuning config."
+    )
+  validate_config(base)
+  return base
+
+
 @LEARNERS.register("fine_tune")
 class FineTune(Learner):
   """A fine-tuning run of the trainer per round (see the module docstring)."""
@@ -63,25 +108,12 @@ class FineTune(Learner):
     overrides: dict[str, Any] | None = None,
   ):
     super().__init__(data, config)
-    base = load_config_file(config_file)
-    base.task_kwargs.init_from = data.init_from
-    base.data = ml_collections.ConfigDict(config.data.to_dict())
-    try:
-      base.update_from_flattened_dict(dict(overrides or {}))
-    except (KeyError, AttributeError) as error:
-      raise ConfigError(
-        f"config.active.learner_kwargs.overrides names a key {config_file} does not have: {error}"
-      ) from error
-    base.evals = ml_collections.ConfigDict({"classification": {"splits": ["test"]}})
-    base.checkpoint_every = base.total_steps or 1
-    base.keep_checkpoints = 1
-    self.base = resolve_defaults(base)
-    task_class = TASKS.get(self.base.task)
-    if not issubclass(task_class, Classifier) or not issubclass(task_class, Represents):
-      raise ConfigError(
-        f"config.active.learner_kwargs.config={config_file!r} trains {self.base.task!r}, not a "
-        "classifier with features; give a fine-tuning config."
-      )
+    self.base = round_base_config(config, config_file, overrides)
+
+  @classmethod
+  def check(cls, options: dict[str, Any], config: Any) -> None:
+    """The fine-tuning config, its overrides and the trainer's checks of it, before any work."""
+    round_base_config(config, **options)
 
   def round_config(self, inputs: RoundInputs) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(self.base.to_dict())

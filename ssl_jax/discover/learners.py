@@ -70,6 +70,12 @@ class Learner(abc.ABC):
   def __init__(self, data: PoolData, config: Any):
     self.data, self.config = data, config
 
+  @classmethod
+  def check(cls, options: dict[str, Any], config: Any) -> None:
+    """Checks `options` against the active-learning config before any work (the registry has
+    already checked their names and types); raises ConfigError. Most learners need nothing."""
+    del options, config
+
   @abc.abstractmethod
   def fit(self, inputs: RoundInputs, warm_start: bool) -> Fitted:
     """Trains (from the previous round's weights when `warm_start`) and evaluates."""

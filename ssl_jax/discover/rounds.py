@@ -142,6 +142,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       f"config.active.warm_start=True, but learner {active.learner!r} trains from the "
       f"pretrained encoder every round; learners that warm-start: {warm}."
     )
+  learner.check(active.learner_kwargs.to_dict(), config)  # last: it may read config files
   return config
 
 
