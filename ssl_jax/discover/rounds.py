@@ -38,8 +38,8 @@ from ssl_jax.discover.encoder_features import (
   read_round_outputs,
   write_round_outputs,
 )
-from ssl_jax.discover.learners import LEARNERS, Fitted, PoolData, RoundInputs
-from ssl_jax.discover.oracle import ORACLES
+from ssl_jax.discover.learners import LEARNERS, Learner, PoolData, RoundInputs
+from ssl_jax.discover.oracle import ORACLES, Oracle
 from ssl_jax.discover.query import QUERY_STRATEGIES, Pool
 from ssl_jax.errors import ConfigError, DataError, ResumeError, UserError
 from ssl_jax.metrics import write_json
@@ -217,11 +217,62 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str):
   return data, learner, oracle
 
 
+def play_round(
+  k: int,
+  config: ml_collections.ConfigDict,
+  data: PoolData,
+  learner: Learner,
+  oracle: Oracle,
+  rounds: list[dict[str, Any]],
+  workdir: str,
+) -> dict[str, Any]:
+  """Round k: query up to budgets[k] with what round k-1 saved, reveal, train, test; saves
+  the learner's pool outputs and returns the round's record (the caller saves it)."""
+  start, active = time.time(), config.active
+  labelled = np.asarray([i for r in rounds for i in r["queried"]], np.int64)
+  labels = np.asarray([y for r in rounds for y in r["labels"]], np.int64)
+  mask = np.zeros(len(data.features["train"]), bool)
+  mask[labelled] = True
+  if k == 0:  # nothing trained yet: the pretrained features
+    name = active.first_strategy or active.strategy
+    options = active.first_strategy_kwargs if active.first_strategy else active.strategy_kwargs
+    outputs = {"features": data.features["train"]}
+  else:
+    name, options = active.strategy, active.strategy_kwargs
+    outputs = read_round_outputs(os.path.join(workdir, f"round_{k - 1}", "pool.npz"))
+  hidden = np.asarray(data.dataset.split("train")["label"]) if oracle.knows_all_labels else None
+  pool = Pool(labelled=mask, labels=hidden, num_classes=data.num_classes, **outputs)
+  strategy = QUERY_STRATEGIES.build(name, options.to_dict())
+  key = jax.random.fold_in(jax.random.key(config.seed), k)
+  queried = strategy.query(pool, active.budgets[k] - len(labelled), key)
+  revealed = oracle.reveal(k, queried)
+  directory = os.path.join(workdir, f"round_{k}")
+  inputs = RoundInputs(
+    round=k,
+    labelled=np.concatenate([labelled, queried]),
+    labels=np.concatenate([labels, revealed]),
+    directory=directory,
+    previous=os.path.join(workdir, f"round_{k - 1}") if k else None,
+    seed=config.seed * 1000 + k,
+  )
+  fitted = learner.fit(inputs, warm_start=bool(active.warm_start))
+  write_round_outputs(os.path.join(directory, "pool.npz"), fitted.outputs)
+  return dict(
+    round=k,
+    strategy=name,
+    labels_total=int(active.budgets[k]),
+    queried=[int(i) for i in queried],
+    labels=[int(y) for y in revealed],
+    class_counts=np.bincount(inputs.labels, minlength=data.num_classes).tolist(),
+    test_accuracy=fitted.test_accuracy,
+    seconds=round(time.time() - start, 3),
+  )
+
+
 def run_active_learning(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) every round of `config.active.budgets`; returns the results record."""
   config = resolve(config)
   check_workdir_path(workdir)
-  active = config.active
   state_path = os.path.join(workdir, "rounds.json")
   with WorkdirLock(workdir) as lock:
     saved = _read(state_path)
@@ -233,55 +284,13 @@ def run_active_learning(config: ml_collections.ConfigDict, workdir: str) -> dict
       if saved is None:
         lock.discard()  # refused before any round: leave the disk as it was
       raise
-    pool_size = len(data.features["train"])
     rounds = list(saved["rounds"]) if saved else []
-    hidden = np.asarray(data.dataset.split("train")["label"]) if oracle.knows_all_labels else None
-    for k in range(len(rounds), len(active.budgets)):
-      start = time.time()
-      labelled = np.asarray([i for r in rounds for i in r["queried"]], np.int64)
-      labels = np.asarray([y for r in rounds for y in r["labels"]], np.int64)
-      mask = np.zeros(pool_size, bool)
-      mask[labelled] = True
-      if k == 0:
-        name = active.first_strategy or active.strategy
-        options = active.first_strategy_kwargs if active.first_strategy else active.strategy_kwargs
-        outputs = {"features": data.features["train"]}
-      else:
-        name, options = active.strategy, active.strategy_kwargs
-        outputs = read_round_outputs(os.path.join(workdir, f"round_{k - 1}", "pool.npz"))
-      pool = Pool(labelled=mask, labels=hidden, num_classes=data.num_classes, **outputs)
-      strategy = QUERY_STRATEGIES.build(name, options.to_dict())
-      key = jax.random.fold_in(jax.random.key(config.seed), k)
-      queried = strategy.query(pool, active.budgets[k] - len(labelled), key)
-      revealed = oracle.reveal(k, queried)
-      directory = os.path.join(workdir, f"round_{k}")
-      inputs = RoundInputs(
-        round=k,
-        labelled=np.concatenate([labelled, queried]),
-        labels=np.concatenate([labels, revealed]),
-        directory=directory,
-        previous=os.path.join(workdir, f"round_{k - 1}") if k else None,
-        seed=config.seed * 1000 + k,
-      )
-      fitted: Fitted = learner.fit(inputs, warm_start=bool(active.warm_start))
-      os.makedirs(directory, exist_ok=True)
-      write_round_outputs(os.path.join(directory, "pool.npz"), fitted.outputs)
-      rounds.append(
-        dict(
-          round=k,
-          strategy=name,
-          labels_total=int(active.budgets[k]),
-          queried=[int(i) for i in queried],
-          labels=[int(y) for y in revealed],
-          class_counts=np.bincount(inputs.labels, minlength=data.num_classes).tolist(),
-          test_accuracy=fitted.test_accuracy,
-          seconds=round(time.time() - start, 3),
-        )
-      )
+    for k in range(len(rounds), len(config.active.budgets)):
+      rounds.append(play_round(k, config, data, learner, oracle, rounds, workdir))
       write_json(state_path, {"config": config.to_dict(), "rounds": rounds})
       print(
-        f"[round {k}] {name}: {active.budgets[k]} labels, test accuracy "
-        f"{100 * fitted.test_accuracy:.2f}%",
+        f"[round {k}] {rounds[-1]['strategy']}: {rounds[-1]['labels_total']} labels, test "
+        f"accuracy {100 * rounds[-1]['test_accuracy']:.2f}%",
         flush=True,
       )
     return results_record(config, rounds)
