@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import checkpoint_variables, tiny_mlm_config, trained_steps
+from conftest import checkpoint_variables, load_config, tiny_mlm_config, trained_steps
 from conftest import trees_equal as _equal
 
 from ssl_jax import parallel, train
@@ -112,6 +112,11 @@ def test_what_is_missing_or_mismatched_is_named(pretrained, tmp_path):
   config.model_kwargs = dict(width=64)
   with pytest.raises(CheckpointMismatchError, match="does not match the one this config"):
     train.setup(config, None, parallel.make_mesh(base_config().mesh))
+  # A text pretraining under an image fine-tune: named as such, not as a shape mismatch.
+  image = load_config("classify_digits")
+  image.task_kwargs.init_from = pretrained
+  with pytest.raises(ConfigError, match=r"pretrained 'mlm' on text data; this data is image"):
+    train.setup(image, None, parallel.make_mesh(base_config().mesh))
   with pytest.raises(
     ConfigError,
     match=r"Unknown config.task_kwargs.method 'adapters'.*'full', 'linear', 'peft', 'scratch'",

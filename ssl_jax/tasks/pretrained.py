@@ -97,6 +97,12 @@ def load_pretrained_run(
   `model_overrides` change options of the pretrained model that keep its shapes (dropout,
   remat, dtype); a change of shape is caught when the weights are loaded."""
   config = check_source(workdir).copy_and_resolve_references()
+  modality = TASKS.get(config.task).modality
+  if modality != like.modality:
+    raise ConfigError(
+      f"init_from={workdir!r} pretrained {config.task!r} on {modality} data; this data is "
+      f"{like.modality} data: point init_from at a pretraining on {like.modality} data."
+    )
   config.model_kwargs.update(model_overrides or {})
   pretraining_info = config.get("dataset_info", {})
   # The text pieces must agree; sentinels a T5 run appended never occur in the fine-tune's text.
