@@ -16,6 +16,10 @@ first round at random, as in their papers. Reported: test accuracy (%) at each b
 std over `--seeds`, the same head trained on every pool label, and the fewest labels with
 which a strategy's mean reaches 90% and 95% of that all-labels accuracy.
 
+`--learner fine_tune` fine-tunes the whole network each round instead (the suite's fine-tuning
+config through the trainer, `configs/classify_digits.py` / `classify_python_packages.py`) and
+writes active_learning_fine_tune.{json,md,png}.
+
 The pretraining runs are made first unless `--pretraining` (with one suite) or
 `--digits_pretraining` / `--text_pretraining` name finished workdirs. Every (suite, strategy,
 seed) run lives in its own sub-workdir and resumes where it stopped, so a restarted experiment
@@ -42,9 +46,19 @@ from ssl_jax.metrics import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {
-  # suite: (pretraining config, active-learning config, default budgets)
-  "digits": ("simclr_digits", "active_learning_digits", (10, 20, 30, 50, 100, 200)),
-  "text": ("gpt_python_text", "active_learning_python_packages", (20, 40, 60, 100, 200, 400)),
+  # suite: (pretraining config, active-learning config, default budgets, fine-tuning config)
+  "digits": (
+    "simclr_digits",
+    "active_learning_digits",
+    (10, 20, 30, 50, 100, 200),
+    "configs/classify_digits.py",
+  ),
+  "text": (
+    "gpt_python_text",
+    "active_learning_python_packages",
+    (20, 40, 60, 100, 200, 400),
+    "configs/classify_python_packages.py",
+  ),
 }
 # Reference draws first, then diversity / representativeness, then model-based strategies.
 ORDER = (
@@ -62,6 +76,12 @@ _STRATEGIES = flags.DEFINE_list(
 )
 _BUDGETS = flags.DEFINE_list("budgets", [], "Labelled-set sizes (default: the suite's).")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (independent runs) per strategy.")
+_LEARNER = flags.DEFINE_enum(
+  "learner",
+  "linear_head",
+  ["linear_head", "fine_tune"],
+  "linear_head (frozen features) or fine_tune (a full fine-tune of the suite's config per round).",
+)
 _PRETRAINING = flags.DEFINE_string("pretraining", "", "A finished pretraining (one suite).")
 _DIGITS_PRETRAINING = flags.DEFINE_string("digits_pretraining", "", "A finished SimCLR run.")
 _TEXT_PRETRAINING = flags.DEFINE_string("text_pretraining", "", "A finished GPT run.")
@@ -104,6 +124,9 @@ def al_config(suite: str, init_from: str, spec: str, budgets: list[int], seed: i
   if not QUERY_STRATEGIES.get(strategy).cold_start():
     config.active.first_strategy = "random"
   config.active.budgets = budgets
+  if _LEARNER.value == "fine_tune":
+    config.active.learner = "fine_tune"
+    config.active.learner_kwargs = {"config_file": SUITES[suite][3]}
   return config
 
 
@@ -116,16 +139,19 @@ def shared_features(source: str, workdir: str) -> None:
 
 
 def all_labels_accuracy(suite: str, init_from: str, root: str, seeds: int) -> list[float]:
-  """Test accuracy (%) of the linear head trained on every pool label, per seed."""
+  """Test accuracy (%) of the learner trained on every pool label, per seed."""
   config = rounds.resolve(al_config(suite, init_from, "random", [1], 0))
-  data = rounds.pool_data(config, os.path.join(root, suite, "all_labels"))
+  directory = os.path.join(root, suite, "all_labels")
+  data = rounds.pool_data(config, directory)  # also the features every run links to
   learner = LEARNERS.build(config.active.learner, config.active.learner_kwargs, data, config)
   labels = np.asarray(data.dataset.split("train")["label"])
+  if _LEARNER.value != "linear_head":
+    directory = os.path.join(directory, _LEARNER.value)
   everything = np.arange(len(labels))
   return [
     100
     * learner.fit(
-      RoundInputs(0, everything, labels, os.path.join(root, suite, "all_labels", str(s)), None, s),
+      RoundInputs(0, everything, labels, os.path.join(directory, str(s)), None, s),
       warm_start=False,
     ).test_accuracy
     for s in range(seeds)
@@ -209,7 +235,13 @@ def main(argv):
     name, options = parse_spec(spec)  # an unknown name or option stops here, listing valid ones
     QUERY_STRATEGIES.validate(name, options)
   start = time.time()
-  record = {"results": {}, "all_labels": {}, "labels_to_reach": {}, "seeds": _SEEDS.value}
+  record = {
+    "results": {},
+    "all_labels": {},
+    "labels_to_reach": {},
+    "seeds": _SEEDS.value,
+    "learner": _LEARNER.value,
+  }
   for suite in _SUITE.value:
     init_from = pretraining_of(suite, root)
     budgets = [int(b) for b in _BUDGETS.value] or list(SUITES[suite][2])
@@ -224,6 +256,8 @@ def main(argv):
       curves = []
       for seed in range(_SEEDS.value):
         slug = strategy.replace(":", "_").replace("=", "")
+        if _LEARNER.value != "linear_head":
+          slug = os.path.join(_LEARNER.value, slug)
         workdir = os.path.join(root, suite, slug, f"seed_{seed}")
         shared_features(cache, workdir)
         result = rounds.run_active_learning(
@@ -252,10 +286,11 @@ def main(argv):
       )
     record["results"][suite], record["labels_to_reach"][suite] = table, reach
   record["seconds"] = round(time.time() - start, 1)
-  write_json(os.path.join(root, "active_learning.json"), record)
-  with open(os.path.join(root, "active_learning.md"), "w") as f:
+  name = "active_learning" + ("" if _LEARNER.value == "linear_head" else f"_{_LEARNER.value}")
+  write_json(os.path.join(root, f"{name}.json"), record)
+  with open(os.path.join(root, f"{name}.md"), "w") as f:
     f.write(markdown(record))
-  figure(record, os.path.join(root, "active_learning.png"))
+  figure(record, os.path.join(root, f"{name}.png"))
   print(markdown(record))
 
 
