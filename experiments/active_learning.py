@@ -36,7 +36,7 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from ssl_jax import train
 from ssl_jax.discover import rounds
@@ -224,6 +224,8 @@ def figure(record: dict, path: str) -> None:
 
 def main(argv):
   del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint read at INFO
   root = _WORKDIR.value
   unknown = sorted(set(_SUITE.value) - set(SUITES))
   if unknown:
