@@ -95,6 +95,7 @@ def test_uncertainty_after_a_random_first_round_and_warm_start(simclr_workdir, t
     (dict(budgets=[10, 10]), "positive and increasing"),
     (dict(strategy="typiclus"), "Did you mean 'typiclust'"),
     (dict(learner_kwargs={"stepz": 3}), "stepz"),
+    (dict(learner_kwargs={"dropout": 1.0}), r"drops every feature; it must be in \[0, 1\)"),
     (dict(stratgy="random"), "stratgy"),
     (dict(strategy="stratified_random", oracle="human"), "labels"),
     (

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ssl_jax.errors import ConfigError
 from ssl_jax.registry import Registry
 
 
@@ -123,6 +124,15 @@ class LinearHead(Learner):
 
   provides = ("features", "probs", "mc_probs")
   warm_start = True
+
+  @classmethod
+  def check(cls, options: dict[str, Any], config: Any) -> None:
+    del config
+    if float(options.get("dropout", 0.5)) >= 1.0:
+      raise ConfigError(
+        f"config.active.learner_kwargs.dropout={options['dropout']} drops every feature; "
+        "it must be in [0, 1)."
+      )
 
   def __init__(
     self,
