@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from ssl_jax import parallel
+from ssl_jax.checkpoint import saved_steps
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import ConfigError
 from ssl_jax.evals.context import TRAINED, EvalContext
@@ -35,8 +36,10 @@ def pretrained_features(
   init_from: str, dataset: Dataset, splits: tuple[str, ...], cache: str, batch_size: int = 256
 ) -> dict[str, np.ndarray]:
   """{split: [N, D] float32} features of `init_from`'s encoder, cached in `cache` (an .npz
-  that names its run, so a cache of another run is recomputed)."""
-  source = os.path.abspath(init_from)
+  that names its run and newest step, so a cache of another run or an older step of this one
+  is recomputed)."""
+  steps = saved_steps(os.path.join(init_from, "checkpoints"))
+  source = f"{os.path.abspath(init_from)}@{max(steps) if steps else 'none'}"
   if os.path.isfile(cache):
     with np.load(cache) as saved:
       if str(saved["init_from"]) == source and all(split in saved for split in splits):
