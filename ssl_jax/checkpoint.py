@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from typing import Any
 
 import jax
@@ -78,6 +79,24 @@ def _ignore_closed_loop_callbacks() -> None:
 
     thread_hook.ssl_jax_filter = True
     threading.excepthook = thread_hook
+  asyncio_logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _UnretrievedReadFailures) for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_UnretrievedReadFailures())
+
+
+class _UnretrievedReadFailures(logging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" for Orbax/TensorStore read tasks:
+  the siblings of a failed restore, collected (and logged) whenever the failure's traceback
+  lets go of them, which can be after the read itself. The failure is reported by the caller;
+  any other asyncio error still logs."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if not str(record.msg).startswith("Task exception was never retrieved"):
+      return True
+    text = record.getMessage() + "".join(
+      traceback.format_exception(*record.exc_info) if record.exc_info else ()
+    )
+    return not ("tensorstore" in text.lower() or "orbax" in text.lower())
 
 
 @contextlib.contextmanager

@@ -478,7 +478,7 @@ def test_resume_and_checkpoint_errors_from_the_command_line(full_run, tmp_path, 
   assert damaged.returncode == 2, damaged.stderr[-2000:]
   error = [line for line in damaged.stderr.splitlines() if line.startswith("Error:")]
   assert len(error) == 1 and "Every checkpoint" in error[0] and "steps [6, 4, 2]" in error[0]
-  assert "Traceback" not in damaged.stderr
+  assert "Traceback" not in damaged.stderr, damaged.stderr
 
 
 def test_a_failed_save_names_the_directory_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -572,3 +572,28 @@ def test_a_run_saved_over_8_devices_is_read_on_one(simclr_workdir):
   )
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split()[-2:] == ["4", "4"]
+
+
+def test_only_unretrieved_checkpoint_read_failures_are_silenced(caplog):
+  import logging
+
+  from ssl_jax import checkpoint
+
+  checkpoint._ignore_closed_loop_callbacks()
+  logger = logging.getLogger("asyncio")
+
+  def log(message, error):
+    try:
+      raise error
+    except ValueError:
+      logger.error(message, exc_info=True)
+
+  with caplog.at_level(logging.ERROR, logger="asyncio"):
+    log("Task exception was never retrieved\nfuture: <Task>", ValueError("tensorstore: bad"))
+    log("Task exception was never retrieved\nfuture: <Task>", ValueError("something else"))
+    log("Exception in callback", ValueError("tensorstore: bad"))
+  assert [r.getMessage().splitlines()[0] for r in caplog.records] == [
+    "Task exception was never retrieved",
+    "Exception in callback",
+  ]
+  assert "something else" in caplog.text and caplog.text.count("tensorstore") == 1
