@@ -31,7 +31,6 @@ pretraining (SimCLR ~5 minutes, GPT ~5 minutes).
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import time
 
@@ -39,12 +38,12 @@ import numpy as np
 from absl import app, flags, logging
 
 from ssl_jax import train
+from ssl_jax.config_file import load_config_file
 from ssl_jax.discover import rounds
 from ssl_jax.discover.learners import LEARNERS, RoundInputs
 from ssl_jax.discover.query import QUERY_STRATEGIES
 from ssl_jax.metrics import write_json
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {
   # suite: (pretraining config, active-learning config, default budgets, fine-tuning config)
   "digits": (
@@ -89,10 +88,7 @@ flags.mark_flag_as_required("workdir")
 
 
 def config_of(name: str):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return load_config_file(os.path.join("configs", f"{name}.py"))
 
 
 def pretraining_of(suite: str, root: str) -> str:

@@ -4,6 +4,8 @@ default before ml_collections applies the other overrides (so any valid option c
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import sys
 
@@ -13,6 +15,24 @@ from ml_collections.config_flags import config_flags as config_flags_impl
 
 from ssl_jax import data, evals, models, tasks  # noqa: F401  (the registries the defaults come from)
 from ssl_jax.config_base import resolve_defaults
+from ssl_jax.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config_file(
+  path: str, option: str = "--config", example: str = "configs/simclr_digits.py"
+) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, as it is (a path relative to the repository root works
+  from anywhere); a missing file is a ConfigError naming `option`."""
+  for candidate in (path, os.path.join(REPO, path)):
+    if os.path.isfile(candidate):
+      spec = importlib.util.spec_from_file_location("config_file", candidate)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      return module.get_config()
+  raise ConfigError(f"{option}={path!r} does not exist; give a file like {example}.")
+
 
 # Keys whose value names a part (so the defaults filled in are that part's): overridden first.
 _NAME_KEY = re.compile(

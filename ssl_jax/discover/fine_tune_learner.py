@@ -14,7 +14,6 @@ avoids): the loop refuses BALD-family strategies with this learner before any wo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -27,28 +26,13 @@ import numpy as np
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.config_base import resolve_defaults, validate_config
+from ssl_jax.config_file import load_config_file
 from ssl_jax.discover.encoder_features import eval_context
 from ssl_jax.discover.learners import LEARNERS, Fitted, Learner, PoolData, RoundInputs
 from ssl_jax.errors import ConfigError
 from ssl_jax.evals.context import TRAINED
 from ssl_jax.registry import TASKS
 from ssl_jax.tasks.capabilities import Classifier, Represents
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file (relative paths from the repository root too)."""
-  for candidate in (path, os.path.join(REPO, path)):
-    if os.path.isfile(candidate):
-      spec = importlib.util.spec_from_file_location("learner_config", candidate)
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      return module.get_config()
-  raise ConfigError(
-    f"config.active.learner_kwargs.config={path!r} does not exist; give a fine-tuning config "
-    "like configs/classify_digits.py."
-  )
 
 
 def apply_overrides(
@@ -73,7 +57,9 @@ def round_base_config(
 ) -> ml_collections.ConfigDict:
   """The fine-tuning config of every round (before the round's labels) on the active-learning
   config's pretraining run and data, validated as the trainer validates it."""
-  base = load_config_file(config_file)
+  base = load_config_file(
+    config_file, "config.active.learner_kwargs.config_file", "configs/classify_digits.py"
+  )
   if isinstance(overrides, ml_collections.ConfigDict):
     overrides = overrides.to_dict()
   apply_overrides(base, dict(overrides or {}), config_file)
