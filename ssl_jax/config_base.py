@@ -100,6 +100,14 @@ def resolve_defaults(config: ml_collections.ConfigDict) -> ml_collections.Config
         if block.name in registry:
           _fill(block, registry.option_defaults(block.name))
         config.task_kwargs[key] = block
+      for key, (registry, extras) in TASKS.get(config.task).nested_part_maps.items():
+        blocks = config.task_kwargs.get(key)
+        if isinstance(blocks, ml_collections.ConfigDict):
+          for name in list(blocks.keys()):
+            if blocks[name] is None:
+              blocks[name] = ml_collections.ConfigDict()
+            if name in registry and isinstance(blocks[name], ml_collections.ConfigDict):
+              _fill(blocks[name], {**extras, **registry.option_defaults(name, num_positional=1)})
     if config.model in MODELS:
       _fill(config.model_kwargs, MODELS.option_defaults(config.model))
     if "name" in config.data and config.data.name in DATASETS:
@@ -168,6 +176,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       check_modality(
         registry, block.name, TASKS.get(config.task).modality, f"config.task_kwargs.{key}"
       )
+  check_part_maps(config)
   MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
   early_stopping.validate(config.early_stopping)
   for name, options in config.evals.items():
@@ -192,6 +201,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       is_path and value and isinstance(value, str) and not os.path.exists(os.path.expanduser(value))
     ):
       raise ConfigError(f"config.data.{key}={value!r} does not exist.")
+
+
+def check_part_maps(config: ml_collections.ConfigDict) -> None:
+  """Each block of a task's name -> options map (`Task.nested_part_maps`): a known name whose
+  options the part accepts, plus the map's extra options."""
+  for key, (registry, extras) in TASKS.get(config.task).nested_part_maps.items():
+    blocks = config.task_kwargs.get(key)
+    if blocks is None:
+      continue
+    where = f"config.task_kwargs.{key}"
+    if not isinstance(blocks, ml_collections.ConfigDict):
+      raise ConfigError(
+        f"{where} maps names of {registry.names()} to their options; got {blocks!r}."
+      )
+    for name, block in blocks.items():
+      if not isinstance(block, ml_collections.ConfigDict):
+        raise ConfigError(f"{where}.{name} must be a block of options, got {block!r}.")
+      options = {k: v for k, v in block.items() if k not in extras}
+      registry.validate(name, options, num_positional=1, where=f"{where}.{name}")
+      check_values(f"{where}.{name}", {k: block[k] for k in extras if k in block}, extras)
 
 
 def check_optimizer(optim: ml_collections.ConfigDict) -> None:

@@ -79,3 +79,13 @@ def global_batch(
     key: jax.make_array_from_process_local_data(sharding, value)
     for key, value in local_batch.items()
   }
+
+
+def replicate_on_current_mesh(tree: Any) -> Any:
+  """`tree` (numpy or jax) on device, replicated over the mesh `jax.set_mesh` made current (or
+  uncommitted on the default device when none is): constants a jitted step closes over, such as
+  a frozen reward model, are then passed to it, never baked into the program."""
+  mesh = jax.sharding.get_mesh()
+  if mesh.empty:
+    return jax.device_put(tree)
+  return jax.device_put(tree, replicated(mesh))

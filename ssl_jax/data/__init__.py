@@ -7,9 +7,11 @@ from ssl_jax.data import (
   digits,
   image_folder,
   python_text,
+  random_walks,
   synthetic,  # noqa: F401
   text_classification,
   text_files,
+  text_prompts,
   tfds_images,
   tfds_text,
 )

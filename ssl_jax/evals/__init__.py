@@ -9,6 +9,7 @@ from ssl_jax.evals import (
   masked_lm,
   online_probe,
   replaced_token,
+  rewards,
   robustness,
 )
 from ssl_jax.evals.context import EvalContext  # noqa: F401

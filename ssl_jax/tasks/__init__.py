@@ -16,6 +16,7 @@ from ssl_jax.tasks import (
   nnclr,
   reconstruction,
   redundancy,
+  reward_finetuning,
   simclr,
   simsiam,
   span_corruption,

@@ -35,6 +35,10 @@ class Task(abc.ABC):
   # part in a registry: option -> (registry, default part name). The resolved config holds
   # each block with its part's option defaults.
   nested_parts: ClassVar[dict[str, tuple[Registry, str]]] = {}
+  # Options that map names of parts in a registry to their option blocks, several at once
+  # ({"shortest_path": {"weight": 1.0}, ...}): option -> (registry, extra options every block
+  # takes with their defaults). The resolved config fills each block's option defaults.
+  nested_part_maps: ClassVar[dict[str, tuple[Registry, dict[str, Any]]]] = {}
 
   @classmethod
   def schedules_use_total_steps(cls) -> bool:

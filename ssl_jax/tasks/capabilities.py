@@ -189,6 +189,29 @@ class OnlineProbe(Capability):
     """[B, classes] logits of the online probe on eval-mode features."""
 
 
+class RewardPolicy(Capability):
+  """A policy fine-tuned on rewards, with its frozen reference: the `reward` evaluator."""
+
+  description = "samples and scores completions against a reference (policy_samples)"
+
+  @abc.abstractmethod
+  def policy_samples(
+    self, params: PyTree, batch: Batch, rng: jax.Array, group_size: int, temperature: float
+  ) -> dict[str, jax.Array]:
+    """Per completion of `group_size` samples per prompt of `batch` (prompts x group_size
+    rows): "reward" and "reward/<name>" per reward, "length" (tokens), "kl" (to the reference,
+    sequence level), "reference_nll" and "policy_nll" (summed over the completion), and
+    "completions" [rows, C] tokens. `params` may be the reference's (`reference_params`)."""
+
+  @abc.abstractmethod
+  def reference_params(self) -> PyTree:
+    """The frozen reference policy's parameters."""
+
+  @abc.abstractmethod
+  def describe(self, prompt: Any, completion: Any) -> tuple[str, str]:
+    """(prompt text, completion text) of one row's tokens, for printed samples."""
+
+
 def missing_capabilities(task_class: type, required: tuple[type[Capability], ...]) -> list:
   """The capabilities of `required` that `task_class` does not declare."""
   return [capability for capability in required if not issubclass(task_class, capability)]

@@ -1,0 +1,104 @@
+"""A learned reward: the probability a fine-tuned classifier gives a chosen class.
+
+  config.task_kwargs.rewards = {"classifier": {"workdir": "/tmp/classify_gpt",
+                                               "target_class": "logging"}}
+
+`workdir` is a finished run of a task with the `Classifier` capability (e.g. `classification`
+fine-tuned from the same GPT run); its config.json rebuilds it and its newest intact
+checkpoint gives the weights. The classifier must read the policy's tokens: its tokenizer is
+the prompts' tokenizer (the same file contents), checked before any work. It scores
+`[CLS] prompt completion [SEP]` (or the completion alone), cut to its training rows' length,
+on device inside the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax.checkpoint import Checkpointer, saved_steps
+from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.source import Dataset
+from ssl_jax.discover.rewards import REWARDS, Reward, RewardContext, join_prompt_completion
+from ssl_jax.errors import ConfigError, MissingInputError
+from ssl_jax.parallel import replicate_on_current_mesh
+from ssl_jax.registry import TASKS
+from ssl_jax.tasks.capabilities import Classifier, describe_missing
+from ssl_jax.tasks.pretrained import read_config, shape_only_dataset
+
+
+def _file_digest(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+@REWARDS.register("classifier")
+class ClassifierProbability(Reward):
+  """p(target_class | text) under the classifier in `workdir` (see the module docstring)."""
+
+  on_host = False
+  needs_info = ("tokenizer_path",)
+
+  def __init__(
+    self,
+    context: RewardContext,
+    workdir: str = "",
+    target_class: str = "",
+    include_prompt: bool = True,
+  ):
+    super().__init__(context)
+    where = "config.task_kwargs.rewards.classifier"
+    if not workdir:
+      raise ConfigError(f"{where}.workdir is empty: name a finished classification run.")
+    config = read_config(workdir)
+    task_class = TASKS.get(config.task)
+    if not issubclass(task_class, Classifier):
+      raise ConfigError(describe_missing(f"{where}.workdir={workdir!r}", config.task, [Classifier]))
+    info = config.get("dataset_info", {})
+    names = list(info.get("class_names", []))
+    if target_class not in names:
+      raise ConfigError(f"{where}.target_class={target_class!r}; valid: {names}.")
+    theirs = info.get("tokenizer_path", "")
+    ours = context.info["tokenizer_path"]
+    if not theirs or not os.path.isfile(theirs) or _file_digest(theirs) != _file_digest(ours):
+      raise ConfigError(
+        f"{where}.workdir={workdir!r} reads tokens of tokenizer {theirs!r}, not the prompts' "
+        f"{ours!r}: fine-tune the classifier from the policy's pretraining run."
+      )
+    like = Dataset({"train": {"tokens": np.zeros((1, 2), np.int32)}}, "text", info={})
+    rows = shape_only_dataset(config, like)
+    self.task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, rows)
+    self.seq_len = int(rows.split("train")["tokens"].shape[1])
+    directory = os.path.join(workdir, "checkpoints")
+    if not saved_steps(directory):
+      raise MissingInputError(f"{where}.workdir={workdir!r} has no checkpoint under {directory}.")
+    checkpoints = Checkpointer(directory, read_only=True)
+    try:
+      _, state = checkpoints.restore_latest_arrays()
+    finally:
+      checkpoints.close()
+    self.variables = replicate_on_current_mesh((state["params"], state.get("model_state") or {}))
+    self.target = names.index(target_class)
+    self.include_prompt = bool(include_prompt)
+
+  def __call__(self, prompts, completions, batch):
+    if self.include_prompt:
+      tokens = join_prompt_completion(
+        prompts, batch["prompt_length"], completions, self.context.pad_id
+      )
+    else:
+      cls = jnp.full((completions.shape[0], 1), tok.CLS_ID, completions.dtype)
+      tokens = jnp.concatenate([cls, completions], 1)
+    if tokens.shape[1] >= self.seq_len:
+      tokens = tokens[:, : self.seq_len]
+      last = tokens[:, -1]
+      tokens = tokens.at[:, -1].set(jnp.where(last != self.context.pad_id, tok.SEP_ID, last))
+    else:
+      pad = jnp.full((tokens.shape[0], self.seq_len - tokens.shape[1]), self.context.pad_id)
+      tokens = jnp.concatenate([tokens, pad.astype(tokens.dtype)], 1)
+    logits = self.task.logits(*self.variables, {"tokens": tokens}, None, train=False)
+    return jax.nn.softmax(logits.astype(jnp.float32), -1)[:, self.target]
