@@ -1,5 +1,5 @@
 r"""Reward fine-tuning on the toy suite: from a start node alone, find the shortest path to the
-goal of the graph the GPT was pretrained to walk (offline, CPU, about two minutes).
+goal of the graph the GPT was pretrained to walk (offline, CPU, about 30 seconds).
 
   python -m ssl_jax.main --config configs/gpt_random_walks.py --workdir /tmp/gpt_random_walks
   python -m ssl_jax.main --config configs/reward_random_walks.py --workdir /tmp/reward_walks
@@ -40,9 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.optim.update(dict(name="adamw", learning_rate=1e-3, schedule="constant", clip_norm=1.0))
   config.evals = ml_collections.ConfigDict({"reward": {"samples_per_prompt": 8, "every": 50}})
-  config.total_steps = 150
+  config.total_steps = 100
   config.batch_size = 16
   config.log_every = 25
   config.checkpoint_every = 50
-  config.eval_batch_size = 20
+  config.eval_batch_size = 32
   return config
