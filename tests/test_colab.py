@@ -43,3 +43,19 @@ def test_active_learning_notebook_runs_rounds_and_plots(monkeypatch, tmp_path):
   assert all(list(curve) == [10, 20] for curve in results.values())
   assert results["entropy"][10] == results["random"][10]  # the same random first round
   assert all(0 < accuracy <= 100 for curve in results.values() for accuracy in curve.values())
+
+
+def test_reward_finetuning_notebook_trains_and_plots(monkeypatch, tmp_path):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  monkeypatch.setenv("REWARD_PRETRAIN_STEPS", "60")
+  monkeypatch.setenv("REWARD_STEPS", "4")
+  monkeypatch.setenv("SSL_JAX_REPO", REPO)
+  monkeypatch.chdir(tmp_path)
+  namespace = _run_notebook("reward_finetuning.ipynb")
+  table = namespace["results"]["evals"]["reward"]
+  assert set(table) == {"reward_finetuning", "reference (before)"}
+  assert 0 <= table["reference (before)"]["success"] <= 1
+  assert [r["step"] for r in namespace["records"]] == [1, 2, 3, 4]
+  assert all(r["kl"] >= 0 for r in namespace["records"])
