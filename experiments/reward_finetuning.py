@@ -134,8 +134,11 @@ def one_run(suite: str, spec: str, beta0: bool, seed: int, root: str) -> dict:
     for line in f:
       record = json.loads(line)
       if "reward" in record:
-        for key in curves:
-          curves[key].append(record.get(key, 0.0))
+        curves["step"].append(record["step"])
+        curves["reward"].append(record["reward"])
+        # At beta = 0 the step has no reference, so no KL: the table's comes from evaluation.
+        if config.task_kwargs.beta > 0:
+          curves["kl"].append(record["kl"])
   return {
     "reward_before": before["reward"],
     "reward_after": after["reward"],
@@ -200,7 +203,8 @@ def figure(record: dict, path: str) -> None:
   for col, suite in enumerate(suites):
     for estimator, cell in record["results"][suite].items():
       for row, key in enumerate(("reward", "kl")):
-        axes[row, col].plot(cell["curves"]["step"], cell["curves"][key], label=estimator)
+        if cell["curves"][key]:  # no KL curve at beta = 0
+          axes[row, col].plot(cell["curves"]["step"], cell["curves"][key], label=estimator)
     axes[0, col].set_title(suite)
     axes[0, col].set_ylabel("train reward")
     axes[1, col].set_ylabel("KL to reference")

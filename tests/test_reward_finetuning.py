@@ -187,3 +187,57 @@ def test_a_reward_reading_facts_the_prompts_lack_is_refused(walks_gpt, tmp_path)
   config.data = {"name": "text_prompts", "tokenizer_path": config.data.tokenizer_path}
   with pytest.raises(ConfigError, match="Reward 'shortest_path' reads"):
     train.train_and_evaluate(config, str(tmp_path / "w"))
+
+
+def _experiment(workdir, pretraining):
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  command = [
+    sys.executable,
+    os.path.join(REPO, "experiments", "reward_finetuning.py"),
+    f"--workdir={workdir}",
+    "--tasks=toy",
+    "--estimators=rloo,grpo:loss_type=dr_grpo",
+    "--seeds=2",
+    "--steps=3",
+    f"--toy_pretraining={pretraining}",
+  ]
+  env = {**os.environ, "XLA_FLAGS": ""}  # one device, as a user runs it
+  done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(os.path.join(workdir, "reward_finetuning.json")) as f:
+    return json.load(f)
+
+
+def test_small_experiment_writes_the_table_and_reruns_nothing(walks_gpt, tmp_path):
+  workdir = str(tmp_path / "rft")
+  record = _experiment(workdir, walks_gpt)
+  table = record["results"]["toy"]
+  assert set(table) == {"rloo", "grpo:loss_type=dr_grpo"}
+  for cell in table.values():
+    for key in ("reward_before", "reward_after", "kl", "success_after", "wall_seconds"):
+      values = cell["per_seed"][key]
+      assert len(values) == 2 and cell[key] == pytest.approx(np.mean(values))
+      assert cell[f"{key}_std"] == pytest.approx(np.std(values))
+    assert 0 <= cell["success_before"] <= 1 and cell["kl"] >= 0
+    assert len(cell["curves"]["reward"]) == len(cell["curves"]["step"]) > 0
+  # Both estimators start from the same model on the same prompts and seeds.
+  assert (
+    table["rloo"]["per_seed"]["reward_before"]
+    == table["grpo:loss_type=dr_grpo"]["per_seed"]["reward_before"]
+  )
+  config = json.load(
+    open(os.path.join(workdir, "toy", "grpo_loss_type=dr_grpo", "seed_1", "config.json"))
+  )
+  assert config["task_kwargs"]["estimator"]["loss_type"] == "dr_grpo" and config["seed"] == 1
+  with open(os.path.join(workdir, "reward_finetuning.md")) as f:
+    assert "| toy | rloo |" in f.read()
+  with open(os.path.join(workdir, "reward_finetuning.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  metrics = os.path.join(workdir, "toy", "rloo", "seed_0", "metrics.jsonl")
+  before = os.stat(metrics).st_mtime_ns
+  assert _experiment(workdir, walks_gpt)["results"] == record["results"]
+  assert os.stat(metrics).st_mtime_ns == before

@@ -24,7 +24,7 @@ def _statistics(
   params: Any,
   rows: dict[str, np.ndarray],
   group_size: int,
-  temperature: float,
+  temperature: float | None,
 ) -> dict[str, np.ndarray]:
   """Per-completion values of `policy_samples` over every prompt of `rows` ([prompts, G])."""
   base_key = jax.random.key(ctx.seed)
@@ -44,9 +44,9 @@ def _statistics(
 
   rows = dict(rows)
   count = len(rows["prompt"])
-  rows["index"] = np.repeat(
-    np.arange(-(-count // ctx.batch_size), dtype=np.int32), ctx.batch_size
-  )[:count]
+  rows["index"] = np.repeat(np.arange(-(-count // ctx.batch_size), dtype=np.int32), ctx.batch_size)[
+    :count
+  ]
   packed = ctx.apply(jax.jit(per_prompt), (params, {}), rows)
   out = {n: packed[..., i] for i, n in enumerate(names)}
   out["completions"] = packed[..., len(names) :].astype(np.int64)
@@ -94,7 +94,7 @@ def reward(
   if greedy:
     samples_per_prompt, temperature = 1, 0.0
   elif temperature < 0:
-    temperature = ctx.task.temperature
+    temperature = None  # the policy's own
   rows = dict(ctx.dataset.split(split))
   if num_prompts:
     rows = {k: np.asarray(v)[:num_prompts] for k, v in rows.items()}

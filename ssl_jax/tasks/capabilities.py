@@ -196,9 +196,15 @@ class RewardPolicy(Capability):
 
   @abc.abstractmethod
   def policy_samples(
-    self, params: PyTree, batch: Batch, rng: jax.Array, group_size: int, temperature: float
+    self,
+    params: PyTree,
+    batch: Batch,
+    rng: jax.Array,
+    group_size: int,
+    temperature: float | None = None,
   ) -> dict[str, jax.Array]:
-    """Per completion of `group_size` samples per prompt of `batch` (prompts x group_size
+    """Per completion of `group_size` samples per prompt of `batch`, drawn at `temperature`
+    (None: the policy's own; 0: greedy) (prompts x group_size
     rows): "reward" and "reward/<name>" per reward, "length" (tokens), "kl" (to the reference,
     sequence level), "reference_nll" and "policy_nll" (summed over the completion), and
     "completions" [rows, C] tokens. `params` may be the reference's (`reference_params`)."""

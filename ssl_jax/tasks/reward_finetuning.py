@@ -244,7 +244,7 @@ class RewardFinetuning(Task, RewardPolicy):
     if reuse > 1:
       old_log_probs = jnp.where(fresh, old_log_probs, stored["old_log_probs"])
     rewards = samples["rewards"]
-    metrics = {"kl": jnp.zeros(())}
+    metrics = {}  # no KL without the reference (beta = 0): the evaluator measures it
     shaped = rewards
     if self.beta > 0:
       reference = samples["reference_log_probs"]
@@ -273,7 +273,8 @@ class RewardFinetuning(Task, RewardPolicy):
         "zero_variance_groups": (raw.std(1) == 0).mean(),
         "clip_fraction": masked_mean(clipped, mask),
         "entropy": masked_mean(sg(entropy), mask),
-        "truncated": (mask[:, -1]).mean(),
+        # Completions that filled every slot without an EOS.
+        "truncated": (mask[:, -1] & (samples["completions"][:, -1] != self.eos_id)).mean(),
         **{f"reward/{n}": v.mean() for n, v in samples["components"].items()},
       }
     )
@@ -286,7 +287,8 @@ class RewardFinetuning(Task, RewardPolicy):
 
   # --- The reward evaluator's view ------------------------------------------------------------
 
-  def policy_samples(self, params, batch, rng, group_size, temperature):
+  def policy_samples(self, params, batch, rng, group_size, temperature=None):
+    temperature = self.temperature if temperature is None else temperature
     samples = self.sample(params, batch, rng, group_size, temperature)
     mask = samples["mask"]
     # The KL between the two distributions the samples were drawn from (tempered alike); the
