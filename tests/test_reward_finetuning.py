@@ -170,6 +170,9 @@ def test_resume_inside_a_reused_batch_is_bitwise(walks_gpt, tmp_path):
     ({"task_kwargs.rewards": {"regex": {"pattern": "(("}}}, "is not a regular expression"),
     ({"task_kwargs.max_new_tokens": 100}, "exceed the policy's 64 positions"),
     ({"task_kwargs.init_from": "/nonexistent/run"}, "does not exist"),
+    ({"task_kwargs.max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+    ({"evals": {"reward": {"samples_per_prompt": 0}}}, "samples_per_prompt must be >= 1"),
+    ({"task_kwargs.rewards": {"keyword": {"weight": -1.0}}}, "weight=-1.0 is out of range"),
   ],
 )
 def test_bad_settings_are_refused_before_any_work(walks_gpt, tmp_path, overrides, message):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.errors import ConfigError
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS
 from ssl_jax.tasks.capabilities import RewardPolicy
@@ -77,7 +78,15 @@ def _print_samples(ctx: EvalContext, who: str, rows, stats, show: int) -> None:
     print(f"[{who} sample {i + 1}] {prompt!r} ⟶ {completion!r} (reward {reward:.3f})", flush=True)
 
 
-@EVALUATORS.register("reward", requires=(RewardPolicy,))
+def _check_options(options: dict[str, Any], task_class: type) -> None:
+  del task_class
+  if int(options.get("samples_per_prompt", 4)) < 1:
+    raise ConfigError(
+      f"config.evals.reward.samples_per_prompt must be >= 1, got {options['samples_per_prompt']!r}."
+    )
+
+
+@EVALUATORS.register("reward", requires=(RewardPolicy,), check=_check_options)
 def reward(
   ctx: EvalContext,
   split: str = "test",

@@ -68,7 +68,9 @@ class RewardFinetuning(Task, RewardPolicy):
     rewards: dict[str, Any] | None = None,
   ):
     super().__init__(config, dataset)
-    self.validate_options(dict(init_from=init_from, group_size=group_size, beta=beta))
+    self.validate_options(
+      dict(init_from=init_from, group_size=group_size, beta=beta, max_new_tokens=max_new_tokens)
+    )
     rows = dataset.split(dataset.train_split)
     if "prompt" not in rows or "prompt_length" not in rows:
       raise ConfigError(
@@ -116,6 +118,10 @@ class RewardFinetuning(Task, RewardPolicy):
     if not issubclass(TASKS.get(source.task), NextTokenPredictor):
       raise ConfigError(
         describe_missing(f"init_from={init_from!r}", source.task, [NextTokenPredictor])
+      )
+    if int(options.get("max_new_tokens", 24)) < 1:
+      raise ConfigError(
+        f"config.task_kwargs.max_new_tokens must be >= 1, got {options['max_new_tokens']!r}."
       )
     if int(options.get("group_size", 4)) < 1:
       raise ConfigError(
