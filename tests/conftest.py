@@ -3,8 +3,13 @@
 import os
 import sys
 
+# Two pytest workers each run 8 fake devices on 2 cores: a device thread can then wait past
+# XLA's 40-second limit for a collective's other participants (seen with two workers running
+# the same program in lockstep), and XLA aborts the process; the limit is raised for tests.
 os.environ["XLA_FLAGS"] = (
-  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  os.environ.get("XLA_FLAGS", "")
+  + " --xla_force_host_platform_device_count=8"
+  + " --xla_cpu_collective_call_terminate_timeout_seconds=300"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Identical programs compiled by different tests (and their subprocesses) hit the disk cache,

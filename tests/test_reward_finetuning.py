@@ -18,6 +18,10 @@ from ssl_jax.discover.path_reward import score_path
 from ssl_jax.errors import ConfigError, UserError
 from ssl_jax.tasks.pretrained import load_pretrained_run
 
+# One worker trains the walks GPT once for every test here (two workers training the same
+# 8-device program in lockstep on 2 cores is where XLA's collective timeout was seen to hit).
+pytestmark = pytest.mark.xdist_group("walks_gpt")
+
 
 def tiny_walks_pretraining(**overrides):
   config = load_config("gpt_random_walks")
@@ -203,7 +207,7 @@ def _experiment(workdir, pretraining):
     os.path.join(REPO, "experiments", "reward_finetuning.py"),
     f"--workdir={workdir}",
     "--tasks=toy",
-    "--estimators=rloo,grpo:loss_type=dr_grpo",
+    "--estimators=grpo:loss_type=dr_grpo",
     "--seeds=2",
     "--steps=3",
     f"--toy_pretraining={pretraining}",
@@ -219,28 +223,24 @@ def test_small_experiment_writes_the_table_and_reruns_nothing(walks_gpt, tmp_pat
   workdir = str(tmp_path / "rft")
   record = _experiment(workdir, walks_gpt)
   table = record["results"]["toy"]
-  assert set(table) == {"rloo", "grpo:loss_type=dr_grpo"}
-  for cell in table.values():
-    for key in ("reward_before", "reward_after", "kl", "success_after", "wall_seconds"):
-      values = cell["per_seed"][key]
-      assert len(values) == 2 and cell[key] == pytest.approx(np.mean(values))
-      assert cell[f"{key}_std"] == pytest.approx(np.std(values))
-    assert 0 <= cell["success_before"] <= 1 and cell["kl"] >= 0
-    assert len(cell["curves"]["reward"]) == len(cell["curves"]["step"]) > 0
-  # Both estimators start from the same model on the same prompts and seeds.
-  assert (
-    table["rloo"]["per_seed"]["reward_before"]
-    == table["grpo:loss_type=dr_grpo"]["per_seed"]["reward_before"]
-  )
-  config = json.load(
-    open(os.path.join(workdir, "toy", "grpo_loss_type=dr_grpo", "seed_1", "config.json"))
-  )
+  assert set(table) == {"grpo:loss_type=dr_grpo"}
+  cell = table["grpo:loss_type=dr_grpo"]
+  for key in ("reward_before", "reward_after", "kl", "success_after", "wall_seconds"):
+    values = cell["per_seed"][key]
+    assert len(values) == 2 and cell[key] == pytest.approx(np.mean(values))
+    assert cell[f"{key}_std"] == pytest.approx(np.std(values))
+  assert 0 <= cell["success_before"] <= 1 and cell["kl"] >= 0
+  assert len(cell["curves"]["reward"]) == len(cell["curves"]["step"]) > 0
+  # Seeds differ in their samples, not in the model they start from.
+  assert cell["per_seed"]["reward_after"][0] != cell["per_seed"]["reward_after"][1]
+  run = os.path.join(workdir, "toy", "grpo_loss_type=dr_grpo", "seed_1")
+  config = json.load(open(os.path.join(run, "config.json")))
   assert config["task_kwargs"]["estimator"]["loss_type"] == "dr_grpo" and config["seed"] == 1
   with open(os.path.join(workdir, "reward_finetuning.md")) as f:
-    assert "| toy | rloo |" in f.read()
+    assert "| toy | grpo:loss_type=dr_grpo |" in f.read()
   with open(os.path.join(workdir, "reward_finetuning.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  metrics = os.path.join(workdir, "toy", "rloo", "seed_0", "metrics.jsonl")
+  metrics = os.path.join(run, "metrics.jsonl")
   before = os.stat(metrics).st_mtime_ns
   assert _experiment(workdir, walks_gpt)["results"] == record["results"]
   assert os.stat(metrics).st_mtime_ns == before
