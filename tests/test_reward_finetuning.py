@@ -18,10 +18,6 @@ from ssl_jax.discover.path_reward import score_path
 from ssl_jax.errors import ConfigError, UserError
 from ssl_jax.tasks.pretrained import load_pretrained_run
 
-# One worker trains the walks GPT once for every test here (two workers training the same
-# 8-device program in lockstep on 2 cores is where XLA's collective timeout was seen to hit).
-pytestmark = pytest.mark.xdist_group("walks_gpt")
-
 
 def tiny_walks_pretraining(**overrides):
   config = load_config("gpt_random_walks")
