@@ -18,42 +18,11 @@ Expected (README table): p(logging) from about 0.07 to above 0.5 in 200 steps (~
 
 import ml_collections
 
-from ssl_jax.config_base import base_config
+from ssl_jax.recipes import python_reward_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = base_config()
-  pretraining = ml_collections.FieldReference("/tmp/gpt_python_text")
-  config.task = "reward_finetuning"
-  config.task_kwargs = ml_collections.ConfigDict(
-    dict(
-      init_from=pretraining,
-      group_size=4,
-      max_new_tokens=32,
-      temperature=1.0,
-      beta=0.05,
-      estimator=dict(name="rloo"),
-      rewards={"classifier": {"workdir": "/tmp/classify_gpt", "target_class": "logging"}},
-    )
+  return python_reward_config(
+    {"classifier": {"workdir": "/tmp/classify_gpt", "target_class": "logging"}},
+    success_threshold=0.5,
   )
-  config.model = "transformer_decoder"
-  config.data = ml_collections.ConfigDict(
-    dict(name="text_prompts", prompt_tokens=8, tokenizer_path=pretraining + "/tokenizer.model")
-  )
-  config.optim.update(dict(name="adamw", learning_rate=1e-3, schedule="constant", clip_norm=1.0))
-  config.evals = ml_collections.ConfigDict(
-    {
-      "reward": {
-        "samples_per_prompt": 2,
-        "num_prompts": 128,
-        "success_threshold": 0.5,
-        "every": 100,
-      }
-    }
-  )
-  config.total_steps = 200
-  config.batch_size = 16
-  config.log_every = 10
-  config.checkpoint_every = 100
-  config.eval_batch_size = 64
-  return config

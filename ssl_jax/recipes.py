@@ -139,3 +139,39 @@ def python_text_config(
   config.checkpoint_every = 400
   config.eval_batch_size = 64
   return config
+
+
+def python_reward_config(rewards: dict, success_threshold: float | None = None):
+  """Reward fine-tuning of the `gpt_python_text` GPT (at /tmp/gpt_python_text unless
+  `task_kwargs.init_from` is set) on prompts of the embedded docstrings, with `rewards`: RLOO,
+  4 completions of up to 32 tokens per prompt, beta 0.05, 200 steps of 16 prompts at AdamW 1e-3,
+  the `reward` evaluator on 128 held-out prompts every 100 steps."""
+  config = base_config()
+  pretraining = ml_collections.FieldReference("/tmp/gpt_python_text")
+  config.task = "reward_finetuning"
+  config.task_kwargs = ml_collections.ConfigDict(
+    dict(
+      init_from=pretraining,
+      group_size=4,
+      max_new_tokens=32,
+      temperature=1.0,
+      beta=0.05,
+      estimator=dict(name="rloo"),
+      rewards=rewards,
+    )
+  )
+  config.model = "transformer_decoder"
+  config.data = ml_collections.ConfigDict(
+    dict(name="text_prompts", prompt_tokens=8, tokenizer_path=pretraining + "/tokenizer.model")
+  )
+  config.optim.update(dict(name="adamw", learning_rate=1e-3, schedule="constant", clip_norm=1.0))
+  evaluation = {"samples_per_prompt": 2, "num_prompts": 128, "every": 100}
+  if success_threshold is not None:
+    evaluation["success_threshold"] = success_threshold
+  config.evals = ml_collections.ConfigDict({"reward": evaluation})
+  config.total_steps = 200
+  config.batch_size = 16
+  config.log_every = 10
+  config.checkpoint_every = 100
+  config.eval_batch_size = 64
+  return config
