@@ -141,6 +141,26 @@ def python_text_config(
   return config
 
 
+def pair_pretraining_config(objective: str, pair_weight: float = 1.0) -> ml_collections.ConfigDict:
+  """`python_text_config`'s MLM recipe on sentence-pair rows (`python_pairs` with
+  `objective` nsp | sop, 64 tokens), with BERT's post-norm layout (token types, pooler, pair
+  head), MLM + `pair_weight` x the pair loss; evaluated by `pair_prediction` and `masked_lm`."""
+  config = python_text_config(
+    "bert_pretraining",
+    "transformer_encoder",
+    {"pair_prediction": {}, "masked_lm": {}},
+    pair_weight=pair_weight,
+    mask_rate=0.15,
+    mask_prob=0.8,
+    random_prob=0.1,
+  )
+  config.model_kwargs.post_norm = True
+  config.data = ml_collections.ConfigDict(
+    dict(name="python_pairs", objective=objective, seq_len=64, vocab_size=2000, tokenizer_path="")
+  )
+  return config
+
+
 def python_reward_config(rewards: dict, success_threshold: float | None = None):
   """Reward fine-tuning of the `gpt_python_text` GPT (at /tmp/gpt_python_text unless
   `task_kwargs.init_from` is set) on prompts of the embedded docstrings, with `rewards`: RLOO,

@@ -88,6 +88,7 @@ def test_bert_to_hf_matches_ssl_jax_and_round_trips(hf_bert):
     post_norm=True,
     norm_epsilon=1e-12,
     gelu_approximate=False,
+    num_token_types=2,
   )
   tokens = _tokens()
   valid = np.ones_like(tokens, bool)

@@ -6,6 +6,7 @@ Data never imports models or the trainer. Importing this package registers every
 from ssl_jax.data import (
   digits,
   image_folder,
+  pair_corpus,
   python_text,
   random_walks,
   synthetic,  # noqa: F401

@@ -8,6 +8,7 @@ from ssl_jax.evals import (
   linear_probe,
   masked_lm,
   online_probe,
+  pair_prediction,
   replaced_token,
   rewards,
   robustness,

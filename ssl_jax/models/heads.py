@@ -44,3 +44,25 @@ class LinearClassifier(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
     del train
     return nn.Dense(self.num_classes)(x)
+
+
+class TokenTagger(nn.Module):
+  """encoder -> dropout -> a linear layer on every token: [B, L, num_labels] float32 logits
+  (Hugging Face's `BertForTokenClassification` layout; `token_types` as the encoder takes
+  them)."""
+
+  encoder: nn.Module
+  num_labels: int
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(
+    self,
+    tokens: jnp.ndarray,
+    valid: jnp.ndarray,
+    train: bool,
+    token_types: jnp.ndarray | None = None,
+  ) -> jnp.ndarray:
+    hidden = self.encoder(tokens, valid, train=train, token_types=token_types)
+    hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=not train)
+    return nn.Dense(self.num_labels, name="head")(hidden.astype(jnp.float32))

@@ -30,8 +30,8 @@ PRESETS = {
 
 
 # What a text model's size comes from when the config does not set it: the tokenizer and the
-# rows (`tasks.text.TextTask.build_text_model`).
-TEXT_DERIVED = ("vocab_size", "max_length")
+# rows (`tasks.text.TextTask.build_text_model`); token types only sentence-pair rows have.
+TEXT_DERIVED = ("vocab_size", "max_length", "num_token_types")
 
 
 def _dtype(name: str):
@@ -257,7 +257,9 @@ class TransformerEncoder(nn.Module):
   `TextEmbedding` (with `own_positions`, only its token table); `remat`
   recomputes each block's activations in the backward pass instead of storing them;
   `dtype="bfloat16"` computes in bfloat16 with float32 parameters; `attention_impl="cudnn"`
-  runs attention as cuDNN's fused kernel on an NVIDIA GPU (with bfloat16).
+  runs attention as cuDNN's fused kernel on an NVIDIA GPU (with bfloat16); `num_token_types`
+  > 0 adds BERT's token-type (segment A / B) embedding table, indexed by the `token_types`
+  argument (all type 0 when it is not given). Packed single-segment rows leave it at 0.
   """
 
   vocab_size: int
@@ -279,6 +281,7 @@ class TransformerEncoder(nn.Module):
   shared_embed: nn.Module | None = None
   own_positions: bool = False
   attention_impl: str = "xla"
+  num_token_types: int = 0
 
   @property
   def dims(self) -> dict[str, int]:
@@ -307,6 +310,10 @@ class TransformerEncoder(nn.Module):
     if self.own_positions:
       self.position_embed = self.param(
         "position_embed", nn.initializers.normal(0.02), (self.max_length, self.embedding_width)
+      )
+    if self.num_token_types:
+      self.type_embed = self.param(
+        "type_embed", nn.initializers.normal(0.02), (self.num_token_types, self.embedding_width)
       )
     if self.embedding_width != dims["width"]:
       self.embed_project = nn.Dense(dims["width"], dtype=_dtype(self.dtype))
@@ -342,6 +349,7 @@ class TransformerEncoder(nn.Module):
     decode: bool = False,
     context: jnp.ndarray | None = None,
     context_valid: jnp.ndarray | None = None,
+    token_types: jnp.ndarray | None = None,
   ) -> jnp.ndarray:
     length = tokens.shape[1]
     if length > self.max_length:
@@ -358,6 +366,12 @@ class TransformerEncoder(nn.Module):
       )
     else:
       x = self.embed(tokens, positions)
+    if self.num_token_types:
+      # Type 0 when the rows carry no types (HF BERT's default token_type_ids).
+      types = jnp.zeros_like(tokens) if token_types is None else token_types
+      x = x + jnp.take(self.type_embed, types, axis=0).astype(x.dtype)
+    elif token_types is not None:
+      raise ConfigError("Rows with token_types need config.model_kwargs.num_token_types >= 2.")
     if self.post_norm:
       x = self.final_norm(x)
     x = self.embed_dropout(x, deterministic=not train)

@@ -4,6 +4,7 @@ Importing this package registers every task.
 """
 
 from ssl_jax.tasks import (
+  bert_pretraining,
   byol,
   causal_lm,
   classification,

@@ -90,6 +90,20 @@ class MaskedTokenPredictor(Capability):
     (PET zero-shot scoring)."""
 
 
+class PairPredictor(Capability):
+  """Tells whether B follows A in a sentence-pair row (NSP / SOP): the `pair_prediction`
+  evaluator."""
+
+  description = "predicts the relation of a sentence pair (pair_predictions)"
+
+  @abc.abstractmethod
+  def pair_predictions(
+    self, params: PyTree, model_state: PyTree, batch: Batch, rng: jax.Array
+  ) -> jax.Array:
+    """[B, 2] eval-mode pair logits of `batch` (tokens, token_types) as the task sees it
+    (masked as in training with `rng`); class 1 = random next sentence / swapped order."""
+
+
 class NextTokenPredictor(Capability):
   """Predicts the next token (GPT): the `causal_lm` and `lm_samples` evaluators."""
 

@@ -162,10 +162,18 @@ class MaskedLMModel(nn.Module):
     train: bool = True,
     segment_ids: jnp.ndarray | None = None,
     positions: jnp.ndarray | None = None,
+    token_types: jnp.ndarray | None = None,
   ) -> jnp.ndarray:
-    """Logits [B, K, V] at the K `masked_positions` of each row only (`segment_ids` and
-    `positions` describe packed rows, as `TransformerEncoder` takes them)."""
-    hidden = self.encoder(tokens, valid, train=train, segment_ids=segment_ids, positions=positions)
+    """Logits [B, K, V] at the K `masked_positions` of each row only (`segment_ids`,
+    `positions` and `token_types` describe the rows, as `TransformerEncoder` takes them)."""
+    hidden = self.encoder(
+      tokens,
+      valid,
+      train=train,
+      segment_ids=segment_ids,
+      positions=positions,
+      token_types=token_types,
+    )
     hidden = jnp.take_along_axis(hidden, masked_positions[..., None], axis=1)
     return self.head(hidden, self.encoder.attend)
 

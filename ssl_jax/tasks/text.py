@@ -33,17 +33,22 @@ class TextTask(Task):
 
   def build_text_model(self, max_length: int | None = None) -> nn.Module:
     """`config.model` sized for this vocabulary, with `max_length` positions (default: the
-    training rows' length) unless `config.model_kwargs` sets them."""
-    return build_model(
-      self.config, vocab_size=self.info["vocab_size"], max_length=max_length or self.seq_len
-    )
+    training rows' length) and the data's token types (sentence pairs) unless
+    `config.model_kwargs` sets them."""
+    derived = dict(vocab_size=self.info["vocab_size"], max_length=max_length or self.seq_len)
+    if self.info.get("num_token_types"):  # sentence-pair rows carry token types
+      derived["num_token_types"] = self.info["num_token_types"]
+    return build_model(self.config, **derived)
 
   def valid(self, tokens: jax.Array) -> jax.Array:
     """[B, L] True on real (non-padding) tokens."""
     return tokens != self.pad_id
 
 
+ROW_LAYOUT_KEYS = ("segment_ids", "positions", "token_types")
+
+
 def packing_inputs(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """The packed-row layout of a text batch (segment ids and per-document positions), named as
-  `TransformerEncoder.__call__` takes them, when the batch has one."""
-  return {key: batch[key] for key in ("segment_ids", "positions") if key in batch}
+  """The row layout of a text batch, named as `TransformerEncoder.__call__` takes it: segment
+  ids and per-document positions of packed rows, token types of sentence-pair rows."""
+  return {key: batch[key] for key in ROW_LAYOUT_KEYS if key in batch}
