@@ -6,8 +6,8 @@ Python's own English text (offline, CPU).
 Every row is two consecutive spans of one held-in document, swapped with probability 0.5
 (`python_pairs` with objective "sop"). Loss = MLM + SOP. Evaluated on held-out documents:
 `pair_prediction` (SOP accuracy beside chance 50%; the labels are balanced) and `masked_lm`.
-Expected: SOP accuracy above chance (SOP is the harder task: topic alone does not solve it)
-and masked-token accuracy at least 3x the most-frequent-token baseline.
+Expected (1600 steps, about 4 minutes on 2 cores): SOP accuracy about 70% (chance 50%,
+majority class 52.6%), masked-token accuracy about 12% (unigram baseline 4.3%).
 """
 
 import ml_collections

@@ -208,7 +208,7 @@ def test_a_mismatched_pairing_exits_before_any_data_or_checkpoint(tmp_path):
   result = _run_config(workdir, "simclr_digits", '--config.evals={"masked_lm": {}}')
   assert result.returncode == 2, result.stderr
   assert result.stderr.startswith("Error: Evaluator 'masked_lm' needs a task that predicts masked")
-  assert "MaskedTokenPredictor" in result.stderr and "['mlm']" in result.stderr
+  assert "MaskedTokenPredictor" in result.stderr and "['bert_pretraining', 'mlm']" in result.stderr
   assert not workdir.exists()
 
 

@@ -1,0 +1,114 @@
+"""Tagged words (BIO) for token classification: the CoNLL reader, the tag vocabulary, and the
+alignment of word tags to sentencepiece pieces.
+
+CoNLL files hold one word per line, whitespace-separated columns with the word first and its
+tag last (`word tag`, or CoNLL-2003's `word POS chunk tag`), a blank line between sentences,
+and optional `-DOCSTART-` lines (skipped).
+
+Alignment follows Hugging Face's `run_ner`: every word is encoded on its own, its first piece
+carries the word's tag and the other pieces are ignored (`IGNORE`), or with
+`label_all_tokens=True` carry the tag too with B-X turned into I-X. Rows are
+`[CLS] pieces [SEP]` padded to `seq_len`; a sentence too long for its row loses its last whole
+words (never part of a word), and `first_piece` marks where each kept word starts, so scores
+are always computed per word, whatever the labelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ssl_jax.data import tokenizer as tok
+from ssl_jax.errors import DataError
+from ssl_jax.evals.entity_f1 import split_tag
+
+IGNORE = -100  # a position without a tag (special tokens, later pieces): no loss, no score
+Sentence = tuple[list[str], list[str]]  # (words, tags)
+
+
+def read_conll(path: str) -> list[Sentence]:
+  """The (words, tags) sentences of a CoNLL file; one `Error:`-worthy DataError per bad line."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      lines = f.read().splitlines()
+  except UnicodeDecodeError as error:
+    raise DataError(f"{path} is not UTF-8 text: {error}") from error
+  sentences: list[Sentence] = []
+  words: list[str] = []
+  tags: list[str] = []
+  for number, line in enumerate([*lines, ""], 1):
+    columns = line.split()
+    if not columns or columns[0] == "-DOCSTART-":
+      if words:
+        sentences.append((words, tags))
+      words, tags = [], []
+      continue
+    if len(columns) < 2:
+      raise DataError(
+        f"{path}:{number}: {line.strip()!r} has one column; CoNLL lines are 'word tag' "
+        "(word first, tag last), with a blank line between sentences."
+      )
+    try:
+      split_tag(columns[-1])
+    except ValueError:
+      raise DataError(
+        f"{path}:{number}: tag {columns[-1]!r} is not O or B-/I-/E-/S-<type> (BIO tags)."
+      ) from None
+    words.append(columns[0])
+    tags.append(columns[-1])
+  if not sentences:
+    raise DataError(f"{path} holds no tagged sentence.")
+  return sentences
+
+
+def tag_vocabulary(sentences: Sequence[Sentence]) -> list[str]:
+  """ "O" first, then each entity type's B-, I-, E-, S- tags present (types sorted); every
+  type gets both B- and I- (a type seen only as B- may still be predicted as I-)."""
+  kinds: dict[str, set[str]] = {}
+  for _, tags in sentences:
+    for tag in tags:
+      prefix, kind = split_tag(tag)
+      if prefix != "O":
+        kinds.setdefault(kind, {"B", "I"}).add(prefix)
+  return ["O"] + [
+    f"{prefix}-{kind}" for kind in sorted(kinds) for prefix in "BIES" if prefix in kinds[kind]
+  ]
+
+
+def inside_tag(tag: str) -> str:
+  """The tag of a word's later pieces under `label_all_tokens`: B-X becomes I-X."""
+  return "I-" + tag[2:] if tag.startswith("B-") else tag
+
+
+def align_tags(
+  tokenizer: tok.Tokenizer,
+  sentences: Sequence[Sentence],
+  tag_names: Sequence[str],
+  seq_len: int,
+  label_all_tokens: bool = False,
+) -> dict[str, np.ndarray]:
+  """{"tokens", "tags" (tag index or IGNORE), "first_piece" (bool)}, each [N, seq_len]."""
+  index = {name: i for i, name in enumerate(tag_names)}
+  count = len(sentences)
+  tokens = np.full((count, seq_len), tok.PAD_ID, np.int32)
+  labels = np.full((count, seq_len), IGNORE, np.int32)
+  first = np.zeros((count, seq_len), bool)
+  for row, (words, tags) in enumerate(sentences):
+    unknown = sorted(set(tags) - set(index))
+    if unknown:
+      raise DataError(f"Tags {unknown} are not in the training tags {list(tag_names)}.")
+    tokens[row, 0] = tok.CLS_ID
+    position = 1
+    for pieces, tag in zip(tokenizer.encode(list(words)), tags):
+      pieces = pieces or [tok.UNK_ID]  # a word sentencepiece drops entirely still holds a place
+      if position + len(pieces) > seq_len - 1:
+        break  # the row is full: the remaining words are cut, never half a word
+      tokens[row, position : position + len(pieces)] = pieces
+      labels[row, position] = index[tag]
+      if label_all_tokens:
+        labels[row, position + 1 : position + len(pieces)] = index[inside_tag(tag)]
+      first[row, position] = True
+      position += len(pieces)
+    tokens[row, position] = tok.SEP_ID
+  return {"tokens": tokens, "tags": labels, "first_piece": first}
