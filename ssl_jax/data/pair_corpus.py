@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.python_text import python_documents
 from ssl_jax.data.sentence_pairs import PAIR_OBJECTIVES, build_pairs, pair_rows, split_sentences
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document
+from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document, vocabulary_info
 from ssl_jax.data.text_files import FORMATS, document_names, list_files, read_documents
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
@@ -82,18 +81,7 @@ def pair_dataset(
     splits=splits,
     modality="text",
     info={
-      "vocab_size": tokenizer.vocab_size,
-      "tokenizer_path": tokenizer.path,
-      "text_vocab_size": tokenizer.text_vocab_size,
-      "special_tokens": tokenizer.special_tokens(),
-      "pad_id": tok.PAD_ID,
-      "cls_id": tok.CLS_ID,
-      "sep_id": tok.SEP_ID,
-      "bos_id": tok.CLS_ID,
-      "eos_id": tok.SEP_ID,
-      "mask_id": tok.MASK_ID,
-      "special_ids": tokenizer.special_ids,
-      "word_start": tokenizer.word_start_table(),
+      **vocabulary_info(tokenizer),
       "pair_objective": objective,
       "num_token_types": 2,
       "train_positive_fraction": float(labels.mean()),

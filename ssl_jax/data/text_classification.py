@@ -31,7 +31,7 @@ import numpy as np
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.python_text import python_documents
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document
+from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document, vocabulary_info
 from ssl_jax.data.text_files import document_names, list_files
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
@@ -161,18 +161,7 @@ def labelled_text_dataset(
       "num_classes": len(classes),
       "class_names": classes,
       "class_counts": {split: [counts[split][c] for c in range(len(classes))] for split in splits},
-      "vocab_size": tokenizer.vocab_size,
-      "text_vocab_size": tokenizer.text_vocab_size,
-      "tokenizer_path": tokenizer.path,
-      "special_tokens": tokenizer.special_tokens(),
-      "pad_id": tok.PAD_ID,
-      "cls_id": tok.CLS_ID,
-      "sep_id": tok.SEP_ID,
-      "bos_id": tok.CLS_ID,
-      "eos_id": tok.SEP_ID,
-      "mask_id": tok.MASK_ID,
-      "special_ids": tokenizer.special_ids,
-      "word_start": tokenizer.word_start_table(),
+      **vocabulary_info(tokenizer),
     },
   )
 

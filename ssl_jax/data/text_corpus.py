@@ -73,23 +73,31 @@ def text_dataset(
     splits={"train": pack(tokenizer.encode(train_docs)), "test": pack(tokenizer.encode(test_docs))},
     modality="text",
     info={
-      "vocab_size": tokenizer.vocab_size,
-      "tokenizer_path": tokenizer.path,
-      "text_vocab_size": tokenizer.text_vocab_size,
+      **vocabulary_info(tokenizer),
       "extra_ids": extra_ids,
-      "special_tokens": tokenizer.special_tokens(),
-      "pad_id": tok.PAD_ID,
-      "cls_id": tok.CLS_ID,
-      "sep_id": tok.SEP_ID,
-      "bos_id": tok.CLS_ID,
-      "eos_id": tok.SEP_ID,
-      "mask_id": tok.MASK_ID,
-      "special_ids": tokenizer.special_ids,
-      "word_start": tokenizer.word_start_table(),
       "num_train_documents": len(train_docs),
       "num_test_documents": len(test_docs),
     },
   )
+
+
+def vocabulary_info(tokenizer: tok.Tokenizer) -> dict:
+  """The vocabulary facts every text dataset's `info` carries (sizes, tokenizer path, special
+  token ids, word starts), which text tasks and evaluators read."""
+  return {
+    "vocab_size": tokenizer.vocab_size,
+    "tokenizer_path": tokenizer.path,
+    "text_vocab_size": tokenizer.text_vocab_size,
+    "special_tokens": tokenizer.special_tokens(),
+    "pad_id": tok.PAD_ID,
+    "cls_id": tok.CLS_ID,
+    "sep_id": tok.SEP_ID,
+    "bos_id": tok.CLS_ID,
+    "eos_id": tok.SEP_ID,
+    "mask_id": tok.MASK_ID,
+    "special_ids": tokenizer.special_ids,
+    "word_start": tokenizer.word_start_table(),
+  }
 
 
 def corpus_tokenizer(
