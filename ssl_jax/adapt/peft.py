@@ -57,6 +57,13 @@ class PeftMethod(Part):
     del placeholder
     return tokens
 
+  def restore_positions(self, outputs: jnp.ndarray, fill: jnp.ndarray) -> jnp.ndarray:
+    """Per-position outputs [B, L, ...] of `prepare_tokens`' rows moved back to the original
+    rows' positions; positions the method dropped get `fill` [...] (token tagging). Default:
+    as they are."""
+    del fill
+    return outputs
+
 
 @PEFT.register("lora")
 class LoRA(PeftMethod):
@@ -146,6 +153,13 @@ class PromptTuning(PeftMethod):
     return prompts.reserve_prompt_positions(
       tokens, self.config.length, placeholder, self.config.start
     )
+
+  def restore_positions(self, outputs, fill):
+    # The inverse of reserve_prompt_positions: drop the prompt slots; the row's last `length`
+    # tokens were cut to make room, so their outputs are `fill`.
+    start, length = self.config.start, self.config.length
+    tail = jnp.broadcast_to(fill, (outputs.shape[0], length, *outputs.shape[2:]))
+    return jnp.concatenate([outputs[:, :start], outputs[:, start + length :], tail], 1)
 
 
 def build_peft(block: dict[str, Any], modality: str) -> PeftMethod:

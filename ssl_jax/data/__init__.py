@@ -15,5 +15,6 @@ from ssl_jax.data import (
   text_prompts,
   tfds_images,
   tfds_text,
+  token_tags,
 )
 from ssl_jax.data.source import Dataset  # noqa: F401

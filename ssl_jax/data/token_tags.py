@@ -15,16 +15,30 @@ are always computed per word, whatever the labelling.
 
 from __future__ import annotations
 
+import collections
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from ssl_jax.data import tokenizer as tok
-from ssl_jax.errors import DataError
-from ssl_jax.evals.entity_f1 import split_tag
+from ssl_jax.data.source import Dataset
+from ssl_jax.data.text_corpus import corpus_tokenizer, vocabulary_info
+from ssl_jax.errors import ConfigError, DataError, MissingInputError
+from ssl_jax.registry import DATASETS
 
 IGNORE = -100  # a position without a tag (special tokens, later pieces): no loss, no score
 Sentence = tuple[list[str], list[str]]  # (words, tags)
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+  """("B", "PER") for "B-PER"; ("O", "") for "O"."""
+  if tag == "O":
+    return "O", ""
+  prefix, _, kind = tag.partition("-")
+  if prefix not in ("B", "I", "E", "S") or not kind:
+    raise ValueError(f"Tag {tag!r} is neither O nor B-/I-/E-/S-<type>.")
+  return prefix, kind
 
 
 def read_conll(path: str) -> list[Sentence]:
@@ -112,3 +126,55 @@ def align_tags(
       position += len(pieces)
     tokens[row, position] = tok.SEP_ID
   return {"tokens": tokens, "tags": labels, "first_piece": first}
+
+
+@DATASETS.register("conll_files")
+def conll_files(
+  workdir: str | None = None,
+  train_path: str = "",
+  test_path: str = "",
+  validation_path: str = "",
+  seq_len: int = 128,
+  label_all_tokens: bool = False,
+  vocab_size: int = 4000,
+  tokenizer_path: str = "",
+  tokenizer_type: str = "unigram",
+) -> Dataset:
+  """Tagged rows of the user's CoNLL files (`train_path`, `test_path`, optional
+  `validation_path`). The tag set is the training file's (`tag_vocabulary`); a test tag not
+  in it is an error. Give the pretraining run's `tokenizer_path` when fine-tuning; without
+  one, a tokenizer is trained on the training sentences (cached in the workdir)."""
+  paths = {"train": train_path, "test": test_path, "validation": validation_path}
+  for split in ("train", "test"):
+    if not paths[split]:
+      raise ConfigError(f"config.data.{split}_path is empty; name a CoNLL file.")
+  for split, path in paths.items():
+    if path and not os.path.isfile(path):
+      raise MissingInputError(f"config.data.{split}_path={path!r} does not exist.")
+  sentences = {split: read_conll(path) for split, path in paths.items() if path}
+  tag_names = tag_vocabulary(sentences["train"])
+  texts = [" ".join(words) for words, _ in sentences["train"]]
+  tokenizer = corpus_tokenizer(
+    texts, workdir, vocab_size, tokenizer_path, tokenizer_type, "conll_files"
+  )
+  splits = {
+    split: align_tags(tokenizer, rows, tag_names, seq_len, label_all_tokens)
+    for split, rows in sentences.items()
+  }
+  counts = collections.Counter(
+    split_tag(tag)[1]
+    for _, tags in sentences["train"]
+    for tag in tags
+    if tag.startswith(("B-", "S-"))
+  )
+  return Dataset(
+    splits=splits,
+    modality="text",
+    info={
+      **vocabulary_info(tokenizer),
+      "num_classes": len(tag_names),
+      "tag_names": tag_names,
+      "train_entities": dict(sorted(counts.items())),
+      "label_all_tokens": label_all_tokens,
+    },
+  )

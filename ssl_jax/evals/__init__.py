@@ -12,5 +12,6 @@ from ssl_jax.evals import (
   replaced_token,
   rewards,
   robustness,
+  token_classification,
 )
 from ssl_jax.evals.context import EvalContext  # noqa: F401

@@ -20,18 +20,10 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 
+from ssl_jax.data.token_tags import split_tag
+
 MODES = ("conlleval", "strict")
 Entity = tuple[str, int, int]  # (type, first token, last token), both inclusive
-
-
-def split_tag(tag: str) -> tuple[str, str]:
-  """("B", "PER") for "B-PER"; ("O", "") for "O"."""
-  if tag == "O":
-    return "O", ""
-  prefix, _, kind = tag.partition("-")
-  if prefix not in ("B", "I", "E", "S") or not kind:
-    raise ValueError(f"Tag {tag!r} is neither O nor B-/I-/E-/S-<type>.")
-  return prefix, kind
 
 
 def _ends(prev: str, prev_kind: str, prefix: str, kind: str) -> bool:

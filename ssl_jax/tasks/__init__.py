@@ -21,6 +21,7 @@ from ssl_jax.tasks import (
   simclr,
   simsiam,
   span_corruption,
+  token_classification,
   zero_shot,
 )
 from ssl_jax.tasks.base import Task  # noqa: F401

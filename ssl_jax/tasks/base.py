@@ -109,6 +109,20 @@ def build_model(config: ml_collections.ConfigDict, **derived: Any) -> nn.Module:
   return MODELS.build(config.model, options)
 
 
+def require_columns(
+  config: ml_collections.ConfigDict, dataset: Dataset, columns: tuple[str, ...], sources: str
+) -> None:
+  """A ConfigError naming the missing columns when the train split lacks any of `columns`
+  (`sources`: the data names that provide them)."""
+  train = dataset.split(dataset.train_split)
+  missing = [key for key in columns if key not in train]
+  if missing:
+    raise ConfigError(
+      f"task {config.task!r} needs rows with {list(columns)}; dataset {config.data.name!r} "
+      f"lacks {missing}. Use data.name {sources}."
+    )
+
+
 def split_variables(variables: PyTree) -> tuple[PyTree, PyTree]:
   """{'params': p, **rest} -> (p, rest)."""
   variables = dict(variables)

@@ -22,7 +22,7 @@ import ml_collections
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import cross_entropy, weighted_accuracy, weighted_cross_entropy
 from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import split_variables
+from ssl_jax.tasks.base import require_columns, split_variables
 from ssl_jax.tasks.capabilities import PairPredictor
 from ssl_jax.tasks.mlm import MaskedLM, bert_mask, masked_lm_head
 
@@ -67,14 +67,7 @@ class BertPretraining(MaskedLM, PairPredictor):
     pair_weight: float = 1.0,
     **mlm_options,
   ):
-    train = dataset.split(dataset.train_split)
-    missing = [key for key in PAIR_KEYS if key not in train]
-    if missing:
-      raise ConfigError(
-        f"task 'bert_pretraining' needs sentence-pair rows with {list(PAIR_KEYS)}; dataset "
-        f"{config.data.name!r} lacks {missing}. Use data.name 'python_pairs' or "
-        "'text_file_pairs'."
-      )
+    require_columns(config, dataset, PAIR_KEYS, "'python_pairs' or 'text_file_pairs'")
     if pair_weight < 0:
       raise ConfigError(f"config.task_kwargs.pair_weight={pair_weight} must be >= 0.")
     super().__init__(config, dataset, **mlm_options)

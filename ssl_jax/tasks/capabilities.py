@@ -104,6 +104,16 @@ class PairPredictor(Capability):
     (masked as in training with `rng`); class 1 = random next sentence / swapped order."""
 
 
+class TokenLabeller(Capability):
+  """Tags every token (BIO): the `token_classification` evaluator."""
+
+  description = "tags every token (tag_predictions)"
+
+  @abc.abstractmethod
+  def tag_predictions(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
+    """[B, L] eval-mode tag indices at the positions of `batch["tokens"]`."""
+
+
 class NextTokenPredictor(Capability):
   """Predicts the next token (GPT): the `causal_lm` and `lm_samples` evaluators."""
 

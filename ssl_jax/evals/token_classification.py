@@ -1,0 +1,44 @@
+"""Held-out tagging scores per word (its first piece): entity-level precision / recall / F1 in
+the conlleval and strict IOB2 modes, and word accuracy, beside the all-"O" baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssl_jax.evals.context import EvalContext
+from ssl_jax.evals.entity_f1 import entity_scores
+from ssl_jax.registry import EVALUATORS
+from ssl_jax.tasks.capabilities import TokenLabeller
+
+
+def word_tags(tags: np.ndarray, first_piece: np.ndarray, names: list[str]) -> list[list[str]]:
+  """Each row's tags at its words' first pieces, as tag names."""
+  return [[names[t] for t in row[first]] for row, first in zip(tags, first_piece)]
+
+
+def tagging_scores(true: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+  lenient = entity_scores(true, predicted, "conlleval")["all"]
+  strict = entity_scores(true, predicted, "strict")["all"]
+  words = [(a, b) for t, p in zip(true, predicted) for a, b in zip(t, p)]
+  return {
+    "entity F1 (conlleval)": lenient["f1"],
+    "precision (conlleval)": lenient["precision"],
+    "recall (conlleval)": lenient["recall"],
+    "entity F1 (strict)": strict["f1"],
+    "word acc": sum(a == b for a, b in words) / max(len(words), 1),
+  }
+
+
+@EVALUATORS.register("token_classification", requires=(TokenLabeller,))
+def token_classification(ctx: EvalContext, split: str = "test") -> dict[str, dict[str, float]]:
+  """Tags `split` with the trained model and scores its words."""
+  task = ctx.task
+  rows = ctx.dataset.split(split)
+  names = list(ctx.dataset.info["tag_names"])
+  predicted = ctx.apply(task.tag_predictions, ctx.variables, dict(rows))
+  true = word_tags(rows["tags"], rows["first_piece"], names)
+  outside = [["O"] * len(sentence) for sentence in true]
+  return {
+    ctx.name: tagging_scores(true, word_tags(predicted, rows["first_piece"], names)),
+    'all "O"': tagging_scores(true, outside),
+  }
