@@ -7,11 +7,13 @@ from ssl_jax.data import (
   digits,
   image_folder,
   pair_corpus,
+  python_tags,
   python_text,
   random_walks,
   synthetic,  # noqa: F401
   text_classification,
   text_files,
+  text_pairs,
   text_prompts,
   tfds_images,
   tfds_text,

@@ -13,6 +13,10 @@ annotator's answers, which replace whatever the split holds):
 
   config.label_budget = {"indices": [17, 3, 250], "labels": [4, 0, 9]}
 
+Datasets whose labels are not one per row name the column budgets count in
+`info["budget_column"]` (tagged sentences: `tag_group`, the sentence's rarest entity type, so
+per_class=k keeps k sentences for every entity type); only `unlabelled="drop"` applies there.
+
 `unlabelled` says what happens to the other examples:
   drop  the train split is the labelled subset only (supervised fine-tuning);
   pair  every train example stays, unlabelled, and each row also carries one labelled example
@@ -119,17 +123,23 @@ def apply_label_budget(
   if per_class == 0 and unlabelled == "drop" and not len(indices):
     return dataset
   train = dataset.split(dataset.train_split)
-  if "label" not in train:
+  column = dataset.info.get("budget_column", "label")
+  if column not in train:
     raise ConfigError(
-      f"config.label_budget needs labels in the train split; "
+      f"config.label_budget needs {column!r} in the train split; "
       f"{dataset.train_split!r} has only {sorted(train)}."
     )
-  size = len(train["label"])
+  if column != "label" and (len(labels) or unlabelled != "drop"):
+    raise ConfigError(
+      f"config.label_budget.labels and unlabelled='pair' need whole-row labels; "
+      f"these rows are budgeted by {column!r} (k rows per group)."
+    )
+  size = len(train[column])
   given = None
   if len(indices):
     kept, given = chosen_indices(size, indices, labels, dataset.info.get("num_classes"))
   else:
-    kept = labelled_indices(np.asarray(train["label"]), per_class, draw, seed)
+    kept = labelled_indices(np.asarray(train[column]), per_class, draw, seed)
   # A seeded shuffle, then repetition to the full size: every kept example appears
   # size // len(kept) or one more times.
   order = np.random.default_rng([seed, draw, 1]).permutation(kept)

@@ -11,8 +11,11 @@ positions keep attention inside each document.
 from __future__ import annotations
 
 import ast
+import builtins
+import dataclasses
 import functools
 import os
+import sys
 import sysconfig
 from pydoc_data import topics
 
@@ -37,30 +40,75 @@ _SKIP_DIRS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Docstring:
+  """One standard-library docstring: `name` is "<path>:<object>:<line>", `parameters` the
+  documented function's argument names (empty for modules and classes)."""
+
+  name: str
+  text: str
+  parameters: tuple[str, ...]
+
+
+@functools.cache
+def read_stdlib_docstrings() -> tuple[Docstring, ...]:
+  """Every module/class/function docstring (of 40 characters or more) of the pure-Python
+  standard library, in a deterministic order, read with `ast`."""
+  found = []
+  for relative, tree in _stdlib_trees():
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        docstring = ast.get_docstring(node)
+        if docstring and len(docstring) >= 40:
+          where = getattr(node, "name", "<module>")
+          parameters = ()
+          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+            every += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+            parameters = tuple(a.arg for a in every)
+          found.append(
+            Docstring(f"{relative}:{where}:{getattr(node, 'lineno', 0)}", docstring, parameters)
+          )
+  return tuple(found)
+
+
+@functools.cache
+def stdlib_names() -> tuple[frozenset[str], frozenset[str]]:
+  """(class names, module names) defined by the pure-Python standard library and builtins:
+  every `class` statement's name and builtin type, every module's dotted import name."""
+  classes = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)}
+  modules = set(sys.stdlib_module_names)
+  for relative, tree in _stdlib_trees():
+    dotted = relative[: -len(".py")].replace(os.sep, ".")
+    modules.add(dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted)
+    classes.update(node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef))
+  return frozenset(classes), frozenset(modules)
+
+
+@functools.cache
+def _stdlib_trees() -> tuple[tuple[str, ast.Module], ...]:
+  """(path relative to the stdlib, parsed module) of every readable source file."""
+  root = sysconfig.get_paths()["stdlib"]
+  trees = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("config-"))
+    for filename in sorted(f for f in filenames if f.endswith(".py")):
+      path = os.path.join(dirpath, filename)
+      try:
+        with open(path, encoding="utf-8") as f:
+          trees.append((os.path.relpath(path, root), ast.parse(f.read())))
+      except (SyntaxError, UnicodeDecodeError, ValueError):
+        continue
+  return tuple(trees)
+
+
 @functools.cache
 def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], ...]:
-  """(name, text) pairs in a deterministic order."""
+  """(name, text) pairs in a deterministic order: the pydoc topics, then the docstrings."""
   documents = [(f"topic:{name}", text) for name, text in sorted(topics.topics.items())]
   if stdlib_docstrings:
-    root = sysconfig.get_paths()["stdlib"]
-    for dirpath, dirnames, filenames in os.walk(root):
-      dirnames[:] = sorted(
-        d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("config-")
-      )
-      for filename in sorted(f for f in filenames if f.endswith(".py")):
-        path = os.path.join(dirpath, filename)
-        relative = os.path.relpath(path, root)
-        try:
-          with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-          continue
-        for node in ast.walk(tree):
-          if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            docstring = ast.get_docstring(node)
-            if docstring and len(docstring) >= 40:
-              where = getattr(node, "name", "<module>")
-              documents.append((f"{relative}:{where}:{getattr(node, 'lineno', 0)}", docstring))
+    documents += [(doc.name, doc.text) for doc in read_stdlib_docstrings()]
   return tuple(documents)
 
 

@@ -24,7 +24,7 @@ import collections
 import csv
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -115,11 +115,15 @@ def labelled_text_dataset(
   validation_percent: int,
   corpus_name: str,
   classes: Sequence[str] | None = None,
+  encode: Callable[[tok.Tokenizer, Sequence[str], int], np.ndarray] = encode_rows,
+  tokenizer_text: Callable[[str], str] = lambda text: text,
 ) -> Dataset:
   """Splits (name, text, label) examples with `split_examples` into train / validation / test
   and tokenizes them (with the pretraining tokenizer when `tokenizer_path` is given).
 
-  `classes` fixes the label order (default: the sorted label names)."""
+  `classes` fixes the label order (default: the sorted label names); `encode` makes the rows
+  of example texts and `tokenizer_text` the text a new tokenizer trains on (text pairs:
+  `data.text_pairs`)."""
   if seq_len < 3:
     raise DataError(f"seq_len must be at least 3 ([CLS], a token, [SEP]); got {seq_len}.")
   classes = (
@@ -139,7 +143,7 @@ def labelled_text_dataset(
   if not by_split["test"]:
     raise DataError(f"{corpus_name}: test_percent={test_percent} leaves no test example.")
   tokenizer = corpus_tokenizer(
-    [text for text, _ in by_split["train"]],
+    [tokenizer_text(text) for text, _ in by_split["train"]],
     workdir,
     vocab_size,
     tokenizer_path,
@@ -148,7 +152,7 @@ def labelled_text_dataset(
   )
   splits = {
     split: {
-      "tokens": encode_rows(tokenizer, [text for text, _ in rows], seq_len),
+      "tokens": encode(tokenizer, [text for text, _ in rows], seq_len),
       "label": np.asarray([label for _, label in rows], np.int32),
     }
     for split, rows in by_split.items()
@@ -217,25 +221,33 @@ MISSING_LABELS = ("error", "drop")
 
 
 def read_labelled(
-  path: str, name: str, text_key: str, label_key: str, missing_labels: str = "error"
+  path: str,
+  name: str,
+  text_keys: str | Sequence[str],
+  label_key: str,
+  missing_labels: str = "error",
+  joiner: str = "\n",
 ) -> tuple[list[tuple[str, str, str]], int]:
   """((name, text, label) rows, number of rows dropped for a missing label) of one .csv
   (header row) or .jsonl file; rows are named "<name>:<line>" (`name` from
-  `text_files.document_names`).
+  `text_files.document_names`). Several `text_keys` (a text pair) are joined by `joiner`;
+  a row with an empty text is left out.
 
   A row whose label is missing, empty or null is a DataError naming the file and line, or,
   with `missing_labels="drop"`, left out and counted."""
+  text_keys = (text_keys,) if isinstance(text_keys, str) else tuple(text_keys)
   rows, dropped = [], 0
   try:
     with open(path, encoding="utf-8", newline="") as f:
       if path.endswith(".csv"):
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
-        missing = [key for key in (text_key, label_key) if key not in fields]
+        missing = [key for key in (*text_keys, label_key) if key not in fields]
         if missing:
           raise DataError(
             f"{path} has no column {missing[0]!r} (columns: {fields}); set "
-            "config.data.text_key / label_key."
+            f"config.data.{'text_key' if len(text_keys) == 1 else 'text_a_key / text_b_key'}"
+            " / label_key."
           )
         records = list(enumerate(reader, 2))
       elif path.endswith(".jsonl"):
@@ -252,9 +264,10 @@ def read_labelled(
   except UnicodeDecodeError as error:
     raise DataError(f"{path} is not UTF-8 text: {error}") from error
   for number, record in records:
-    if not isinstance(record, dict) or text_key not in record:
+    if not isinstance(record, dict) or any(key not in record for key in text_keys):
       keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-      raise DataError(f"{path}:{number} needs fields {text_key!r} and {label_key!r} (has {keys}).")
+      *others, last = [repr(key) for key in (*text_keys, label_key)]
+      raise DataError(f"{path}:{number} needs fields {', '.join(others)} and {last} (has {keys}).")
     label = record.get(label_key)
     if label is None or (isinstance(label, str) and not label.strip()):
       if missing_labels == "drop":
@@ -265,9 +278,9 @@ def read_labelled(
         f"{path}:{number} has {what} label ({label_key!r}: {label!r}). Fix the row, or set "
         "config.data.missing_labels='drop' to leave such rows out."
       )
-    text = record[text_key]
-    if text is not None and str(text).strip():
-      rows.append((f"{name}:{number}", str(text), str(label).strip()))
+    texts = [record[key] for key in text_keys]
+    if all(text is not None and str(text).strip() for text in texts):
+      rows.append((f"{name}:{number}", joiner.join(map(str, texts)), str(label).strip()))
   return rows, dropped
 
 

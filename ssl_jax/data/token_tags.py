@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -152,21 +152,36 @@ def conll_files(
     if path and not os.path.isfile(path):
       raise MissingInputError(f"config.data.{split}_path={path!r} does not exist.")
   sentences = {split: read_conll(path) for split, path in paths.items() if path}
-  tag_names = tag_vocabulary(sentences["train"])
-  texts = [" ".join(words) for words, _ in sentences["train"]]
   tokenizer = corpus_tokenizer(
-    texts, workdir, vocab_size, tokenizer_path, tokenizer_type, "conll_files"
+    [" ".join(words) for words, _ in sentences["train"]],
+    workdir,
+    vocab_size,
+    tokenizer_path,
+    tokenizer_type,
+    "conll_files",
   )
+  return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens)
+
+
+def tagged_dataset(
+  sentences: Mapping[str, Sequence[Sentence]],
+  tokenizer: tok.Tokenizer,
+  seq_len: int,
+  label_all_tokens: bool,
+) -> Dataset:
+  """The Dataset of tagged sentences by split ("train" required): aligned rows, the train
+  tag set, and each row's `tag_group` for label budgets (`sentence_groups`)."""
+  tag_names = tag_vocabulary(sentences["train"])
   splits = {
     split: align_tags(tokenizer, rows, tag_names, seq_len, label_all_tokens)
     for split, rows in sentences.items()
   }
   counts = collections.Counter(
-    split_tag(tag)[1]
-    for _, tags in sentences["train"]
-    for tag in tags
-    if tag.startswith(("B-", "S-"))
+    split_tag(tag)[1] for _, tags in sentences["train"] for tag in tags if tag[:2] in ("B-", "S-")
   )
+  kinds = sorted(counts)
+  for split, rows in sentences.items():
+    splits[split]["tag_group"] = sentence_groups(rows, kinds, counts)
   return Dataset(
     splits=splits,
     modality="text",
@@ -174,7 +189,23 @@ def conll_files(
       **vocabulary_info(tokenizer),
       "num_classes": len(tag_names),
       "tag_names": tag_names,
-      "train_entities": dict(sorted(counts.items())),
+      "entity_types": kinds,
+      "train_entities": {kind: counts[kind] for kind in kinds},
       "label_all_tokens": label_all_tokens,
+      "budget_column": "tag_group",
     },
   )
+
+
+def sentence_groups(
+  sentences: Sequence[Sentence], kinds: Sequence[str], counts: Mapping[str, int]
+) -> np.ndarray:
+  """Each sentence's rarest entity type (index into `kinds`; -1 without a known entity), so a
+  budget of k sentences per group holds at least k sentences mentioning every type."""
+  index = {kind: i for i, kind in enumerate(kinds)}
+  groups = np.full(len(sentences), -1, np.int32)
+  for row, (_, tags) in enumerate(sentences):
+    present = {split_tag(tag)[1] for tag in tags if tag != "O"} & set(index)
+    if present:
+      groups[row] = index[min(present, key=lambda kind: (counts[kind], kind))]
+  return groups

@@ -31,8 +31,9 @@ import optax
 from ssl_jax.adapt import adversarial as attacks
 from ssl_jax.adapt import freeze
 from ssl_jax.data.source import Dataset
+from ssl_jax.data.tokenizer import SEP_ID
 from ssl_jax.losses import cross_entropy
-from ssl_jax.models.transformer import TextEmbedding
+from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid
 from ssl_jax.tasks.fine_tuning import PRETEXT, FineTuning
@@ -50,8 +51,14 @@ class TextClassifier(nn.Module):
   dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, tokens: jnp.ndarray, valid: jnp.ndarray, train: bool) -> jnp.ndarray:
-    hidden = self.encoder(tokens, valid, train=train)
+  def __call__(
+    self,
+    tokens: jnp.ndarray,
+    valid: jnp.ndarray,
+    token_types: jnp.ndarray | None = None,
+    train: bool = False,
+  ) -> jnp.ndarray:
+    hidden = self.encoder(tokens, valid, train=train, **_types(token_types))
     pooled = mean_over_valid(hidden, valid) if self.pooling == "mean" else hidden[:, 0]
     pooled = nn.Dropout(self.dropout_rate)(pooled, deterministic=not train)
     return nn.Dense(self.num_classes, name="head")(pooled.astype(jnp.float32))
@@ -98,15 +105,23 @@ class Classification(FineTuning):
     self.pad_id, self.mask_id = info["pad_id"], info["mask_id"]
     self.model = TextClassifier(self.encoder_module(), self.num_classes, pooling, head_dropout)
     self.layer_decay = layer_decay
+    # Sentence-pair rows feed their token types to an encoder with a type table; one without
+    # (a plain MLM run) still sees the pair's [SEP] boundary.
+    encoder = self.model.encoder
+    self.pair_rows = info.get("num_token_types", 0) >= 2 and (
+      isinstance(encoder, TransformerEncoder) and encoder.num_token_types >= 2
+    )
 
   def build_scratch_encoder(self):
     tokens = self.dataset.split(self.dataset.train_split)["tokens"]
+    types = {"num_token_types": n} if (n := self.dataset.info.get("num_token_types", 0)) else {}
     return build_model(
-      self.config, vocab_size=self.dataset.info["vocab_size"], max_length=tokens.shape[1]
+      self.config, vocab_size=self.dataset.info["vocab_size"], max_length=tokens.shape[1], **types
     )
 
   def model_args(self, tokens):
-    return tokens, tokens != self.pad_id
+    valid = tokens != self.pad_id
+    return (tokens, valid, pair_token_types(tokens)) if self.pair_rows else (tokens, valid)
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     if self.layer_decay != 1.0:
@@ -149,12 +164,12 @@ class Classification(FineTuning):
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
+    types = pair_token_types(tokens) if self.pair_rows else None
     hidden = self.model.apply(
       {"params": self.split_params(params)[0], **model_state},
       tokens,
       valid,
-      False,
-      method=lambda m, t, v, train: m.encoder(t, v, train=train),
+      method=lambda m, t, v: m.encoder(t, v, train=False, **_types(types)),
     )
     return mean_over_valid(hidden, valid)
 
@@ -190,6 +205,18 @@ class Classification(FineTuning):
       loss_of, shape, mask, eps, step_size, steps, key, "pgd"
     )
     return jax.lax.stop_gradient(logits)
+
+
+def pair_token_types(tokens: jnp.ndarray) -> jnp.ndarray:
+  """[B, L] int32 token types of `[CLS] A [SEP] B [SEP]` rows: 0 through the first [SEP],
+  1 after it (padding too, which attention never reads)."""
+  separators = (tokens == SEP_ID).astype(jnp.int32)
+  return (jnp.cumsum(separators, axis=1) - separators > 0).astype(jnp.int32)
+
+
+def _types(token_types: jnp.ndarray | None) -> dict[str, jnp.ndarray]:
+  """The encoder's `token_types` keyword when there are types."""
+  return {} if token_types is None else {"token_types": token_types}
 
 
 def _add_to_embeddings(delta: jnp.ndarray):
