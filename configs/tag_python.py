@@ -29,11 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(
     dict(name="python_tags", seq_len=64, tokenizer_path=pretraining + "/tokenizer.model")
   )
-  config.optim.update(dict(name="adamw", learning_rate=3e-4, warmup_steps=50, weight_decay=0.01))
+  config.optim.update(dict(name="adamw", learning_rate=1e-3, warmup_steps=30, weight_decay=0.01))
   config.evals = ml_collections.ConfigDict({"token_classification": {}})
-  config.total_steps = 400
+  config.total_steps = 300
   config.batch_size = 32
   config.eval_batch_size = 64
   config.log_every = 100
-  config.checkpoint_every = 400
+  config.checkpoint_every = 300
   return config

@@ -117,3 +117,15 @@ def test_prompt_tuning_a_pretrained_encoder_tags_through_the_prompt(conll, tmp_p
   # land on their words (a misaligned prompt shift would leave it at or below the baseline).
   assert ours["word acc"] > baseline["word acc"] + 0.03
   assert ours["entity F1 (conlleval)"] > 0.1
+
+
+def test_a_tagger_is_not_a_row_classifier(conll):
+  """Tags are not row labels: the row-label evaluators refuse the task before any work."""
+  from ssl_jax.config_base import validate_config
+  from ssl_jax.errors import ConfigError
+
+  for evaluator, capability in (("classification", "Classifier"), ("robustness", "Attackable")):
+    config = tagger_config(*conll)
+    config.evals = {evaluator: {}}
+    with pytest.raises(ConfigError, match=f"Evaluator '{evaluator}'.*{capability}"):
+      validate_config(config)

@@ -36,6 +36,7 @@ from ssl_jax.losses import cross_entropy
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid
+from ssl_jax.tasks.capabilities import Attackable
 from ssl_jax.tasks.fine_tuning import PRETEXT, FineTuning
 
 POOLINGS = ("mean", "first")
@@ -64,10 +65,11 @@ class TextClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(pooled.astype(jnp.float32))
 
 
-@TASKS.register("classification")
-class Classification(FineTuning):
-  """Cross entropy of a `TextClassifier` on `batch["label"]`; see the module docstring and
-  `FineTuning` for the shared options. Text-only options: layer_decay, pooling, head_dropout.
+class TextFineTuning(FineTuning):
+  """A text encoder fine-tuned with a `TextClassifier`: the options, forward pass and
+  embedding perturbation every text fine-tuning task shares (`Classification` on row labels,
+  `TokenClassification` on tags); see `FineTuning` for the shared options. Text-only options:
+  layer_decay, pooling, head_dropout.
   """
 
   modality = "text"
@@ -172,6 +174,12 @@ class Classification(FineTuning):
       method=lambda m, t, v: m.encoder(t, v, train=False, **_types(types)),
     )
     return mean_over_valid(hidden, valid)
+
+
+@TASKS.register("classification")
+class Classification(TextFineTuning, Attackable):
+  """Cross entropy of a `TextClassifier` on `batch["label"]` (see the module docstring), a
+  classifier the `classification` and `robustness` evaluators read."""
 
   # --- Attacks (the robustness evaluator): PGD on the token embeddings ---------------------------
 

@@ -33,7 +33,7 @@ from ssl_jax.data.label_budget import LABELLED_PREFIX
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import MODELS, ConfigError
 from ssl_jax.tasks.base import Metrics, PyTree, Task, without_key
-from ssl_jax.tasks.capabilities import Attackable, Represents
+from ssl_jax.tasks.capabilities import Represents
 from ssl_jax.tasks.pretrained import (
   PretrainedRun,
   check_shapes,
@@ -57,7 +57,7 @@ def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
   }
 
 
-class FineTuning(Task, Attackable, Represents):
+class FineTuning(Task, Represents):
   """A pretrained encoder plus a new linear head, trained on labels.
 
   Subclasses build `self.model` (a classifier module with an `encoder` submodule and a

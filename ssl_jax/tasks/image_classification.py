@@ -29,6 +29,7 @@ from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model
+from ssl_jax.tasks.capabilities import Attackable
 from ssl_jax.tasks.fine_tuning import FineTuning, encoder_state_of
 
 
@@ -45,7 +46,7 @@ class ImageClassifier(nn.Module):
 
 
 @TASKS.register("image_classification")
-class ImageClassification(FineTuning):
+class ImageClassification(FineTuning, Attackable):
   """Cross entropy of an `ImageClassifier` on `batch["label"]` (see the module docstring)."""
 
   modality = "image"

@@ -31,18 +31,18 @@ from ssl_jax.models.heads import TokenTagger
 from ssl_jax.registry import TASKS
 from ssl_jax.tasks.base import require_columns
 from ssl_jax.tasks.capabilities import TokenLabeller
-from ssl_jax.tasks.classification import Classification
+from ssl_jax.tasks.classification import TextFineTuning
 
 TAG_KEYS = ("tokens", "tags", "first_piece")
 
 
 @TASKS.register("token_classification")
-class TokenClassification(Classification, TokenLabeller):
+class TokenClassification(TextFineTuning, TokenLabeller):
   """Per-token cross entropy of a `TokenTagger` on `batch["tags"]`; see the module docstring.
   Options: init_from, method, freeze, layer_decay, head_dropout, peft."""
 
   # Only PEFT: adversarial and semi-supervised parts are whole-row objectives.
-  nested_parts = {"peft": Classification.nested_parts["peft"]}
+  nested_parts = {"peft": TextFineTuning.nested_parts["peft"]}
 
   def __init__(
     self,
