@@ -8,21 +8,18 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from hf_testing import VOCAB, perturbed, small_bert_config, torch_state
 
 from ssl_jax.models.huggingface import bert_from_hf, bert_to_hf, gpt2_from_hf, gpt2_to_hf
 from ssl_jax.models.transformer import TransformerDecoder, TransformerEncoder
 from ssl_jax.tasks.mlm import MaskedLMModel
 
-VOCAB, LENGTH = 97, 12
+LENGTH = 12
 torch.manual_seed(0)
 
 
 def _tokens(batch=3):
   return np.random.default_rng(0).integers(5, VOCAB, (batch, LENGTH)).astype(np.int64)
-
-
-def _torch_state(state_dict):
-  return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
 
 
 def _bert_logits_jax(encoder, params, tokens, valid):
@@ -43,23 +40,7 @@ def _bert_logits_torch(model, tokens, valid):
 
 @pytest.fixture(scope="module")
 def hf_bert():
-  config = transformers.BertConfig(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=16,
-    hidden_act="gelu",
-    initializer_range=0.2,
-  )
-  model = transformers.BertForMaskedLM(config).eval()
-  # Non-trivial LayerNorms and biases, so a swapped weight cannot hide behind an init value.
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if name.endswith("bias") or "LayerNorm" in name:
-        p.add_(0.1 * torch.randn_like(p))
-  return model
+  return perturbed(transformers.BertForMaskedLM(small_bert_config()))
 
 
 def test_bert_from_hf_matches_transformers(hf_bert):
@@ -102,7 +83,7 @@ def test_bert_to_hf_matches_ssl_jax_and_round_trips(hf_bert):
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape), params)
   config, state_dict = bert_to_hf(encoder, params)
   model = transformers.BertForMaskedLM(transformers.BertConfig(**config)).eval()
-  model.load_state_dict(_torch_state(state_dict), strict=True)
+  model.load_state_dict(torch_state(state_dict), strict=True)
   np.testing.assert_allclose(
     _bert_logits_torch(model, tokens, valid),
     _bert_logits_jax(encoder, params, tokens, valid),
@@ -178,7 +159,7 @@ def test_gpt2_to_hf_matches_ssl_jax_and_round_trips():
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(4), p.shape), params)
   config, state_dict = gpt2_to_hf(decoder, params)
   model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)).eval()
-  missing, unexpected = model.load_state_dict(_torch_state(state_dict), strict=False)
+  missing, unexpected = model.load_state_dict(torch_state(state_dict), strict=False)
   assert not unexpected and all(k.endswith((".attn.bias", ".attn.masked_bias")) for k in missing)
   np.testing.assert_allclose(
     _gpt2_logits_torch(model, tokens), _gpt2_logits_jax(decoder, params, tokens), atol=1e-4, rtol=0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from hf_testing import VOCAB, perturbed, small_bert_config, torch_state
 
 from ssl_jax.models.heads import TokenTagger
 from ssl_jax.models.huggingface import (
@@ -21,7 +22,7 @@ from ssl_jax.models.transformer import TransformerEncoder
 from ssl_jax.tasks.bert_pretraining import BertPretrainingModel
 from ssl_jax.tasks.mlm import MaskedLMModel
 
-VOCAB, LENGTH, LABELS = 97, 12, 5
+LENGTH, LABELS = 12, 5
 torch.manual_seed(0)
 
 
@@ -36,39 +37,12 @@ def _rows(batch=3):
   return tokens, valid, types
 
 
-def _config(**extra):
-  return transformers.BertConfig(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=16,
-    hidden_act="gelu",
-    initializer_range=0.2,
-    **extra,
-  )
-
-
-def _perturbed(model):
-  # Non-trivial LayerNorms and biases, so a swapped weight cannot hide behind an init value.
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if name.endswith("bias") or "LayerNorm" in name:
-        p.add_(0.1 * torch.randn_like(p))
-  return model.eval()
-
-
 def _torch_inputs(tokens, valid, types):
   return dict(
     input_ids=torch.from_numpy(tokens),
     attention_mask=torch.from_numpy(valid.astype(np.int64)),
     token_type_ids=torch.from_numpy(types),
   )
-
-
-def _torch_state(state_dict):
-  return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
 
 
 def _pretraining_logits_jax(encoder, params, tokens, valid, types):
@@ -85,7 +59,7 @@ def _pretraining_logits_jax(encoder, params, tokens, valid, types):
 
 
 def test_bert_for_pretraining_both_ways():
-  hf = _perturbed(transformers.BertForPreTraining(_config()))
+  hf = perturbed(transformers.BertForPreTraining(small_bert_config()))
   tokens, valid, types = _rows()
   encoder, params = bert_pretraining_from_hf(hf.state_dict(), hf.config.to_dict())
   assert encoder.num_token_types == 2
@@ -105,7 +79,7 @@ def test_bert_for_pretraining_both_ways():
   params = jax.tree.map(lambda p: np.asarray(p, np.float32), params)
   config, state_dict = bert_pretraining_to_hf(encoder, params)
   back = transformers.BertForPreTraining(transformers.BertConfig(**config)).eval()
-  back.load_state_dict(_torch_state(state_dict), strict=True)
+  back.load_state_dict(torch_state(state_dict), strict=True)
   with torch.no_grad():
     out = back(**_torch_inputs(tokens, valid, types))
   mlm, nsp = _pretraining_logits_jax(encoder, params, tokens, valid, types)
@@ -128,7 +102,7 @@ def _tagger_logits_jax(encoder, params, tokens, valid, types):
 
 
 def test_bert_for_token_classification_both_ways():
-  hf = _perturbed(transformers.BertForTokenClassification(_config(num_labels=LABELS)))
+  hf = perturbed(transformers.BertForTokenClassification(small_bert_config(num_labels=LABELS)))
   tokens, valid, types = _rows()
   encoder, params = bert_token_classifier_from_hf(hf.state_dict(), hf.config.to_dict())
   with torch.no_grad():
@@ -140,7 +114,7 @@ def test_bert_for_token_classification_both_ways():
   config, state_dict = bert_token_classifier_to_hf(encoder, params)
   assert config["num_labels"] == LABELS
   back = transformers.BertForTokenClassification(transformers.BertConfig(**config)).eval()
-  back.load_state_dict(_torch_state(state_dict), strict=True)
+  back.load_state_dict(torch_state(state_dict), strict=True)
   with torch.no_grad():
     again = back(**_torch_inputs(tokens, valid, types)).logits.numpy()
   np.testing.assert_allclose(again[valid], ours[valid], atol=1e-4, rtol=0)
