@@ -171,6 +171,8 @@ def tagged_dataset(
 ) -> Dataset:
   """The Dataset of tagged sentences by split ("train" required): aligned rows, the train
   tag set, and each row's `tag_group` for label budgets (`sentence_groups`)."""
+  if seq_len < 3:
+    raise ConfigError(f"config.data.seq_len={seq_len}: a tagged row needs [CLS], a word, [SEP].")
   tag_names = tag_vocabulary(sentences["train"])
   splits = {
     split: align_tags(tokenizer, rows, tag_names, seq_len, label_all_tokens)
