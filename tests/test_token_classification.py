@@ -65,6 +65,7 @@ def test_a_tagger_from_scratch_learns_the_entities(conll, tmp_path):
   assert baseline["entity F1 (conlleval)"] == 0.0 and 0.55 < baseline["word acc"] < 0.85
   assert ours["entity F1 (conlleval)"] > 0.95 and ours["entity F1 (strict)"] > 0.95
   assert ours["word acc"] > 0.97
+  assert ours["F1 PER"] > 0.95 and ours["F1 LOC"] > 0.95 and baseline["F1 PER"] == 0.0
 
 
 def test_prompt_slots_are_moved_back_onto_their_tokens():

@@ -1,7 +1,10 @@
 """Held-out tagging scores per word (its first piece): entity-level precision / recall / F1 in
-the conlleval and strict IOB2 modes, and word accuracy, beside the all-"O" baseline."""
+the conlleval and strict IOB2 modes, word accuracy, and the conlleval F1 of each entity type
+of the training tags (seqeval's per-type report), beside the all-"O" baseline."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,8 +19,12 @@ def word_tags(tags: np.ndarray, first_piece: np.ndarray, names: list[str]) -> li
   return [[names[t] for t in row[first]] for row, first in zip(tags, first_piece)]
 
 
-def tagging_scores(true: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
-  lenient = entity_scores(true, predicted, "conlleval")["all"]
+def tagging_scores(
+  true: list[list[str]], predicted: list[list[str]], kinds: Sequence[str] = ()
+) -> dict[str, float]:
+  """The micro scores, then "F1 <type>" (conlleval) for each of `kinds`."""
+  by_type = entity_scores(true, predicted, "conlleval")
+  lenient = by_type["all"]
   strict = entity_scores(true, predicted, "strict")["all"]
   words = [(a, b) for t, p in zip(true, predicted) for a, b in zip(t, p)]
   return {
@@ -26,6 +33,7 @@ def tagging_scores(true: list[list[str]], predicted: list[list[str]]) -> dict[st
     "recall (conlleval)": lenient["recall"],
     "entity F1 (strict)": strict["f1"],
     "word acc": sum(a == b for a, b in words) / max(len(words), 1),
+    **{f"F1 {kind}": by_type.get(kind, {"f1": 0.0})["f1"] for kind in kinds},
   }
 
 
@@ -38,7 +46,8 @@ def token_classification(ctx: EvalContext, split: str = "test") -> dict[str, dic
   predicted = ctx.apply(task.tag_predictions, ctx.variables, dict(rows))
   true = word_tags(rows["tags"], rows["first_piece"], names)
   outside = [["O"] * len(sentence) for sentence in true]
+  kinds = list(ctx.dataset.info.get("entity_types", ()))
   return {
-    ctx.name: tagging_scores(true, word_tags(predicted, rows["first_piece"], names)),
-    'all "O"': tagging_scores(true, outside),
+    ctx.name: tagging_scores(true, word_tags(predicted, rows["first_piece"], names), kinds),
+    'all "O"': tagging_scores(true, outside, kinds),
   }
