@@ -11,7 +11,7 @@ without (a plain MLM run) reads the same rows without them. Your own pairs:
 `--config.data.name=text_pair_files --config.data.paths=/data/pairs.jsonl` (fields
 `text_a`, `text_b`, `label`; `text_a_key` / `text_b_key` / `label_key` rename them).
 `method` is full | linear | peft | scratch, and `label_budget.per_class` keeps k pairs per
-class. Expected (2 CPU cores, under a minute, every label): test accuracy about 57% from the NSP
+class. Expected (2 CPU cores, under a minute, every label): test accuracy about 56% from the NSP
 run, 58% from the SOP run, 54% from scratch (chance 50%; `experiments/sentence_pairs.py` has
 the budget table).
 """

@@ -10,7 +10,7 @@ entity type (grouped by each sentence's rarest type). `--config.task_kwargs.meth
 full / linear / peft / scratch (`init_from=""` trains `config.model` from scratch).
 Evaluated by `token_classification`: entity F1 (conlleval and strict IOB2), precision, recall
 and word accuracy on the test sentences, beside the all-"O" baseline. Expected (2 CPU cores,
-about a minute, every label): conlleval entity F1 47 from the NSP run, 58 from the MLM-only
+about a minute, every label): conlleval entity F1 46 from the NSP run, 59 from the MLM-only
 run (`experiments/sentence_pairs.py` has the budget table).
 """
 
