@@ -284,6 +284,31 @@ def read_labelled(
   return rows, dropped
 
 
+def read_labelled_files(
+  paths: str,
+  text_keys: str | Sequence[str],
+  label_key: str,
+  missing_labels: str,
+  joiner: str = "\n",
+) -> list[tuple[str, str, str]]:
+  """The (name, text, label) rows of every file `paths` names (`read_labelled` on each); says
+  how many rows `missing_labels="drop"` left out."""
+  if missing_labels not in MISSING_LABELS:
+    raise ConfigError(
+      f"config.data.missing_labels={missing_labels!r}; valid: {list(MISSING_LABELS)}."
+    )
+  examples, dropped = [], 0
+  for path, name in document_names(list_files(paths)).items():
+    rows, unlabelled = read_labelled(path, name, text_keys, label_key, missing_labels, joiner)
+    examples += rows
+    dropped += unlabelled
+  if dropped:
+    print(f"Dropped {dropped} rows without a label (config.data.missing_labels='drop').")
+  if not examples:
+    raise DataError(f"No labelled rows in config.data.paths={paths!r}.")
+  return examples
+
+
 @DATASETS.register("text_classification_files")
 def text_classification_files(
   workdir: str | None = None,
@@ -303,21 +328,8 @@ def text_classification_files(
 
   `missing_labels`: "error" (a row with a missing, empty or null label stops the run, naming
   the file and line) or "drop" (such rows are left out; how many is printed)."""
-  if missing_labels not in MISSING_LABELS:
-    raise ConfigError(
-      f"config.data.missing_labels={missing_labels!r}; valid: {list(MISSING_LABELS)}."
-    )
-  examples, dropped = [], 0
-  for path, name in document_names(list_files(paths)).items():
-    rows, unlabelled = read_labelled(path, name, text_key, label_key, missing_labels)
-    examples += rows
-    dropped += unlabelled
-  if dropped:
-    print(f"Dropped {dropped} rows without a label (config.data.missing_labels='drop').")
-  if not examples:
-    raise DataError(f"No labelled text in config.data.paths={paths!r}.")
   return labelled_text_dataset(
-    examples,
+    read_labelled_files(paths, text_key, label_key, missing_labels),
     workdir,
     seq_len,
     vocab_size,

@@ -33,15 +33,13 @@ import numpy as np
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_classification import (
-  MISSING_LABELS,
   PACKAGES,
   labelled_text_dataset,
   package_examples,
-  read_labelled,
+  read_labelled_files,
   split_examples,
 )
 from ssl_jax.data.text_corpus import corpus_tokenizer, vocabulary_info
-from ssl_jax.data.text_files import document_names, list_files
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
 
@@ -162,25 +160,10 @@ def text_pair_files(
   """The user's labelled pairs: CSV files with a header row or JSONL files (comma-separated
   paths or globs), one pair per row, split by row name as `text_classification_files` does;
   labels are the sorted distinct label strings."""
-  if missing_labels not in MISSING_LABELS:
-    raise ConfigError(
-      f"config.data.missing_labels={missing_labels!r}; valid: {list(MISSING_LABELS)}."
-    )
   if text_a_key == text_b_key:
     raise ConfigError(f"config.data.text_a_key and text_b_key are both {text_a_key!r}.")
-  examples, dropped = [], 0
-  for path, name in document_names(list_files(paths)).items():
-    rows, unlabelled = read_labelled(
-      path, name, (text_a_key, text_b_key), label_key, missing_labels, SEPARATOR
-    )
-    examples += rows
-    dropped += unlabelled
-  if dropped:
-    print(f"Dropped {dropped} rows without a label (config.data.missing_labels='drop').")
-  if not examples:
-    raise DataError(f"No labelled pair in config.data.paths={paths!r}.")
   dataset = labelled_text_dataset(
-    examples,
+    read_labelled_files(paths, (text_a_key, text_b_key), label_key, missing_labels, SEPARATOR),
     workdir,
     seq_len,
     vocab_size,
