@@ -41,7 +41,7 @@ def test_lines_format_one_document_per_line_split_by_name(corpus, tmp_path):
   expected_test = sum(is_test_document(n, 20) for n in names)
   assert data.info["num_test_documents"] == expected_test
   assert data.info["num_train_documents"] == 60 - expected_test
-  rows = data.split("train")["tokens"]
+  rows = np.asarray(data.split("train")["tokens"])
   assert np.sum(rows == tokenizer.CLS_ID) == 60 - expected_test  # one [CLS] per document
   assert (tmp_path / "tokenizer.model").exists()
   # Decoding the train rows gives back the train sentences.

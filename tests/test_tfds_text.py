@@ -58,7 +58,7 @@ def test_tfds_text_reads_documents_with_a_test_split(tfds_text_dir, tmp_path):
   info = dataset.info
   # Blank records are skipped: 54 of 60 train records and 10 of 12 test records are text.
   assert info["num_train_documents"] == 54 and info["num_test_documents"] == 10
-  rows = dataset.split("train")
+  rows = {key: np.asarray(value) for key, value in dataset.split("train").items()}
   assert rows["tokens"].shape[1] == 16 and set(rows) == {"tokens", "segment_ids", "positions"}
   # Every train sentence is in the packed rows: decode them and find all of its words.
   tokenizer = Tokenizer(info["tokenizer_path"])

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.packing import pack_documents
@@ -101,7 +101,7 @@ def vocabulary_info(tokenizer: tok.Tokenizer) -> dict:
 
 
 def corpus_tokenizer(
-  train_docs: Sequence[str],
+  train_docs: Iterable[str],
   workdir: str | None,
   vocab_size: int,
   tokenizer_path: str,
@@ -109,7 +109,7 @@ def corpus_tokenizer(
   corpus_name: str,
 ) -> tok.Tokenizer:
   """The sentencepiece model at `tokenizer_path`, else the one cached in the workdir, else one
-  trained on the lines of `train_docs` (and cached there)."""
+  trained on the lines of `train_docs` (and cached there; only then is `train_docs` read)."""
   if tokenizer_path:
     tokenizer = tok.Tokenizer(tokenizer_path)
   else:

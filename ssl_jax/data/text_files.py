@@ -13,12 +13,14 @@ does not change when files are added or when the whole dataset is copied elsewhe
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
 
+from ssl_jax.data import token_cache
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import text_dataset
+from ssl_jax.data.streamed_corpus import cached_text_dataset
 from ssl_jax.errors import DataError, MissingInputError
 from ssl_jax.registry import DATASETS
 
@@ -38,26 +40,53 @@ def text_files(
   test_percent: int = 10,
   order_seed: int = 0,
   extra_ids: int = 0,
+  cache_dir: str = "",
+  tokenize_workers: int = 0,
+  shard_mb: float = 32.0,
+  tokenizer_sample_mb: int = 256,
 ) -> Dataset:
-  """Packed token rows of the documents in `paths` (comma-separated files or glob patterns).
+  """Packed token rows of the documents in `paths` (comma-separated files or glob patterns),
+  tokenized once into an on-disk cache and read from it by row.
 
   Args:
     paths: e.g. "/data/a.txt,/data/more/*.jsonl".
     format: "lines", "file" or "jsonl" (see the module docstring).
     text_key: the JSONL field holding the text.
+    cache_dir: where the token cache lives ("": `<workdir>/token_cache`); a shared directory
+      lets runs on the same corpus and tokenizer reuse one cache.
+    tokenize_workers: processes tokenizing the shards (0: one per CPU, at most 16, and one
+      per 16 MB of text; 1: in this process).
+    shard_mb: megabytes of text per shard (a worker's unit of work; rows never span shards).
+    tokenizer_sample_mb: megabytes of train text a new tokenizer is trained on.
     The rest: as for `python_text` (tokenizer trained on the train documents and cached in the
     workdir unless `tokenizer_path` names a sentencepiece model).
   """
   if format not in FORMATS:
     raise DataError(f"Unknown config.data.format {format!r}; valid: {list(FORMATS)}.")
+  if not shard_mb > 0:
+    raise DataError(f"config.data.shard_mb={shard_mb} must be above 0 (megabytes per shard).")
   files = list_files(paths)
-  documents = []
-  for path, name in document_names(files).items():
-    documents += read_documents(path, name, format, text_key)
-  if not documents:
+  names = document_names(files)
+  shard_bytes = max(1, int(shard_mb * 2**20))
+  if format == "file":
+    shards = token_cache.group_files(files, shard_bytes)
+  else:
+    shards = [shard for path in files for shard in token_cache.line_shards(path, shard_bytes)]
+  corpus = token_cache.Corpus(
+    name="text_files",
+    shards=tuple(shards),
+    read_shard=functools.partial(read_shard, names=names, format=format, text_key=text_key),
+    fingerprint={
+      "files": [(names[f], os.path.getsize(f), os.stat(f).st_mtime_ns) for f in files],
+      "format": format,
+      "text_key": text_key if format == "jsonl" else "",
+      "shard_bytes": shard_bytes,
+    },
+  )
+  if not any(shard.num_bytes for shard in shards):
     raise DataError(f"No non-empty documents in {files} (format {format!r}).")
-  return text_dataset(
-    documents,
+  return cached_text_dataset(
+    corpus,
     workdir,
     seq_len,
     vocab_size,
@@ -65,8 +94,28 @@ def text_files(
     tokenizer_type,
     test_percent,
     order_seed,
-    "text_files",
     extra_ids,
+    cache_dir,
+    tokenize_workers,
+    tokenizer_sample_mb,
+  )
+
+
+def read_shard(
+  shard: token_cache.CorpusShard,
+  names: dict[str, str],
+  format: str,  # noqa: A002
+  text_key: str,
+) -> list[tuple[str, str]]:
+  """(name, text) documents of one shard: a byte range of a lines / JSONL file, or a group of
+  whole files."""
+  if format == "file":
+    return [doc for path in shard.source for doc in read_documents(path, names[path], format, "")]
+  with open(shard.source, "rb") as f:
+    f.seek(shard.start)
+    content = f.read(shard.stop - shard.start)
+  return read_documents(
+    shard.source, names[shard.source], format, text_key, content, shard.first_name
   )
 
 
@@ -95,19 +144,26 @@ def document_names(files: list[str]) -> dict[str, str]:
 def read_documents(
   path: str,
   name: str,
-  format: str,
-  text_key: str,  # noqa: A002
+  format: str,  # noqa: A002
+  text_key: str,
+  data: bytes | None = None,
+  lines_before: int = 0,
 ) -> list[tuple[str, str]]:
-  """(name, text) documents of one file; `name` names the file in document names."""
+  """(name, text) documents of one file, or of `data` (its bytes after `lines_before` lines);
+  `name` names the file in document names."""
+  if data is None:
+    with open(path, "rb") as f:
+      data = f.read()
   try:
-    with open(path, encoding="utf-8") as f:
-      content = f.read()
+    content = data.decode("utf-8")
   except UnicodeDecodeError as error:
     raise DataError(f"{path} is not UTF-8 text: {error}") from error
   if format == "file":
     return [(name, content)] if content.strip() else []
   documents = []
-  for number, line in enumerate(content.splitlines(), 1):
+  # Lines end at "\n" only (the shards are cut there), not at str.splitlines' other breaks.
+  for number, line in enumerate(content.split("\n"), lines_before + 1):
+    line = line.removesuffix("\r")
     if not line.strip():
       continue
     if format == "lines":

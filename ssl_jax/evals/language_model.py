@@ -17,11 +17,22 @@ from ssl_jax.tasks.capabilities import NextTokenPredictor, SpanTargetPredictor
 UNIGRAM = "unigram (train token frequencies)"
 
 
-def unigram_log_probs(tokens: np.ndarray, vocab_size: int, pad_id: int) -> np.ndarray:
-  """log p(token) from add-one smoothed train counts (padding excluded): the baseline that
-  knows word frequencies but no context."""
-  counts = np.bincount(tokens[tokens != pad_id].ravel(), minlength=vocab_size) + 1.0
+def unigram_log_probs(counts: np.ndarray) -> np.ndarray:
+  """log p(token) from add-one smoothed train token counts: the baseline that knows word
+  frequencies but no context."""
+  counts = np.asarray(counts, np.float64) + 1.0
   return np.log(counts / counts.sum())
+
+
+def train_token_counts(dataset) -> np.ndarray:
+  """[vocab] counts of the train split's tokens, padding excluded: the packed text sources
+  count them while packing (`info["train_token_counts"]`, so a corpus on disk is not read
+  again); other text datasets are counted here."""
+  info = dataset.info
+  if "train_token_counts" in info:
+    return np.asarray(info["train_token_counts"])
+  tokens = np.asarray(dataset.split(dataset.train_split)["tokens"])
+  return np.bincount(tokens[tokens != info["pad_id"]].ravel(), minlength=info["vocab_size"])
 
 
 def _prediction_report(
@@ -30,14 +41,7 @@ def _prediction_report(
   """Loss, perplexity and accuracy of `predictions(params, model_state, batch, key)` ->
   (logits, targets, weights) over `split`, beside the add-one unigram model of the train
   tokens scored on the same targets."""
-  info = ctx.dataset.info
-  unigram = jnp.asarray(
-    unigram_log_probs(
-      np.asarray(ctx.dataset.split(ctx.dataset.train_split)["tokens"]),
-      info["vocab_size"],
-      info["pad_id"],
-    )
-  )
+  unigram = jnp.asarray(unigram_log_probs(train_token_counts(ctx.dataset)))
 
   def batch_sums(params, model_state, batch, key):
     logits, targets, weights = predictions(params, model_state, batch, key)
@@ -106,15 +110,17 @@ def lm_samples(
   model, params = ctx.task.sampling_model(jax.device_get(ctx.variables[0]))
   info = ctx.dataset.info
   rows = ctx.dataset.split(split)
-  tokens = np.asarray(rows["tokens"])
-  starts = np.asarray(rows["positions"]) == 0 if "positions" in rows else None
+  # Rows are read as needed (a split may live on disk): a few rows hold enough prompts.
+  tokens = rows["tokens"]
+  starts = rows["positions"] if "positions" in rows else None
   prompts = []
   # Prompts start at a document's beginning ([CLS] at position 0) and stay inside the row.
   for r in range(len(tokens)):
-    candidates = np.flatnonzero(starts[r]) if starts is not None else np.array([0])
+    row = np.asarray(tokens[r])
+    candidates = np.flatnonzero(starts[r] == 0) if starts is not None else np.array([0])
     for c in candidates:
-      if c + prompt_tokens <= tokens.shape[1] and len(prompts) < num_samples:
-        prompts.append(tokens[r, c : c + prompt_tokens])
+      if c + prompt_tokens <= len(row) and len(prompts) < num_samples:
+        prompts.append(row[c : c + prompt_tokens])
     if len(prompts) == num_samples:
       break
   if not prompts:
