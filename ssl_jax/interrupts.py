@@ -1,5 +1,6 @@
 """SIGTERM (a scheduler's preemption) and Ctrl-C (SIGINT) become a request the train loop checks
-between steps: it saves a checkpoint and stops, and the same command resumes bitwise. A second
+between steps (agreed by every process of a multi-process run): it saves a checkpoint and
+stops, and the same command resumes bitwise. A second
 Ctrl-C exits at once (the checkpoints already on disk are complete: Orbax renames a step into
 place only when it is written)."""
 
@@ -8,6 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -62,3 +67,24 @@ class StopSignals:
   def __exit__(self, *exc) -> None:
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
+
+
+class AgreedStop:
+  """`agreed(step)`: whether every process stops after `step`. A signal reaches one process (a
+  preempted host) or all of them at slightly different steps; the processes exchange their
+  requests (one int each) after every `every`-th step, so all stop after the same step and
+  save the same checkpoint, and no process waits in a collective for one that left. A single
+  process stops right after the step its signal arrived in.
+  """
+
+  def __init__(self, signals: StopSignals, every: int = 10):
+    self.signals, self.every = signals, every
+    self.signum = 0  # the agreed signal, once every process knows it
+
+  def __call__(self, step: int) -> bool:
+    if jax.process_count() == 1:
+      self.signum = self.signals.requested
+    elif step % self.every == 0:
+      requests = multihost_utils.process_allgather(np.int32(self.signals.requested))
+      self.signum = int(np.max(requests))
+    return bool(self.signum)

@@ -29,6 +29,15 @@ _DISTRIBUTED = flags.DEFINE_bool(
   "Multi-process run (TPU pod slice, multi-node GPU): call "
   "jax.distributed.initialize(), which reads the cluster from the environment.",
 )
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "With --distributed: host:port of process 0's coordinator, when the cluster is not detected "
+  "from the environment (SLURM, Open MPI and TPU pods are); needs --num_processes and "
+  "--process_id.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address: 0, 1, ...")
 _REEVALUATE = flags.DEFINE_bool(
   "reevaluate",
   False,
@@ -53,7 +62,7 @@ def run_command(argv: list[str], entry: Callable[[ml_collections.ConfigDict, str
     # Orbax logs every checkpoint step at INFO; the progress line says what matters.
     logging.set_verbosity(logging.WARNING)
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     entry(_CONFIG.value, _WORKDIR.value)
   except UserError as error:
@@ -71,6 +80,30 @@ def run_command(argv: list[str], entry: Callable[[ml_collections.ConfigDict, str
   except train.NonFiniteLossError as error:
     print(f"Error: {error}", file=sys.stderr)
     sys.exit(3)
+
+
+def initialize_distributed(
+  coordinator: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+  """`jax.distributed.initialize`, from the environment or from the three flags (all three, or
+  none: a partial set is one `Error:` line)."""
+  given = {"coordinator_address": coordinator, "num_processes": num_processes}
+  missing = [f"--{k}" for k, v in {**given, "process_id": process_id}.items() if v is None]
+  if 0 < len(missing) < 3:
+    print(
+      "Error: --coordinator_address, --num_processes and --process_id go together; missing "
+      + ", ".join(missing)
+      + ".",
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  if num_processes is not None and not 0 <= process_id < num_processes:
+    print(
+      f"Error: --process_id={process_id} must lie in [0, --num_processes={num_processes}).",
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  jax.distributed.initialize(coordinator, num_processes, process_id)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

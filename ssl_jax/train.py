@@ -29,7 +29,7 @@ from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.data.validation_split import hold_out_validation
 from ssl_jax.errors import CheckpointError, UserError
 from ssl_jax.evals.context import EvalContext
-from ssl_jax.interrupts import StopSignals, TrainingInterrupted
+from ssl_jax.interrupts import AgreedStop, StopSignals, TrainingInterrupted
 from ssl_jax.loop import (
   EarlyStoppingValidation,
   LogMetrics,
@@ -316,12 +316,13 @@ def _run(
     loop = LoopState(step, config.total_steps, state, last_saved=latest)
     loop.stop_requested = stopper is not None and stopper.stopped
     try:
-      with StopSignals() as stop:
+      with StopSignals() as signals:
         batches = device_batches(run.batches, run.data_sharding)
-        run_loop(loop, run.train_step, batches, actions, lambda: bool(stop.requested))
-        if stop.requested:
+        stop = AgreedStop(signals)
+        run_loop(loop, run.train_step, batches, actions, lambda: stop(loop.step))
+        if stop.signum:
           checkpointer.wait()
-          raise TrainingInterrupted(loop.step, workdir, stop.requested)
+          raise TrainingInterrupted(loop.step, workdir, stop.signum)
     except BaseException:
       if writer is not None:
         writer.close()

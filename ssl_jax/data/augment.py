@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ssl_jax.errors import ConfigError
 from ssl_jax.registry import check_options
@@ -111,7 +112,8 @@ def random_resized_crop(
   )
 
 
-_LUMA = jnp.array([0.299, 0.587, 0.114])
+# A numpy constant: a jnp one at import would start the backend before jax.distributed.initialize.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def grayscale(image: jnp.ndarray) -> jnp.ndarray:
