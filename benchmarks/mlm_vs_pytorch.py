@@ -17,12 +17,12 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import jax
 import numpy as np
 from absl import app, flags
+from interleaved import time_interleaved
 
 from ssl_jax import parallel, train
 from ssl_jax.config_base import base_config
@@ -61,21 +61,6 @@ def ssl_jax_config():
   config.optim.update(dict(name="adamw", learning_rate=1e-4, weight_decay=0.01))
   config.batch_size = _BATCH.value
   return config
-
-
-def time_interleaved(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-  """Seconds per call of each step, run in turn round after round (after two warm-up calls
-  each), so a change in the machine's load touches both frameworks alike."""
-  for step in steps.values():
-    step()
-    step()
-  times = {name: [] for name in steps}
-  for _ in range(rounds):
-    for name, step in steps.items():
-      start = time.perf_counter()
-      step()
-      times[name].append(time.perf_counter() - start)
-  return times
 
 
 def ssl_jax_step(config) -> tuple[Callable[[], None], dict, dict]:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -99,3 +100,29 @@ def test_query_strategy_benchmark_writes_json(tmp_path):
   assert record["pool"] == 600 and record["budget"] == 5 and record["digits_pool"] == 1797
   assert set(record["seconds"]) >= {"coreset", "badge", "typiclust", "probcover", "batch_bald (10)"}
   assert all(seconds > 0 for seconds in record["seconds"].values())
+
+
+@pytest.mark.slow  # ResNet-18 in both frameworks: about a minute on 2 cores.
+def test_simclr_vs_pytorch_benchmark_writes_json(tmp_path):
+  out = tmp_path / "simclr.json"
+  result = subprocess.run(
+    [
+      sys.executable,
+      "benchmarks/simclr_vs_pytorch.py",
+      "--batch_size=8",
+      "--width=8",
+      "--steps=1",
+      f"--out={out}",
+    ],
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stderr
+  record = json.loads(out.read_text())
+  assert record["shape"]["batch_size"] == 8 and record["shape"]["width"] == 8
+  steps = record["step_seconds"]
+  assert record["pytorch_over_ssl_jax"] == steps["pytorch"][0] / steps["ssl_jax"][0]
+  assert 0 < record["ssl_jax_augmentation_seconds_median"] < record["ssl_jax_step_seconds_median"]
