@@ -56,6 +56,9 @@ _SYNTHETIC = flags.DEFINE_bool(
   "this machine has not prepared).",
 )
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the device).")
+_PROFILE_DIR = flags.DEFINE_string(
+  "profile_dir", "", "Write a jax.profiler trace of 3 steps here (open it in TensorBoard/Perfetto)."
+)
 
 # Dense bf16 peaks (TFLOP/s) by device kind, for the MFU column.
 _PEAK_TFLOPS = {
@@ -114,6 +117,11 @@ def main(argv):
       state, metrics = run.train_step(state, batch)
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - start)
+    if _PROFILE_DIR.value:
+      with jax.profiler.trace(_PROFILE_DIR.value):
+        for _ in range(3):
+          state, metrics = run.train_step(state, batch)
+        jax.block_until_ready(metrics)
     result = {
       "config": config.task,
       "model": config.model,
@@ -127,6 +135,9 @@ def main(argv):
       "dtype": config.model_kwargs.get("dtype", "float32"),
       "step_tflops": step_flops / 1e12,
     }
+    stats = jax.devices()[0].memory_stats() or {}  # None on CPU
+    if "peak_bytes_in_use" in stats:
+      result["peak_memory_gib"] = stats["peak_bytes_in_use"] / 2**30
     if "tokens" in batch:
       result["seq_len"] = int(batch["tokens"].shape[1])
       result["tokens_per_second"] = result["examples_per_second"] * result["seq_len"]
