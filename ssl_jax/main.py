@@ -67,7 +67,12 @@ def run_command(argv: list[str], entry: Callable[[ml_collections.ConfigDict, str
     entry(_CONFIG.value, _WORKDIR.value)
   except UserError as error:
     # Anticipated: a bad config, data, workdir or checkpoint. One line, no traceback.
-    print("Error: " + " ".join(str(error).split()), file=sys.stderr)
+    print("Error: " + " ".join(str(error).split()), file=sys.stderr, flush=True)
+    if jax.process_count() > 1:
+      # The other processes may wait at a barrier this one never reaches: leave without the
+      # distributed shutdown barrier (which would hold this process for minutes); theirs
+      # stop when the coordination service misses this one's heartbeat.
+      os._exit(2)
     sys.exit(2)
   except (TrainingInterrupted, AwaitingLabels) as stopped:
     print(str(stopped), file=sys.stderr)

@@ -8,6 +8,7 @@ hash of the tokenizer, whatever the corpus size, and no process holds the corpus
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ssl_jax.data import token_cache
 from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.first_process import first_on_process_zero
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document, vocabulary_info
 from ssl_jax.errors import DataError, MissingInputError
@@ -88,7 +90,8 @@ def cached_text_dataset(
   texts = sample_train_texts(corpus, test_percent, tokenizer_sample_mb << 20)
   base = corpus_tokenizer(texts, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus.name)
   tokenizer = tok.Tokenizer(base.path, extra_ids)
-  directory = token_cache.build_token_cache(
+  build = functools.partial(
+    token_cache.build_token_cache,
     corpus,
     cache_dir or default_cache_root(workdir),
     tokenizer.path,
@@ -98,6 +101,7 @@ def cached_text_dataset(
     tokenizer.vocab_size,
     tokenize_workers,
   )
+  directory = first_on_process_zero(build, "ssl_jax token cache")
   meta = token_cache.read_meta(directory)
   documents = meta["documents"]
   if not documents["train"] or not documents["test"]:

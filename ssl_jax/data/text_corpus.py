@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.first_process import first_on_process_zero
 from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import DataError, MissingInputError
@@ -109,7 +110,24 @@ def corpus_tokenizer(
   corpus_name: str,
 ) -> tok.Tokenizer:
   """The sentencepiece model at `tokenizer_path`, else the one cached in the workdir, else one
-  trained on the lines of `train_docs` (and cached there; only then is `train_docs` read)."""
+  trained on the lines of `train_docs` (and cached there; only then is `train_docs` read). In a
+  multi-process run process 0 trains and writes it; the others then load it."""
+  return first_on_process_zero(
+    lambda: _corpus_tokenizer(
+      train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus_name
+    ),
+    "ssl_jax tokenizer",
+  )
+
+
+def _corpus_tokenizer(
+  train_docs: Iterable[str],
+  workdir: str | None,
+  vocab_size: int,
+  tokenizer_path: str,
+  tokenizer_type: str,
+  corpus_name: str,
+) -> tok.Tokenizer:
   if tokenizer_path:
     tokenizer = tok.Tokenizer(tokenizer_path)
   else:
