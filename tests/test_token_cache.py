@@ -109,12 +109,14 @@ def test_worker_processes_write_the_same_rows_and_a_second_start_reuses_them(
     raise AssertionError("tokenized again")
 
   monkeypatch.setattr(token_cache, "tokenize_shard", refuse)
+  # Nor are the files read to cut shards: a second start only stats them.
+  monkeypatch.setattr(token_cache, "line_shards", refuse)
   again = _build(corpus_dir, tmp_path / "one", shard_mb=0.002, tokenize_workers=1)
   assert again.info["token_cache"] == serial.info["token_cache"]
   np.testing.assert_array_equal(
     np.asarray(again.split("train")["tokens"]), np.asarray(serial.split("train")["tokens"])
   )
-  # A changed row length (or corpus) is another cache.
+  # A changed row length (or corpus) is another cache, planned and tokenized anew.
   with pytest.raises(AssertionError, match="tokenized again"):
     _build(corpus_dir, tmp_path / "one", shard_mb=0.002, tokenize_workers=1, seq_len=24)
 

@@ -68,13 +68,9 @@ def text_files(
   files = list_files(paths)
   names = document_names(files)
   shard_bytes = max(1, int(shard_mb * 2**20))
-  if format == "file":
-    shards = token_cache.group_files(files, shard_bytes)
-  else:
-    shards = [shard for path in files for shard in token_cache.line_shards(path, shard_bytes)]
   corpus = token_cache.Corpus(
     name="text_files",
-    shards=tuple(shards),
+    plan=functools.partial(plan_shards, files, format, shard_bytes),
     read_shard=functools.partial(read_shard, names=names, format=format, text_key=text_key),
     fingerprint={
       "files": [(names[f], os.path.getsize(f), os.stat(f).st_mtime_ns) for f in files],
@@ -83,7 +79,7 @@ def text_files(
       "shard_bytes": shard_bytes,
     },
   )
-  if not any(shard.num_bytes for shard in shards):
+  if not any(os.path.getsize(f) for f in files):
     raise DataError(f"No non-empty documents in {files} (format {format!r}).")
   return cached_text_dataset(
     corpus,
@@ -99,6 +95,17 @@ def text_files(
     tokenize_workers,
     tokenizer_sample_mb,
   )
+
+
+def plan_shards(
+  files: list[str],
+  format: str,  # noqa: A002
+  shard_bytes: int,
+) -> list[token_cache.CorpusShard]:
+  """Groups of whole files ("file"), or byte ranges of each file cut at line ends."""
+  if format == "file":
+    return token_cache.group_files(files, shard_bytes)
+  return [shard for path in files for shard in token_cache.line_shards(path, shard_bytes)]
 
 
 def read_shard(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -71,12 +72,22 @@ class CorpusShard:
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-  """Shards, the function that reads one, and what identifies the sources' content."""
+  """What identifies the sources' content, how to cut them into shards, how to read one.
+
+  `plan` is only called when the shards are needed (building the cache, sampling text for a
+  new tokenizer): cutting a file at line ends reads all of it, and a second start must not.
+  `plan` and `read_shard` are picklable (module-level functions or partials of them), so
+  spawned workers can use them.
+  """
 
   name: str
-  shards: tuple[CorpusShard, ...]
+  plan: Callable[[], Sequence[CorpusShard]]
   read_shard: ReadShard
   fingerprint: dict[str, Any]
+
+  @functools.cached_property
+  def shards(self) -> tuple[CorpusShard, ...]:
+    return tuple(self.plan())
 
   @property
   def num_bytes(self) -> int:
@@ -206,12 +217,12 @@ def build_token_cache(
   workers: int = 0,
 ) -> str:
   """The directory of `corpus`'s cached rows, building it first if it does not exist."""
-  if not corpus.shards:
-    raise DataError(f"{corpus.name}: the corpus has no shards to tokenize.")
   key = cache_key(corpus, tokenizer_path, seq_len, test_percent)
   final = os.path.join(cache_root, key)
   if os.path.isfile(os.path.join(final, "meta.json")):
     return final
+  if not corpus.shards:
+    raise DataError(f"{corpus.name}: the corpus has no shards to tokenize.")
   os.makedirs(cache_root, exist_ok=True)
   with open(os.path.join(cache_root, key + ".lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # Another process building the same cache: wait for it.
