@@ -1,6 +1,7 @@
 r"""Image decoding on the host: ssl_jax's pipeline (shuffled batches of an `image_folder` split,
 decoded on a thread pool) against grain (the same decode in worker processes), as JSON.
 
+  pip install -e ".[benchmarks]"   # grain
   python benchmarks/host_pipeline.py --out /tmp/host_pipeline.json
 
 The benchmark writes `--images` JPEGs of 320x240 into class directories, then reads
@@ -14,6 +15,7 @@ cache, is reported).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -53,8 +55,8 @@ def write_images(root: str, count: int) -> None:
     Image.fromarray(pixels).save(path, quality=90)
 
 
-def _decode(path: str) -> np.ndarray:
-  return image_decode.decode_image(path, _SIZE.value, 3)
+def _decode(path: str, size: int) -> np.ndarray:
+  return image_decode.decode_image(path, size, 3)
 
 
 def _stack(images):
@@ -88,7 +90,8 @@ def main(argv):
   )
 
   def grain_iterator(workers: int):
-    pipeline = grain.MapDataset.source(files).shuffle(seed=0).map(_decode)
+    decode = functools.partial(_decode, size=_SIZE.value)  # picklable for the workers
+    pipeline = grain.MapDataset.source(files).shuffle(seed=0).map(decode)
     pipeline = pipeline.batch(_BATCH.value, drop_remainder=True, batch_fn=_stack).repeat()
     iterable = pipeline.to_iter_dataset()
     if workers:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from ssl_jax.data import token_cache
+from ssl_jax.data import corpus_shards, token_cache
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.pipeline import ShuffledBatches
@@ -54,7 +54,7 @@ def test_rows_are_the_shards_documents_packed_and_read_back_by_index(corpus_dir,
   # the whole file), split by name, packed with the shard's own seed, shards in order.
   tokenizer = tok.Tokenizer(data.info["tokenizer_path"])
   names = {str(corpus_dir / "a.txt"): "a.txt", str(corpus_dir / "b.txt"): "b.txt"}
-  shards = [s for p in sorted(names) for s in token_cache.line_shards(p, int(0.002 * 2**20))]
+  shards = [s for p in sorted(names) for s in corpus_shards.line_shards(p, int(0.002 * 2**20))]
   assert len(shards) > 4
   expected = {"train": [], "test": []}
   for index, shard in enumerate(shards):
@@ -110,7 +110,7 @@ def test_worker_processes_write_the_same_rows_and_a_second_start_reuses_them(
 
   monkeypatch.setattr(token_cache, "tokenize_shard", refuse)
   # Nor are the files read to cut shards: a second start only stats them.
-  monkeypatch.setattr(token_cache, "line_shards", refuse)
+  monkeypatch.setattr(corpus_shards, "line_shards", refuse)
   again = _build(corpus_dir, tmp_path / "one", shard_mb=0.002, tokenize_workers=1)
   assert again.info["token_cache"] == serial.info["token_cache"]
   np.testing.assert_array_equal(

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ssl_jax.data import token_cache
+from ssl_jax.data import corpus_shards, token_cache
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.first_process import first_on_process_zero
 from ssl_jax.data.source import Dataset
@@ -31,7 +31,7 @@ def default_cache_root(workdir: str | None) -> str:
 
 
 def sample_train_texts(
-  corpus: token_cache.Corpus, test_percent: int, max_bytes: int
+  corpus: corpus_shards.Corpus, test_percent: int, max_bytes: int
 ) -> Iterator[str]:
   """The train documents of the first shards, up to about `max_bytes` of text: what the
   tokenizer is trained on (sentencepiece needs a sample, not the whole corpus). Lazy: nothing
@@ -54,7 +54,7 @@ def sample_train_texts(
 
 
 def cached_text_dataset(
-  corpus: token_cache.Corpus,
+  corpus: corpus_shards.Corpus,
   workdir: str | None,
   seq_len: int,
   vocab_size: int,

@@ -18,7 +18,7 @@ import glob
 import json
 import os
 
-from ssl_jax.data import token_cache
+from ssl_jax.data import corpus_shards
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.streamed_corpus import cached_text_dataset
 from ssl_jax.errors import DataError, MissingInputError
@@ -68,7 +68,7 @@ def text_files(
   files = list_files(paths)
   names = document_names(files)
   shard_bytes = max(1, int(shard_mb * 2**20))
-  corpus = token_cache.Corpus(
+  corpus = corpus_shards.Corpus(
     name="text_files",
     plan=functools.partial(plan_shards, files, format, shard_bytes),
     read_shard=functools.partial(read_shard, names=names, format=format, text_key=text_key),
@@ -101,15 +101,15 @@ def plan_shards(
   files: list[str],
   format: str,  # noqa: A002
   shard_bytes: int,
-) -> list[token_cache.CorpusShard]:
+) -> list[corpus_shards.CorpusShard]:
   """Groups of whole files ("file"), or byte ranges of each file cut at line ends."""
   if format == "file":
-    return token_cache.group_files(files, shard_bytes)
-  return [shard for path in files for shard in token_cache.line_shards(path, shard_bytes)]
+    return corpus_shards.group_files(files, shard_bytes)
+  return [shard for path in files for shard in corpus_shards.line_shards(path, shard_bytes)]
 
 
 def read_shard(
-  shard: token_cache.CorpusShard,
+  shard: corpus_shards.CorpusShard,
   names: dict[str, str],
   format: str,  # noqa: A002
   text_key: str,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from ssl_jax.data import token_cache
+from ssl_jax.data import corpus_shards
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.streamed_corpus import cached_text_dataset
 from ssl_jax.data.tfds_images import open_data_source, prepared_builder
@@ -35,7 +35,7 @@ def read_texts(source, text_key: str, start: int, stop: int, what: str) -> list[
 
 
 def read_shard(
-  shard: token_cache.CorpusShard, builder_dir: str, dataset: str, text_key: str
+  shard: corpus_shards.CorpusShard, builder_dir: str, dataset: str, text_key: str
 ) -> list[tuple[str, str]]:
   """The documents of one shard (a record range of a split), opened in the worker itself."""
   import tensorflow_datasets as tfds
@@ -58,7 +58,7 @@ def record_shards(builder, split: str, count: int, shard_bytes: int, role: str):
   per_record = split_bytes / max(info.num_examples, 1) if split_bytes else 1024
   step = max(1, int(shard_bytes / max(per_record, 1)))
   return [
-    token_cache.CorpusShard(
+    corpus_shards.CorpusShard(
       split, start, min(start + step, count), split=role, num_bytes=int(per_record * step)
     )
     for start in range(0, count, step)
@@ -116,7 +116,7 @@ def tfds_text(
     num_records = len(open_data_source(builder, dataset, split))
     counts[split] = num_records if not max_documents else min(max_documents, num_records)
     shards += record_shards(builder, split, counts[split], int(shard_mb * 2**20), role)
-  corpus = token_cache.Corpus(
+  corpus = corpus_shards.Corpus(
     name="tfds_" + dataset.replace("/", "_").replace(":", "_"),
     plan=functools.partial(tuple, shards),  # Record ranges cost nothing to plan.
     read_shard=functools.partial(

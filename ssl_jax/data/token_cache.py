@@ -1,6 +1,6 @@
 """A text corpus tokenized once into packed rows on disk, then read by row index.
 
-A corpus is a list of `CorpusShard`s (a byte range of a text file, a group of small files, a
+A corpus (`ssl_jax.data.corpus_shards`) is a list of `CorpusShard`s (a byte range of a text file, a group of small files, a
 record range of a tfds split) plus a `fingerprint` of its sources. `build_token_cache`
 tokenizes the shards in parallel worker processes (each reads its own shard, so the parent
 never holds the corpus), packs each shard's documents into rows (`packing.pack_documents`:
@@ -20,9 +20,7 @@ so the rows are the same whatever the number of workers.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
-import functools
 import glob
 import hashlib
 import json
@@ -31,13 +29,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
 
 import numpy as np
 
 from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.corpus_shards import Corpus
 from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.records import RecordSplit
 from ssl_jax.errors import DataError
@@ -45,54 +43,6 @@ from ssl_jax.errors import DataError
 CACHE_VERSION = 1
 COLUMNS = ("tokens", "segment_ids", "positions")
 SPLITS = ("train", "test")
-
-# (shard) -> [(document name, text)]; a module-level function, so spawned workers can call it.
-ReadShard = Callable[["CorpusShard"], list[tuple[str, str]]]
-
-
-@dataclasses.dataclass(frozen=True)
-class CorpusShard:
-  """One worker's piece of a corpus.
-
-  Attributes:
-    source: what the reader opens (a file path, a tuple of paths, a tfds split).
-    start, stop: a byte range of a file, or a record range of a tfds split.
-    first_name: what document names continue from (a file's line number before `start`).
-    split: "train" or "test" for sources split by the user; "" splits documents by name.
-    num_bytes: the shard's size, for the progress bar.
-  """
-
-  source: Any
-  start: int = 0
-  stop: int = 0
-  first_name: int = 0
-  split: str = ""
-  num_bytes: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-  """What identifies the sources' content, how to cut them into shards, how to read one.
-
-  `plan` is only called when the shards are needed (building the cache, sampling text for a
-  new tokenizer): cutting a file at line ends reads all of it, and a second start must not.
-  `plan` and `read_shard` are picklable (module-level functions or partials of them), so
-  spawned workers can use them.
-  """
-
-  name: str
-  plan: Callable[[], Sequence[CorpusShard]]
-  read_shard: ReadShard
-  fingerprint: dict[str, Any]
-
-  @functools.cached_property
-  def shards(self) -> tuple[CorpusShard, ...]:
-    return tuple(self.plan())
-
-  @property
-  def num_bytes(self) -> int:
-    return sum(shard.num_bytes for shard in self.shards)
-
 
 # Below this much text per worker, starting a process (it imports ssl_jax, seconds) costs more
 # than it saves: a small corpus is tokenized in the calling process.
@@ -343,40 +293,3 @@ def read_row_runs(
     data = os.pread(fd, count * row_bytes, first * row_bytes)
     out[order[run]] = np.frombuffer(data, dtype).reshape(count, 3, seq_len)
   return out
-
-
-def line_shards(path: str, shard_bytes: int, split: str = "") -> list[CorpusShard]:
-  """Byte ranges of about `shard_bytes` that end at line ends, each knowing the number of lines
-  before it (document names are "<file>:<line>")."""
-  size = os.path.getsize(path)
-  shards, start, line = [], 0, 0
-  with open(path, "rb") as f:
-    while start < size:
-      f.seek(start)
-      block = f.read(shard_bytes)
-      stop = start + len(block)
-      if stop < size:
-        cut = block.rfind(b"\n")
-        if cut < 0:  # One line longer than a shard: read on to its end.
-          rest = f.readline()
-          block, stop = block + rest, stop + len(rest)
-        else:
-          block, stop = block[: cut + 1], start + cut + 1
-      shards.append(CorpusShard(path, start, stop, line, split, stop - start))
-      line += block.count(b"\n")
-      start = stop
-  return shards
-
-
-def group_files(paths: Sequence[str], shard_bytes: int) -> list[CorpusShard]:
-  """Whole files grouped, in order, into shards of about `shard_bytes`."""
-  shards, group, size = [], [], 0
-  for path in paths:
-    group.append(path)
-    size += os.path.getsize(path)
-    if size >= shard_bytes:
-      shards.append(CorpusShard(tuple(group), num_bytes=size))
-      group, size = [], 0
-  if group:
-    shards.append(CorpusShard(tuple(group), num_bytes=size))
-  return shards
