@@ -84,6 +84,27 @@ def test_tfds_text_hash_split_and_document_cap(tfds_text_dir, tmp_path):
   info = dataset.info
   assert info["num_train_documents"] + info["num_test_documents"] == 36  # 40 records, 4 blank
   assert info["num_test_documents"] > 0
+  # Cut into many record-range shards (tokenized in two worker processes, each opening the
+  # dataset itself), the same documents land in the same splits, one [CLS] each.
+  sharded = DATASETS.build(
+    "tfds_text",
+    {
+      "dataset": "tiny_text",
+      "data_dir": tfds_text_dir,
+      "max_documents": 40,
+      "test_percent": 20,
+      "seq_len": 16,
+      "tokenizer_path": info["tokenizer_path"],
+      "shard_mb": 0.0005,
+      "tokenize_workers": 2,
+    },
+    str(tmp_path / "sharded"),
+  )
+  for split, key in (("train", "num_train_documents"), ("test", "num_test_documents")):
+    assert sharded.info[key] == info[key]
+    tokens = np.asarray(sharded.split(split)["tokens"])
+    assert (tokens == info["cls_id"]).sum() == info[key]
+  assert sharded.info["token_cache"] != info["token_cache"]  # another shard size, another key
 
 
 def test_tfds_text_errors(tfds_text_dir, tmp_path):

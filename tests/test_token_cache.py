@@ -193,3 +193,22 @@ def test_bad_cache_options_are_named(corpus_dir, tmp_path):
   with pytest.raises(DataError, match="tokenize_workers=-1 must be >= 0"):
     _build(corpus_dir, tmp_path, tokenize_workers=-1)
   assert not os.listdir(tmp_path)
+
+
+def test_line_shards_cut_at_line_ends_and_count_the_lines_before(tmp_path):
+  path = tmp_path / "a.txt"
+  # A line longer than a shard, and no newline at the end.
+  path.write_bytes(b"ab\ncd\n" + b"x" * 25 + b"\nef\ngh")
+  shards = corpus_shards.line_shards(str(path), 8)
+  pieces = [path.read_bytes()[s.start : s.stop] for s in shards]
+  assert pieces == [b"ab\ncd\n", b"x" * 25 + b"\n", b"ef\ngh"]
+  assert [s.first_name for s in shards] == [0, 2, 3]
+  assert [s.num_bytes for s in shards] == [6, 26, 5]
+  (tmp_path / "empty.txt").write_bytes(b"")
+  assert corpus_shards.line_shards(str(tmp_path / "empty.txt"), 8) == []
+  files = []
+  for i, size in enumerate([5, 5, 20, 1]):
+    files.append(str(tmp_path / f"f{i}.txt"))
+    (tmp_path / f"f{i}.txt").write_bytes(b"y" * size)
+  groups = corpus_shards.group_files(files, 10)
+  assert [g.source for g in groups] == [tuple(files[:2]), (files[2],), (files[3],)]
