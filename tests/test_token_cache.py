@@ -193,6 +193,11 @@ def test_bad_cache_options_are_named(corpus_dir, tmp_path):
   with pytest.raises(DataError, match="tokenize_workers=-1 must be >= 0"):
     _build(corpus_dir, tmp_path, tokenize_workers=-1)
   assert not os.listdir(tmp_path)
+  blocker = tmp_path.parent / f"{tmp_path.name}_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(DataError, match=r"cache_dir=.*_file.*cannot hold the token cache"):
+    _build(corpus_dir, tmp_path / "w", cache_dir=str(blocker / "cache"))
+  assert not os.listdir(tmp_path)  # Refused before the tokenizer was trained.
 
 
 def test_line_shards_cut_at_line_ends_and_count_the_lines_before(tmp_path):

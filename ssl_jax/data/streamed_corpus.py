@@ -87,13 +87,15 @@ def cached_text_dataset(
       f"config.data.tokenize_workers={tokenize_workers} must be >= 0 (0: one per CPU) and "
       f"tokenizer_sample_mb={tokenizer_sample_mb} at least 1."
     )
+  cache_root = cache_dir or default_cache_root(workdir)
+  token_cache.check_cache_root(cache_root)
   texts = sample_train_texts(corpus, test_percent, tokenizer_sample_mb << 20)
   base = corpus_tokenizer(texts, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus.name)
   tokenizer = tok.Tokenizer(base.path, extra_ids)
   build = functools.partial(
     token_cache.build_token_cache,
     corpus,
-    cache_dir or default_cache_root(workdir),
+    cache_root,
     tokenizer.path,
     seq_len,
     test_percent,

@@ -173,6 +173,7 @@ def build_token_cache(
     return final
   if not corpus.shards:
     raise DataError(f"{corpus.name}: the corpus has no shards to tokenize.")
+  check_cache_root(cache_root)
   os.makedirs(cache_root, exist_ok=True)
   with open(os.path.join(cache_root, key + ".lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # Another process building the same cache: wait for it.
@@ -194,6 +195,24 @@ def build_token_cache(
     finally:
       shutil.rmtree(partial, ignore_errors=True)
   return final
+
+
+def check_cache_root(cache_root: str) -> None:
+  """A DataError, before anything is written, when `cache_root` is a file or not writable
+  (nor creatable under its nearest existing parent)."""
+  existing = os.path.abspath(cache_root)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  problem = ""
+  if not os.path.isdir(existing):
+    problem = f"{existing} is not a directory"
+  elif not os.access(existing, os.W_OK | os.X_OK):
+    problem = f"{existing} is not writable"
+  if problem:
+    raise DataError(
+      f"config.data.cache_dir={cache_root!r} cannot hold the token cache ({problem}); give a "
+      "writable directory, or leave it empty for <workdir>/token_cache."
+    )
 
 
 def _tokenize_all(
