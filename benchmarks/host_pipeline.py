@@ -37,6 +37,9 @@ _IMAGES = flags.DEFINE_integer("images", 2000, "JPEG files.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Images per batch.")
 _BATCHES = flags.DEFINE_integer("batches", 20, "Batches read per timing.")
 _SIZE = flags.DEFINE_integer("image_size", 224, "Output side.")
+_THREADS = flags.DEFINE_integer(
+  "threads", 16, "ssl_jax's decoding threads (image_folder's default)."
+)
 
 
 def write_images(root: str, count: int) -> None:
@@ -81,7 +84,7 @@ def main(argv):
   write_images(root, _IMAGES.value)
   dataset = DATASETS.build(
     "image_folder",
-    {"path": root, "image_size": _SIZE.value, "test_fraction": 0.1, "num_threads": 16},
+    {"path": root, "image_size": _SIZE.value, "test_fraction": 0.1, "num_threads": _THREADS.value},
     None,
   )
   split = dataset.split("train")
@@ -111,6 +114,7 @@ def main(argv):
     "images_per_second": rates,
     "image_size": _SIZE.value,
     "batch_size": _BATCH.value,
+    "ssl_jax_threads": _THREADS.value,
     "source_jpeg": "320x240, quality 90",
     "cpu_count": os.cpu_count(),
     "grain_version": getattr(grain, "__version__", "?"),
