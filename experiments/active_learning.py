@@ -43,6 +43,9 @@ from ssl_jax.discover import rounds
 from ssl_jax.discover.learners import LEARNERS, RoundInputs
 from ssl_jax.discover.query import QUERY_STRATEGIES
 from ssl_jax.metrics import write_json
+from ssl_jax.plot.figure_file import save_figure
+from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.report.tables import TABLES
 
 SUITES = {
   # suite: (pretraining config, active-learning config, default budgets, fine-tuning config)
@@ -162,62 +165,6 @@ def labels_to_reach(row: dict[str, dict], target: float) -> int | None:
   return None
 
 
-def markdown(record: dict) -> str:
-  lines = []
-  for suite, table in record["results"].items():
-    budgets = sorted({int(b) for row in table.values() for b in row})
-    full = record["all_labels"][suite]
-    lines += [
-      f"### {suite}: test accuracy (%) by number of labels ({record['seeds']} seeds)",
-      "",
-      "| strategy | " + " | ".join(str(b) for b in budgets) + " | to 90% | to 95% |",
-      "|---" * (len(budgets) + 3) + "|",
-    ]
-    for strategy, row in table.items():
-      cells = [f"{row[str(b)]['mean']:.1f} ± {row[str(b)]['std']:.1f}" for b in budgets]
-      reach = record["labels_to_reach"][suite][strategy]
-      cells += [str(reach[k] or f">{budgets[-1]}") for k in ("90%", "95%")]
-      lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    lines += [
-      "",
-      f"Every pool label ({full['labels']}): {full['mean']:.1f} ± {full['std']:.1f}.",
-      "",
-    ]
-  return "\n".join(lines)
-
-
-def figure(record: dict, path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  suites = list(record["results"])
-  fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.8), squeeze=False)
-  for axis, suite in zip(axes[0], suites):
-    table = record["results"][suite]
-    colors = plt.cm.tab20(np.linspace(0, 1, 20))
-    for k, (strategy, row) in enumerate(table.items()):
-      budgets = sorted(int(b) for b in row)
-      mean = np.array([row[str(b)]["mean"] for b in budgets])
-      std = np.array([row[str(b)]["std"] for b in budgets])
-      style = "--" if strategy in ("random", "stratified_random") else "-"
-      color = colors[(2 * k) % 20 + (2 * k) // 20]
-      axis.plot(budgets, mean, style, marker="o", markersize=3, label=strategy, color=color)
-      axis.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.08)
-    axis.axhline(record["all_labels"][suite]["mean"], color="gray", lw=0.8, ls=":")
-    axis.set_xscale("log")
-    axis.set_xticks(budgets, [str(b) for b in budgets])
-    axis.minorticks_off()
-    axis.set_xlabel("labels (every pool label: dotted line)")
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title(suite)
-  axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
@@ -287,9 +234,9 @@ def main(argv):
   name = "active_learning" + ("" if _LEARNER.value == "linear_head" else f"_{_LEARNER.value}")
   write_json(os.path.join(root, f"{name}.json"), record)
   with open(os.path.join(root, f"{name}.md"), "w") as f:
-    f.write(markdown(record))
-  figure(record, os.path.join(root, f"{name}.png"))
-  print(markdown(record))
+    f.write(TABLES["active_learning"](record) + "\n")
+  save_figure(FIGURES["active_learning"](record), os.path.join(root, f"{name}.png"))
+  print(TABLES["active_learning"](record))
 
 
 if __name__ == "__main__":

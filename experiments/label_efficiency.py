@@ -23,7 +23,8 @@ Every cell is one `train.train_and_evaluate` run of the shipped config (same tra
 checkpoints and metrics as pretraining) in its own sub-workdir, so an interrupted experiment
 resumes where it stopped. The pretraining runs are made first unless `--digits_pretraining`,
 `--text_pretraining` and `--lm_pretraining` name finished workdirs. Writes
-<workdir>/label_efficiency.json and label_efficiency.md. XLA's persistent compilation cache
+<workdir>/label_efficiency.json and label_efficiency.md, and the figures label_efficiency.png
+and robustness.png. XLA's persistent compilation cache
 (<workdir>/xla_cache) lets runs with the same shapes skip compiling. On 2 CPU cores the whole
 experiment takes about 3 hours (a text cell 15-50 s, a digits cell about a minute).
 """
@@ -43,6 +44,11 @@ from absl import app, flags
 
 from ssl_jax import train
 from ssl_jax.metrics import write_json
+from ssl_jax.plot.figure_file import save_figure
+from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.report.tables import TABLES
+
+markdown, robustness_markdown = TABLES["label_efficiency"], TABLES["robustness"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -327,37 +333,6 @@ def robustness(suite: str, init_from: str, root: str) -> dict[str, Any]:
   return table
 
 
-def robustness_markdown(table: dict[str, dict[str, float]]) -> str:
-  columns = list(next(iter(table.values())))
-  lines = ["| fine-tune | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-  lines += [
-    f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |"
-    for name, row in table.items()
-  ]
-  return "\n".join(lines)
-
-
-def markdown(table: dict[str, dict[str, Any]]) -> str:
-  columns = [
-    c for c in next(iter(table.values())) if c not in ("trainable params", "task weights bytes")
-  ]
-  lines = [
-    "| method | " + " | ".join(columns) + " | trainable params | task weights on disk |",
-    "|---" * (len(columns) + 3) + "|",
-  ]
-  for name, row in table.items():
-    cells = []
-    for column in columns:
-      value = row[column]
-      cells.append(
-        f"{value['mean']:.1f} ± {value['std']:.1f}" if value["std"] else f"{value['mean']:.1f}"
-      )
-    params = row["trainable params"]
-    size = f"{row['task weights bytes'] / 1024:,.0f} KiB" if "task weights bytes" in row else "none"
-    lines.append(f"| {name} | " + " | ".join(cells) + f" | {params:,} | {size} |")
-  return "\n".join(lines)
-
-
 def main(argv):
   del argv
   root = _WORKDIR.value
@@ -420,6 +395,9 @@ def main(argv):
   results["seconds"] = round(time.perf_counter() - start, 1)
   write_json(os.path.join(root, "label_efficiency.json"), results)
   report = "\n\n".join(sections)
+  save_figure(FIGURES["label_efficiency"](results), os.path.join(root, "label_efficiency.png"))
+  if any(suite.endswith(" robustness") for suite in results):
+    save_figure(FIGURES["robustness"](results), os.path.join(root, "robustness.png"))
   with open(os.path.join(root, "label_efficiency.md"), "w") as f:
     f.write(report + "\n")
   print(report)

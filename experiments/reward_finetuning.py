@@ -37,6 +37,9 @@ from absl import app, flags, logging
 from ssl_jax import train
 from ssl_jax.config_file import load_config_file
 from ssl_jax.metrics import write_json
+from ssl_jax.plot.figure_file import save_figure
+from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.report.tables import TABLES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # suite: (pretraining config, reward config)
@@ -170,51 +173,6 @@ def summarise(runs: list[dict]) -> dict:
   return cell
 
 
-def markdown(record: dict) -> str:
-  cols = [
-    ("reward before", "reward_before", 3),
-    ("reward after", "reward_after", 3),
-    ("success before", "success_before", 3),
-    ("success after", "success_after", 3),
-    ("KL", "kl", 2),
-    ("ref. ppl before", "reference_ppl_before", 1),
-    ("ref. ppl after", "reference_ppl_after", 1),
-    ("wall s", "wall_seconds", 0),
-  ]
-  lines = [
-    "| suite | estimator | " + " | ".join(c for c, _, _ in cols) + " |",
-    "|" + "---|" * (len(cols) + 2),
-  ]
-  for suite, rows in record["results"].items():
-    for estimator, cell in rows.items():
-      values = [f"{cell[k]:.{d}f} ± {cell[k + '_std']:.{d}f}" for _, k, d in cols]
-      lines.append(f"| {suite} | {estimator} | " + " | ".join(values) + " |")
-  return "\n".join(lines) + "\n"
-
-
-def figure(record: dict, path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  suites = list(record["results"])
-  fig, axes = plt.subplots(2, len(suites), figsize=(4.5 * len(suites), 6), squeeze=False)
-  for col, suite in enumerate(suites):
-    for estimator, cell in record["results"][suite].items():
-      for row, key in enumerate(("reward", "kl")):
-        if cell["curves"][key]:  # no KL curve at beta = 0
-          axes[row, col].plot(cell["curves"]["step"], cell["curves"][key], label=estimator)
-    axes[0, col].set_title(suite)
-    axes[0, col].set_ylabel("train reward")
-    axes[1, col].set_ylabel("KL to reference")
-    axes[1, col].set_xlabel("step")
-    axes[0, col].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -234,9 +192,9 @@ def main(argv):
   os.makedirs(root, exist_ok=True)
   write_json(os.path.join(root, "reward_finetuning.json"), record)
   with open(os.path.join(root, "reward_finetuning.md"), "w") as f:
-    f.write(markdown(record))
-  figure(record, os.path.join(root, "reward_finetuning.png"))
-  print(markdown(record), flush=True)
+    f.write(TABLES["reward_finetuning"](record) + "\n")
+  save_figure(FIGURES["reward_finetuning"](record), os.path.join(root, "reward_finetuning.png"))
+  print(TABLES["reward_finetuning"](record), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ r"""Every vision pretext method on digits with one shared recipe -> one results 
 Each method trains `configs/<method>_digits.py` in <workdir>/<method> (so an interrupted zoo
 resumes; finished methods only re-evaluate) and is evaluated by the linear probe at 1/5/10/all
 labels per class (mean ± std over 5 label draws) and kNN. Writes <workdir>/vision_zoo.json and
-<workdir>/vision_zoo.md, with the random-init encoders and raw pixels as baseline rows.
+<workdir>/vision_zoo.md and the bar chart vision_zoo.png, with the random-init encoders and raw pixels as baseline rows.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import statistics
 from absl import app, flags
 
 from ssl_jax import train
-from ssl_jax.metrics import format_results_table, write_json
+from ssl_jax.metrics import write_json
+from ssl_jax.plot.figure_file import save_figure
+from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.report.tables import TABLES
 
 METHODS = (
   "simclr",
@@ -95,8 +98,10 @@ def main(argv):
     throughput[method] = median_throughput(workdir)
     encoders[method] = config.model
   rows = zoo_rows(results, throughput, encoders)
-  write_json(os.path.join(_WORKDIR.value, "vision_zoo.json"), rows)
-  markdown = format_results_table({"zoo": rows})
+  record = {"rows": rows}
+  write_json(os.path.join(_WORKDIR.value, "vision_zoo.json"), record)
+  save_figure(FIGURES["vision_zoo"](record), os.path.join(_WORKDIR.value, "vision_zoo.png"))
+  markdown = TABLES["rows"](record)
   with open(os.path.join(_WORKDIR.value, "vision_zoo.md"), "w") as f:
     f.write(markdown + "\n")
   print(markdown)

@@ -15,12 +15,13 @@ import numpy as np
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (temp file + rename), so readers never see half a file."""
+  """Writes JSON atomically (temp file + rename), so readers never see half a file. Keys keep
+  their order: tables rendered from the file list rows and columns as the run made them."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
   with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin)
+    json.dump(obj, f, indent=2, default=_to_builtin)
     f.write("\n")
   os.replace(tmp, path)
 

@@ -30,6 +30,9 @@ def save_figure(figure: Figure, path: str, dpi: int = 110) -> str:
   os.close(fd)
   try:
     figure.savefig(tmp, dpi=dpi, format="png")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the figure from other users
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
