@@ -45,6 +45,7 @@ from ssl_jax.discover.query import QUERY_STRATEGIES
 from ssl_jax.metrics import write_json
 from ssl_jax.plot.figure_file import save_figure
 from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.progress import Progress
 from ssl_jax.report.tables import TABLES
 
 SUITES = {
@@ -197,6 +198,13 @@ def main(argv):
       mean=float(np.mean(full)), std=float(np.std(full)), values=full, labels=pool
     )
     table, reach = {}, {}
+    progress = Progress(
+      f"active learning, {suite}",
+      len(strategies) * _SEEDS.value,
+      delay=0.0,
+      interval=0.0,
+      rewrite=False,
+    )
     for strategy in strategies:
       curves = []
       for seed in range(_SEEDS.value):
@@ -209,6 +217,7 @@ def main(argv):
           al_config(suite, init_from, strategy, budgets, seed), workdir
         )
         curves.append([100 * result["curve"][str(b)] for b in budgets])
+        progress.advance()
       values = np.asarray(curves)
       table[strategy] = {
         str(b): dict(

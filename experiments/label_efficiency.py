@@ -46,6 +46,7 @@ from ssl_jax import train
 from ssl_jax.metrics import write_json
 from ssl_jax.plot.figure_file import save_figure
 from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.progress import Progress
 from ssl_jax.report.tables import TABLES
 
 markdown, robustness_markdown = TABLES["label_efficiency"], TABLES["robustness"]
@@ -231,6 +232,8 @@ def label_efficiency(
 ) -> dict[str, dict[str, Any]]:
   budgets = [int(b) for b in _BUDGETS.value]
   table: dict[str, dict[str, Any]] = {}
+  cells = len(methods) * len(budgets) * _DRAWS.value
+  progress = Progress(f"label efficiency, {suite}", cells, delay=0.0, interval=0.0, rewrite=False)
   for name, (task_kwargs, unlabelled, optim) in methods.items():
     row: dict[str, Any] = {}
     for per_class in budgets:
@@ -252,6 +255,7 @@ def label_efficiency(
         )
         result = next(iter(evals["classification"].values()))
         accuracies.append(100 * result["test acc"])
+        progress.advance()
         row["trainable params"] = result["trainable params"]
       column = f"{per_class}/class" if per_class else "all"
       row[column] = {"mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}

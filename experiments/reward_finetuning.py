@@ -39,6 +39,7 @@ from ssl_jax.config_file import load_config_file
 from ssl_jax.metrics import write_json
 from ssl_jax.plot.figure_file import save_figure
 from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.progress import Progress
 from ssl_jax.report.tables import TABLES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,8 +187,18 @@ def main(argv):
     if suite == "classifier":
       rows += [(spec, True) for spec in _BETA0.value]
     record["results"][suite] = {}
+    progress = Progress(
+      f"reward fine-tuning, {suite}",
+      len(rows) * _SEEDS.value,
+      delay=0.0,
+      interval=0.0,
+      rewrite=False,
+    )
     for spec, beta0 in rows:
-      runs = [one_run(suite, spec, beta0, seed, root) for seed in range(_SEEDS.value)]
+      runs = []
+      for seed in range(_SEEDS.value):
+        runs.append(one_run(suite, spec, beta0, seed, root))
+        progress.advance()
       record["results"][suite][spec + (" beta=0" if beta0 else "")] = summarise(runs)
   os.makedirs(root, exist_ok=True)
   write_json(os.path.join(root, "reward_finetuning.json"), record)

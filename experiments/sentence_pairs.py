@@ -30,6 +30,7 @@ from absl import app, flags
 from ssl_jax import train
 from ssl_jax.config_file import load_config_file
 from ssl_jax.metrics import write_json
+from ssl_jax.progress import Progress
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,6 +115,8 @@ def budget_name(per_class: int) -> str:
 def run_suite(suite: str, runs: dict[str, str], root: str, draws: int) -> dict:
   """{start: {budget: {metric: {mean, std, values}}}}."""
   table: dict = {}
+  cells = len(STARTS) * len(SUITES[suite]["budgets"]) * draws
+  progress = Progress(f"sentence pairs, {suite}", cells, delay=0.0, interval=0.0, rewrite=False)
   for start, (run, method) in STARTS.items():
     for per_class in SUITES[suite]["budgets"]:
       values: dict[str, list[float]] = {}
@@ -122,6 +125,7 @@ def run_suite(suite: str, runs: dict[str, str], root: str, draws: int) -> dict:
         config = downstream_config(suite, runs[run], method, per_class, draw)
         for metric, value in scores(suite, run_cell(config, workdir)).items():
           values.setdefault(metric, []).append(value)
+        progress.advance()
       table.setdefault(start, {})[budget_name(per_class)] = {
         metric: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
         for metric, v in values.items()

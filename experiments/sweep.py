@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from ssl_jax import train
 from ssl_jax.metrics import format_results_table, write_json
+from ssl_jax.progress import Progress
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Base config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the sweep.")
@@ -54,13 +55,16 @@ def main(argv):
   del argv
   axes = parse_sweep(_SWEEP.value)
   rows = {}
-  for values in itertools.product(*[v for _, v in axes]):
+  grid = list(itertools.product(*[v for _, v in axes]))
+  progress = Progress("sweep", len(grid), delay=0.0, interval=0.0, rewrite=False)
+  for values in grid:
     config = _CONFIG.value.copy_and_resolve_references()
     name = ",".join(f"{k}={v}" for (k, _), v in zip(axes, values)) or "base"
     for (key, _), value in zip(axes, values):
       set_dotted(config, key, value)
     results = train.train_and_evaluate(config, os.path.join(_WORKDIR.value, name))
     rows[name] = results
+    progress.advance()
   write_json(os.path.join(_WORKDIR.value, "sweep.json"), rows)
   tables = {
     name: {

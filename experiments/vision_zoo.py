@@ -22,6 +22,7 @@ from ssl_jax import train
 from ssl_jax.metrics import write_json
 from ssl_jax.plot.figure_file import save_figure
 from ssl_jax.plot.result_figures import FIGURES
+from ssl_jax.progress import Progress
 from ssl_jax.report.tables import TABLES
 
 METHODS = (
@@ -88,6 +89,7 @@ def zoo_rows(
 def main(argv):
   del argv
   results, throughput, encoders = {}, {}, {}
+  progress = Progress("vision zoo", len(_METHODS.value), delay=0.0, interval=0.0, rewrite=False)
   for method in _METHODS.value:
     config = load_config(method)
     if _STEPS.value:
@@ -97,6 +99,7 @@ def main(argv):
     results[method] = train.train_and_evaluate(config, workdir)
     throughput[method] = median_throughput(workdir)
     encoders[method] = config.model
+    progress.advance()
   rows = zoo_rows(results, throughput, encoders)
   record = {"rows": rows}
   write_json(os.path.join(_WORKDIR.value, "vision_zoo.json"), record)

@@ -15,6 +15,7 @@ from ssl_jax import parallel
 from ssl_jax.data.label_budget import labelled_indices
 from ssl_jax.data.pipeline import batches_in_order
 from ssl_jax.data.source import Dataset, unit_float_images
+from ssl_jax.progress import Progress
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.base import Task
 
@@ -91,7 +92,9 @@ class EvalContext:
           if self._initial is None:
             self._initial = self.initial_variables()
           variables = self._initial
-        cache[key] = self.apply(self._represent(), variables, arrays)
+        cache[key] = self.apply(
+          self._represent(), variables, arrays, label=f"{feature_set} features of {split}"
+        )
     return cache[key]
 
   def split_sums(
@@ -115,7 +118,9 @@ class EvalContext:
     rows["index"] = np.repeat(
       np.arange(-(-num_rows // self.batch_size), dtype=np.int32), self.batch_size
     )[:num_rows]
-    sums = self.apply(jax.jit(batch_sums), self.variables, rows, keep_labels)
+    sums = self.apply(
+      jax.jit(batch_sums), self.variables, rows, keep_labels, label=f"{split} batches"
+    )
     return sums.astype(np.float64).sum(0)
 
   def apply(
@@ -124,17 +129,22 @@ class EvalContext:
     variables: tuple[Any, Any],
     arrays: dict[str, np.ndarray],
     keep_labels: bool = False,
+    label: str = "batches",
   ) -> np.ndarray:
     """Runs `fn(params, model_state, batch)` over every example in order; returns numpy.
-    Labels are not sent to the device unless `keep_labels`."""
+    Labels are not sent to the device unless `keep_labels`. Long passes show progress
+    (`label`: what is being computed)."""
     sharding = parallel.batch_sharding(self.mesh)
     outputs = []
-    for batch, valid in batches_in_order(arrays, self.batch_size):
-      if not keep_labels:
-        batch.pop("label", None)  # Nothing the model reads; saves the transfer.
-      local = _process_slice(batch)
-      out = fn(*variables, parallel.global_batch(local, sharding))
-      outputs.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[:valid])
+    rows = len(next(iter(arrays.values())))
+    with Progress(f"{self.name}: {label}", -(-rows // self.batch_size)) as progress:
+      for batch, valid in batches_in_order(arrays, self.batch_size):
+        if not keep_labels:
+          batch.pop("label", None)  # Nothing the model reads; saves the transfer.
+        local = _process_slice(batch)
+        out = fn(*variables, parallel.global_batch(local, sharding))
+        outputs.append(np.asarray(multihost_utils.process_allgather(out, tiled=True))[:valid])
+        progress.advance()
     return np.concatenate(outputs)
 
 

@@ -17,6 +17,7 @@ from ssl_jax.evals.context import (
   check_feature_sets,
   labelled_subsets,
 )
+from ssl_jax.progress import Progress
 from ssl_jax.registry import EVALUATORS
 from ssl_jax.tasks.capabilities import Represents
 
@@ -117,7 +118,9 @@ def linear_probe(
   """
   train_y, test_y = ctx.labels(train_split), ctx.labels(test_split)
   table = {}
-  for feature_set in (TRAINED, *[f for f in feature_sets if f != TRAINED]):
+  sets = (TRAINED, *[f for f in feature_sets if f != TRAINED])
+  progress = Progress(f"{ctx.name}: linear probe solves", len(sets))
+  for feature_set in sets:
     train_x = ctx.features(feature_set, train_split)
     test_x = ctx.features(feature_set, test_split)
     # One solve for every (budget, draw); "all labels" needs a single draw.
@@ -133,6 +136,7 @@ def linear_probe(
       row[column] = {"mean": float(values.mean()), "std": float(values.std())}
       offset += count
     table[ctx.row_name(feature_set)] = row
+    progress.advance()
   return table
 
 
