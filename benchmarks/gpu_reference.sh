@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's GPU table: every reference workload on one GPU, JSON (and a profiler trace) each
+# The GPU table of docs/performance.md: every reference workload on one GPU, JSON (and a profiler trace) each
 # into ${OUT:-/tmp/gpu_reference}. MFU counts XLA's cost-analysis FLOPs of the compiled step
 # (forward + backward + optimizer, attention included); where XLA reports none on GPU, the
 # FLOPs come from the same config's CPU cost analysis (--step_tflops).

@@ -9,7 +9,7 @@ utilisation against `--peak_tflops` (per device; defaults to the bf16 dense peak
 accelerators), and the time of the on-device augmentation alone where the task has one, so
 the input side can be compared with the step it feeds.
 
-The GPU figures in the README come from:
+The GPU figures in docs/performance.md come from:
 
   python benchmarks/train_step.py --config configs/reference/simclr_cifar10_resnet18.py \
       --synthetic --config.batch_size=512 --config.model_kwargs.dtype=bfloat16

@@ -10,7 +10,7 @@ then tests on the 540 test images. `strategy`: any of `ssl_jax.discover.query.QU
 (uncertainty strategies need `first_strategy`, e.g. "random", for round 0). Full fine-tuning or
 PEFT per round: `--config.active.learner=fine_tune` (its options: `learner_kwargs.config_file`,
 a fine-tuning config, and `learner_kwargs.overrides`). A person labels the queries with
-`--config.active.oracle=human` (files under <workdir>/queries/). Expected (README, 5 seeds):
+`--config.active.oracle=human` (files under <workdir>/queries/). Expected (docs/discovery.md, 5 seeds):
 TypiClust and ProbCover well ahead of random at 10-30 labels; see experiments/active_learning.py.
 """
 

@@ -9,7 +9,7 @@ trains a linear head on the frozen features of the GPT run (its tokenizer reads 
 `data.tokenizer_path` follows `init_from`). Fine-tune per round instead with
 `--config.active.learner=fine_tune --config.active.learner_kwargs.config_file=configs/classify_python_packages.py`.
 With `--config.active.oracle=human`, queries/round_<k>.csv carries each docstring's text.
-Expected (README): see experiments/active_learning.py, budgets 20 to 400.
+Expected (docs/discovery.md): see experiments/active_learning.py, budgets 20 to 400.
 """
 
 import ml_collections

@@ -15,7 +15,7 @@ and PGD accuracy. Early stopping:
 `--config.early_stopping.every=25 --config.early_stopping.patience=3` validates on 10% of train
 held out (stratified) and evaluates the best validated step. Expected at 5 labels per class
 (5 draws): full 93.5 ± 0.9, linear (lr 3e-2) 94.1 ± 1.4, LoRA (lr 1e-2) 92.4 ± 0.8, scratch
-88.0 ± 1.5; all of the README's label-efficiency and robustness tables come from
+88.0 ± 1.5; all of the label-efficiency and robustness tables of docs/internalization.md come from
 `python experiments/label_efficiency.py`.
 """
 

@@ -6,7 +6,7 @@ docstring comes from (offline, CPU; `python_packages` in ssl_jax/data/text_class
       --workdir /tmp/classify_full --config.task_kwargs.method=full
 
 `task_kwargs.init_from` names the pretraining workdir (default /tmp/bert_python_text; a
-configs/gpt_python_text.py run works too and is the better start here, see the README's
+configs/gpt_python_text.py run works too and is the better start here, see the docs'
 label-efficiency tables): its config.json rebuilds the encoder, its checkpoint gives the
 weights and its tokenizer reads the docstrings (`data.tokenizer_path` follows `init_from`).
 `method` is full | linear | peft (`task_kwargs.peft.name`: lora | adapter | prefix | prompt) |

@@ -2,7 +2,7 @@ r"""A denoising / masked-reconstruction autoencoder on 8x8 digits (the zoo recip
 
   python -m ssl_jax.main --config configs/denoising_digits.py --workdir /tmp/denoising_digits
 
-Expected: see the README's vision zoo table (`python experiments/vision_zoo.py`).
+Expected: see the vision zoo table in docs/vision.md (`python experiments/vision_zoo.py`).
 """
 
 from ssl_jax.recipes import digits_config

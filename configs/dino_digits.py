@@ -2,7 +2,7 @@ r"""DINO (2 global + 4 local 4x4 crops) on 8x8 digits (the zoo recipe, ssl_jax.r
 
   python -m ssl_jax.main --config configs/dino_digits.py --workdir /tmp/dino_digits
 
-Expected: see the README's vision zoo table (`python experiments/vision_zoo.py`).
+Expected: see the vision zoo table in docs/vision.md (`python experiments/vision_zoo.py`).
 """
 
 from ssl_jax.recipes import digits_config

@@ -8,7 +8,7 @@ position embeddings. 15% of tokens are chosen (85% shown as [MASK], 15% unchange
 generator's samples replace them, and the discriminator labels every token original or
 replaced (a sample equal to the original is original). Loss = generator MLM + 50 x
 discriminator BCE, as in the paper.
-Expected (README): the discriminator flags replaced tokens with ~50% precision where ~14% are
+Expected (docs/language.md): the discriminator flags replaced tokens with ~50% precision where ~14% are
 replaced (recall ~8%, so accuracy equals the "all original" baseline at this budget), and the
 generator's masked accuracy is ~2x the unigram one.
 """

@@ -6,7 +6,7 @@ Trains a sentencepiece tokenizer (cached as <workdir>/tokenizer.model), then a s
 decoder on packed rows (attention stays inside each document). Ends with held-out next-token
 loss, perplexity and accuracy beside a unigram model, and prints sampled continuations of
 held-out documents (temperature 0.8, top-k 40, with the key/value cache).
-Expected (README): held-out perplexity far below the unigram model's.
+Expected (docs/language.md): held-out perplexity far below the unigram model's.
 """
 
 import ml_collections

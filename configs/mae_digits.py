@@ -7,7 +7,7 @@ decoder 64.6 (mask ratio 0.5: 64.3; class token instead of mean pooling: 62.9).
 
   python -m ssl_jax.main --config configs/mae_digits.py --workdir /tmp/mae_digits
 
-Expected: see the README's vision zoo table (`python experiments/vision_zoo.py`).
+Expected: see the vision zoo table in docs/vision.md (`python experiments/vision_zoo.py`).
 """
 
 from ssl_jax.recipes import digits_config

@@ -4,7 +4,7 @@ ssl_jax.recipes.digits_config).
   python -m ssl_jax.main --config configs/nnclr_digits.py --workdir /tmp/nnclr_digits
 
 The queue holds 2048 past embeddings (8 batches of 256; solo-learn uses 65536 on ImageNet-size
-data), temperature 0.2 as solo-learn. Expected: see the README's vision zoo table
+data), temperature 0.2 as solo-learn. Expected: see the vision zoo table in docs/vision.md
 (`python experiments/vision_zoo.py`).
 """
 

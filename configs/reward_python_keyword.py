@@ -9,7 +9,7 @@ occurs as a word in the completion (ssl_jax/discover/rule_rewards.py: `keyword`,
 `target_length`; several combine with weights in `task_kwargs.rewards`). The `reward`
 evaluator reports, on held-out prompts, the fraction of samples with the word, and their
 perplexity under the frozen pretrained model, before and after.
-Expected (README table): from about 0.05 to above 0.5 in 200 steps (~75 s).
+Expected (docs/discovery.md): from about 0.05 to above 0.5 in 200 steps (~75 s).
 """
 
 import ml_collections

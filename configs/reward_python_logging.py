@@ -13,7 +13,7 @@ samples and the completions' perplexity under the frozen pretrained model, befor
 beta (0.05) keeps that perplexity near the pretrained model's; `--config.task_kwargs.beta=0`
 shows what the KL term prevents: the reward rises further while the text drifts away from
 English (reference perplexity grows).
-Expected (README table): p(logging) from about 0.07 to above 0.5 in 200 steps (~75 s).
+Expected (docs/discovery.md): p(logging) from about 0.07 to above 0.5 in 200 steps (~75 s).
 """
 
 import ml_collections

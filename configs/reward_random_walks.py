@@ -11,7 +11,7 @@ one of the graph or does not end at the goal: ssl_jax/discover/path_reward.py). 
 reuse); beta is the KL coefficient to the frozen pretrained model (0: no reference in the
 step). The `reward` evaluator reports the held-out start nodes' mean reward and success rate
 (shortest paths) beside the pretrained model's.
-Expected (README table): success rate from about 0.3 before to about 0.9 after.
+Expected (docs/discovery.md): success rate from about 0.3 before to about 0.9 after.
 """
 
 import ml_collections

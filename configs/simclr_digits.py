@@ -2,7 +2,7 @@ r"""SimCLR on scikit-learn's 8x8 digits: the offline default vision run (~4 minu
 
   python -m ssl_jax.main --config configs/simclr_digits.py --workdir /tmp/simclr_digits
 
-Expected (README table): the linear probe on SimCLR features beats logistic regression on raw
+Expected (docs/vision.md): the linear probe on SimCLR features beats logistic regression on raw
 pixels at 1 and 5 labels per class and the randomly initialised encoder at every label count.
 """
 

@@ -2,7 +2,7 @@ r"""SimSiam on 8x8 digits (the zoo recipe, ssl_jax.recipes.digits_config).
 
   python -m ssl_jax.main --config configs/simsiam_digits.py --workdir /tmp/simsiam_digits
 
-Expected: see the README's vision zoo table (`python experiments/vision_zoo.py`).
+Expected: see the vision zoo table in docs/vision.md (`python experiments/vision_zoo.py`).
 """
 
 from ssl_jax.recipes import digits_config

@@ -8,7 +8,7 @@ formula; at 512 inputs it gives 568 raw tokens and 114 targets). The tokenizer r
 sentinels <extra_id_0..99> after its 2000 pieces; their ids land in <workdir>/config.json under
 dataset_info.special_tokens. A small pre-LN encoder-decoder with shared, tied embeddings learns
 to fill the spans.
-Expected (README): held-out span-token perplexity well below the unigram model's (176.8 vs
+Expected (docs/language.md): held-out span-token perplexity well below the unigram model's (176.8 vs
 508.8) and accuracy above it (7.5 vs 4.6): filling 3-token spans from a 2+2-block model is
 much harder than predicting isolated masked tokens (BERT's 23.6 on the same data).
 """

@@ -6,7 +6,7 @@ model: each class's label word is scored after the docstring and a prompt; nothi
       --workdir /tmp/zero_shot_gpt --config.task_kwargs.init_from=/tmp/gpt_python_text
 
 A causal LM scores log p(word | text prompt) (`scoring`: sum | per_token | pmi); a masked LM
-(configs/bert_python_text.py) scores its one-piece word at [MASK] (PET). Expected (README,
+(configs/bert_python_text.py) scores its one-piece word at [MASK] (PET). Expected (docs/internalization.md,
 label-efficiency tables): 13-20% test accuracy beside the 17.0% majority class: 1-2M-parameter
 models trained on 1 MB of docstrings carry almost no zero-shot signal for this task.
 """

@@ -1,5 +1,5 @@
 r"""Which examples to label first: learning curves of every query strategy on self-supervised
-features, the README's active-learning table and figure, made by one command.
+features, the active-learning table and figure of docs/discovery.md, made by one command.
 
   python experiments/active_learning.py --workdir /tmp/active_learning
   python experiments/active_learning.py --workdir W --suite digits \

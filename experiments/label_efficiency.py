@@ -1,4 +1,4 @@
-r"""Which way of internalizing pretrained knowledge wins at which label budget: the README's
+r"""Which way of internalizing pretrained knowledge wins at which label budget: the docs'
 label-efficiency and robustness tables, made by one command.
 
   python experiments/label_efficiency.py --workdir /tmp/label_efficiency

@@ -1,4 +1,4 @@
-r"""Reward fine-tuning, every estimator on each reward suite: the README's table and curves.
+r"""Reward fine-tuning, every estimator on each reward suite: the table and curves of docs/discovery.md.
 
   python experiments/reward_finetuning.py --workdir /tmp/reward_finetuning
   python experiments/reward_finetuning.py --workdir W --tasks toy --estimators rloo,grpo --seeds 1

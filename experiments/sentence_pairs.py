@@ -1,4 +1,4 @@
-r"""Does sentence-pair pretraining help the tasks that read tokens and pairs? The README's NSP /
+r"""Does sentence-pair pretraining help the tasks that read tokens and pairs? docs/language.md's NSP /
 SOP, token-classification and sentence-pair tables, made by one command.
 
   python experiments/sentence_pairs.py --workdir /tmp/sentence_pairs

@@ -1,7 +1,7 @@
 """What a fine-tune has to ship: only the parameters it trained (the head, the adapters or
 prompts, any unfrozen layers), saved alone beside a pointer to the pretraining checkpoint that
 supplies everything else. A LoRA or prompt-tuned classifier is then kilobytes on disk, and a
-full fine-tune the whole network: the number the README's tables give as "task weights".
+full fine-tune the whole network: the number the docs' tables give as "task weights".
 
   <directory>/task_weights.json   {"base_checkpoint": ..., "paths": [...], "parameters": n}
   <directory>/weights/            Orbax (written atomically) nested {name: ...: array}

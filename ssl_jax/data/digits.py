@@ -14,7 +14,7 @@ from ssl_jax.registry import DATASETS
 def digits(workdir: str | None = None, test_fraction: float = 0.3, split_seed: int = 0) -> Dataset:
   """1797 images [8, 8, 1] in [0, 1], 10 classes, with a fixed stratified train/test split.
 
-  The default split (30% test, seed 0) is the one the README's baselines are measured on:
+  The default split (30% test, seed 0) is the one the docs' baselines are measured on:
   1257 train and 540 test images.
   """
   del workdir  # Nothing to cache.

@@ -25,7 +25,7 @@ context and shape. Types:
   CODE    any other marked span: literals, keywords, expressions (`None`, 'r', "if").
 
 Unmarked mentions of the same names stay O: the labels are what the authors marked, which is
-the noise this task has. `python_tag_counts` reports the balance (see the README).
+the noise this task has. `python_tag_counts` reports the balance (see docs/internalization.md).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def python_tagged_sentences(test_percent: int = 10) -> dict[str, tuple[Sentence,
 
 
 def python_tag_counts(sentences: Sequence[Sentence]) -> dict[str, int]:
-  """Entities of each type, plus sentences and words (the balance in the README)."""
+  """Entities of each type, plus sentences and words (the balance in docs/internalization.md)."""
   counts = collections.Counter(t[2:] for _, tags in sentences for t in tags if t[:2] == "B-")
   return {
     **{kind: counts[kind] for kind in ENTITY_TYPES},

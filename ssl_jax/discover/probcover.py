@@ -14,7 +14,7 @@ into `purity_clusters` clusters (0 = the number of classes, which the loop passe
 candidate radius whose fraction of pure balls is at least `purity` (0.95). The fraction is
 measured on up to `purity_sample` (4,096) seeded balls against the whole pool (its standard
 error is under 0.4 points), not on all N. Where classes do not form tight clusters, the rule
-picks a small delta whose balls cover little of the pool per pick (the README's digits run).
+picks a small delta whose balls cover little of the pool per pick (the digits run of docs/discovery.md).
 
 Features are normalized. The ball graph is exact (all pairs, in the full feature space) for
 pools up to `exact_limit` (20,000). Above it, the features are first projected to
