@@ -116,3 +116,23 @@ def test_embedding_map_needs_labels_and_a_known_projection(tmp_path):
     embedding_map.project(np.zeros((5, 3)), "umap")
   with pytest.raises(DataError, match="at least 3 feature rows"):
     embedding_map.project(np.zeros((2, 3)))
+
+
+def test_embedding_map_of_an_unlabelled_text_run_is_refused(tmp_path):
+  from conftest import tiny_mlm_config
+
+  from ssl_jax import train
+
+  workdir = str(tmp_path / "mlm")
+  config = tiny_mlm_config(total_steps=2, checkpoint_every=2)
+  config.evals = {}
+  train.train_and_evaluate(config, workdir)
+  with pytest.raises(DataError, match="has no labels to colour a map by"):
+    embedding_map.run_features(workdir)
+  with pytest.raises(
+    DataError, match=r"split='validation' is not in the run's data; its splits: \["
+  ):
+    embedding_map.run_features(workdir, split="validation")
+  # Its curves plot like any run's.
+  figure = run_curves.plot_runs([workdir])
+  assert [ax.get_title() for ax in figure.axes][:2] == ["loss", "learning_rate"]

@@ -23,6 +23,7 @@ def run_features(
   `workdir` on `split` of its own data; at most `max_points` labelled examples, drawn at
   random with `seed`. Only reads the workdir."""
   from ssl_jax import train
+  from ssl_jax.data.records import take_rows
   from ssl_jax.discover.encoder_features import eval_context
   from ssl_jax.evals.context import TRAINED
   from ssl_jax.tasks.pretrained import load_pretrained_run, read_config
@@ -38,7 +39,8 @@ def run_features(
     raise DataError(
       f"split={split!r} is not in the run's data; its splits: {sorted(dataset.splits)}."
     )
-  labels = np.asarray(dataset.split(split).get("label", np.full(dataset.num_examples(split), -1)))
+  arrays = dataset.split(split)
+  labels = np.asarray(arrays["label"]) if "label" in arrays else np.zeros((0,), np.int64)
   keep = np.flatnonzero(labels >= 0)
   if not len(keep):
     raise DataError(
@@ -48,8 +50,8 @@ def run_features(
   rng = np.random.default_rng(seed)
   if len(keep) > max_points:
     keep = np.sort(rng.choice(keep, max_points, replace=False))
-  subset = {key: np.asarray(value)[keep] for key, value in dataset.split(split).items()}
-  dataset.splits[split] = subset
+  # Only the drawn rows are read (a lazily decoded split stays lazy for the rest).
+  dataset.splits[split] = take_rows(arrays, keep)
   run = load_pretrained_run(workdir, dataset)
   variables = (run.variables["params"], run.variables["model_state"])
   features = eval_context(run.task, variables, dataset, 256, seed).features(TRAINED, split)
