@@ -70,6 +70,7 @@ def test_train_step_benchmark_runs_a_text_reference_config_on_synthetic_tokens(t
   assert record["step_tflops"] > 0
 
 
+@pytest.mark.slow  # Compiles every query strategy in a fresh process: about 90 s on 2 cores.
 def test_query_strategy_benchmark_writes_json(tmp_path):
   out = tmp_path / "queries.json"
   result = subprocess.run(
