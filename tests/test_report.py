@@ -140,3 +140,9 @@ def test_bad_markers_name_the_problem(tmp_path):
   ):
     docs_sync.sync(str(root), check=True)
   assert report_main(["--check", "--repo", str(root)]) == 2
+  (root / "docs" / "extra.md").write_text(
+    "<!-- table kind=robustness json=a.json -->\n| x |\n"
+    "<!-- table kind=robustness json=b.json -->\n<!-- end -->\n"
+  )
+  with pytest.raises(DataError, match="json=a.json --> has no <!-- end --> line"):
+    docs_sync.sync(str(root), check=True)

@@ -52,6 +52,8 @@ def find_blocks(text: str, where: str) -> list[Block]:
   blocks = []
   for match in BLOCK.finditer(text):
     what, spec, body = match.group(1), match.group(2), match.group(3)
+    if "<!-- table " in body or "<!-- figure " in body:
+      raise DataError(f"{where}: the {what} block <!-- {what} {spec}--> has no <!-- end --> line.")
     options = dict(item.split("=", 1) for item in shlex.split(spec) if "=" in item)
     registry = TABLES if what == "table" else FIGURES
     required = ("kind", "json") + (("png",) if what == "figure" else ())
