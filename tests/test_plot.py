@@ -136,3 +136,25 @@ def test_embedding_map_of_an_unlabelled_text_run_is_refused(tmp_path):
   # Its curves plot like any run's.
   figure = run_curves.plot_runs([workdir])
   assert [ax.get_title() for ax in figure.axes][:2] == ["loss", "learning_rate"]
+
+
+def test_command_line_errors_exit_2_with_one_line(two_runs, tmp_path):
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  cases = [
+    ([two_runs[0], "--out", str(tmp_path / "fig.jpg")], "--out='"),
+    ([str(tmp_path / "absent"), "--out", str(tmp_path / "f.png")], "has no metrics.jsonl"),
+    ([two_runs[0], "--out", str(tmp_path / "taken.png")], "cannot write the figure"),
+  ]
+  (tmp_path / "taken.png").mkdir()  # a directory where the figure would go
+  for args, message in cases:
+    result = subprocess.run(
+      [sys.executable, "-m", "ssl_jax.plot", *args], cwd=REPO, capture_output=True, text=True
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error:") and message in lines[0], lines[0]
+  assert os.listdir(tmp_path) == ["taken.png"]  # no figure, no temp file left behind

@@ -76,3 +76,6 @@ if __name__ == "__main__":
   except (UserError, ValueError) as error:
     print("Error: " + " ".join(str(error).split()), file=sys.stderr)
     sys.exit(2)
+  except OSError as error:  # an --out that cannot be written (read-only, a directory)
+    print(f"Error: cannot write the figure: {error}.", file=sys.stderr)
+    sys.exit(2)
