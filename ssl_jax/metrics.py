@@ -116,12 +116,15 @@ class Throughput:
     return steps_per_second, steps_per_second * batch_size
 
 
-def format_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+def format_results_table(
+  results: Mapping[str, Mapping[str, Mapping[str, Any]]], corner: str = ""
+) -> str:
   """Markdown table of {evaluator: {row: {column: value}}}: rows with the same name (e.g. the
-  feature set "raw pixels") are merged across evaluators, one column per metric.
+  feature set "raw pixels") are merged across evaluators, one column per metric, in the order
+  first seen; `corner` heads the row names.
 
-  Values are floats or {"mean": m, "std": s}; accuracy, precision and recall columns (0..1)
-  print as percentages.
+  Values are floats, ints, text, or {"mean": m, "std": s} ("m ± s"; "m" alone when s is 0, a
+  cell measured once); accuracy, precision and recall columns (0..1) print as percentages.
   """
   columns: list[str] = []
   rows: dict[str, dict[str, Any]] = {}
@@ -129,7 +132,8 @@ def format_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]])
     for row, values in table.items():
       rows.setdefault(row, {}).update(values)
       columns += [c for c in values if c not in columns]
-  lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  head = f"| {corner} | " if corner else "| | "
+  lines = [head + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
   for name, values in rows.items():
     cells = [_format_cell(c, values.get(c)) for c in columns]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -140,10 +144,12 @@ def _format_cell(column: str, value: Any) -> str:
   if value is None:
     return ""
   percent = any(word in column for word in ("acc", "precision", "recall"))
+  scale, digits = (100.0, 1) if percent else (1.0, 4)
   if isinstance(value, Mapping):
-    if percent:
-      return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
-    return f"{value['mean']:.4f} ± {value['std']:.4f}"
-  if percent:
-    return f"{100 * value:.1f}"
-  return f"{value:.4f}" if isinstance(value, float) else str(value)
+    mean, std = scale * value["mean"], scale * value["std"]
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+  if isinstance(value, (bool, str)):
+    return str(value)
+  if isinstance(value, (int, np.integer)) and not percent:
+    return f"{value:,}"
+  return f"{scale * value:.{digits}f}"

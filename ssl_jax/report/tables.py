@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ssl_jax.metrics import format_results_table
+
 Renderer = Callable[[Any], str]
 TABLES: dict[str, Renderer] = {}
 
@@ -39,48 +41,18 @@ def mean_std(cell: Mapping[str, float], digits: int = 1) -> str:
   return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
 
 
-def cell_text(column: str, value: Any) -> str:
-  """A cell: accuracy-like columns (0..1) as percentages with one decimal, {mean, std} as
-  "m ± s", integers with thousands separators, text as it is, a missing value empty."""
-  if value is None:
-    return ""
-  percent = any(word in column for word in ("acc", "precision", "recall"))
-  scale = 100.0 if percent else 1.0
-  if isinstance(value, Mapping):
-    scaled = {"mean": scale * value["mean"], "std": scale * value["std"]}
-    return mean_std(scaled, 1 if percent else 4)
-  if isinstance(value, bool) or isinstance(value, str):
-    return str(value)
-  if isinstance(value, int) and not percent:
-    return f"{value:,}"
-  return f"{scale * value:.1f}" if percent else f"{value:.4g}"
-
-
-def grid(rows: Mapping[str, Mapping[str, Any]], corner: str = "") -> str:
-  """{row: {column: value}} as a table, columns in first-seen order."""
-  columns = list(dict.fromkeys(c for values in rows.values() for c in values))
-  lines = [f"| {corner} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-  for name, values in rows.items():
-    lines.append(f"| {name} | " + " | ".join(cell_text(c, values.get(c)) for c in columns) + " |")
-  return "\n".join(lines)
-
-
 @table("results")
 def results_table(evals: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-  """{evaluator: {row: {column: value}}} (a run's results.json "evals"): rows of the same name
-  (a feature set such as "raw pixels") merged across evaluators."""
-  merged: dict[str, dict[str, Any]] = {}
-  for rows in evals.values():
-    for row, values in rows.items():
-      merged.setdefault(row, {}).update(values)
-  return grid(merged, "features")
+  """{evaluator: {row: {column: value}}} (a run's results.json "evals"), as the run prints it:
+  rows of the same name (a feature set such as "raw pixels") merged across evaluators."""
+  return format_results_table(evals, corner="features")
 
 
 @table("rows")
 def rows_table(record: Mapping[str, Any]) -> str:
   """{"rows": {row: {column: value}}}: one table (the vision zoo's JSON; text cells as they
   are)."""
-  return grid(record["rows"])
+  return format_results_table({"rows": record["rows"]})
 
 
 @table("label_efficiency")
