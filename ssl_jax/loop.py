@@ -9,6 +9,7 @@ periodic feature is a new action, not an edit of the loop.
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,15 @@ from ssl_jax.metrics import MetricWriter, Throughput
 from ssl_jax.state import TrainState
 
 Metrics = dict[str, jax.Array]
+
+# The loop dispatches a step before the previous ones finish, so the host prepares the next
+# batch while the device works; a few steps ahead keep the device busy. Without a bound, more
+# than 32 multi-device steps in flight deadlock XLA:CPU (jax 0.10): each device admits 32
+# unfinished programs, a pool thread launches each device's part of a step, and a later step's
+# parts can take a device's last slots (waiting for inputs the earlier step has not made) while
+# the earlier step's part on that device waits for a slot, with its peers stuck in its
+# all-reduce. Waiting for the step `MAX_STEPS_IN_FLIGHT` back (no transfer) rules that out.
+MAX_STEPS_IN_FLIGHT = 4
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,10 +81,15 @@ def run_loop(
   actions: list[PeriodicAction],
   interrupted: Callable[[], bool],
 ) -> LoopState:
-  """Steps until `total_steps` or an action (or `interrupted()`) asks to stop."""
+  """Steps until `total_steps` or an action (or `interrupted()`) asks to stop; at most
+  `MAX_STEPS_IN_FLIGHT` dispatched steps are unfinished at any time."""
+  in_flight: collections.deque = collections.deque()
   while loop.step < loop.total_steps and not loop.stop_requested:
     batch, loop.data_state = next(batches)
+    if len(in_flight) == MAX_STEPS_IN_FLIGHT:
+      jax.block_until_ready(in_flight.popleft())
     loop.state, metrics = train_step(loop.state, batch)
+    in_flight.append(metrics["loss"])
     loop.step += 1
     loop.pending.append((loop.step, metrics))
     loop.stop_requested = loop.stop_requested or interrupted()
