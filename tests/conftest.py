@@ -38,10 +38,10 @@ def load_config(name: str):
   return module.get_config()
 
 
-# A worker process that dies (XLA aborted it: seen about once in ten CI runs, always under two
-# busy workers, never reproduced alone) is not a test failure, so its test runs once more on a
-# fresh worker; a test that crashes twice fails, and a failed assertion is never retried. The
-# crash output stays in the log.
+# A worker process that dies is not a test failure, so its test runs once more on a fresh
+# worker; a test that crashes twice fails, and a failed assertion is never retried. The crash
+# output stays in the log. (The aborts seen in CI were XLA:CPU's multi-device launch deadlock
+# with more than 32 steps in flight, fixed by the bound in ssl_jax/loop.py.)
 _CRASHED: set[str] = set()
 
 
