@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from ssl_jax import discover as _discover  # noqa: F401  (registers the strategies)
+from ssl_jax.active import strategies as _strategies  # noqa: F401  (registers the strategies)
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool
 from ssl_jax.data.digits import digits
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool
 
 _POOL = flags.DEFINE_integer("pool", 100_000, "Pool size.")
 _DIM = flags.DEFINE_integer("dim", 256, "Feature dimension.")

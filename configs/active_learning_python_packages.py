@@ -1,7 +1,7 @@
 r"""Active learning on the `python_packages` docstrings from GPT features: which to label first.
 
   python -m ssl_jax.main --config configs/gpt_python_text.py --workdir /tmp/gpt_python_text
-  python -m ssl_jax.discover.main --config configs/active_learning_python_packages.py \
+  python -m ssl_jax.active.main --config configs/active_learning_python_packages.py \
       --workdir /tmp/active_text --config.active.strategy=probcover
 
 The pool is the train split of the ten-package docstring task (labels hidden); each round
@@ -14,7 +14,7 @@ Expected (docs/discovery.md): see experiments/active_learning.py, budgets 20 to 
 
 import ml_collections
 
-from ssl_jax.discover.rounds import active_defaults
+from ssl_jax.active.rounds import active_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -5,7 +5,7 @@ write completions that use the word "file" (the `keyword` reward; offline, CPU).
   python -m ssl_jax.main --config configs/reward_python_keyword.py --workdir /tmp/reward_keyword
 
 Prompts are the first 8 pieces of docstrings (`text_prompts`); the reward is 1 when "file"
-occurs as a word in the completion (ssl_jax/discover/rule_rewards.py: `keyword`, `regex`,
+occurs as a word in the completion (ssl_jax/rewards/rules.py: `keyword`, `regex`,
 `target_length`; several combine with weights in `task_kwargs.rewards`). The `reward`
 evaluator reports, on held-out prompts, the fraction of samples with the word, and their
 perplexity under the frozen pretrained model, before and after.

@@ -5,7 +5,7 @@ goal of the graph the GPT was pretrained to walk (offline, CPU, about 30 seconds
   python -m ssl_jax.main --config configs/reward_random_walks.py --workdir /tmp/reward_walks
 
 The reward is the path's optimality (shortest distance / its edges; 0 for a path that is not
-one of the graph or does not end at the goal: ssl_jax/discover/path_reward.py). Estimator:
+one of the graph or does not end at the goal: ssl_jax/rewards/path.py). Estimator:
 `--config.task_kwargs.estimator.name=rloo` (or reinforce | grpo, with
 `estimator.loss_type` grpo | dapo | dr_grpo and `estimator.updates_per_batch` for PPO-style
 reuse); beta is the KL coefficient to the frozen pretrained model (0: no reference in the

@@ -9,7 +9,7 @@ Suites: digits (the 1,257 training images as the pool, features of a SimCLR run,
 `configs/active_learning_digits.py`; budgets 10, 20, 30, 50, 100, 200) and text (the
 `python_packages` docstrings, features of the GPT run, `configs/active_learning_python_packages.py`;
 budgets 20, 40, 60, 100, 200, 400). For each strategy and seed, one active-learning run of
-`ssl_jax.discover.rounds` queries round by round up to each budget and trains the `linear_head`
+`ssl_jax.active.rounds` queries round by round up to each budget and trains the `linear_head`
 learner (a linear head with input dropout on the frozen features) on the labels so far, then
 tests it. Strategies that need a trained model (uncertainty, BALD-family, BADGE) take their
 first round at random, as in their papers. Reported: test accuracy (%) at each budget, mean ±
@@ -38,10 +38,10 @@ import numpy as np
 from absl import app, flags, logging
 
 from ssl_jax import train
+from ssl_jax.active import rounds, schema
+from ssl_jax.active.learners import LEARNERS, RoundInputs
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES
 from ssl_jax.config_file import load_config_file
-from ssl_jax.discover import rounds
-from ssl_jax.discover.learners import LEARNERS, RoundInputs
-from ssl_jax.discover.query import QUERY_STRATEGIES
 from ssl_jax.metrics import write_json
 from ssl_jax.plot.figure_file import save_figure
 from ssl_jax.plot.result_figures import FIGURES
@@ -140,7 +140,7 @@ def shared_features(source: str, workdir: str) -> None:
 
 def all_labels_accuracy(suite: str, init_from: str, root: str, seeds: int) -> list[float]:
   """Test accuracy (%) of the learner trained on every pool label, per seed."""
-  config = rounds.resolve(al_config(suite, init_from, "random", [1], 0))
+  config = schema.resolve(al_config(suite, init_from, "random", [1], 0))
   directory = os.path.join(root, suite, "all_labels")
   data = rounds.pool_data(config, directory)  # also the features every run links to
   learner = LEARNERS.build(config.active.learner, config.active.learner_kwargs, data, config)

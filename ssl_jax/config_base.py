@@ -10,15 +10,24 @@ the bad value and the valid choices.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import ml_collections
 
 from ssl_jax import early_stopping
-from ssl_jax.adapt.parts import check_modality
-from ssl_jax.registry import DATASETS, EVALUATORS, MODELS, TASKS, ConfigError, check_options
-from ssl_jax.tasks.capabilities import OnlineProbe, describe_missing, missing_capabilities
+from ssl_jax.capabilities import OnlineProbe, describe_missing, missing_capabilities
+from ssl_jax.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
+from ssl_jax.registry import (
+  DATASETS,
+  EVALUATORS,
+  MODELS,
+  TASKS,
+  ConfigError,
+  check_modality,
+  check_options,
+)
 from ssl_jax.value_checks import check_values
 
 
@@ -118,6 +127,26 @@ def resolve_defaults(config: ml_collections.ConfigDict) -> ml_collections.Config
           config.evals[name] = ml_collections.ConfigDict()
         _fill(config.evals[name], {EVERY: 0, **EVALUATORS.option_defaults(name, num_positional=1)})
   return config
+
+
+def with_new_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+  """A recorded config (config.json, a checkpoint's run record) with the defaults of options
+  it lacks (options added to ssl_jax since the run was written), so upgrading ssl_jax does not
+  look like a changed setting. The trainer hands this to `ssl_jax.runs`, which knows no
+  schema."""
+  filled = base_config()
+  try:
+    with filled.unlocked():
+      for key, value in recorded.items():
+        if isinstance(value, dict) and isinstance(filled.get(key), ml_collections.ConfigDict):
+          for inner, inner_value in value.items():
+            filled[key][inner] = inner_value
+        else:
+          filled[key] = value
+    resolve_defaults(filled)
+  except (TypeError, ValueError, KeyError, AttributeError):
+    return recorded  # not a config this version can read: compare it as written
+  return json.loads(filled.to_json_best_effort())
 
 
 def evaluator_options(options: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:
@@ -226,8 +255,6 @@ def check_part_maps(config: ml_collections.ConfigDict) -> None:
 def check_optimizer(optim: ml_collections.ConfigDict) -> None:
   """Names, types and ranges of config.optim (a negative learning rate would train by gradient
   ascent; b1 = 1 would never move)."""
-  from ssl_jax.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
-
   for key, choices in (("name", OPTIMIZERS), ("schedule", SCHEDULES), ("lr_scaling", LR_SCALINGS)):
     if optim[key] not in choices:
       raise ConfigError(f"Unknown config.optim.{key} {optim[key]!r}; valid: {list(choices)}.")

@@ -14,10 +14,12 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from ssl_jax.errors import RunEnded
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(RunEnded):
   """A stop signal arrived; a checkpoint of `step` was saved and the same command resumes from
   it. `exit_code` is the shell's 128 + signal number (143 for SIGTERM, 130 for Ctrl-C)."""
 

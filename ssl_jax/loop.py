@@ -18,8 +18,9 @@ import jax
 import numpy as np
 
 from ssl_jax import early_stopping
-from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.errors import NonFiniteLossError
 from ssl_jax.metrics import MetricWriter, Throughput
+from ssl_jax.runs.checkpoints import Checkpointer
 from ssl_jax.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -32,10 +33,6 @@ Metrics = dict[str, jax.Array]
 # the earlier step's part on that device waits for a slot, with its peers stuck in its
 # all-reduce. Waiting for the step `MAX_STEPS_IN_FLIGHT` back (no transfer) rules that out.
 MAX_STEPS_IN_FLIGHT = 4
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or Inf; the run stopped without saving the bad state."""
 
 
 @dataclasses.dataclass

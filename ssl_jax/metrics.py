@@ -6,30 +6,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-
-def write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (temp file + rename), so readers never see half a file. Keys keep
-  their order: tables rendered from the file list rows and columns as the run made them."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=2, default=_to_builtin)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
-def _to_builtin(value: Any) -> Any:
-  if isinstance(value, (np.generic, np.ndarray)):
-    return value.tolist()
-  raise TypeError(f"{type(value).__name__} is not JSON serializable")
+from ssl_jax.files import write_json, write_text  # noqa: F401  (write_json: the metrics' callers)
 
 
 def format_duration(seconds: float) -> str:
@@ -58,10 +41,7 @@ def drop_records_after(path: str, step: int) -> int:
       else:
         dropped += 1
   if dropped:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
+    write_text(path, "".join(kept))
   return dropped
 
 

@@ -7,6 +7,7 @@ Options passed to a registered builder are checked against its signature the sam
 
 from __future__ import annotations
 
+import abc
 import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -91,7 +92,7 @@ class Registry(Generic[T]):
     derived: tuple[str, ...] = (),
   ) -> Callable[[T], T]:
     """Decorator: `@MODELS.register("resnet")` above a class or function. `requires` lists the
-    task capabilities (`ssl_jax.tasks.capabilities`) the entry uses, e.g. an evaluator's;
+    task capabilities (`ssl_jax.capabilities`) the entry uses, e.g. an evaluator's;
     `check(options, task_class)` rejects options that task class cannot serve (before work);
     `derived` names options the data fills in (a vocabulary size), which get no default."""
 
@@ -187,3 +188,30 @@ TASKS: Registry[Any] = Registry("task")
 MODELS: Registry[Any] = Registry("model")
 DATASETS: Registry[Any] = Registry("dataset")
 EVALUATORS: Registry[Any] = Registry("evaluator")
+
+
+# --- Parts with modalities (PEFT methods, adversarial and semi-supervised parts, estimators) -----
+
+
+class Part(abc.ABC):  # noqa: B024  (a base for the modalities check; parts add the methods)
+  modalities: tuple[str, ...] = ("image", "text")
+
+
+def build_part(registry: Registry, block: dict[str, Any], modality: str, where: str) -> Any:
+  """The part `block["name"]` names, built with the block's other options, checked against
+  the task's modality."""
+  options = dict(block)
+  name = options.pop("name", "none")
+  check_modality(registry, name, modality, where)
+  return registry.build(name, options)
+
+
+def check_modality(registry: Registry, name: str, modality: str, where: str) -> None:
+  """Raises ConfigError if part `name` of `registry` does not work on `modality` inputs."""
+  modalities = registry.get(name).modalities
+  if modality not in modalities:
+    valid = [n for n in registry.names() if modality in registry.get(n).modalities]
+    raise ConfigError(
+      f"{where}.name={name!r} works on {list(modalities)} inputs, not {modality}; "
+      f"valid for {modality}: {valid}."
+    )

@@ -3,30 +3,27 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
-import optax
 
 from ssl_jax import data as _data  # noqa: F401  (registers datasets)
-from ssl_jax import early_stopping, parallel  # noqa: F401  (registers tasks)
+from ssl_jax import early_stopping, parallel
 from ssl_jax import evals as _evals  # noqa: F401  (registers evaluators)
-from ssl_jax.checkpoint import Checkpointer, saved_steps
-from ssl_jax.config_base import EVERY, evaluator_options, resolve_defaults, validate_config
-from ssl_jax.data.label_budget import apply_label_budget
-from ssl_jax.data.pipeline import ShuffledBatches
-from ssl_jax.data.records import take_rows
-from ssl_jax.data.source import Dataset, unit_float_images
-from ssl_jax.data.validation_split import hold_out_validation
+from ssl_jax import tasks as _tasks  # noqa: F401  (registers tasks)
+from ssl_jax.config_base import (
+  EVERY,
+  evaluator_options,
+  resolve_defaults,
+  validate_config,
+  with_new_defaults,
+)
 from ssl_jax.errors import CheckpointError, UserError
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.interrupts import AgreedStop, StopSignals, TrainingInterrupted
@@ -34,7 +31,6 @@ from ssl_jax.loop import (
   EarlyStoppingValidation,
   LogMetrics,
   LoopState,
-  NonFiniteLossError,  # noqa: F401  (main reports it)
   PeriodicAction,
   PeriodicEvaluation,
   SaveCheckpoint,
@@ -42,164 +38,34 @@ from ssl_jax.loop import (
   table_scalars,
 )
 from ssl_jax.metrics import MetricWriter, drop_records_after, format_results_table, write_json
-from ssl_jax.optim import build_optimizer
-from ssl_jax.registry import DATASETS, EVALUATORS, TASKS, ConfigError
-from ssl_jax.run_config import (
+from ssl_jax.registry import EVALUATORS, TASKS
+from ssl_jax.run_setup import (  # noqa: F401  (build_dataset, build_task: the trainer's parts)
+  Run,
+  build_dataset,
+  build_task,
+  device_batches,
+  init_keys,
+  setup,
+)
+from ssl_jax.runs.checkpoints import Checkpointer, saved_steps
+from ssl_jax.runs.lock import WorkdirLock
+from ssl_jax.runs.record import (
+  RunRecord,
   check_data_facts,
   check_resume,
   dataset_info,
   finished_results,
   read_run_config,
-  run_record,
   write_run_config,
 )
 from ssl_jax.state import TrainState
-from ssl_jax.tasks.base import Task
-from ssl_jax.workdir import WorkdirLock
 
-# ---------------------------------------------------------------------------------------------
-# State and step.
-# ---------------------------------------------------------------------------------------------
-
-
-def _init_keys(seed: int) -> tuple[jax.Array, jax.Array]:
-  """(model init key, base key of the train state), both derived from the config seed."""
-  init_key, state_key = jax.random.split(jax.random.key(seed))
-  return init_key, state_key
-
-
-def create_state(
-  task: Task, tx: optax.GradientTransformation, seed: int, batch: dict[str, jax.Array]
-) -> TrainState:
-  init_key, state_key = _init_keys(seed)
-  params, model_state = task.init(init_key, unit_float_images(batch))
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    model_state=model_state,
-    opt_state=tx.init(params),
-    rng=jax.random.key_data(state_key),
-  )
-
-
-def make_train_step(task: Task, tx: optax.GradientTransformation):
-  """The pure update: loss and gradients on the global batch, optimizer, new model state."""
-
-  def train_step(state: TrainState, batch: dict[str, jax.Array]):
-    rng = state.step_key()
-    batch = unit_float_images(batch)  # uint8 sources are copied as bytes, converted here.
-
-    def loss_of(params):
-      return task.loss_fn(params, state.model_state, batch, rng, state.step)
-
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    # Momentum (EMA) targets follow the updated online weights, projections apply, inside
-    # the same jitted step.
-    params, model_state = task.after_update(params, model_state, state.step)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    new_state = state.replace(
-      step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
-    )
-    return new_state, metrics
-
-  return train_step
-
-
-# ---------------------------------------------------------------------------------------------
-# Input.
-# ---------------------------------------------------------------------------------------------
-
-
-def device_batches(
-  batches: ShuffledBatches, sharding: jax.sharding.NamedSharding, buffer_size: int = 2
-) -> Iterator[tuple[dict[str, jax.Array], dict[str, Any]]]:
-  """Yields (global device batch, pipeline state after it), `buffer_size` batches ahead, so the
-  next transfer overlaps the current step."""
-  queue: collections.deque = collections.deque()
-  while True:
-    while len(queue) < buffer_size:
-      local = next(batches)
-      queue.append((parallel.global_batch(local, sharding), batches.get_state()))
-    yield queue.popleft()
-
+CHECKPOINTS = "checkpoints"
+BEST_CHECKPOINT = "best_checkpoint"
 
 # ---------------------------------------------------------------------------------------------
 # The run.
 # ---------------------------------------------------------------------------------------------
-
-
-def build_dataset(config: ml_collections.ConfigDict, workdir: str | None) -> Dataset:
-  """`config.data`'s source (with a validation split held out of train if early stopping
-  needs one it lacks), cut to `config.label_budget`."""
-  options = {k: v for k, v in config.data.items() if k != "name"}
-  dataset = DATASETS.build(config.data.name, options, workdir)
-  stopping = config.get("early_stopping", early_stopping.defaults())
-  if int(stopping.every):
-    # A fixed seed: every run seed and label draw is validated on the same examples.
-    dataset = hold_out_validation(dataset, float(stopping.validation_fraction), seed=0)
-  budget = config.get("label_budget", {})
-  return apply_label_budget(
-    dataset,
-    int(budget.get("per_class", 0)),
-    int(budget.get("draw", 0)),
-    budget.get("unlabelled", "drop"),
-    seed=config.seed,
-    indices=tuple(budget.get("indices", ())),
-    labels=tuple(budget.get("labels", ())),
-  )
-
-
-def build_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
-  return TASKS.build(config.task, config.task_kwargs.to_dict(), config, dataset)
-
-
-@dataclasses.dataclass
-class Run:
-  """Everything `setup` builds for a run, before any checkpoint is restored."""
-
-  dataset: Dataset
-  task: Task
-  schedule: Any
-  batches: ShuffledBatches
-  example: dict[str, jax.Array]
-  state: TrainState
-  data_sharding: jax.sharding.NamedSharding
-  train_step: Any  # jitted (state, batch) -> (state, metrics), state donated.
-
-
-def setup(config: ml_collections.ConfigDict, workdir: str | None, mesh: jax.sharding.Mesh) -> Run:
-  """Builds data, task, optimizer, the sharded initial state and the jitted train step."""
-  for key in ("batch_size", "eval_batch_size"):
-    if config[key] % mesh.size:
-      raise ConfigError(
-        f"config.{key}={config[key]} is not divisible by the {mesh.size} devices of the mesh."
-      )
-  dataset = build_dataset(config, workdir)
-  task = build_task(config, dataset)
-  tx, schedule = build_optimizer(config.optim, config.total_steps, config.batch_size)
-  tx = task.wrap_optimizer(tx)
-  batches = ShuffledBatches(dataset.split(dataset.train_split), config.batch_size, seed=config.seed)
-  data_sharding = parallel.batch_sharding(mesh)
-  example = parallel.global_batch(
-    take_rows(
-      dataset.split(dataset.train_split), np.arange(config.batch_size // jax.process_count())
-    ),
-    data_sharding,
-  )
-  init = functools.partial(create_state, task, tx, config.seed)
-  state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
-  state = jax.jit(init, out_shardings=state_sharding)(example)
-  params, model_state = task.load_pretrained(state.params, state.model_state)
-  state = state.replace(params=params, model_state=model_state)
-  train_step = jax.jit(
-    make_train_step(task, tx),
-    in_shardings=(state_sharding, data_sharding),
-    out_shardings=(state_sharding, parallel.replicated(mesh)),
-    donate_argnums=0,
-  )
-  return Run(dataset, task, schedule, batches, example, state, data_sharding, train_step)
 
 
 def train_and_evaluate(
@@ -220,149 +86,234 @@ def train_and_evaluate(
       raise
 
 
+@dataclasses.dataclass
+class Resume:
+  """What the workdir holds before anything is written: its config.json, its saved steps, the
+  allowed changes to the config, and the results of a run that finished (None: work to do)."""
+
+  previous: dict[str, Any] | None
+  saved: list[int]
+  changes: dict[str, tuple[Any, Any]]
+  finished: dict[str, Any] | None
+
+  @property
+  def resuming(self) -> bool:
+    return self.previous is not None and bool(self.saved)
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> Resume:
+  """The resume contract, before anything is written: a ResumeError for a run-defining change."""
+  previous = read_run_config(workdir)
+  saved = saved_steps(os.path.join(workdir, CHECKPOINTS))
+  if previous is None or not saved:
+    return Resume(previous, saved, {}, None)
+  changes = check_resume(previous, config, TASKS.get(config.task), with_new_defaults)
+  return Resume(previous, saved, changes, finished_results(workdir, changes, saved[-1]))
+
+
+def report_finished(workdir: str, resume: Resume) -> dict[str, Any]:
+  """A finished run, re-run unchanged: its results, not a second training."""
+  print(
+    f"The run in {workdir} finished at step {resume.saved[-1]}; its results are in results.json. "
+    "Pass --reevaluate (or change config.evals) to evaluate it again.",
+    flush=True,
+  )
+  if resume.finished.get("evals") and jax.process_index() == 0:
+    print(format_results_table(resume.finished["evals"]), flush=True)
+  return resume.finished
+
+
+@dataclasses.dataclass
+class Session:
+  """A run's state once its workdir is claimed: where it starts, what keeps its checkpoints,
+  early stopping (if on) and how to build an evaluation context for a state."""
+
+  state: TrainState
+  latest: int | None  # the checkpoint step resumed from
+  checkpointer: Checkpointer
+  record: RunRecord
+  stopper: early_stopping.EarlyStopping | None
+  eval_context: Callable[[TrainState], EvalContext]
+
+
+def start_session(
+  config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock, run: Run, resume: Resume
+) -> Session:
+  """Checks the data against the checkpoints', restores the newest intact checkpoint (with the
+  pipeline's position and early stopping's record), writes config.json and keeps the workdir."""
+  info = dataset_info(run.dataset)
+  if resume.resuming:
+    check_data_facts(resume.previous, info)
+  record = RunRecord.of(config, with_new_defaults)
+  checkpointer = Checkpointer(
+    os.path.join(workdir, CHECKPOINTS), config.keep_checkpoints, run_record=record
+  )
+  stopper = early_stopping.from_config(config.early_stopping)
+  state, latest = run.state, None
+  restored = checkpointer.restore_latest(state)
+  step = restored[0] if restored is not None else 0
+  write_run_config(
+    workdir, config, info, resume.previous if resume.saved else None, resume.changes, step
+  )
+  lock.keep()
+  if restored is not None:
+    latest, state, data_state = restored
+    tracked = data_state.pop(early_stopping.CHECKPOINT_KEY, None)
+    if stopper is not None and tracked is not None:
+      stopper.load_state_dict(tracked)
+    run.batches.set_state(data_state)
+    print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
+  if jax.process_index() == 0:
+    # Steps logged after the checkpoint resumed from (or by an attempt that saved none) are
+    # trained again; their old records would repeat.
+    drop_records_after(os.path.join(workdir, "metrics.jsonl"), latest or 0)
+  return Session(state, latest, checkpointer, record, stopper, context_builder(config, run))
+
+
+def context_builder(config: ml_collections.ConfigDict, run: Run) -> Callable:
+  """state -> EvalContext; every context shares one cache of baseline features and compiled
+  functions, and the initial variables are computed once, when first asked for."""
+  init_key = init_keys(config.seed)[0]
+  initial_variables = functools.cache(
+    lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example)
+  )
+  shared: dict = {}
+
+  def eval_context(state: TrainState) -> EvalContext:
+    return EvalContext(
+      task=run.task,
+      variables=(state.params, state.model_state),
+      initial_variables=initial_variables,
+      dataset=run.dataset,
+      mesh=run.mesh,
+      batch_size=config.eval_batch_size,
+      seed=config.seed,
+      name=config.task,
+      shared=shared,
+    )
+
+  return eval_context
+
+
+def evaluate(
+  config: ml_collections.ConfigDict, session: Session, name: str, state: TrainState
+) -> dict[str, dict[str, Any]]:
+  """Evaluator `name` of config.evals on `state`."""
+  options = evaluator_options(config.evals[name])
+  return EVALUATORS.get(name)(session.eval_context(state), **options)
+
+
+def periodic_actions(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  run: Run,
+  session: Session,
+  writer: MetricWriter | None,
+) -> tuple[list[PeriodicAction], Checkpointer | None]:
+  """Logging, the periodic evaluators, early-stopping validation (with its best-state
+  checkpointer, returned) and checkpointing, which saves the others' state last."""
+  step = int(jax.device_get(session.state.step))
+  actions: list[PeriodicAction] = [
+    LogMetrics(config.log_every, writer, run.schedule, config.batch_size, step)
+  ]
+  for name, options in config.evals.items():
+    if int(options.get(EVERY, 0)):
+      evaluator = functools.partial(evaluate, config, session, name)
+      actions.append(PeriodicEvaluation(options[EVERY], name, evaluator, writer))
+  best = None
+  if session.stopper is not None:
+    # Two kept: a damaged best falls back to the previous best.
+    best = Checkpointer(os.path.join(workdir, BEST_CHECKPOINT), 2, run_record=session.record)
+    validation = early_stopping.make_validation(config.early_stopping, session.eval_context)
+    every = config.early_stopping.every
+    actions.append(EarlyStoppingValidation(every, session.stopper, validation, best, writer))
+  actions.append(SaveCheckpoint(config.checkpoint_every, session.checkpointer, list(actions)))
+  return actions, best
+
+
+def train_steps(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  run: Run,
+  session: Session,
+  actions: list[PeriodicAction],
+  writer: MetricWriter | None,
+) -> LoopState:
+  """Steps to config.total_steps (or an early stop), the periodic actions after each; a stop
+  signal saves a checkpoint and ends with TrainingInterrupted."""
+  step = int(jax.device_get(session.state.step))
+  loop = LoopState(step, config.total_steps, session.state, last_saved=session.latest)
+  loop.stop_requested = session.stopper is not None and session.stopper.stopped
+  try:
+    with StopSignals() as signals:
+      batches = device_batches(run.batches, run.data_sharding)
+      stop = AgreedStop(signals)
+      run_loop(loop, run.train_step, batches, actions, lambda: stop(loop.step))
+      if stop.signum:
+        session.checkpointer.wait()
+        raise TrainingInterrupted(loop.step, workdir, stop.signum)
+  except BaseException:
+    if writer is not None:
+      writer.close()
+    raise
+  finally:
+    session.checkpointer.close()
+  return loop
+
+
+def finish(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  run: Run,
+  session: Session,
+  loop: LoopState,
+  best: Checkpointer | None,
+  writer: MetricWriter | None,
+) -> dict[str, Any]:
+  """The state to evaluate (early stopping's best, else the last), what the task exports
+  (a fine-tune's trained weights), the final evaluation and results.json."""
+  state, step = loop.state, loop.step
+  if best is not None:
+    state = best_validated_state(best, session.stopper, state, step)
+  exported = run.task.export(state.params, os.path.join(workdir, "task_weights"))
+  evals = {name: evaluate(config, session, name, state) for name in config.evals}
+  if writer is not None:
+    # The curve of a periodic evaluator ends with its final value.
+    periodic = [n for n, o in config.evals.items() if int(o.get(EVERY, 0))]
+    scalars = {k: v for n in periodic for k, v in table_scalars(n, evals[n]).items()}
+    if scalars:
+      writer.write(step, scalars)
+    writer.close()
+  results: dict[str, Any] = {"step": step, "evals": evals}
+  if session.stopper is not None:
+    results["early_stopping"] = session.stopper.summary(step)
+  if exported is not None:
+    results["task_weights"] = exported
+  return results
+
+
 def _run(
   config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock, reevaluate: bool
 ) -> dict[str, Any]:
   start_time = time.perf_counter()
-  # --- The resume contract, before anything is written ---------------------------------------
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
-  previous = read_run_config(workdir)
-  saved = saved_steps(checkpoint_dir)
-  changes = {}
-  if previous is not None and saved:
-    changes = check_resume(previous, config, TASKS.get(config.task))
-    finished = finished_results(workdir, changes, saved[-1])
-    if finished is not None and not reevaluate:
-      print(
-        f"The run in {workdir} finished at step {saved[-1]}; its results are in results.json. "
-        "Pass --reevaluate (or change config.evals) to evaluate it again.",
-        flush=True,
-      )
-      if finished.get("evals") and jax.process_index() == 0:
-        print(format_results_table(finished["evals"]), flush=True)
-      return finished
-
-  # --- Mesh, data, task, fresh state and the compiled step ------------------------------------
+  resume = check_workdir(config, workdir)
+  if resume.finished is not None and not reevaluate:
+    return report_finished(workdir, resume)
   mesh = parallel.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     run = setup(config, workdir, mesh)
-    info = dataset_info(run.dataset)
-    if previous is not None and saved:
-      check_data_facts(previous, info)
-
-    # --- Resume from the newest intact checkpoint, if any -------------------------------------
-    record = run_record(config)
-    checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints, run_record=record)
-    stopper = early_stopping.from_config(config.early_stopping)
-    state, latest = run.state, None
-    restored = checkpointer.restore_latest(state)
-    step = restored[0] if restored is not None else 0
-    write_run_config(workdir, config, info, previous if saved else None, changes, step)
-    lock.keep()
-    if restored is not None:
-      latest, state, data_state = restored
-      tracked = data_state.pop(early_stopping.CHECKPOINT_KEY, None)
-      if stopper is not None and tracked is not None:
-        stopper.load_state_dict(tracked)
-      run.batches.set_state(data_state)
-      print(f"Resumed from the checkpoint of step {latest} in {workdir}.", flush=True)
-    if jax.process_index() == 0:
-      # Steps logged after the checkpoint resumed from (or by an attempt that saved none) are
-      # trained again; their old records would repeat.
-      drop_records_after(os.path.join(workdir, "metrics.jsonl"), latest or 0)
-    step = int(jax.device_get(state.step))
-    init_key = _init_keys(config.seed)[0]
-    initial_variables = functools.cache(
-      lambda: jax.jit(functools.partial(run.task.init, init_key))(run.example)
-    )
-
-    def eval_context(state: TrainState) -> EvalContext:
-      return EvalContext(
-        task=run.task,
-        variables=(state.params, state.model_state),
-        initial_variables=initial_variables,
-        dataset=run.dataset,
-        mesh=mesh,
-        batch_size=config.eval_batch_size,
-        seed=config.seed,
-        name=config.task,
-        shared=shared,
-      )
-
-    shared: dict = {}  # baseline features and compiled functions, for every evaluation
-
-    def evaluate(name: str, state: TrainState) -> dict[str, dict[str, Any]]:
-      options = evaluator_options(config.evals[name])
-      return EVALUATORS.get(name)(eval_context(state), **options)
-
-    # --- Loop: periodic actions after each step --------------------------------------------------
+    session = start_session(config, workdir, lock, run, resume)
     writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
-    actions: list[PeriodicAction] = [
-      LogMetrics(config.log_every, writer, run.schedule, config.batch_size, step)
-    ]
-    for name, options in config.evals.items():
-      if int(options.get(EVERY, 0)):
-        actions.append(
-          PeriodicEvaluation(options[EVERY], name, functools.partial(evaluate, name), writer)
-        )
-    if stopper is not None:
-      # Two kept: a damaged best falls back to the previous best.
-      best = Checkpointer(os.path.join(workdir, "best_checkpoint"), 2, run_record=record)
-      validation = early_stopping.make_validation(config.early_stopping, eval_context)
-      actions.append(
-        EarlyStoppingValidation(config.early_stopping.every, stopper, validation, best, writer)
-      )
-    actions.append(SaveCheckpoint(config.checkpoint_every, checkpointer, list(actions)))
-    loop = LoopState(step, config.total_steps, state, last_saved=latest)
-    loop.stop_requested = stopper is not None and stopper.stopped
-    try:
-      with StopSignals() as signals:
-        batches = device_batches(run.batches, run.data_sharding)
-        stop = AgreedStop(signals)
-        run_loop(loop, run.train_step, batches, actions, lambda: stop(loop.step))
-        if stop.signum:
-          checkpointer.wait()
-          raise TrainingInterrupted(loop.step, workdir, stop.signum)
-    except BaseException:
-      if writer is not None:
-        writer.close()
-      raise
-    finally:
-      checkpointer.close()
-    state, step = loop.state, loop.step
+    actions, best = periodic_actions(config, workdir, run, session, writer)
+    loop = train_steps(config, workdir, run, session, actions, writer)
     train_seconds = time.perf_counter() - start_time
-
-    # --- The best validated state, when early stopping kept one ---------------------------------
-    if stopper is not None:
-      state = best_validated_state(best, stopper, state, step)
-
-    # --- What the run ships beyond its pretraining (fine-tunes: the trained weights) ----------
-    exported = run.task.export(state.params, os.path.join(workdir, "task_weights"))
-
-    # --- Evaluation ------------------------------------------------------------------------------
-    evals = {name: evaluate(name, state) for name in config.evals}
-    if writer is not None:
-      # The curve of a periodic evaluator ends with its final value.
-      periodic = [n for n, o in config.evals.items() if int(o.get(EVERY, 0))]
-      scalars = {k: v for n in periodic for k, v in table_scalars(n, evals[n]).items()}
-      if scalars:
-        writer.write(step, scalars)
-      writer.close()
-
-  results = {
-    "step": step,
-    "evals": evals,
-    "train_seconds": round(train_seconds, 1),
-    "total_seconds": round(time.perf_counter() - start_time, 1),
-  }
-  if stopper is not None:
-    results["early_stopping"] = stopper.summary(step)
-  if exported is not None:
-    results["task_weights"] = exported
+    results = finish(config, workdir, run, session, loop, best, writer)
+  results["train_seconds"] = round(train_seconds, 1)
+  results["total_seconds"] = round(time.perf_counter() - start_time, 1)
   if jax.process_index() == 0:
     write_json(os.path.join(workdir, "results.json"), results)
-    if evals:
-      print(format_results_table(evals), flush=True)
+    if results["evals"]:
+      print(format_results_table(results["evals"]), flush=True)
   return results
 
 

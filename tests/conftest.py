@@ -150,7 +150,7 @@ def trees_equal(a, b) -> bool:
 
 def checkpoint_variables(workdir: str) -> dict:
   """{"params", "model_state"} of a run's latest checkpoint (numpy), read as fine-tuning does."""
-  from ssl_jax.checkpoint import Checkpointer
+  from ssl_jax.runs.checkpoints import Checkpointer
 
   checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   _, state = checkpoints.restore_latest_arrays()

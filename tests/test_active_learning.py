@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from ssl_jax.discover import learners, rounds
-from ssl_jax.discover.oracle import AwaitingLabels
+from ssl_jax.active import learners, rounds
+from ssl_jax.active.oracle import AwaitingLabels
 from ssl_jax.errors import ConfigError, DataError, ResumeError
 
 
@@ -214,8 +214,8 @@ def test_mc_dropout_masks_are_shared_across_the_pool():
 
 
 def test_human_oracle_writes_the_text_of_text_queries(tmp_path):
+  from ssl_jax.active.oracle import HumanOracle
   from ssl_jax.data.text_classification import text_classification_files
-  from ssl_jax.discover.oracle import HumanOracle
 
   words = {"sports": "ball goal team match score player", "weather": "rain sun cloud wind storm"}
   rows = [(label, f"{words[label]} n{i}") for i, label in enumerate(["sports", "weather"] * 20)]
@@ -244,7 +244,7 @@ def _cli(*arguments):
 
   from conftest import REPO
 
-  command = [sys.executable, "-m", "ssl_jax.discover.main", *arguments]
+  command = [sys.executable, "-m", "ssl_jax.active.main", *arguments]
   env = {**os.environ, "XLA_FLAGS": ""}
   return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 

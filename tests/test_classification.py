@@ -11,10 +11,10 @@ from conftest import checkpoint_variables, load_config, tiny_mlm_config, trained
 from conftest import trees_equal as _equal
 
 from ssl_jax import parallel, train
-from ssl_jax.checkpoint import CheckpointMismatchError
 from ssl_jax.config_base import base_config
 from ssl_jax.registry import ConfigError
-from ssl_jax.tasks.pretrained import read_config, shape_only_dataset
+from ssl_jax.runs.checkpoints import CheckpointMismatchError
+from ssl_jax.runs.finished import read_config, shape_only_dataset
 
 
 @pytest.fixture(scope="module")

@@ -175,8 +175,8 @@ def _pairing_candidates():
 def test_every_evaluator_refuses_a_task_without_its_capability():
   """For each evaluator, a task class lacking one of its declared capabilities is refused by
   validate_config, naming the evaluator, the task, the capability and the tasks that have it."""
+  from ssl_jax.capabilities import missing_capabilities, tasks_with
   from ssl_jax.registry import EVALUATORS, TASKS
-  from ssl_jax.tasks.capabilities import missing_capabilities, tasks_with
 
   for name in EVALUATORS.names():
     required = EVALUATORS.requirements(name)
@@ -235,7 +235,7 @@ def test_resolved_defaults_follow_the_part_a_name_override_picks():
   from ssl_jax.config_base import resolve_defaults
   from ssl_jax.config_file import ResolvedConfigFileParser
 
-  parser = ResolvedConfigFileParser(name="config", lock_config=False)
+  parser = ResolvedConfigFileParser(resolve_defaults, name="config", lock_config=False)
   argv = sys.argv
   sys.argv = ["main", "--config.task_kwargs.peft.name=adapter", "--config.task_kwargs.method=peft"]
   try:

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.discover import badge, bald, geometry, probcover, typiclust
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool
-from ssl_jax.discover.uncertainty import entropy, least_confidence, negative_margin
+from ssl_jax.active.strategies import badge, bald, geometry, probcover, typiclust
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool
+from ssl_jax.active.strategies.uncertainty import entropy, least_confidence, negative_margin
 from ssl_jax.errors import ConfigError
 
 KEY = jax.random.key(0)

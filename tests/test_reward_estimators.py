@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.discover.estimators import ESTIMATORS
-from ssl_jax.discover.policy_loss import clipped_surrogate, kl_per_token, normalise
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.sampling import completion_log_probs, sample_completions
 from ssl_jax.registry import MODELS
+from ssl_jax.rewards.estimators import ESTIMATORS
+from ssl_jax.rewards.policy_loss import clipped_surrogate, kl_per_token, normalise
 
 REWARDS = jnp.array([[1.0, 0.0, 0.5, 0.5], [2.0, 2.0, 2.0, 2.0]])
 

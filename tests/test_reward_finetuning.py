@@ -14,9 +14,9 @@ from conftest import load_config, override
 from ssl_jax import parallel, train
 from ssl_jax.config_base import resolve_defaults, validate_config
 from ssl_jax.data.random_walks import distances_to_goal, random_graph
-from ssl_jax.discover.path_reward import score_path
 from ssl_jax.errors import ConfigError, UserError
-from ssl_jax.tasks.pretrained import load_pretrained_run
+from ssl_jax.rewards.path import score_path
+from ssl_jax.runs.finished import load_finished_run
 
 
 def tiny_walks_pretraining(**overrides):
@@ -102,7 +102,7 @@ def _setup(config, workdir):
 
 
 def test_reference_never_changes_and_beta_zero_has_no_reference_in_the_step(walks_gpt, tmp_path):
-  pretrained = load_pretrained_run(walks_gpt, _prompts_like(walks_gpt)).variables
+  pretrained = load_finished_run(walks_gpt, _prompts_like(walks_gpt)).variables
   for beta in (0.05, 0.0):
     config = tiny_reward_config(walks_gpt, **{"task_kwargs.beta": beta})
     mesh, run = _setup(config, str(tmp_path / f"beta{beta}"))

@@ -12,15 +12,15 @@ import pytest
 from conftest import load_config
 
 from ssl_jax import train
-from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.text_classification import encode_rows
 from ssl_jax.data.text_prompts import text_prompts
-from ssl_jax.discover.classifier_reward import ClassifierProbability
-from ssl_jax.discover.rewards import REWARDS, RewardContext, WeightedRewards, join_prompt_completion
 from ssl_jax.errors import ConfigError
 from ssl_jax.registry import TASKS
-from ssl_jax.tasks.pretrained import read_config, shape_only_dataset
+from ssl_jax.rewards.base import REWARDS, RewardContext, WeightedRewards, join_prompt_completion
+from ssl_jax.rewards.classifier import ClassifierProbability
+from ssl_jax.runs.checkpoints import Checkpointer
+from ssl_jax.runs.finished import read_config, shape_only_dataset
 
 LINES = ["open the file and read it", "the profile of a logger", "return a list of strings"] * 30
 

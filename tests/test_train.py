@@ -18,6 +18,7 @@ from ssl_jax import train
 from ssl_jax.data.digits import digits
 from ssl_jax.data.pipeline import ShuffledBatches
 from ssl_jax.data.source import Dataset
+from ssl_jax.errors import NonFiniteLossError
 from ssl_jax.registry import DATASETS
 
 
@@ -114,7 +115,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   config = tiny_simclr_config(batch_size=16, total_steps=8, log_every=100, checkpoint_every=2)
   config.data = {"name": "digits_with_a_nan_image", "bad_index": bad_index}
   with pytest.raises(
-    train.NonFiniteLossError,
+    NonFiniteLossError,
     match=rf"nan at step {first_bad_step}.*last good checkpoint is step "
     rf"{last_good}",
   ):

@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO, tiny_mlm_config, tiny_simclr_config
 
 from ssl_jax import train
-from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.errors import CheckpointError, ResumeError, WorkdirError
-from ssl_jax.workdir import LOCK_FILE, STALE_AFTER_SECONDS, WorkdirLock
+from ssl_jax.runs.checkpoints import Checkpointer
+from ssl_jax.runs.lock import LOCK_FILE, STALE_AFTER_SECONDS, WorkdirLock
 
 
 def _state_leaves(workdir: str, step: int) -> list[np.ndarray]:
@@ -166,7 +166,7 @@ def test_the_lock_names_its_holder_and_a_dead_holder_is_taken_over(tmp_path, cap
 
 
 def test_the_live_holder_keeps_its_lock_fresh(tmp_path, monkeypatch):
-  from ssl_jax import workdir as workdir_module
+  from ssl_jax.runs import lock as workdir_module
 
   monkeypatch.setattr(workdir_module, "HEARTBEAT_SECONDS", 0.05)
   with WorkdirLock(str(tmp_path)) as lock:
@@ -512,26 +512,30 @@ def test_a_failed_save_names_the_directory_and_keeps_the_previous_checkpoint(tmp
 
 
 def test_options_added_to_ssl_jax_since_a_run_was_written_are_not_changes():
-  from ssl_jax.config_base import resolve_defaults
+  from ssl_jax.config_base import resolve_defaults, with_new_defaults
   from ssl_jax.registry import TASKS
-  from ssl_jax.run_config import check_resume, config_dict, record_differences, run_record
+  from ssl_jax.runs.record import RunRecord, check_resume, config_dict
 
   config = resolve_defaults(_config())
+  simclr = TASKS.get("simclr")
   written_by_an_older_version = config_dict(config)
   del written_by_an_older_version["optim"]["clip_norm"]  # options it did not have yet
   del written_by_an_older_version["model_kwargs"]["stem"]
   del written_by_an_older_version["online_probe"]
-  assert check_resume(written_by_an_older_version, config, TASKS.get("simclr")) == {}
+  assert check_resume(written_by_an_older_version, config, simclr, with_new_defaults) == {}
   old_record = {"fingerprint": "older", "config": written_by_an_older_version}
-  assert record_differences(old_record, run_record(config)) == {}
+  record = RunRecord.of(config, with_new_defaults)
+  assert record.differences(old_record) == {}
+  # Without the schema's defaults, the options added since read as changes.
+  assert "optim.clip_norm" in RunRecord.of(config, dict).differences(old_record)
   written_by_an_older_version["seed"] = 3
   with pytest.raises(ResumeError, match=r"seed 3 -> 0"):
-    check_resume(written_by_an_older_version, config, TASKS.get("simclr"))
-  assert record_differences(old_record, run_record(config)) == {"seed": (3, 0)}
+    check_resume(written_by_an_older_version, config, simclr, with_new_defaults)
+  assert record.differences(old_record) == {"seed": (3, 0)}
 
 
 def test_data_that_changed_under_a_run_is_refused():
-  from ssl_jax.run_config import check_data_facts
+  from ssl_jax.runs.record import check_data_facts
 
   recorded = {"dataset_info": {"num_classes": 2, "class_names": ["a", "b"], "vocab_size": 500}}
   check_data_facts(recorded, {"num_classes": 2, "class_names": ["a", "b"], "vocab_size": 500})
@@ -563,7 +567,7 @@ def test_a_background_write_that_fails_is_reported_when_waited_for(tmp_path, mon
 def test_a_run_saved_over_8_devices_is_read_on_one(simclr_workdir):
   # What a fine-tune or active learning does with a pretraining made on another topology.
   script = (
-    "from ssl_jax.checkpoint import Checkpointer\n"
+    "from ssl_jax.runs.checkpoints import Checkpointer\n"
     f"c = Checkpointer({os.path.join(simclr_workdir, 'checkpoints')!r}, read_only=True)\n"
     "step, state = c.restore_latest_arrays()\n"
     "print(step, int(state['step']))\n"
@@ -579,7 +583,7 @@ def test_a_run_saved_over_8_devices_is_read_on_one(simclr_workdir):
 def test_only_unretrieved_checkpoint_read_failures_are_silenced(caplog):
   import logging
 
-  from ssl_jax import checkpoint
+  from ssl_jax.runs import checkpoints as checkpoint
 
   checkpoint._ignore_closed_loop_callbacks()
   logger = logging.getLogger("asyncio")

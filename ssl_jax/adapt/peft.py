@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.adapt import bottleneck, lora, prompts
-from ssl_jax.adapt.parts import Part, build_part
-from ssl_jax.registry import ConfigError, Registry
+from ssl_jax.registry import ConfigError, Part, Registry, build_part
 
 PyTree = Any
 PEFT: Registry[Any] = Registry("PEFT method")

@@ -9,7 +9,6 @@ full fine-tune the whole network: the number the docs' tables give as "task weig
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssl_jax.adapt.freeze import TRAINABLE, leaf_paths
+from ssl_jax.files import write_json
 
 PyTree = Any
 
@@ -65,14 +65,10 @@ def save_task_weights(
   checkpointer.save(os.path.join(directory, "weights"), _nest(flat), force=True)
   checkpointer.wait_until_finished()
   parameters = int(sum(leaf.size for leaf in flat.values()))
-  tmp = os.path.join(directory, "task_weights.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(
-      {"base_checkpoint": base_checkpoint, "paths": sorted(flat), "parameters": parameters},
-      f,
-      indent=2,
-    )
-  os.replace(tmp, os.path.join(directory, "task_weights.json"))
+  write_json(
+    os.path.join(directory, "task_weights.json"),
+    {"base_checkpoint": base_checkpoint, "paths": sorted(flat), "parameters": parameters},
+  )
   return {"path": directory, "bytes": directory_bytes(directory), "parameters": parameters}
 
 

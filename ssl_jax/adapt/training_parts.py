@@ -20,10 +20,9 @@ from typing import Any
 import jax
 
 from ssl_jax.adapt import adversarial as attacks
-from ssl_jax.adapt.parts import Part
 from ssl_jax.adapt.semi_supervised import pseudo_label_loss
 from ssl_jax.losses import cross_entropy
-from ssl_jax.registry import ConfigError, Registry
+from ssl_jax.registry import ConfigError, Part, Registry
 
 PyTree = Any
 ADVERSARIAL: Registry[Any] = Registry("adversarial training")

@@ -2,7 +2,7 @@
 graph whose nodes are letters, and a goal node. A small GPT pretrains on random walks that
 reach the goal (valid, but rarely the shortest); reward fine-tuning then asks it, from a start
 node alone, for a path to the goal, scored by optimality (shortest / its length, 0 when the
-path is not a path of the graph ending at the goal: `ssl_jax.discover.path_reward`).
+path is not a path of the graph ending at the goal: `ssl_jax.rewards.path`).
 
   random_walks         the pretraining corpus: one walk per document, "c f h a"
   random_walk_prompts  the prompts: [CLS] and the start node, one per start node (train

@@ -19,7 +19,7 @@ from ssl_jax.data.first_process import first_on_process_zero
 from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import DataError, MissingInputError
-from ssl_jax.metrics import write_json
+from ssl_jax.files import write_json
 
 
 def is_test_document(name: str, test_percent: int) -> bool:

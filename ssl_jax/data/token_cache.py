@@ -38,6 +38,7 @@ from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.corpus_shards import Corpus
 from ssl_jax.data.packing import pack_documents
 from ssl_jax.data.records import RecordSplit
+from ssl_jax.data.text_corpus import is_test_document
 from ssl_jax.errors import DataError
 
 CACHE_VERSION = 1
@@ -92,8 +93,6 @@ def tokenize_shard(
 
   Returns the shard's row and document counts and train token counts.
   """
-  from ssl_jax.data.text_corpus import is_test_document  # text_corpus imports this module.
-
   shard = corpus.shards[index]
   if tokenizer_path not in _WORKER_TOKENIZERS:
     _WORKER_TOKENIZERS[tokenizer_path] = tok.Tokenizer(tokenizer_path)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 
 import numpy as np
 import sentencepiece as spm
 
 from ssl_jax.errors import DataError, MissingInputError
+from ssl_jax.files import write_bytes
 
 # Fixed ids so every objective can rely on them; [MASK] is a user-defined piece right after.
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
@@ -142,13 +142,8 @@ def train_tokenizer(
         "config.data.vocab_size."
       ) from error
     raise
-  directory = os.path.dirname(os.path.abspath(model_path))
-  os.makedirs(directory, exist_ok=True)
   # Write-then-rename: a crash mid-write never leaves a truncated model behind.
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-  with os.fdopen(fd, "wb") as f:
-    f.write(buffer.getvalue())
-  os.replace(tmp, model_path)
+  write_bytes(model_path, buffer.getvalue())
   return Tokenizer(model_path)
 
 

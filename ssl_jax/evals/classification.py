@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.capabilities import Classifier
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import Classifier
 
 
 @EVALUATORS.register("classification", requires=(Classifier,))

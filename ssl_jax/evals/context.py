@@ -173,3 +173,22 @@ def labelled_subsets(labels: np.ndarray, per_class: int, draws: int, seed: int) 
       continue
     weights[draw, labelled_indices(labels, per_class, draw, seed)] = 1.0
   return weights
+
+
+def standalone_context(
+  task: Any, variables: Any, dataset: Dataset, batch_size: int, seed: int
+) -> EvalContext:
+  """An EvalContext outside a training run (a finished run read back) over every local
+  device, for reading features and outputs."""
+  mesh = parallel.make_mesh({"data": -1, "fsdp": 1})
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  return EvalContext(
+    task=task,
+    variables=variables,
+    initial_variables=lambda: variables,
+    dataset=dataset,
+    mesh=mesh,
+    batch_size=batch_size,
+    seed=seed,
+    name=type(task).__name__,
+  )

@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.capabilities import Represents
 from ssl_jax.evals.context import FEATURE_SETS, TRAINED, EvalContext, check_feature_sets
 from ssl_jax.progress import Progress
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import Represents
 
 
 @jax.jit

@@ -7,12 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.capabilities import NextTokenPredictor, SpanTargetPredictor
 from ssl_jax.data.tokenizer import Tokenizer
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.losses import per_row_sums, token_nll
 from ssl_jax.models import sampling
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import NextTokenPredictor, SpanTargetPredictor
 
 UNIGRAM = "unigram (train token frequencies)"
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ssl_jax.capabilities import Represents
 from ssl_jax.evals.context import (
   FEATURE_SETS,
   TRAINED,
@@ -19,7 +20,6 @@ from ssl_jax.evals.context import (
 )
 from ssl_jax.progress import Progress
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import Represents
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iterations"))

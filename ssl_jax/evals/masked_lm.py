@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.capabilities import MaskedTokenPredictor
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.losses import per_row_sums, token_nll
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import MaskedTokenPredictor
 
 
 def most_frequent_token(tokens: np.ndarray, special_ids: tuple[int, ...], vocab_size: int) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssl_jax.capabilities import OnlineProbe
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import OnlineProbe
 
 
 @EVALUATORS.register("online_probe", requires=(OnlineProbe,))

@@ -7,10 +7,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.capabilities import PairPredictor
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.losses import token_nll
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import PairPredictor
 
 
 @EVALUATORS.register("pair_prediction", requires=(PairPredictor,))

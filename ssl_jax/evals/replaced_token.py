@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from ssl_jax.capabilities import ReplacedTokenDetector
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.evals.masked_lm import most_frequent_token
 from ssl_jax.losses import per_row_sums, token_nll
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import ReplacedTokenDetector
 
 
 @EVALUATORS.register("replaced_token_detection", requires=(ReplacedTokenDetector,))

@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.capabilities import RewardPolicy
 from ssl_jax.errors import ConfigError
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import RewardPolicy
 
 REFERENCE = "reference (before)"
 _SHOWN = "reward samples shown"  # EvalContext.shared: the reference's samples print once

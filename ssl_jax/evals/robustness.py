@@ -10,9 +10,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from ssl_jax.capabilities import Attackable
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import Attackable
 
 _DEFAULTS = dict(eps=(0.1,), norm="linf", attack="pgd")
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ssl_jax.capabilities import TokenLabeller
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.evals.entity_f1 import entity_scores
 from ssl_jax.registry import EVALUATORS
-from ssl_jax.tasks.capabilities import TokenLabeller
 
 
 def word_tags(tags: np.ndarray, first_piece: np.ndarray, names: list[str]) -> list[list[str]]:

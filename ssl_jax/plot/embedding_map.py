@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from ssl_jax.capabilities import Represents
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import TASKS
-from ssl_jax.tasks.capabilities import Represents
 
 PROJECTIONS = ("auto", "tsne", "pca")
 
@@ -22,11 +22,14 @@ def run_features(
   """(features [N, D], labels [N], class names) of the newest checkpoint of the run in
   `workdir` on `split` of its own data; at most `max_points` labelled examples, drawn at
   random with `seed`. Only reads the workdir."""
-  from ssl_jax import train
+  # Imported here, not at the top: curves alone (the common use) need neither JAX nor the
+  # tasks and data sources, which take seconds to import.
+  from ssl_jax import data as _datasets  # noqa: F401  (registers the datasets)
+  from ssl_jax import tasks as _tasks  # noqa: F401  (registers the tasks)
   from ssl_jax.data.records import take_rows
-  from ssl_jax.discover.encoder_features import eval_context
-  from ssl_jax.evals.context import TRAINED
-  from ssl_jax.tasks.pretrained import load_pretrained_run, read_config
+  from ssl_jax.evals.context import TRAINED, standalone_context
+  from ssl_jax.registry import DATASETS
+  from ssl_jax.runs.finished import load_finished_run, read_config
 
   config = read_config(workdir)
   if not issubclass(TASKS.get(config.task), Represents):
@@ -34,7 +37,8 @@ def run_features(
       f"The run in {workdir!r} ({config.task}) gives no features (Represents): an embedding "
       "map needs a run whose task represents its inputs."
     )
-  dataset = train.build_dataset(config, workdir)
+  options = {key: value for key, value in config.data.items() if key != "name"}
+  dataset = DATASETS.build(config.data.name, options, workdir)
   if split not in dataset.splits:
     raise DataError(
       f"split={split!r} is not in the run's data; its splits: {sorted(dataset.splits)}."
@@ -52,9 +56,9 @@ def run_features(
     keep = np.sort(rng.choice(keep, max_points, replace=False))
   # Only the drawn rows are read (a lazily decoded split stays lazy for the rest).
   dataset.splits[split] = take_rows(arrays, keep)
-  run = load_pretrained_run(workdir, dataset)
+  run = load_finished_run(workdir, dataset)
   variables = (run.variables["params"], run.variables["model_state"])
-  features = eval_context(run.task, variables, dataset, 256, seed).features(TRAINED, split)
+  features = standalone_context(run.task, variables, dataset, 256, seed).features(TRAINED, split)
   names = dataset.info.get("class_names") or [str(c) for c in range(int(labels.max()) + 1)]
   return np.asarray(features, np.float32), labels[keep], list(names)
 

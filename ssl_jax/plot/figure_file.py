@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from ssl_jax.files import atomic_path
 
 
 def panel_grid(panels: int, columns: int = 3, size: tuple[float, float] = (4.6, 3.3)):
@@ -24,17 +24,6 @@ def panel_grid(panels: int, columns: int = 3, size: tuple[float, float] = (4.6, 
 def save_figure(figure: Figure, path: str, dpi: int = 110) -> str:
   """Writes `figure` as a PNG through a temp file and a rename, so a reader never sees half a
   file; returns the path."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-  os.close(fd)
-  try:
+  with atomic_path(path, suffix=".png") as tmp:
     figure.savefig(tmp, dpi=dpi, format="png")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the figure from other users
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path

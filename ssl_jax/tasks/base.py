@@ -27,7 +27,7 @@ class Task(abc.ABC):
   `Task(config, dataset, **config.task_kwargs)`. Everything the train step needs arrives as
   arguments, so all methods are pure and jit-able. What else a task can do (give features,
   expose its encoder, predict tokens, classify...) it declares by inheriting the interfaces of
-  `ssl_jax.tasks.capabilities`; evaluators and fine-tuning use only those.
+  `ssl_jax.capabilities`; evaluators and fine-tuning use only those.
   """
 
   modality: str = "image"

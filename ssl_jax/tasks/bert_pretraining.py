@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax.capabilities import PairPredictor
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import cross_entropy, weighted_accuracy, weighted_cross_entropy
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import require_columns, split_variables
-from ssl_jax.tasks.capabilities import PairPredictor
 from ssl_jax.tasks.mlm import MaskedLM, bert_mask, masked_lm_head
 
 PAIR_KEYS = ("tokens", "token_types", "pair_label")

@@ -30,13 +30,13 @@ import optax
 
 from ssl_jax.adapt import adversarial as attacks
 from ssl_jax.adapt import freeze
+from ssl_jax.capabilities import Attackable
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.tokenizer import SEP_ID
 from ssl_jax.losses import cross_entropy
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid
-from ssl_jax.tasks.capabilities import Attackable
 from ssl_jax.tasks.fine_tuning import PRETEXT, FineTuning
 
 POOLINGS = ("mean", "first")

@@ -21,12 +21,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_jax.capabilities import EncoderView, ReplacedTokenDetector
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy, weighted_mean
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
-from ssl_jax.tasks.capabilities import EncoderView, ReplacedTokenDetector
 from ssl_jax.tasks.mlm import bert_mask, bert_mask_options, masked_lm_head
 from ssl_jax.tasks.text import TextTask, packing_inputs
 

@@ -25,22 +25,16 @@ import numpy as np
 import optax
 
 from ssl_jax.adapt import freeze, task_weights
-from ssl_jax.adapt.parts import build_part
 from ssl_jax.adapt.peft import PEFT as PEFT_METHODS
 from ssl_jax.adapt.peft import build_peft
 from ssl_jax.adapt.training_parts import ADVERSARIAL, SEMI_SUPERVISED
+from ssl_jax.capabilities import Represents
 from ssl_jax.data.label_budget import LABELLED_PREFIX
 from ssl_jax.data.source import Dataset
-from ssl_jax.registry import MODELS, ConfigError
+from ssl_jax.registry import MODELS, ConfigError, build_part
+from ssl_jax.runs.finished import FinishedRun, check_source, load_finished_run
 from ssl_jax.tasks.base import Metrics, PyTree, Task, without_key
-from ssl_jax.tasks.capabilities import Represents
-from ssl_jax.tasks.pretrained import (
-  PretrainedRun,
-  check_shapes,
-  check_source,
-  load_pretrained_run,
-  place_like,
-)
+from ssl_jax.tasks.pretrained_weights import check_shapes, place_like
 
 METHODS = ("full", "linear", "peft", "scratch")
 PEFT, PRETEXT = "peft", "pretext"  # params keys of the PEFT method's and the pretext's params
@@ -128,9 +122,9 @@ class FineTuning(Task, Represents):
         "semi_supervised.name='pretext' keeps the pretraining loss, so it needs "
         "task_kwargs.init_from (a pretraining workdir)."
       )
-    self.source: PretrainedRun | None = None
+    self.source: FinishedRun | None = None
     if init_from:
-      self.source = load_pretrained_run(init_from, dataset, model_overrides(config))
+      self.source = load_finished_run(init_from, dataset, model_overrides(config))
     # The pretraining task itself, when its loss is kept on the unlabelled rows.
     self.pretext = self.source.task if self.semi_supervised.keeps_pretext else None
 

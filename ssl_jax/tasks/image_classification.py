@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.adapt import adversarial
+from ssl_jax.capabilities import Attackable
 from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model
-from ssl_jax.tasks.capabilities import Attackable
 from ssl_jax.tasks.fine_tuning import FineTuning, encoder_state_of
 
 

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax.capabilities import EncoderView, MaskedTokenPredictor
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
-from ssl_jax.tasks.capabilities import EncoderView, MaskedTokenPredictor
 from ssl_jax.tasks.text import TextTask, packing_inputs
 
 

@@ -8,9 +8,9 @@
 
 Each train step, inside the one jitted step: the batch's prompts (right-padded "prompt" rows
 with their "prompt_length") are repeated `group_size` times, completed by the current policy
-with the key/value-cache sampler, scored by the weighted rewards (`ssl_jax.discover.rewards`),
-turned into advantages by the estimator (`ssl_jax.discover.estimators`), and the clipped
-policy-gradient loss (`ssl_jax.discover.policy_loss`) is taken over completion tokens only:
+with the key/value-cache sampler, scored by the weighted rewards (`ssl_jax.rewards.base`),
+turned into advantages by the estimator (`ssl_jax.rewards.estimators`), and the clipped
+policy-gradient loss (`ssl_jax.rewards.policy_loss`) is taken over completion tokens only:
 prompt and padding positions get no gradient. The policy starts from `init_from`'s newest
 checkpoint; a frozen copy of it is the reference for the KL term (beta = 0: no reference
 forward in the step). The reference is not checkpointed: `init_from` points at it, and
@@ -28,18 +28,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import rewards as _rewards  # noqa: F401  (registers the rewards and estimators)
+from ssl_jax.capabilities import NextTokenPredictor, RewardPolicy
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.tokenizer import Tokenizer
-from ssl_jax.discover import classifier_reward, path_reward, rule_rewards  # noqa: F401
-from ssl_jax.discover.estimators import ESTIMATORS
-from ssl_jax.discover.policy_loss import clipped_surrogate, kl_per_token, masked_mean, normalise
-from ssl_jax.discover.rewards import REWARDS, WEIGHT, RewardContext, WeightedRewards
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.sampling import completion_log_probs, sample_completions
 from ssl_jax.registry import TASKS
+from ssl_jax.rewards.base import REWARDS, WEIGHT, RewardContext, WeightedRewards
+from ssl_jax.rewards.estimators import ESTIMATORS
+from ssl_jax.rewards.policy_loss import clipped_surrogate, kl_per_token, masked_mean, normalise
+from ssl_jax.runs.finished import check_source, load_finished_run
 from ssl_jax.tasks.base import Task
-from ssl_jax.tasks.capabilities import NextTokenPredictor, RewardPolicy, describe_missing
-from ssl_jax.tasks.pretrained import load_pretrained_run, place_like, read_config
+from ssl_jax.tasks.pretrained_weights import place_like
 
 ROLLOUT = "rollout"  # model_state key of the reused batch of samples
 sg = jax.lax.stop_gradient
@@ -85,7 +86,7 @@ class RewardFinetuning(Task, RewardPolicy):
         f"config.task_kwargs.group_size={group_size}: estimator {config.task_kwargs.estimator.name!r} "
         f"compares completions of a prompt and needs at least {self.estimator.min_group_size}."
       )
-    self.source = load_pretrained_run(init_from, dataset)
+    self.source = load_finished_run(init_from, dataset, requires=(NextTokenPredictor,))
     self.model, _ = self.source.task.sampling_model(self.source.variables["params"])
     self.prompt_len = int(rows["prompt"].shape[1])
     if self.prompt_len + max_new_tokens > self.model.max_length:
@@ -114,11 +115,7 @@ class RewardFinetuning(Task, RewardPolicy):
       raise ConfigError(
         "config.task_kwargs.init_from is empty: name the workdir of a causal_lm pretraining run."
       )
-    source = read_config(init_from)
-    if not issubclass(TASKS.get(source.task), NextTokenPredictor):
-      raise ConfigError(
-        describe_missing(f"init_from={init_from!r}", source.task, [NextTokenPredictor])
-      )
+    check_source(init_from, requires=(NextTokenPredictor,))
     if int(options.get("max_new_tokens", 24)) < 1:
       raise ConfigError(
         f"config.task_kwargs.max_new_tokens must be >= 1, got {options['max_new_tokens']!r}."

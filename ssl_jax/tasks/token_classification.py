@@ -24,13 +24,13 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax.capabilities import TokenLabeller
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.token_tags import IGNORE
 from ssl_jax.losses import weighted_cross_entropy
 from ssl_jax.models.heads import TokenTagger
 from ssl_jax.registry import TASKS
 from ssl_jax.tasks.base import require_columns
-from ssl_jax.tasks.capabilities import TokenLabeller
 from ssl_jax.tasks.classification import TextFineTuning
 
 TAG_KEYS = ("tokens", "tags", "first_piece")

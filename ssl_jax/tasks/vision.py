@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_jax.capabilities import EncoderView, OnlineProbe
 from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import weighted_mean
 from ssl_jax.models.heads import LinearClassifier
 from ssl_jax.registry import ConfigError
 from ssl_jax.tasks.base import Metrics, PyTree, Task, build_model, without_key
-from ssl_jax.tasks.capabilities import EncoderView, OnlineProbe
 
 TARGET = "target"  # model_state key holding the momentum copies of `target_modules`.
 

@@ -18,17 +18,18 @@ import ml_collections
 import optax
 
 from ssl_jax.adapt import zero_shot
-from ssl_jax.data.source import Dataset
-from ssl_jax.data.tokenizer import Tokenizer
-from ssl_jax.registry import TASKS, ConfigError
-from ssl_jax.tasks.base import Task
-from ssl_jax.tasks.capabilities import (
+from ssl_jax.capabilities import (
   Classifier,
   MaskedTokenPredictor,
   NextTokenPredictor,
   tasks_with,
 )
-from ssl_jax.tasks.pretrained import load_pretrained_run, place_like
+from ssl_jax.data.source import Dataset
+from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.registry import TASKS, ConfigError
+from ssl_jax.runs.finished import load_finished_run
+from ssl_jax.tasks.base import Task
+from ssl_jax.tasks.pretrained_weights import place_like
 
 DEFAULT_PROMPT = " This is from the Python module"
 
@@ -59,7 +60,7 @@ class ZeroShot(Task, Classifier):
     info = dataset.info
     if "num_classes" not in info:
       raise ConfigError(f"Task 'zero_shot' needs labelled data; {config.data.name!r} has none.")
-    self.source = load_pretrained_run(init_from, dataset)
+    self.source = load_finished_run(init_from, dataset)
     pretext = self.source.task
     if isinstance(pretext, NextTokenPredictor):
       kind = zero_shot.CAUSAL

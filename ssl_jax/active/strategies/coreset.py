@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.discover import geometry
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy
+from ssl_jax.active.strategies import geometry
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy
 
 
 @QUERY_STRATEGIES.register("coreset")

@@ -21,10 +21,9 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.adapt.parts import Part
-from ssl_jax.discover.policy_loss import KL_ESTIMATORS, LOSS_TYPES
 from ssl_jax.errors import ConfigError
-from ssl_jax.registry import Registry
+from ssl_jax.registry import Part, Registry
+from ssl_jax.rewards.policy_loss import KL_ESTIMATORS, LOSS_TYPES
 
 ESTIMATORS: Registry[Any] = Registry("estimator")
 KL_PLACES = ("reward", "loss")

@@ -16,19 +16,25 @@ says what may differ from the config.json already there:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from ssl_jax.data.source import Dataset
 from ssl_jax.errors import ResumeError, WorkdirError
-from ssl_jax.metrics import write_json
+from ssl_jax.files import write_json
+
+# A recorded config (a dict) with the defaults of options added to ssl_jax since it was
+# written, so an upgrade does not look like a changed setting. The schema knows them: the
+# trainer passes `config_base.with_new_defaults`; this package knows no schema.
+FillDefaults = Callable[[dict[str, Any]], dict[str, Any]]
 
 CONFIG_FILE = "config.json"
 DATASET_INFO = "dataset_info"
@@ -64,11 +70,33 @@ def defining_part(config: dict[str, Any]) -> dict[str, Any]:
   }
 
 
-def run_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """{"fingerprint", "config"}: saved with every checkpoint, compared on restore."""
-  defining = defining_part(config_dict(config))
-  canonical = json.dumps(defining, sort_keys=True, default=str)
-  return {"fingerprint": hashlib.sha256(canonical.encode()).hexdigest()[:16], "config": defining}
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+  """The run-defining part of a config and its fingerprint: saved with every checkpoint and
+  compared on restore. `fill_defaults` completes a saved record written by an older ssl_jax."""
+
+  fingerprint: str
+  config: dict[str, Any]
+  fill_defaults: FillDefaults = dict
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict, fill_defaults: FillDefaults) -> RunRecord:
+    defining = defining_part(config_dict(config))
+    canonical = json.dumps(defining, sort_keys=True, default=str)
+    fingerprint = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return cls(fingerprint, defining, fill_defaults)
+
+  def saved(self) -> dict[str, Any]:
+    """{"fingerprint", "config"}: what a checkpoint stores."""
+    return {"fingerprint": self.fingerprint, "config": self.config}
+
+  def differences(self, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The run-defining differences between a checkpoint's saved record and this one (none
+    when only the fingerprint differs because options were added to ssl_jax since)."""
+    if saved.get("fingerprint") == self.fingerprint:
+      return {}
+    old = defining_part(self.fill_defaults(dict(saved.get("config", {}))))
+    return changed_keys(old, self.config)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -91,15 +119,6 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[An
     for key in sorted(set(flat_old) | set(flat_new))
     if flat_old.get(key, _ABSENT) != flat_new.get(key, _ABSENT)
   }
-
-
-def record_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple]:
-  """The run-defining differences between a checkpoint's run record and this config's (none
-  when only the fingerprint differs because options were added to ssl_jax since)."""
-  if saved.get("fingerprint") == current["fingerprint"]:
-    return {}
-  old = defining_part(with_new_defaults(dict(saved.get("config", {}))))
-  return changed_keys(old, current["config"])
 
 
 # Shown first: a different part explains the many option differences that follow from it.
@@ -142,35 +161,16 @@ def total_steps_free(config: ml_collections.ConfigDict, task_class: type, old: i
   )
 
 
-def with_new_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
-  """A recorded config with the defaults of options it lacks (options added to ssl_jax since
-  the run was written), so upgrading ssl_jax does not look like a changed setting."""
-  from ssl_jax.config_base import base_config, resolve_defaults  # config_base imports parts
-
-  filled = base_config()
-  try:
-    with filled.unlocked():
-      for key, value in recorded.items():
-        if isinstance(value, dict) and isinstance(filled.get(key), ml_collections.ConfigDict):
-          for inner, inner_value in value.items():
-            filled[key][inner] = inner_value
-        else:
-          filled[key] = value
-    resolve_defaults(filled)
-  except (TypeError, ValueError, KeyError, AttributeError):
-    return recorded  # not a config this version can read: compare it as written
-  return config_dict(filled)
-
-
 def check_resume(
-  previous: dict[str, Any], config: ml_collections.ConfigDict, task_class: type
+  previous: dict[str, Any],
+  config: ml_collections.ConfigDict,
+  task_class: type,
+  fill_defaults: FillDefaults,
 ) -> dict[str, tuple[Any, Any]]:
   """The allowed changes ({dotted key: (old, new)}) between a workdir's config.json and
   `config`; a ResumeError listing every run-defining change."""
   current = config_dict(config)
-  previous = with_new_defaults(
-    {k: v for k, v in previous.items() if k not in (DATASET_INFO, HISTORY)}
-  )
+  previous = fill_defaults({k: v for k, v in previous.items() if k not in (DATASET_INFO, HISTORY)})
   changes = changed_keys(previous, current)
   old_total = previous.get(TOTAL_STEPS, current[TOTAL_STEPS])
   refused = {
@@ -212,7 +212,7 @@ def check_data_facts(previous: dict[str, Any], info: dict[str, Any]) -> None:
     )
 
 
-def dataset_info(dataset: Dataset) -> dict[str, Any]:
+def dataset_info(dataset: Any) -> dict[str, Any]:
   """What config.json records of the data: its info, plus each training field's per-example
   shape and dtype (so a fine-tune can rebuild this run's task without its data)."""
   train = dataset.split(dataset.train_split)

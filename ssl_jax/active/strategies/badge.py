@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy
 
 
 def gradient_embedding(probs: jax.Array, features: jax.Array) -> jax.Array:

@@ -20,15 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.checkpoint import Checkpointer, saved_steps
+from ssl_jax.capabilities import Classifier
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.source import Dataset
-from ssl_jax.discover.rewards import REWARDS, Reward, RewardContext, join_prompt_completion
-from ssl_jax.errors import ConfigError, MissingInputError
+from ssl_jax.errors import ConfigError
 from ssl_jax.parallel import replicate_on_current_mesh
-from ssl_jax.registry import TASKS
-from ssl_jax.tasks.capabilities import Classifier, describe_missing
-from ssl_jax.tasks.pretrained import read_config, shape_only_dataset
+from ssl_jax.rewards.base import REWARDS, Reward, RewardContext, join_prompt_completion
+from ssl_jax.runs.finished import check_source, load_finished_run
 
 
 def _file_digest(path: str) -> str:
@@ -54,10 +52,7 @@ class ClassifierProbability(Reward):
     where = "config.task_kwargs.rewards.classifier"
     if not workdir:
       raise ConfigError(f"{where}.workdir is empty: name a finished classification run.")
-    config = read_config(workdir)
-    task_class = TASKS.get(config.task)
-    if not issubclass(task_class, Classifier):
-      raise ConfigError(describe_missing(f"{where}.workdir={workdir!r}", config.task, [Classifier]))
+    config = check_source(workdir, requires=(Classifier,), what=f"{where}.workdir")
     info = config.get("dataset_info", {})
     names = list(info.get("class_names", []))
     if target_class not in names:
@@ -70,18 +65,12 @@ class ClassifierProbability(Reward):
         f"{ours!r}: fine-tune the classifier from the policy's pretraining run."
       )
     like = Dataset({"train": {"tokens": np.zeros((1, 2), np.int32)}}, "text", info={})
-    rows = shape_only_dataset(config, like)
-    self.task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, rows)
-    self.seq_len = int(rows.split("train")["tokens"].shape[1])
-    directory = os.path.join(workdir, "checkpoints")
-    if not saved_steps(directory):
-      raise MissingInputError(f"{where}.workdir={workdir!r} has no checkpoint under {directory}.")
-    checkpoints = Checkpointer(directory, read_only=True)
-    try:
-      _, state = checkpoints.restore_latest_arrays()
-    finally:
-      checkpoints.close()
-    self.variables = replicate_on_current_mesh((state["params"], state.get("model_state") or {}))
+    run = load_finished_run(workdir, like, requires=(Classifier,), what=f"{where}.workdir")
+    self.task = run.task
+    self.seq_len = int(run.rows["tokens"].shape[1])
+    self.variables = replicate_on_current_mesh(
+      (run.variables["params"], run.variables["model_state"])
+    )
     self.target = names.index(target_class)
     self.include_prompt = bool(include_prompt)
 

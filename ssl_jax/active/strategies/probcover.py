@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.discover import geometry
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy
+from ssl_jax.active.strategies import geometry
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy
 
 CANDIDATE_RADII = tuple(round(0.05 * k, 2) for k in range(1, 31))  # 0.05 ... 1.5
 CELL_SIZE = 256

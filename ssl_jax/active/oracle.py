@@ -18,13 +18,15 @@ import os
 import numpy as np
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.errors import DataError
+from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.errors import DataError, RunEnded
+from ssl_jax.files import atomic_path
 from ssl_jax.registry import Registry
 
 AWAITING_LABELS_EXIT_CODE = 4
 
 
-class AwaitingLabels(Exception):  # noqa: N818  (a stop, not an error)
+class AwaitingLabels(RunEnded):  # noqa: N818  (a stop, not an error)
   """The run stopped for a person to label a round's queries."""
 
   exit_code = AWAITING_LABELS_EXIT_CODE
@@ -95,16 +97,12 @@ class HumanOracle(Oracle):
         row["text"] = text
     if self.dataset.modality == "image":
       contact_sheet(np.asarray(train["image"])[indices], [int(i) for i in indices], sheet)
-    partial = table + ".partial"
-    with open(partial, "w", newline="") as f:
+    with atomic_path(table) as partial, open(partial, "w", newline="") as f:
       writer = csv.DictWriter(f, fieldnames=[*rows[0], "label"])
       writer.writeheader()
       writer.writerows({**row, "label": ""} for row in rows)
-    os.replace(partial, table)
 
   def texts(self, tokens: np.ndarray) -> list[str]:
-    from ssl_jax.data.tokenizer import Tokenizer  # sentencepiece only for text data
-
     tokenizer = Tokenizer(self.dataset.info["tokenizer_path"])
     return [tokenizer.decode([int(t) for t in row]) for row in tokens]
 
@@ -161,7 +159,6 @@ def contact_sheet(images: np.ndarray, ids: list[int], path: str, columns: int = 
       axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
       axis.set_title(str(ids[k]), fontsize=8)
   figure.tight_layout()
-  partial = path + ".partial.png"
-  figure.savefig(partial, dpi=100)
+  with atomic_path(path, suffix=".png") as partial:
+    figure.savefig(partial, dpi=100)
   plt.close(figure)
-  os.replace(partial, path)

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy, top_unlabelled
-from ssl_jax.discover.uncertainty import entropy
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy, top_unlabelled
+from ssl_jax.active.strategies.uncertainty import entropy
 
 
 @jax.jit

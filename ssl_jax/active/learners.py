@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from ssl_jax.errors import ConfigError
+from ssl_jax.files import write_npz
 from ssl_jax.registry import Registry
 
 
@@ -167,10 +168,9 @@ class LinearHead(Learner):
       self.learning_rate, self.dropout, num_classes=self.data.num_classes, steps=self.steps,
       mc_samples=self.mc_samples,
     )  # fmt: skip
-    os.makedirs(inputs.directory, exist_ok=True)
-    partial = os.path.join(inputs.directory, "head.partial.npz")
-    np.savez(partial, kernel=np.asarray(w), bias=np.asarray(b))
-    os.replace(partial, os.path.join(inputs.directory, "head.npz"))
+    write_npz(
+      os.path.join(inputs.directory, "head.npz"), dict(kernel=np.asarray(w), bias=np.asarray(b))
+    )
     accuracy = float(np.mean(np.asarray(predictions) == self.data.test_labels))
     outputs = dict(
       features=self.data.features["train"], probs=np.asarray(probs), mc_probs=np.asarray(mc_probs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssl_jax.discover.rewards import REWARDS, Reward, RewardContext
+from ssl_jax.rewards.base import REWARDS, Reward, RewardContext
 
 
 def score_path(path: list[int], edges: list[set[int]], goal: int, distance: list[int]) -> float:

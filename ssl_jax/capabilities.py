@@ -16,6 +16,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from ssl_jax.registry import TASKS  # filled by ssl_jax.tasks' imports; read at call time
+
 PyTree = Any
 Batch = dict[str, jax.Array]
 
@@ -249,8 +251,6 @@ def missing_capabilities(task_class: type, required: tuple[type[Capability], ...
 
 def tasks_with(capability: type[Capability]) -> list[str]:
   """The registered task names whose class declares `capability`."""
-  from ssl_jax.registry import TASKS  # the registry is filled by ssl_jax.tasks' imports
-
   return sorted(name for name in TASKS.names() if issubclass(TASKS.get(name), capability))
 
 

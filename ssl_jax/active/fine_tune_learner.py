@@ -24,15 +24,14 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import train
-from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.active.learners import LEARNERS, Fitted, Learner, PoolData, RoundInputs
+from ssl_jax.capabilities import Classifier, Represents
 from ssl_jax.config_base import resolve_defaults, validate_config
 from ssl_jax.config_file import load_config_file
-from ssl_jax.discover.encoder_features import eval_context
-from ssl_jax.discover.learners import LEARNERS, Fitted, Learner, PoolData, RoundInputs
 from ssl_jax.errors import ConfigError
-from ssl_jax.evals.context import TRAINED
+from ssl_jax.evals.context import TRAINED, standalone_context
 from ssl_jax.registry import TASKS
-from ssl_jax.tasks.capabilities import Classifier, Represents
+from ssl_jax.runs.finished import load_finished_run
 
 
 def apply_overrides(
@@ -117,14 +116,13 @@ class FineTune(Learner):
     with open(os.path.join(workdir, "results.json")) as f:
       evals = json.load(f)["evals"]["classification"]
     accuracy = float(evals[config.task]["test acc"])
-    checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-    try:
-      _, state = checkpoints.restore_latest_arrays()
-    finally:
-      checkpoints.close()
-    variables = (state["params"], state.get("model_state") or {})
-    task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, self.data.dataset)
-    ctx = eval_context(task, variables, self.data.dataset, config.eval_batch_size, config.seed)
+    run = load_finished_run(
+      workdir, self.data.dataset, requires=(Classifier, Represents), what="the round's run"
+    )
+    task, variables = run.task, (run.variables["params"], run.variables["model_state"])
+    ctx = standalone_context(
+      task, variables, self.data.dataset, config.eval_batch_size, config.seed
+    )
     probs = ctx.apply(
       ctx.jit(lambda p, s, b: jax.nn.softmax(task.logits(p, s, b, None, train=False), -1)),
       variables,

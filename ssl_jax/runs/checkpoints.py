@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from ssl_jax.errors import CheckpointError, CheckpointMismatchError
+from ssl_jax.runs.record import RunRecord, list_changes
 
 RUN_KEY = "run"  # data item key of the run record: {"fingerprint": str, "config": {...}}
 DAMAGED_DIR = "damaged"
@@ -165,11 +166,11 @@ class Checkpointer:
     max_to_keep: int = 3,
     async_save: bool = True,
     read_only: bool = False,
-    run_record: dict[str, Any] | None = None,
+    run_record: RunRecord | None = None,
   ):
     """`read_only` opens another run's checkpoints (a fine-tune's pretraining): nothing is
-    created, moved or cleaned up there. `run_record` ({"fingerprint", "config"}) is saved with
-    every step and compared on restore."""
+    created, moved or cleaned up there. `run_record` is saved with every step and compared on
+    restore."""
     self.directory = os.path.abspath(directory)
     self.read_only = read_only
     self.run_record = run_record
@@ -199,7 +200,7 @@ class Checkpointer:
     temporary-directory protocol leaves the previous checkpoints intact."""
     data = dict(data_state)
     if self.run_record is not None:
-      data[RUN_KEY] = self.run_record
+      data[RUN_KEY] = self.run_record.saved()
     with self._writing(step):
       self.manager.save(
         step,
@@ -269,9 +270,7 @@ class Checkpointer:
   def _check_record(self, step: int, record: dict[str, Any] | None) -> None:
     if record is None or self.run_record is None:
       return  # written before run records existed
-    from ssl_jax.run_config import list_changes, record_differences  # config knowledge
-
-    differences = record_differences(record, self.run_record)
+    differences = self.run_record.differences(record)
     if differences:
       listed = list_changes(differences)
       raise CheckpointMismatchError(

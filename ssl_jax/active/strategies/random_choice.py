@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy
 
 
 def _generator(key: jax.Array) -> np.random.Generator:

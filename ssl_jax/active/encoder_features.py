@@ -7,29 +7,13 @@ import os
 
 import numpy as np
 
-from ssl_jax import parallel
-from ssl_jax.checkpoint import saved_steps
+from ssl_jax.capabilities import Represents
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import ConfigError
-from ssl_jax.evals.context import TRAINED, EvalContext
-from ssl_jax.tasks.capabilities import Represents
-from ssl_jax.tasks.pretrained import load_pretrained_run
-
-
-def eval_context(task, variables, dataset: Dataset, batch_size: int, seed: int) -> EvalContext:
-  """An EvalContext over every local device, for reading features and outputs."""
-  mesh = parallel.make_mesh({"data": -1, "fsdp": 1})
-  batch_size = -(-batch_size // mesh.size) * mesh.size
-  return EvalContext(
-    task=task,
-    variables=variables,
-    initial_variables=lambda: variables,
-    dataset=dataset,
-    mesh=mesh,
-    batch_size=batch_size,
-    seed=seed,
-    name=type(task).__name__,
-  )
+from ssl_jax.evals.context import TRAINED, standalone_context
+from ssl_jax.files import write_npz
+from ssl_jax.runs.checkpoints import saved_steps
+from ssl_jax.runs.finished import load_finished_run
 
 
 def pretrained_features(
@@ -44,14 +28,14 @@ def pretrained_features(
     with np.load(cache) as saved:
       if str(saved["init_from"]) == source and all(split in saved for split in splits):
         return {split: saved[split] for split in splits}
-  run = load_pretrained_run(init_from, dataset)
+  run = load_finished_run(init_from, dataset)
   if not isinstance(run.task, Represents):
     raise ConfigError(
       f"The run in {init_from!r} ({run.config.task}) gives no features (Represents); "
       "active learning needs an encoder to query from."
     )
   variables = (run.variables["params"], run.variables["model_state"])
-  ctx = eval_context(run.task, variables, dataset, batch_size, seed=0)
+  ctx = standalone_context(run.task, variables, dataset, batch_size, seed=0)
   features = {split: ctx.features(TRAINED, split).astype(np.float32) for split in splits}
   write_round_outputs(cache, dict(init_from=np.asarray(source), **features))
   return features
@@ -59,10 +43,7 @@ def pretrained_features(
 
 def write_round_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
   """Atomically saves a round's pool outputs (features, probs, mc_probs) as .npz."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  partial = path + ".partial.npz"
-  np.savez(partial, **outputs)
-  os.replace(partial, path)
+  write_npz(path, outputs)
 
 
 def read_round_outputs(path: str) -> dict[str, np.ndarray]:

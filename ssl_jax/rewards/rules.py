@@ -9,8 +9,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.discover.rewards import REWARDS, Reward, RewardContext, completion_lengths
 from ssl_jax.errors import ConfigError
+from ssl_jax.rewards.base import REWARDS, Reward, RewardContext, completion_lengths
 
 
 @REWARDS.register("target_length")

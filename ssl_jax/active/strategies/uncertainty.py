@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.discover.query import QUERY_STRATEGIES, Pool, QueryStrategy, top_unlabelled
+from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy, top_unlabelled
 
 
 @jax.jit
