@@ -17,7 +17,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from ssl_jax import train
-from ssl_jax.metrics import format_results_table, write_json
+from ssl_jax.files import write_json, write_text
+from ssl_jax.metrics import format_results_table
 from ssl_jax.progress import Progress
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Base config file.")
@@ -66,18 +67,21 @@ def main(argv):
     rows[name] = results
     progress.advance()
   write_json(os.path.join(_WORKDIR.value, "sweep.json"), rows)
-  tables = {
-    name: {
-      f"{evaluator}: {row}": values
-      for evaluator, table in r["evals"].items()
-      for row, values in table.items()
-    }
-    for name, r in rows.items()
-  }
-  markdown = format_results_table(tables)
-  with open(os.path.join(_WORKDIR.value, "sweep.md"), "w") as f:
-    f.write(markdown + "\n")
+  markdown = sweep_table(rows)
+  write_text(os.path.join(_WORKDIR.value, "sweep.md"), markdown + "\n")
   print(markdown)
+
+
+def sweep_table(results: dict[str, dict]) -> str:
+  """Markdown: a row for each point and each row of its evaluations ("point · evaluator: row"),
+  in the order the points ran; one point's rows never merge with another's."""
+  table = {
+    f"{name} · {evaluator}: {row}": values
+    for name, result in results.items()
+    for evaluator, rows in result["evals"].items()
+    for row, values in rows.items()
+  }
+  return format_results_table({"sweep": table}, corner="point")
 
 
 if __name__ == "__main__":

@@ -155,3 +155,45 @@ def test_one_process_stops_after_the_step_its_signal_arrived_in():
   assert not stop(3)
   signals.requested = signal.SIGTERM
   assert stop(7) and stop.signum == signal.SIGTERM
+
+
+def _run_alone(tmp_path, process_id: int, timeout: int):
+  """One process of a two-process run whose partner never starts."""
+  port = _free_port()
+  workdir = tmp_path / f"alone{process_id}"
+  started = time.monotonic()
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "ssl_jax.main",
+      "--config=configs/simclr_digits.py",
+      f"--workdir={workdir}",
+      "--distributed",
+      f"--coordinator_address=localhost:{port}",
+      "--num_processes=2",
+      f"--process_id={process_id}",
+      f"--distributed_timeout={timeout}",
+    ],
+    cwd=REPO,
+    env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  return result, time.monotonic() - started, port, workdir
+
+
+def test_an_unreachable_coordinator_is_one_error_line_within_the_timeout(tmp_path):
+  """Process 1 with no coordinator to answer, and process 0 whose partner never joins: each
+  ends with one Error line naming the address after --distributed_timeout (not a C++ abort
+  minutes later), exit 2, nothing written."""
+  for process_id in (1, 0):
+    result, seconds, port, workdir = _run_alone(tmp_path, process_id, timeout=3)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert lines[-1].startswith(f"Error: --coordinator_address=localhost:{port}"), lines
+    assert "--distributed_timeout=3" in lines[-1]
+    assert "Traceback" not in result.stderr and "SIGABRT" not in result.stderr
+    assert seconds < 60
+    assert not workdir.exists()

@@ -54,6 +54,35 @@ def test_curves_have_a_panel_per_metric_and_a_line_per_run(two_runs, tmp_path):
   assert list(knn_ax.get_lines()[0].get_xdata()) == [2, 4]
 
 
+def _write_metrics(workdir, records):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(record) + "\n" for record in records)
+  return str(workdir)
+
+
+def test_each_run_keeps_one_colour_in_every_panel(tmp_path):
+  """Runs whose logged metrics differ: the second run's line has its own colour in a panel the
+  first run is missing from, and the legend names both runs."""
+  first = _write_metrics(tmp_path / "a", [{"step": 1, "loss": 2.0, "only_a": 1.0}])
+  second = _write_metrics(tmp_path / "b", [{"step": 1, "loss": 1.5, "only_b": 3.0}])
+  third = _write_metrics(tmp_path / "c", [{"step": 1, "only_b": 4.0}])
+  figure = run_curves.plot_runs([first, second, third])
+  panels = {ax.get_title(): ax for ax in figure.axes}
+  colour = lambda line: line.get_color()
+  loss_a, loss_b = panels["loss"].get_lines()
+  only_b_b, only_b_c = panels["only_b"].get_lines()
+  assert [colour(loss_a), colour(loss_b), colour(only_b_c)] == ["C0", "C1", "C2"]
+  assert colour(only_b_b) == colour(loss_b) == "C1"
+  assert colour(panels["only_a"].get_lines()[0]) == "C0"
+  legend = panels["loss"].get_legend()
+  assert [t.get_text() for t in legend.get_texts()] == ["a", "b", "c"]
+  assert [h.get_color() for h in legend.legend_handles] == ["C0", "C1", "C2"]
+  many = [_write_metrics(tmp_path / f"r{i}", [{"step": 1, "loss": float(i)}]) for i in range(12)]
+  colours = [tuple(line.get_color()) for line in run_curves.plot_runs(many).axes[0].get_lines()]
+  assert len(set(colours)) == 12
+
+
 def test_command_writes_a_png_with_the_chosen_panels(two_runs, tmp_path):
   out = str(tmp_path / "fig.png")
   [written] = plot_main.main([*two_runs, "--out", out, "--metrics", "loss,learning_rate"])

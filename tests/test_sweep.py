@@ -28,3 +28,22 @@ def test_set_dotted_rejects_unknown_keys():
   assert config.task_kwargs.temperature == 0.5
   with pytest.raises(KeyError, match="temprature"):
     sweep.set_dotted(config, "task_kwargs.temprature", 0.5)
+
+
+def test_sweep_table_has_a_row_per_point():
+  """Three points of one evaluator: three rows, each with its own numbers (they used to merge
+  into one row, the last point's)."""
+  results = {
+    f"task_kwargs.temperature={t}": {
+      "evals": {"knn": {"simclr": {"knn acc (k=20)": acc}}},
+      "step": 4,
+    }
+    for t, acc in ((0.1, 0.5), (0.2, 0.625), (0.5, 0.75))
+  }
+  lines = sweep.sweep_table(results).splitlines()
+  assert lines[0] == "| point | knn acc (k=20) |"
+  assert lines[2:] == [
+    "| task_kwargs.temperature=0.1 · knn: simclr | 50.0 |",
+    "| task_kwargs.temperature=0.2 · knn: simclr | 62.5 |",
+    "| task_kwargs.temperature=0.5 · knn: simclr | 75.0 |",
+  ]

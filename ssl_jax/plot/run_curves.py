@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ssl_jax.errors import DataError, MissingInputError
 from ssl_jax.plot.figure_file import panel_grid
@@ -90,17 +91,31 @@ def plot_runs(
       raise DataError(f"No run logged {unknown}; logged metrics: {logged}.")
     logged = list(metrics)
   names = list(labels) or run_names(workdirs)
+  colors = run_colors(len(names))
   figure, axes = panel_grid(len(logged), columns)
   for key, ax in zip(logged, axes):
-    for name, curves in zip(names, runs.values()):
+    for name, color, curves in zip(names, colors, runs.values()):
       if key not in curves:
-        continue
+        continue  # the run keeps its colour in every panel, whichever runs are missing here
       steps, values = curves[key]
-      ax.plot(steps, values, marker="o" if len(steps) <= 12 else None, markersize=3, label=name)
+      marker = "o" if len(steps) <= 12 else None
+      ax.plot(steps, values, color=color, marker=marker, markersize=3, label=name)
     ax.set_title(key, fontsize=9)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     if key == "learning_rate":
       ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-  axes[0].legend(fontsize=8)
+  # Every run in the legend, also those that did not log the first panel's metric.
+  handles = [Line2D([], [], color=color, label=name) for name, color in zip(names, colors)]
+  axes[0].legend(handles=handles, fontsize=8)
   return figure
+
+
+def run_colors(count: int) -> list:
+  """One colour per run, the same in every panel: matplotlib's ten-colour cycle, or evenly
+  spaced colours of a colormap beyond ten runs."""
+  if count <= 10:
+    return [f"C{i}" for i in range(count)]
+  from matplotlib import colormaps
+
+  return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
