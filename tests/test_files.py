@@ -41,7 +41,9 @@ def test_atomic_writes_take_the_mode_the_umask_allows(tmp_path, umask, mask, mod
     write(str(tmp_path / "sub" / name))
     assert _mode(tmp_path / "sub" / name) == mode, name
   assert sorted(os.listdir(tmp_path / "sub")) == sorted(written)  # no temporary file left
-  assert (tmp_path / "sub" / "config.json").read_text() == '{\n  "a": 1.5,\n  "b": [\n    1,\n    2\n  ]\n}\n'
+  assert (
+    tmp_path / "sub" / "config.json"
+  ).read_text() == '{\n  "a": 1.5,\n  "b": [\n    1,\n    2\n  ]\n}\n'
   with np.load(tmp_path / "sub" / "pool.npz") as saved:
     np.testing.assert_array_equal(saved["x"], [0, 1, 2])
 
