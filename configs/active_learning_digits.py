@@ -16,7 +16,7 @@ TypiClust and ProbCover well ahead of random at 10-30 labels; see experiments/ac
 
 import ml_collections
 
-from ssl_jax.active.rounds import active_defaults
+from ssl_jax.active.schema import active_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

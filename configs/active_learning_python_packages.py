@@ -14,7 +14,7 @@ Expected (docs/discovery.md): see experiments/active_learning.py, budgets 20 to 
 
 import ml_collections
 
-from ssl_jax.active.rounds import active_defaults
+from ssl_jax.active.schema import active_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -18,6 +18,7 @@ import ml_collections
 
 from ssl_jax import early_stopping
 from ssl_jax.capabilities import OnlineProbe, describe_missing, missing_capabilities
+from ssl_jax.data.validation_split import VALIDATION
 from ssl_jax.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from ssl_jax.registry import (
   DATASETS,
@@ -189,6 +190,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   data_options = {k: v for k, v in config.data.items() if k != "name"}
   DATASETS.validate(config.data.name, data_options, num_positional=1, where="config.data")
   TASKS.validate(config.task, config.task_kwargs, num_positional=2, where="config.task_kwargs")
+  check_data_pairing(config)
   for key, (registry, _) in TASKS.get(config.task).nested_parts.items():
     block = config.task_kwargs.get(key)
     if block is not None:
@@ -230,6 +232,35 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       is_path and value and isinstance(value, str) and not os.path.exists(os.path.expanduser(value))
     ):
       raise ConfigError(f"config.data.{key}={value!r} does not exist.")
+
+
+def check_data_pairing(config: ml_collections.ConfigDict) -> None:
+  """The task's modality against the dataset's declared one, and every split an evaluator
+  names against the dataset's declared splits (where they are static), before any data is
+  read."""
+  modality = DATASETS.fact(config.data.name, "modality")
+  needed = TASKS.get(config.task).modality
+  if modality is not None and needed is not None and modality != needed:
+    image_or_text = [n for n in DATASETS.names() if DATASETS.fact(n, "modality") == needed]
+    raise ConfigError(
+      f"Task {config.task!r} needs {needed} data, but dataset {config.data.name!r} is "
+      f"{modality} data; {needed} datasets: {image_or_text}."
+    )
+  splits = DATASETS.fact(config.data.name, "splits")
+  if splits is None:
+    return  # decided by the data (files, TFDS): checked when the evaluator reads it
+  if int(config.early_stopping.every):
+    splits = (*splits, VALIDATION)  # held out of train for it
+  for name, options in config.evals.items():
+    # `split` / `*_split` options name a split the evaluator must read (a `splits` list is
+    # the ones to report, those absent skipped).
+    named = [v for k, v in (options or {}).items() if k == "split" or k.endswith("_split")]
+    unknown = [s for s in named if s not in splits]
+    if unknown:
+      raise ConfigError(
+        f"config.evals.{name} reads split(s) {unknown}; dataset {config.data.name!r} has "
+        f"{list(splits)}."
+      )
 
 
 def check_part_maps(config: ml_collections.ConfigDict) -> None:

@@ -8,13 +8,14 @@ Options passed to a registered builder are checked against its signature the sam
 from __future__ import annotations
 
 import abc
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ssl_jax.errors import ConfigError
-from ssl_jax.value_checks import check_values
+from ssl_jax.value_checks import check_values, declared_ranges
 
 T = TypeVar("T")
 
@@ -74,50 +75,82 @@ def _is_plain(value: Any) -> bool:
   )
 
 
+@dataclasses.dataclass(frozen=True)
+class Declared:
+  """What a part declares when it registers, all checked before any data is read.
+
+  requires: the task capabilities (`ssl_jax.capabilities`) the part uses (an evaluator's);
+  check: `check(options)` raises ConfigError for option values no signature can express (a
+    name inside a list option, a pair of options that exclude each other);
+  pairing: `pairing(options, task_class)` rejects options that task class cannot serve;
+  derived: options the data fills in (a vocabulary size), which get no default;
+  facts: what a part is, for pairing it with others (a dataset's `modality`, its static
+    `splits`, whether it has `labels`).
+  Ranges of option values are declared beside their defaults (`value_checks.Range`)."""
+
+  requires: tuple[type, ...] = ()
+  check: Callable[[dict[str, Any]], None] | None = None
+  pairing: Callable[[dict[str, Any], type], None] | None = None
+  derived: tuple[str, ...] = ()
+  facts: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _same_definition(a: Any, b: Any) -> bool:
+  """Whether two entries are one definition run twice (a notebook cell re-run)."""
+  key = lambda e: (getattr(e, "__module__", None), getattr(e, "__qualname__", None))
+  return key(a) == key(b) and key(a)[1] is not None
+
+
 class Registry(Generic[T]):
   """A mapping from names to builders of one kind of part (e.g. "model")."""
 
   def __init__(self, kind: str):
     self.kind = kind
     self._entries: dict[str, T] = {}
-    self._requires: dict[str, tuple[type, ...]] = {}
-    self._checks: dict[str, Callable[..., None] | None] = {}
-    self._derived: dict[str, tuple[str, ...]] = {}
+    self._declared: dict[str, Declared] = {}
 
   def register(
     self,
     name: str,
     requires: tuple[type, ...] = (),
-    check: Callable[[dict[str, Any], type], None] | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+    pairing: Callable[[dict[str, Any], type], None] | None = None,
     derived: tuple[str, ...] = (),
+    **facts: Any,
   ) -> Callable[[T], T]:
-    """Decorator: `@MODELS.register("resnet")` above a class or function. `requires` lists the
-    task capabilities (`ssl_jax.capabilities`) the entry uses, e.g. an evaluator's;
-    `check(options, task_class)` rejects options that task class cannot serve (before work);
-    `derived` names options the data fills in (a vocabulary size), which get no default."""
+    """Decorator: `@MODELS.register("resnet")` above a class or function, with what the part
+    declares (see `Declared`), e.g. `@DATASETS.register("digits", modality="image",
+    splits=("train", "test"), labels=True)`."""
+    declared = Declared(tuple(requires), check, pairing, tuple(derived), dict(facts))
 
     def add(entry: T) -> T:
-      if name in self._entries and self._entries[name] is not entry:
+      previous = self._entries.get(name)
+      if previous is not None and previous is not entry and not _same_definition(previous, entry):
         raise ValueError(f"{self.kind} {name!r} is already registered.")
       self._entries[name] = entry
-      self._requires[name] = tuple(requires)
-      self._checks[name] = check
-      self._derived[name] = tuple(derived)
+      self._declared[name] = declared
       return entry
 
     return add
 
+  def declared(self, name: str) -> Declared:
+    """What entry `name` declared at registration."""
+    self.get(name)
+    return self._declared[name]
+
+  def fact(self, name: str, key: str, default: Any = None) -> Any:
+    """One fact entry `name` declared (`modality`, `splits`, ...), or `default`."""
+    return self.declared(name).facts.get(key, default)
+
   def requirements(self, name: str) -> tuple[type, ...]:
     """The capabilities entry `name` declared at registration."""
-    self.get(name)
-    return self._requires[name]
+    return self.declared(name).requires
 
   def check_pairing(self, name: str, options: Mapping[str, Any], task_class: type) -> None:
-    """Runs the `check` entry `name` registered with, for `task_class` (no-op without one)."""
-    self.get(name)
-    check = self._checks[name]
-    if check is not None:
-      check(dict(options), task_class)
+    """Runs the `pairing` check entry `name` declared, for `task_class` (none: no-op)."""
+    pairing = self.declared(name).pairing
+    if pairing is not None:
+      pairing(dict(options), task_class)
 
   def get(self, name: str) -> T:
     if name not in self._entries:
@@ -141,7 +174,7 @@ class Registry(Generic[T]):
     The entry's `derived` options (facts the data gives, e.g. a vocabulary size) and flax's
     `parent` / `name` are left out."""
     target, skip = self._target(name, num_positional)
-    derived = set(self._derived[name]) | {"parent", "name"}
+    derived = set(self.declared(name).derived) | {"parent", "name"}
     return {
       p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
       for p in _option_parameters(target, skip)
@@ -155,18 +188,19 @@ class Registry(Generic[T]):
 
     `num_positional` counts the leading arguments the caller passes itself (not from config).
     """
-    builder = self.get(name)
     target, skip = self._target(name, num_positional)
     valid = accepted_options(target, skip=skip)
     if valid is not None:
       check_options(f"{self.kind} {name!r}", options, valid, where=where)
     check_values(
-      where or f"{self.kind} {name!r}", options, self.option_defaults(name, num_positional)
+      where or f"{self.kind} {name!r}",
+      options,
+      self.option_defaults(name, num_positional),
+      declared_ranges(target),
     )
-    # A builder may also check option values up front (e.g. names inside a list option).
-    value_check = getattr(builder, "validate_options", None)
-    if value_check is not None:
-      value_check(dict(options))
+    check = self.declared(name).check
+    if check is not None:
+      check(dict(options))
 
   def build(self, name: str, options: Mapping[str, Any] | None = None, *args: Any) -> Any:
     """Calls the builder registered as `name` with positional `args` and keyword `options`.

@@ -10,7 +10,7 @@ from ssl_jax.data.source import Dataset
 from ssl_jax.registry import DATASETS
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", modality="image", splits=("train", "test"))
 def digits(workdir: str | None = None, test_fraction: float = 0.3, split_seed: int = 0) -> Dataset:
   """1797 images [8, 8, 1] in [0, 1], 10 classes, with a fixed stratified train/test split.
 

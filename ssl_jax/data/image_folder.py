@@ -25,7 +25,7 @@ from ssl_jax.registry import DATASETS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
-@DATASETS.register("image_folder")
+@DATASETS.register("image_folder", modality="image")
 def image_folder(
   workdir: str | None = None,
   path: str = "",

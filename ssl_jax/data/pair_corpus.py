@@ -91,7 +91,7 @@ def pair_dataset(
   )
 
 
-@DATASETS.register("python_pairs")
+@DATASETS.register("python_pairs", modality="text")
 def python_pairs(
   workdir: str | None = None,
   objective: str = "nsp",
@@ -127,7 +127,7 @@ def python_pairs(
   )
 
 
-@DATASETS.register("text_file_pairs")
+@DATASETS.register("text_file_pairs", modality="text")
 def text_file_pairs(
   workdir: str | None = None,
   paths: str = "",

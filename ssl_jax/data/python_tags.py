@@ -148,7 +148,7 @@ def python_tag_counts(sentences: Sequence[Sentence]) -> dict[str, int]:
   }
 
 
-@DATASETS.register("python_tags")
+@DATASETS.register("python_tags", modality="text")
 def python_tags(
   workdir: str | None = None,
   seq_len: int = 64,

@@ -112,7 +112,7 @@ def python_documents(stdlib_docstrings: bool = True) -> tuple[tuple[str, str], .
   return tuple(documents)
 
 
-@DATASETS.register("python_text")
+@DATASETS.register("python_text", modality="text")
 def python_text(
   workdir: str | None = None,
   seq_len: int = 128,

@@ -108,7 +108,7 @@ def graph_facts(num_nodes: int, edge_prob: float, graph_seed: int) -> dict:
   }
 
 
-@DATASETS.register("random_walks")
+@DATASETS.register("random_walks", modality="text")
 def random_walks(
   workdir: str | None = None,
   num_nodes: int = 21,
@@ -144,7 +144,7 @@ def random_walks(
   return dataset
 
 
-@DATASETS.register("random_walk_prompts")
+@DATASETS.register("random_walk_prompts", modality="text")
 def random_walk_prompts(
   workdir: str | None = None,
   num_nodes: int = 21,

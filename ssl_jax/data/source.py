@@ -34,7 +34,7 @@ class Dataset:
 
   def split(self, name: str) -> dict[str, np.ndarray]:
     if name not in self.splits:
-      raise KeyError(f"Unknown split {name!r}; this dataset has {sorted(self.splits)}.")
+      raise DataError(f"Unknown split {name!r}; this dataset has {sorted(self.splits)}.")
     return self.splits[name]
 
   def num_examples(self, name: str) -> int:

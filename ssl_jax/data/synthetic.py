@@ -16,7 +16,7 @@ from ssl_jax.data.tfds_images import CATALOGUE_SHAPES
 from ssl_jax.registry import DATASETS, ConfigError
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", modality="image")
 def synthetic(
   workdir: str | None = None,
   image_size: int = 32,
@@ -47,7 +47,7 @@ def synthetic(
   )
 
 
-@DATASETS.register("synthetic_text")
+@DATASETS.register("synthetic_text", modality="text")
 def synthetic_text(
   workdir: str | None = None,
   seq_len: int = 128,

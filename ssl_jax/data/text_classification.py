@@ -176,7 +176,7 @@ def package_of(name: str) -> str | None:
   return path.split("/", 1)[0] if "/" in path else None
 
 
-@DATASETS.register("python_packages")
+@DATASETS.register("python_packages", modality="text")
 def python_packages(
   workdir: str | None = None,
   seq_len: int = 64,
@@ -309,7 +309,7 @@ def read_labelled_files(
   return examples
 
 
-@DATASETS.register("text_classification_files")
+@DATASETS.register("text_classification_files", modality="text")
 def text_classification_files(
   workdir: str | None = None,
   paths: str = "",

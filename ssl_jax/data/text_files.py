@@ -27,7 +27,7 @@ from ssl_jax.registry import DATASETS
 FORMATS = ("lines", "file", "jsonl")
 
 
-@DATASETS.register("text_files")
+@DATASETS.register("text_files", modality="text")
 def text_files(
   workdir: str | None = None,
   paths: str = "",

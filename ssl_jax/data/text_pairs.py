@@ -93,7 +93,7 @@ def package_pairs(
   return pairs
 
 
-@DATASETS.register("python_same_package")
+@DATASETS.register("python_same_package", modality="text")
 def python_same_package(
   workdir: str | None = None,
   seq_len: int = 128,
@@ -142,7 +142,7 @@ def python_same_package(
   )
 
 
-@DATASETS.register("text_pair_files")
+@DATASETS.register("text_pair_files", modality="text")
 def text_pair_files(
   workdir: str | None = None,
   paths: str = "",

@@ -33,7 +33,7 @@ def prompt_rows(tokenizer: tok.Tokenizer, texts: list[str], prompt_tokens: int) 
   return {"prompt": prompts, "prompt_length": np.array([len(e) for e in encoded], np.int32)}
 
 
-@DATASETS.register("text_prompts")
+@DATASETS.register("text_prompts", modality="text")
 def text_prompts(
   workdir: str | None = None,
   paths: str = "",

@@ -43,7 +43,7 @@ CATALOGUE_SHAPES = {
 UNLABELLED = -1
 
 
-@DATASETS.register("tfds")
+@DATASETS.register("tfds", modality="image")
 def tfds_images(
   workdir: str | None = None,
   dataset: str = "cifar10",

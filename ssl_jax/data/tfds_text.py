@@ -65,7 +65,7 @@ def record_shards(builder, split: str, count: int, shard_bytes: int, role: str):
   ]
 
 
-@DATASETS.register("tfds_text")
+@DATASETS.register("tfds_text", modality="text")
 def tfds_text(
   workdir: str | None = None,
   dataset: str = "lm1b",

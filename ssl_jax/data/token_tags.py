@@ -128,7 +128,7 @@ def align_tags(
   return {"tokens": tokens, "tags": labels, "first_piece": first}
 
 
-@DATASETS.register("conll_files")
+@DATASETS.register("conll_files", modality="text")
 def conll_files(
   workdir: str | None = None,
   train_path: str = "",

@@ -60,7 +60,7 @@ def knn_predict(
   return np.concatenate(predictions) if predictions else np.zeros((0,), np.int32)
 
 
-@EVALUATORS.register("knn", requires=(Represents,))
+@EVALUATORS.register("knn", requires=(Represents,), check=check_feature_sets)
 def knn(
   ctx: EvalContext,
   k: int = 20,
@@ -86,6 +86,3 @@ def knn(
     )
     table[ctx.row_name(feature_set)] = {f"knn acc (k={k})": float(np.mean(predictions == test_y))}
   return table
-
-
-knn.validate_options = check_feature_sets

@@ -96,7 +96,7 @@ def probe_accuracy(
   return np.asarray(jnp.mean(predictions == test_y, axis=-1))
 
 
-@EVALUATORS.register("linear_probe", requires=(Represents,))
+@EVALUATORS.register("linear_probe", requires=(Represents,), check=check_feature_sets)
 def linear_probe(
   ctx: EvalContext,
   labels_per_class: Sequence[int] = (1, 5, 10, 0),
@@ -138,6 +138,3 @@ def linear_probe(
     table[ctx.row_name(feature_set)] = row
     progress.advance()
   return table
-
-
-linear_probe.validate_options = check_feature_sets

@@ -86,7 +86,7 @@ def _check_options(options: dict[str, Any], task_class: type) -> None:
     )
 
 
-@EVALUATORS.register("reward", requires=(RewardPolicy,), check=_check_options)
+@EVALUATORS.register("reward", requires=(RewardPolicy,), pairing=_check_options)
 def reward(
   ctx: EvalContext,
   split: str = "test",

@@ -24,7 +24,7 @@ def _check(options: dict[str, Any], task_class: type) -> None:
     task_class.check_attack(options["attack"], options["norm"], float(budget))
 
 
-@EVALUATORS.register("robustness", requires=(Attackable,), check=_check)
+@EVALUATORS.register("robustness", requires=(Attackable,), pairing=_check)
 def robustness(
   ctx: EvalContext,
   eps: Sequence[float] = _DEFAULTS["eps"],

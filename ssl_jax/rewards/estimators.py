@@ -16,17 +16,23 @@ A new estimator is a subclass with `advantages` registered under a name here.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.errors import ConfigError
 from ssl_jax.registry import Part, Registry
 from ssl_jax.rewards.policy_loss import KL_ESTIMATORS, LOSS_TYPES
+from ssl_jax.value_checks import OneOf, Range
 
 ESTIMATORS: Registry[Any] = Registry("estimator")
 KL_PLACES = ("reward", "loss")
+# The options every estimator takes, with the values each accepts (checked before any work).
+LossType = Annotated[str, OneOf(LOSS_TYPES)]
+ClipEpsilon = Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)]
+UpdatesPerBatch = Annotated[int, Range(1)]
+KlPlace = Annotated[str, OneOf(KL_PLACES)]
+KlEstimator = Annotated[str, OneOf(KL_ESTIMATORS)]
 
 
 class Estimator(Part):
@@ -39,49 +45,17 @@ class Estimator(Part):
 
   def __init__(
     self,
-    loss_type: str = "grpo",
-    clip_epsilon: float = 0.2,
-    updates_per_batch: int = 1,
-    kl_in: str = "loss",
-    kl_estimator: str = "k3",
+    loss_type: LossType = "grpo",
+    clip_epsilon: ClipEpsilon = 0.2,
+    updates_per_batch: UpdatesPerBatch = 1,
+    kl_in: KlPlace = "loss",
+    kl_estimator: KlEstimator = "k3",
   ):
-    self.validate_options(
-      dict(
-        loss_type=loss_type,
-        updates_per_batch=updates_per_batch,
-        kl_in=kl_in,
-        kl_estimator=kl_estimator,
-        clip_epsilon=clip_epsilon,
-      )
-    )
     self.loss_type = loss_type
     self.clip_epsilon = float(clip_epsilon)
     self.updates_per_batch = int(updates_per_batch)
     self.kl_in = kl_in
     self.kl_estimator = kl_estimator
-
-  @classmethod
-  def validate_options(cls, options: dict[str, Any]) -> None:
-    """Names among their choices, before any work (the registry calls this)."""
-    for key, choices in (
-      ("loss_type", LOSS_TYPES),
-      ("kl_in", KL_PLACES),
-      ("kl_estimator", KL_ESTIMATORS),
-    ):
-      if key in options and options[key] not in choices:
-        raise ConfigError(
-          f"config.task_kwargs.estimator.{key}={options[key]!r}; valid: {list(choices)}."
-        )
-    if int(options.get("updates_per_batch", 1)) < 1:
-      raise ConfigError(
-        "config.task_kwargs.estimator.updates_per_batch must be >= 1, got "
-        f"{options['updates_per_batch']!r}."
-      )
-    if not 0.0 < float(options.get("clip_epsilon", 0.2)) < 1.0:
-      raise ConfigError(
-        "config.task_kwargs.estimator.clip_epsilon must be in (0, 1), got "
-        f"{options['clip_epsilon']!r}."
-      )
 
   @abc.abstractmethod
   def advantages(self, rewards: jax.Array) -> jax.Array:
@@ -93,7 +67,12 @@ class Reinforce(Estimator):
   """REINFORCE with a batch-mean baseline: A = r - mean of every reward in the batch."""
 
   def __init__(
-    self, loss_type="grpo", clip_epsilon=0.2, updates_per_batch=1, kl_in="reward", kl_estimator="k1"
+    self,
+    loss_type: LossType = "grpo",
+    clip_epsilon: ClipEpsilon = 0.2,
+    updates_per_batch: UpdatesPerBatch = 1,
+    kl_in: KlPlace = "reward",
+    kl_estimator: KlEstimator = "k1",
   ):
     super().__init__(loss_type, clip_epsilon, updates_per_batch, kl_in, kl_estimator)
 
@@ -109,7 +88,12 @@ class RLOO(Estimator):
   min_group_size = 2
 
   def __init__(
-    self, loss_type="grpo", clip_epsilon=0.2, updates_per_batch=1, kl_in="reward", kl_estimator="k1"
+    self,
+    loss_type: LossType = "grpo",
+    clip_epsilon: ClipEpsilon = 0.2,
+    updates_per_batch: UpdatesPerBatch = 1,
+    kl_in: KlPlace = "reward",
+    kl_estimator: KlEstimator = "k1",
   ):
     super().__init__(loss_type, clip_epsilon, updates_per_batch, kl_in, kl_estimator)
 
@@ -129,11 +113,11 @@ class GRPO(Estimator):
 
   def __init__(
     self,
-    loss_type="grpo",
-    clip_epsilon=0.2,
-    updates_per_batch=1,
-    kl_in="loss",
-    kl_estimator="k3",
+    loss_type: LossType = "grpo",
+    clip_epsilon: ClipEpsilon = 0.2,
+    updates_per_batch: UpdatesPerBatch = 1,
+    kl_in: KlPlace = "loss",
+    kl_estimator: KlEstimator = "k3",
     scale_rewards: bool = True,
   ):
     super().__init__(loss_type, clip_epsilon, updates_per_batch, kl_in, kl_estimator)

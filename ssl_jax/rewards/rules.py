@@ -34,7 +34,14 @@ class TargetLength(Reward):
     return jnp.maximum(0.0, 1.0 - jnp.abs(tokens - self.length) / self.length)
 
 
-@REWARDS.register("keyword")
+def check_keywords(options: dict[str, Any]) -> None:
+  if "keywords" in options and not [w for w in str(options["keywords"]).split(",") if w.strip()]:
+    raise ConfigError(
+      "config.task_kwargs.rewards.keyword.keywords names no keyword (comma-separated words)."
+    )
+
+
+@REWARDS.register("keyword", check=check_keywords)
 class Keyword(Reward):
   """The fraction of `keywords` (comma-separated) that occur in the completion's text, as
   words (`whole_words`) or anywhere; case-insensitive unless `case_sensitive`."""
@@ -47,18 +54,10 @@ class Keyword(Reward):
     case_sensitive: bool = False,
   ):
     super().__init__(context)
-    self.validate_options({"keywords": keywords})
     flags = 0 if case_sensitive else re.IGNORECASE
     words = [w.strip() for w in keywords.split(",") if w.strip()]
     wrap = (lambda w: rf"\b{re.escape(w)}\b") if whole_words else re.escape
     self.patterns = [re.compile(wrap(w), flags) for w in words]
-
-  @classmethod
-  def validate_options(cls, options: dict[str, Any]) -> None:
-    if "keywords" in options and not [w for w in str(options["keywords"]).split(",") if w.strip()]:
-      raise ConfigError(
-        "config.task_kwargs.rewards.keyword.keywords names no keyword (comma-separated words)."
-      )
 
   def __call__(self, prompts, completions, batch):
     del prompts, batch
@@ -68,24 +67,23 @@ class Keyword(Reward):
     )
 
 
-@REWARDS.register("regex")
+def check_pattern(options: dict[str, Any]) -> None:
+  try:
+    re.compile(options.get("pattern", ""))
+  except re.error as error:
+    raise ConfigError(
+      f"config.task_kwargs.rewards.regex.pattern={options.get('pattern')!r} is not a regular "
+      f"expression ({error})."
+    ) from None
+
+
+@REWARDS.register("regex", check=check_pattern)
 class Regex(Reward):
   """1 where `pattern` (Python `re`) matches the completion's text (`re.search`), else 0."""
 
   def __init__(self, context: RewardContext, pattern: str = r"\.$"):
     super().__init__(context)
-    self.validate_options({"pattern": pattern})
     self.pattern = re.compile(pattern)
-
-  @classmethod
-  def validate_options(cls, options: dict[str, Any]) -> None:
-    try:
-      re.compile(options.get("pattern", ""))
-    except re.error as error:
-      raise ConfigError(
-        f"config.task_kwargs.rewards.regex.pattern={options.get('pattern')!r} is not a regular "
-        f"expression ({error})."
-      ) from None
 
   def __call__(self, prompts, completions, batch):
     del prompts, batch

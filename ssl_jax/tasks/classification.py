@@ -37,7 +37,7 @@ from ssl_jax.losses import cross_entropy
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid
-from ssl_jax.tasks.fine_tuning import PRETEXT, FineTuning
+from ssl_jax.tasks.fine_tuning import PRETEXT, FineTuning, check_fine_tuning_options
 
 POOLINGS = ("mean", "first")
 
@@ -176,7 +176,7 @@ class TextFineTuning(FineTuning):
     return mean_over_valid(hidden, valid)
 
 
-@TASKS.register("classification")
+@TASKS.register("classification", check=check_fine_tuning_options)
 class Classification(TextFineTuning, Attackable):
   """Cross entropy of a `TextClassifier` on `batch["label"]` (see the module docstring), a
   classifier the `classification` and `robustness` evaluators read."""

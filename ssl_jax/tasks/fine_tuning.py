@@ -37,6 +37,18 @@ from ssl_jax.tasks.base import Metrics, PyTree, Task, without_key
 from ssl_jax.tasks.pretrained_weights import check_shapes, place_like
 
 METHODS = ("full", "linear", "peft", "scratch")
+
+
+def check_fine_tuning_options(options: dict[str, Any]) -> None:
+  """Every fine-tuning task's declared check (`TASKS.register(..., check=...)`), before any
+  work: the method exists and init_from holds a run with an encoder view."""
+  method = options.get("method", "full")
+  if method not in METHODS:
+    raise ConfigError(f"Unknown config.task_kwargs.method {method!r}; valid: {list(METHODS)}.")
+  if options.get("init_from"):
+    check_source(options["init_from"])
+
+
 PEFT, PRETEXT = "peft", "pretext"  # params keys of the PEFT method's and the pretext's params
 
 
@@ -127,15 +139,6 @@ class FineTuning(Task, Represents):
       self.source = load_finished_run(init_from, dataset, model_overrides(config))
     # The pretraining task itself, when its loss is kept on the unlabelled rows.
     self.pretext = self.source.task if self.semi_supervised.keeps_pretext else None
-
-  @classmethod
-  def validate_options(cls, options: dict[str, Any]) -> None:
-    """Before any work: the method exists and init_from holds a run with an encoder view."""
-    method = options.get("method", "full")
-    if method not in METHODS:
-      raise ConfigError(f"Unknown config.task_kwargs.method {method!r}; valid: {list(METHODS)}.")
-    if options.get("init_from"):
-      check_source(options["init_from"])
 
   def encoder_module(self) -> nn.Module:
     """The encoder to fine-tune: the pretraining task's, or `config.model` without init_from."""

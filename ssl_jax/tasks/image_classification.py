@@ -30,7 +30,7 @@ from ssl_jax.data.augment import augment_batch, view_configs
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model
-from ssl_jax.tasks.fine_tuning import FineTuning, encoder_state_of
+from ssl_jax.tasks.fine_tuning import FineTuning, check_fine_tuning_options, encoder_state_of
 
 
 class ImageClassifier(nn.Module):
@@ -45,7 +45,7 @@ class ImageClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(features.astype(jnp.float32))
 
 
-@TASKS.register("image_classification")
+@TASKS.register("image_classification", check=check_fine_tuning_options)
 class ImageClassification(FineTuning, Attackable):
   """Cross entropy of an `ImageClassifier` on `batch["label"]` (see the module docstring)."""
 

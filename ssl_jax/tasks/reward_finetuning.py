@@ -22,7 +22,7 @@ Sampling and the loss's log-probabilities use `temperature`; dropout is off thro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -41,12 +41,24 @@ from ssl_jax.rewards.policy_loss import clipped_surrogate, kl_per_token, masked_
 from ssl_jax.runs.finished import check_source, load_finished_run
 from ssl_jax.tasks.base import Task
 from ssl_jax.tasks.pretrained_weights import place_like
+from ssl_jax.value_checks import Range
 
 ROLLOUT = "rollout"  # model_state key of the reused batch of samples
 sg = jax.lax.stop_gradient
 
 
-@TASKS.register("reward_finetuning")
+def check_policy_source(options: dict[str, Any]) -> None:
+  """Declared at registration, run before any work: init_from holds a run that predicts next
+  tokens (the sizes, temperature and beta declare their ranges in the signature)."""
+  init_from = options.get("init_from", "")
+  if not init_from:
+    raise ConfigError(
+      "config.task_kwargs.init_from is empty: name the workdir of a causal_lm pretraining run."
+    )
+  check_source(init_from, requires=(NextTokenPredictor,))
+
+
+@TASKS.register("reward_finetuning", check=check_policy_source)
 class RewardFinetuning(Task, RewardPolicy):
   """See the module docstring."""
 
@@ -60,18 +72,15 @@ class RewardFinetuning(Task, RewardPolicy):
     config: ml_collections.ConfigDict,
     dataset: Dataset,
     init_from: str = "",
-    group_size: int = 4,
-    max_new_tokens: int = 24,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    beta: float = 0.04,
+    group_size: Annotated[int, Range(1)] = 4,
+    max_new_tokens: Annotated[int, Range(1)] = 24,
+    temperature: Annotated[float, Range(0.0, low_open=True)] = 1.0,
+    top_p: Annotated[float, Range(0.0, 1.0, low_open=True)] = 1.0,
+    beta: Annotated[float, Range(0.0)] = 0.04,
     estimator: dict[str, Any] | None = None,
     rewards: dict[str, Any] | None = None,
   ):
     super().__init__(config, dataset)
-    self.validate_options(
-      dict(init_from=init_from, group_size=group_size, beta=beta, max_new_tokens=max_new_tokens)
-    )
     rows = dataset.split(dataset.train_split)
     if "prompt" not in rows or "prompt_length" not in rows:
       raise ConfigError(
@@ -106,26 +115,6 @@ class RewardFinetuning(Task, RewardPolicy):
     )
     self.rewards = WeightedRewards(dict(rewards or {}), context)
     self._reference = None
-
-  @classmethod
-  def validate_options(cls, options: dict[str, Any]) -> None:
-    """Before any work: init_from holds a run that predicts next tokens; sizes and beta."""
-    init_from = options.get("init_from", "")
-    if not init_from:
-      raise ConfigError(
-        "config.task_kwargs.init_from is empty: name the workdir of a causal_lm pretraining run."
-      )
-    check_source(init_from, requires=(NextTokenPredictor,))
-    if int(options.get("max_new_tokens", 24)) < 1:
-      raise ConfigError(
-        f"config.task_kwargs.max_new_tokens must be >= 1, got {options['max_new_tokens']!r}."
-      )
-    if int(options.get("group_size", 4)) < 1:
-      raise ConfigError(
-        f"config.task_kwargs.group_size must be >= 1, got {options['group_size']!r}."
-      )
-    if float(options.get("beta", 0.0)) < 0:
-      raise ConfigError(f"config.task_kwargs.beta must be >= 0, got {options['beta']!r}.")
 
   # --- State --------------------------------------------------------------------------------
 

@@ -32,11 +32,12 @@ from ssl_jax.models.heads import TokenTagger
 from ssl_jax.registry import TASKS
 from ssl_jax.tasks.base import require_columns
 from ssl_jax.tasks.classification import TextFineTuning
+from ssl_jax.tasks.fine_tuning import check_fine_tuning_options
 
 TAG_KEYS = ("tokens", "tags", "first_piece")
 
 
-@TASKS.register("token_classification")
+@TASKS.register("token_classification", check=check_fine_tuning_options)
 class TokenClassification(TextFineTuning, TokenLabeller):
   """Per-token cross entropy of a `TokenTagger` on `batch["tags"]`; see the module docstring.
   Options: init_from, method, freeze, layer_decay, head_dropout, peft."""

@@ -11,12 +11,15 @@ diversity that matches BatchBALD in their experiments."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy, top_unlabelled
 from ssl_jax.active.strategies.uncertainty import entropy
+from ssl_jax.value_checks import Range
 
 
 @jax.jit
@@ -44,7 +47,7 @@ class PowerBaldQuery(QueryStrategy):
 
   needs = ("mc_probs",)
 
-  def __init__(self, power: float = 1.0):
+  def __init__(self, power: Annotated[float, Range(0.0)] = 1.0):
     self.power = power
 
   def select(self, pool: Pool, budget: int, key: jax.Array) -> np.ndarray:
@@ -78,7 +81,7 @@ class BatchBaldQuery(QueryStrategy):
 
   needs = ("mc_probs",)
 
-  def __init__(self, num_configurations: int = 1000):
+  def __init__(self, num_configurations: Annotated[int, Range(1)] = 1000):
     self.num_configurations = num_configurations
 
   def select(self, pool: Pool, budget: int, key: jax.Array) -> np.ndarray:

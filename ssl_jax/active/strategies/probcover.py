@@ -29,12 +29,15 @@ take seconds instead of minutes of N^2 work.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.active.strategies import geometry
 from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy
+from ssl_jax.value_checks import Range
 
 CANDIDATE_RADII = tuple(round(0.05 * k, 2) for k in range(1, 31))  # 0.05 ... 1.5
 CELL_SIZE = 256
@@ -181,13 +184,13 @@ class ProbCoverQuery(QueryStrategy):
 
   def __init__(
     self,
-    radius: float = 0.0,
-    purity: float = 0.95,
-    purity_clusters: int = 0,
-    purity_sample: int = 4096,
-    projection_dim: int = 32,
-    exact_limit: int = 20_000,
-    probe_cells: int = 16,
+    radius: Annotated[float, Range(0.0)] = 0.0,  # 0: chosen by `purity`
+    purity: Annotated[float, Range(0.0, 1.0, low_open=True)] = 0.95,
+    purity_clusters: Annotated[int, Range(0)] = 0,
+    purity_sample: Annotated[int, Range(1)] = 4096,
+    projection_dim: Annotated[int, Range(0)] = 32,
+    exact_limit: Annotated[int, Range(1)] = 20_000,
+    probe_cells: Annotated[int, Range(1)] = 16,
   ):
     self.radius, self.purity = radius, purity
     self.purity_clusters, self.purity_sample = purity_clusters, purity_sample

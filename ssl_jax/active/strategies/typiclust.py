@@ -16,12 +16,15 @@ in the full feature space (0 = cluster in the full space).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.active.strategies import geometry
 from ssl_jax.active.strategies.base import QUERY_STRATEGIES, Pool, QueryStrategy
+from ssl_jax.value_checks import Range
 
 
 def typicality(members: jax.Array, k_neighbours: int) -> np.ndarray:
@@ -44,11 +47,11 @@ class TypiClustQuery(QueryStrategy):
 
   def __init__(
     self,
-    k_neighbours: int = 20,
-    min_cluster_size: int = 5,
-    max_clusters: int = 500,
-    kmeans_iterations: int = 20,
-    projection_dim: int = 32,
+    k_neighbours: Annotated[int, Range(1)] = 20,
+    min_cluster_size: Annotated[int, Range(1)] = 5,
+    max_clusters: Annotated[int, Range(1)] = 500,
+    kmeans_iterations: Annotated[int, Range(1)] = 20,
+    projection_dim: Annotated[int, Range(0)] = 32,
   ):
     self.k_neighbours = k_neighbours
     self.min_cluster_size = min_cluster_size
