@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from ssl_jax.data.source import Dataset
 from ssl_jax.registry import DATASETS
@@ -17,6 +15,11 @@ def digits(workdir: str | None = None, test_fraction: float = 0.3, split_seed: i
   The default split (30% test, seed 0) is the one the docs' baselines are measured on:
   1257 train and 540 test images.
   """
+  # scikit-learn takes seconds to import: only when data is built, so `--help` and a refused
+  # config do not wait for it.
+  from sklearn.datasets import load_digits
+  from sklearn.model_selection import train_test_split
+
   del workdir  # Nothing to cache.
   images, labels = load_digits(return_X_y=True)
   images = (images / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)

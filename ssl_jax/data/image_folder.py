@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
 
 from ssl_jax.data import image_decode
 from ssl_jax.data.records import RecordSplit, parallel_map
@@ -69,6 +68,8 @@ def image_folder(
         f"test_fraction={test_fraction} of the {len(files)} images under {path!r} leaves "
         f"{num_test} test and {len(files) - num_test} training images; both need at least one."
       )
+    from sklearn.model_selection import train_test_split  # seconds to import: only here
+
     # Stratified when every class can be in both splits; a tiny folder is split at random.
     stratified = counts.min() >= 2 and min(num_test, len(files) - num_test) >= len(classes)
     stratify = labels if stratified else None

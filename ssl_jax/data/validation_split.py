@@ -5,7 +5,6 @@ budget is applied, so early stopping never looks at the test split."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ssl_jax.data.records import subset_split
 from ssl_jax.data.source import Dataset
@@ -17,6 +16,10 @@ VALIDATION = "validation"
 def hold_out_validation(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
   """`dataset` with `fraction` of its train split moved, stratified by label, into a new
   "validation" split; returned unchanged if it already has one."""
+  # scikit-learn takes seconds to import: only when data is built, so `--help` and a refused
+  # config do not wait for it.
+  from sklearn.model_selection import train_test_split
+
   if VALIDATION in dataset.splits:
     return dataset
   if not 0.0 < fraction < 1.0:
