@@ -115,17 +115,53 @@ def devices():
   return jax.devices()
 
 
-@pytest.fixture(scope="session")
-def simclr_workdir(tmp_path_factory):
-  """A finished 4-step tiny SimCLR run (width-8 one-stage ResNet): config.json and checkpoints,
-  the pretraining that image fine-tuning tests start from."""
+def tiny_gpt_config(**overrides):
+  """The shipped GPT config on the pydoc topics, a 1-block width-32 decoder, 2 steps."""
+  config = load_config("gpt_python_text")
+  config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  config.data.update(dict(seq_len=48, vocab_size=500, stdlib_docstrings=False))
+  config.batch_size, config.eval_batch_size = 16, 32
+  config.total_steps, config.log_every, config.checkpoint_every = 2, 2, 2
+  config.evals = {}
+  config.optim.warmup_steps = 1
+  return override(config, overrides)
+
+
+def shared_run(tmp_path_factory, worker_id: str, name: str, make_config) -> str:
+  """The workdir of a finished run of `make_config()`, trained once per test session and read
+  by every xdist worker (built under a file lock in the session's shared temporary directory;
+  the first worker to ask trains it, the others wait and reuse it). Tests only read it."""
+  import filelock
+
   from ssl_jax import train
 
-  workdir = str(tmp_path_factory.mktemp("simclr"))
-  config = tiny_simclr_config()
-  config.evals = {}
-  train.train_and_evaluate(config, workdir)
-  return workdir
+  base = tmp_path_factory.getbasetemp()
+  root = base if worker_id == "master" else base.parent  # popen-gw<k>'s parent: the session's
+  workdir = root / f"shared_{name}"
+  with filelock.FileLock(str(workdir) + ".lock"):
+    if not (workdir / "results.json").exists():
+      train.train_and_evaluate(make_config(), str(workdir))
+  return str(workdir)
+
+
+@pytest.fixture(scope="session")
+def simclr_workdir(tmp_path_factory, worker_id):
+  """A finished 4-step tiny SimCLR run (width-8 one-stage ResNet): config.json and checkpoints,
+  the pretraining that image fine-tuning, active learning and plots start from."""
+  return shared_run(tmp_path_factory, worker_id, "simclr", lambda: tiny_simclr_config(evals={}))
+
+
+@pytest.fixture(scope="session")
+def mlm_workdir(tmp_path_factory, worker_id):
+  """A finished 4-step tiny MLM run on the pydoc topics (config.json, tokenizer, checkpoint)."""
+  return shared_run(tmp_path_factory, worker_id, "mlm", lambda: tiny_mlm_config(evals={}))
+
+
+@pytest.fixture(scope="session")
+def gpt_workdir(tmp_path_factory, worker_id):
+  """A finished 2-step tiny causal LM on the pydoc topics: what text fine-tunes, zero-shot
+  scoring and the classifier reward start from."""
+  return shared_run(tmp_path_factory, worker_id, "gpt", tiny_gpt_config)
 
 
 def trained_steps(config, steps: int = 2):

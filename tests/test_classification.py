@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import checkpoint_variables, load_config, tiny_mlm_config, trained_steps
+from conftest import checkpoint_variables, load_config, trained_steps
 from conftest import trees_equal as _equal
 
 from ssl_jax import parallel, train
@@ -18,13 +18,9 @@ from ssl_jax.runs.finished import read_config, shape_only_dataset
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-  """A 4-step MLM run on the pydoc topics: its workdir has config.json, tokenizer, checkpoint."""
-  workdir = str(tmp_path_factory.mktemp("mlm"))
-  config = tiny_mlm_config()
-  config.evals = {}
-  train.train_and_evaluate(config, workdir)
-  return workdir
+def pretrained(mlm_workdir):
+  """The shared 4-step MLM run on the pydoc topics (conftest)."""
+  return mlm_workdir
 
 
 def classification_config(workdir, method="full", **task_kwargs):
@@ -193,20 +189,9 @@ def test_pet_scores_equal_the_masked_lm_at_the_mask(pretrained):
 
 
 @pytest.fixture(scope="module")
-def pretrained_lm(tmp_path_factory):
-  """A 2-step causal LM on the pydoc topics, as small as the MLM above."""
-  from conftest import load_config
-
-  config = load_config("gpt_python_text")
-  config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
-  config.data.update(dict(seq_len=48, vocab_size=500, stdlib_docstrings=False))
-  config.batch_size, config.eval_batch_size = 16, 32
-  config.total_steps, config.log_every, config.checkpoint_every = 2, 2, 2
-  config.evals = {}
-  config.optim.warmup_steps = 1
-  workdir = str(tmp_path_factory.mktemp("lm"))
-  train.train_and_evaluate(config, workdir)
-  return workdir
+def pretrained_lm(gpt_workdir):
+  """The shared 2-step causal LM on the pydoc topics (conftest), as small as the MLM."""
+  return gpt_workdir
 
 
 def test_causal_scores_equal_prefix_by_prefix_log_likelihoods(pretrained_lm):

@@ -125,16 +125,10 @@ def test_text_prompts_from_a_users_jsonl_file(tokenizer, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def gpt_and_classifier(tmp_path_factory):
-  """A 2-step GPT on the pydoc topics and a 4-step python_packages classifier from it."""
-  config = load_config("gpt_python_text")
-  config.model_kwargs.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
-  config.data.update(dict(seq_len=48, vocab_size=500, stdlib_docstrings=False))
-  config.batch_size, config.eval_batch_size = 16, 32
-  config.total_steps, config.log_every, config.checkpoint_every = 2, 2, 2
-  config.evals = {}
-  gpt = str(tmp_path_factory.mktemp("gpt"))
-  train.train_and_evaluate(config, gpt)
+def gpt_and_classifier(tmp_path_factory, gpt_workdir):
+  """The shared 2-step GPT on the pydoc topics (conftest) and a 4-step python_packages
+  classifier from it."""
+  gpt = gpt_workdir
   config = load_config("classify_python_packages")
   config.task_kwargs.init_from = gpt
   config.model = "transformer_decoder"

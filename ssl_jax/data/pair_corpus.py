@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from ssl_jax.data.python_text import python_documents
 from ssl_jax.data.sentence_pairs import PAIR_OBJECTIVES, build_pairs, pair_rows, split_sentences
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document, vocabulary_info
+from ssl_jax.data.text_corpus import (
+  TokenizerSpec,
+  corpus_tokenizer,
+  is_test_document,
+  vocabulary_info,
+)
 from ssl_jax.data.text_files import FORMATS, document_names, list_files, read_documents
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
@@ -59,9 +64,8 @@ def pair_dataset(
       f"{corpus_name}: {len(by_split['train'])} train and {len(by_split['test'])} test "
       f"documents with test_percent={test_percent}; both splits need at least one."
     )
-  tokenizer = corpus_tokenizer(
-    by_split["train"], workdir, vocab_size, tokenizer_path, tokenizer_type, corpus_name
-  )
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, corpus_name)
+  tokenizer = corpus_tokenizer(by_split["train"], spec)
   splits = {}
   for offset, (split, texts) in enumerate(by_split.items()):
     sentences = [split_sentences(text) for text in texts]

@@ -39,7 +39,7 @@ from pydoc_data import topics
 from ssl_jax.data.python_text import read_stdlib_docstrings, stdlib_names
 from ssl_jax.data.sentence_pairs import split_sentences
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document
+from ssl_jax.data.text_corpus import TokenizerSpec, corpus_tokenizer, is_test_document
 from ssl_jax.data.token_tags import Sentence, tagged_dataset
 from ssl_jax.registry import DATASETS
 
@@ -162,12 +162,6 @@ def python_tags(
   run's `tokenizer_path` when fine-tuning; without one, a tokenizer is trained on the train
   sentences (cached in the workdir)."""
   sentences = python_tagged_sentences(test_percent)
-  tokenizer = corpus_tokenizer(
-    [" ".join(words) for words, _ in sentences["train"]],
-    workdir,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    "python_tags",
-  )
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "python_tags")
+  tokenizer = corpus_tokenizer([" ".join(words) for words, _ in sentences["train"]], spec)
   return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens)

@@ -20,7 +20,7 @@ import sysconfig
 from pydoc_data import topics
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import text_dataset
+from ssl_jax.data.text_corpus import TokenizerSpec, text_dataset
 from ssl_jax.registry import DATASETS
 
 # Test suites, IDEs and vendored code: large, repetitive or not English prose.
@@ -137,15 +137,7 @@ def python_text(
     order_seed: seed of the document order before packing.
     extra_ids: T5 sentinels `<extra_id_k>` appended to the vocabulary (span corruption).
   """
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "python_text")
   return text_dataset(
-    python_documents(stdlib_docstrings),
-    workdir,
-    seq_len,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    test_percent,
-    order_seed,
-    "python_text",
-    extra_ids,
+    python_documents(stdlib_docstrings), spec, seq_len, test_percent, order_seed, extra_ids
   )

@@ -21,7 +21,7 @@ import numpy as np
 
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import text_dataset
+from ssl_jax.data.text_corpus import TokenizerSpec, text_dataset
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
 
@@ -129,17 +129,8 @@ def random_walks(
   names = facts["node_names"]
   walks = random_walks_to_goal(facts["graph_edges"], num_walks, max_nodes, walk_seed)
   documents = [(f"walk{i}", " ".join(names[n] for n in w)) for i, w in enumerate(walks)]
-  dataset = text_dataset(
-    documents,
-    workdir,
-    seq_len,
-    vocab_size,
-    tokenizer_path,
-    "unigram",
-    test_percent,
-    order_seed,
-    "random_walks",
-  )
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, "unigram", "random_walks")
+  dataset = text_dataset(documents, spec, seq_len, test_percent, order_seed)
   dataset.info.update(facts)
   return dataset
 

@@ -18,8 +18,13 @@ from ssl_jax.data import corpus_shards, token_cache
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.first_process import first_on_process_zero
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document, vocabulary_info
-from ssl_jax.errors import DataError, MissingInputError
+from ssl_jax.data.text_corpus import (
+  TokenizerSpec,
+  corpus_tokenizer,
+  is_test_document,
+  vocabulary_info,
+)
+from ssl_jax.errors import DataError
 
 
 def default_cache_root(workdir: str | None) -> str:
@@ -55,11 +60,8 @@ def sample_train_texts(
 
 def cached_text_dataset(
   corpus: corpus_shards.Corpus,
-  workdir: str | None,
+  spec: TokenizerSpec,
   seq_len: int,
-  vocab_size: int,
-  tokenizer_path: str,
-  tokenizer_type: str,
   test_percent: int,
   order_seed: int,
   extra_ids: int = 0,
@@ -77,20 +79,16 @@ def cached_text_dataset(
   """
   if seq_len < 2:
     raise DataError(f"seq_len must be at least 2, got {seq_len}.")
-  if tokenizer_path and not os.path.isfile(tokenizer_path):
-    raise MissingInputError(
-      f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
-      "sentencepiece .model file, or leave it empty to train one in the workdir."
-    )
+  spec.check_path()
   if tokenize_workers < 0 or tokenizer_sample_mb < 1:
     raise DataError(
       f"config.data.tokenize_workers={tokenize_workers} must be >= 0 (0: one per CPU) and "
       f"tokenizer_sample_mb={tokenizer_sample_mb} at least 1."
     )
-  cache_root = cache_dir or default_cache_root(workdir)
+  cache_root = cache_dir or default_cache_root(spec.workdir)
   token_cache.check_cache_root(cache_root)
   texts = sample_train_texts(corpus, test_percent, tokenizer_sample_mb << 20)
-  base = corpus_tokenizer(texts, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus.name)
+  base = corpus_tokenizer(texts, spec)
   tokenizer = tok.Tokenizer(base.path, extra_ids)
   build = functools.partial(
     token_cache.build_token_cache,

@@ -31,7 +31,12 @@ import numpy as np
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.python_text import python_documents
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, is_test_document, vocabulary_info
+from ssl_jax.data.text_corpus import (
+  TokenizerSpec,
+  corpus_tokenizer,
+  is_test_document,
+  vocabulary_info,
+)
 from ssl_jax.data.text_files import document_names, list_files
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
@@ -106,14 +111,10 @@ def split_examples(
 
 def labelled_text_dataset(
   examples: Sequence[tuple[str, str, str]],
-  workdir: str | None,
+  spec: TokenizerSpec,
   seq_len: int,
-  vocab_size: int,
-  tokenizer_path: str,
-  tokenizer_type: str,
   test_percent: int,
   validation_percent: int,
-  corpus_name: str,
   classes: Sequence[str] | None = None,
   encode: Callable[[tok.Tokenizer, Sequence[str], int], np.ndarray] = encode_rows,
   tokenizer_text: Callable[[str], str] = lambda text: text,
@@ -131,25 +132,18 @@ def labelled_text_dataset(
     if classes is not None
     else sorted({label for _, _, label in examples if label is not None})
   )
-  by_split = split_examples(examples, classes, test_percent, validation_percent, corpus_name)
+  by_split = split_examples(examples, classes, test_percent, validation_percent, spec.corpus_name)
   counts = {
     split: collections.Counter(label for _, label in rows) for split, rows in by_split.items()
   }
   missing = [classes[c] for c in range(len(classes)) if counts["train"][c] == 0]
   if missing:
     raise DataError(
-      f"{corpus_name}: no training example of classes {missing}; every class needs at least one."
+      f"{spec.corpus_name}: no training example of classes {missing}; every class needs at least one."
     )
   if not by_split["test"]:
-    raise DataError(f"{corpus_name}: test_percent={test_percent} leaves no test example.")
-  tokenizer = corpus_tokenizer(
-    [tokenizer_text(text) for text, _ in by_split["train"]],
-    workdir,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    corpus_name,
-  )
+    raise DataError(f"{spec.corpus_name}: test_percent={test_percent} leaves no test example.")
+  tokenizer = corpus_tokenizer([tokenizer_text(text) for text, _ in by_split["train"]], spec)
   splits = {
     split: {
       "tokens": encode(tokenizer, [text for text, _ in rows], seq_len),
@@ -191,17 +185,9 @@ def python_packages(
   Pass the pretraining run's tokenizer as `tokenizer_path` (a pretraining checkpoint's
   `config.json` names it) so the fine-tuned model reads the pieces it was trained on.
   """
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "python_packages")
   return labelled_text_dataset(
-    package_examples(),
-    workdir,
-    seq_len,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    test_percent,
-    validation_percent,
-    "python_packages",
-    classes=PACKAGES,
+    package_examples(), spec, seq_len, test_percent, validation_percent, classes=PACKAGES
   )
 
 
@@ -328,14 +314,8 @@ def text_classification_files(
 
   `missing_labels`: "error" (a row with a missing, empty or null label stops the run, naming
   the file and line) or "drop" (such rows are left out; how many is printed)."""
-  return labelled_text_dataset(
-    read_labelled_files(paths, text_key, label_key, missing_labels),
-    workdir,
-    seq_len,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    test_percent,
-    validation_percent,
-    "text_classification_files",
+  spec = TokenizerSpec(
+    workdir, vocab_size, tokenizer_path, tokenizer_type, "text_classification_files"
   )
+  examples = read_labelled_files(paths, text_key, label_key, missing_labels)
+  return labelled_text_dataset(examples, spec, seq_len, test_percent, validation_percent)

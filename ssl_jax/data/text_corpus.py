@@ -7,6 +7,7 @@ they share one tokenizer contract and one row layout.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -28,26 +29,38 @@ def is_test_document(name: str, test_percent: int) -> bool:
   return zlib.crc32(name.encode()) % 100 < test_percent
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenizerSpec:
+  """The tokenizer options every text source takes (config.data.vocab_size, tokenizer_path,
+  tokenizer_type), the workdir that caches a trained one, and the corpus's name."""
+
+  workdir: str | None
+  vocab_size: int
+  tokenizer_path: str
+  tokenizer_type: str
+  corpus_name: str
+
+  def check_path(self) -> None:
+    """A tokenizer_path that does not exist: a MissingInputError before any text is read."""
+    if self.tokenizer_path and not os.path.isfile(self.tokenizer_path):
+      raise MissingInputError(
+        f"config.data.tokenizer_path={self.tokenizer_path!r} does not exist. Point it at a "
+        "sentencepiece .model file, or leave it empty to train one in the workdir."
+      )
+
+
 def text_dataset(
   documents: Sequence[tuple[str, str]],
-  workdir: str | None,
+  spec: TokenizerSpec,
   seq_len: int,
-  vocab_size: int,
-  tokenizer_path: str,
-  tokenizer_type: str,
   test_percent: int,
   order_seed: int,
-  corpus_name: str,
   extra_ids: int = 0,
   test_documents: Sequence[tuple[str, str]] | None = None,
 ) -> Dataset:
   """Packed rows of (name, text) documents, split by `is_test_document` (or, when
   `test_documents` is given, `documents` train and `test_documents` evaluate)."""
-  if tokenizer_path and not os.path.isfile(tokenizer_path):
-    raise MissingInputError(
-      f"config.data.tokenizer_path={tokenizer_path!r} does not exist. Point it at a "
-      "sentencepiece .model file, or leave it empty to train one in the workdir."
-    )
+  spec.check_path()
   if test_documents is not None:
     train_docs, test_docs = [t for _, t in documents], [t for _, t in test_documents]
   else:
@@ -55,13 +68,10 @@ def text_dataset(
     test_docs = [text for name, text in documents if is_test_document(name, test_percent)]
   if not train_docs or not test_docs:
     raise DataError(
-      f"{corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
+      f"{spec.corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
       f"with test_percent={test_percent}; both splits need at least one."
     )
-  tokenizer = corpus_tokenizer(
-    train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus_name
-  )
-  tokenizer = tok.Tokenizer(tokenizer.path, extra_ids)
+  tokenizer = tok.Tokenizer(corpus_tokenizer(train_docs, spec).path, extra_ids)
   pack = functools.partial(
     pack_documents,
     seq_len=seq_len,
@@ -101,33 +111,16 @@ def vocabulary_info(tokenizer: tok.Tokenizer) -> dict:
   }
 
 
-def corpus_tokenizer(
-  train_docs: Iterable[str],
-  workdir: str | None,
-  vocab_size: int,
-  tokenizer_path: str,
-  tokenizer_type: str,
-  corpus_name: str,
-) -> tok.Tokenizer:
+def corpus_tokenizer(train_docs: Iterable[str], spec: TokenizerSpec) -> tok.Tokenizer:
   """The sentencepiece model at `tokenizer_path`, else the one cached in the workdir, else one
   trained on the lines of `train_docs` (and cached there; only then is `train_docs` read). In a
   multi-process run process 0 trains and writes it; the others then load it."""
-  return first_on_process_zero(
-    lambda: _corpus_tokenizer(
-      train_docs, workdir, vocab_size, tokenizer_path, tokenizer_type, corpus_name
-    ),
-    "ssl_jax tokenizer",
-  )
+  return first_on_process_zero(lambda: _corpus_tokenizer(train_docs, spec), "ssl_jax tokenizer")
 
 
-def _corpus_tokenizer(
-  train_docs: Iterable[str],
-  workdir: str | None,
-  vocab_size: int,
-  tokenizer_path: str,
-  tokenizer_type: str,
-  corpus_name: str,
-) -> tok.Tokenizer:
+def _corpus_tokenizer(train_docs: Iterable[str], spec: TokenizerSpec) -> tok.Tokenizer:
+  workdir, vocab_size, tokenizer_path = spec.workdir, spec.vocab_size, spec.tokenizer_path
+  tokenizer_type, corpus_name = spec.tokenizer_type, spec.corpus_name
   if tokenizer_path:
     tokenizer = tok.Tokenizer(tokenizer_path)
   else:

@@ -21,6 +21,7 @@ import os
 from ssl_jax.data import corpus_shards
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.streamed_corpus import cached_text_dataset
+from ssl_jax.data.text_corpus import TokenizerSpec
 from ssl_jax.errors import DataError, MissingInputError
 from ssl_jax.registry import DATASETS
 
@@ -81,13 +82,11 @@ def text_files(
   )
   if not any(os.path.getsize(f) for f in files):
     raise DataError(f"No non-empty documents in {files} (format {format!r}).")
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, corpus.name)
   return cached_text_dataset(
     corpus,
-    workdir,
+    spec,
     seq_len,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
     test_percent,
     order_seed,
     extra_ids,

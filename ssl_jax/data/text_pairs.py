@@ -39,7 +39,7 @@ from ssl_jax.data.text_classification import (
   read_labelled_files,
   split_examples,
 )
-from ssl_jax.data.text_corpus import corpus_tokenizer, vocabulary_info
+from ssl_jax.data.text_corpus import TokenizerSpec, corpus_tokenizer, vocabulary_info
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
 
@@ -111,14 +111,8 @@ def python_same_package(
   pairs = package_pairs(by_split, seed)
   if not pairs["train"] or not pairs["test"]:
     raise DataError(f"python_same_package: test_percent={test_percent} leaves no test pair.")
-  tokenizer = corpus_tokenizer(
-    [text for text, _ in by_split["train"]],
-    workdir,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    "python_same_package",
-  )
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "python_same_package")
+  tokenizer = corpus_tokenizer([text for text, _ in by_split["train"]], spec)
   splits = {
     split: {
       "tokens": encode_pair_rows(tokenizer, [text for text, _ in rows], seq_len),
@@ -162,16 +156,13 @@ def text_pair_files(
   labels are the sorted distinct label strings."""
   if text_a_key == text_b_key:
     raise ConfigError(f"config.data.text_a_key and text_b_key are both {text_a_key!r}.")
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "text_pair_files")
   dataset = labelled_text_dataset(
     read_labelled_files(paths, (text_a_key, text_b_key), label_key, missing_labels, SEPARATOR),
-    workdir,
+    spec,
     seq_len,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
     test_percent,
     validation_percent,
-    "text_pair_files",
     encode=encode_pair_rows,
     tokenizer_text=lambda text: text.replace(SEPARATOR, "\n"),
   )

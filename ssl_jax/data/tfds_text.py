@@ -16,6 +16,7 @@ import functools
 from ssl_jax.data import corpus_shards
 from ssl_jax.data.source import Dataset
 from ssl_jax.data.streamed_corpus import cached_text_dataset
+from ssl_jax.data.text_corpus import TokenizerSpec
 from ssl_jax.data.tfds_images import open_data_source, prepared_builder
 from ssl_jax.errors import DataError
 from ssl_jax.registry import DATASETS
@@ -130,13 +131,11 @@ def tfds_text(
       "shard_bytes": int(shard_mb * 2**20),
     },
   )
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, corpus.name)
   return cached_text_dataset(
     corpus,
-    workdir,
+    spec,
     seq_len,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
     test_percent,
     order_seed,
     extra_ids,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.text_corpus import corpus_tokenizer, vocabulary_info
+from ssl_jax.data.text_corpus import TokenizerSpec, corpus_tokenizer, vocabulary_info
 from ssl_jax.errors import ConfigError, DataError, MissingInputError
 from ssl_jax.registry import DATASETS
 
@@ -152,14 +152,8 @@ def conll_files(
     if path and not os.path.isfile(path):
       raise MissingInputError(f"config.data.{split}_path={path!r} does not exist.")
   sentences = {split: read_conll(path) for split, path in paths.items() if path}
-  tokenizer = corpus_tokenizer(
-    [" ".join(words) for words, _ in sentences["train"]],
-    workdir,
-    vocab_size,
-    tokenizer_path,
-    tokenizer_type,
-    "conll_files",
-  )
+  spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "conll_files")
+  tokenizer = corpus_tokenizer([" ".join(words) for words, _ in sentences["train"]], spec)
   return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens)
 
 

@@ -62,9 +62,9 @@ class Estimator(Part):
     """[B, G] advantages of [B, G] rewards (the KL already subtracted when kl_in="reward")."""
 
 
-@ESTIMATORS.register("reinforce")
-class Reinforce(Estimator):
-  """REINFORCE with a batch-mean baseline: A = r - mean of every reward in the batch."""
+class KLInReward(Estimator):
+  """The REINFORCE family's defaults: the KL penalty subtracted from the reward, estimated by
+  k1 (log-ratio), as in RLHF's PPO and TRL's RLOO."""
 
   def __init__(
     self,
@@ -75,27 +75,22 @@ class Reinforce(Estimator):
     kl_estimator: KlEstimator = "k1",
   ):
     super().__init__(loss_type, clip_epsilon, updates_per_batch, kl_in, kl_estimator)
+
+
+@ESTIMATORS.register("reinforce")
+class Reinforce(KLInReward):
+  """REINFORCE with a batch-mean baseline: A = r - mean of every reward in the batch."""
 
   def advantages(self, rewards):
     return rewards - rewards.mean()
 
 
 @ESTIMATORS.register("rloo")
-class RLOO(Estimator):
+class RLOO(KLInReward):
   """REINFORCE leave-one-out (Ahmadian et al. 2024): each completion's baseline is the mean
   reward of the other G - 1 completions of its prompt."""
 
   min_group_size = 2
-
-  def __init__(
-    self,
-    loss_type: LossType = "grpo",
-    clip_epsilon: ClipEpsilon = 0.2,
-    updates_per_batch: UpdatesPerBatch = 1,
-    kl_in: KlPlace = "reward",
-    kl_estimator: KlEstimator = "k1",
-  ):
-    super().__init__(loss_type, clip_epsilon, updates_per_batch, kl_in, kl_estimator)
 
   def advantages(self, rewards):
     group = rewards.shape[1]
