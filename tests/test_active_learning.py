@@ -97,6 +97,12 @@ def test_uncertainty_after_a_random_first_round_and_warm_start(simclr_workdir, t
     (dict(learner_kwargs={"stepz": 3}), "stepz"),
     (dict(learner_kwargs={"dropout": 1.0}), r"drops every feature; it must be in \[0, 1\)"),
     (dict(stratgy="random"), "stratgy"),
+    # Ranges declared beside a strategy's defaults, refused before round 0 trains.
+    (dict(strategy_kwargs={"k_neighbours": 0}), "k_neighbours=0 is out of range: it must be >= 1"),
+    (
+      dict(strategy="power_bald", first_strategy="random", strategy_kwargs={"power": -1.0}),
+      "power=-1.0 is out of range",
+    ),
     (dict(strategy="stratified_random", oracle="human"), "labels"),
     (
       dict(learner="fine_tune", learner_kwargs={"overrides": {"task_kwargs": {"methd": "x"}}}),
@@ -117,6 +123,21 @@ def test_config_errors_before_any_work(simclr_workdir, tmp_path, active, message
   with pytest.raises(ConfigError, match=message):
     rounds.run_active_learning(_config(simclr_workdir, **active), str(workdir))
   assert not workdir.exists()  # nothing written
+
+
+def test_pool_data_is_checked_before_any_work(simclr_workdir, tmp_path):
+  """The pool's dataset options and its modality against the pretraining run's, before any
+  dataset is built or the workdir made."""
+  config = _config(simclr_workdir)
+  config.data = {"name": "python_text"}
+  with pytest.raises(
+    ConfigError, match="pretrained 'simclr' on image data; dataset 'python_text' is text"
+  ):
+    rounds.run_active_learning(config, str(tmp_path / "a"))
+  config.data = {"name": "digits", "test_fraction": 1.5}
+  with pytest.raises(ConfigError, match="test_fraction=1.5 is out of range"):
+    rounds.run_active_learning(config, str(tmp_path / "b"))
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_budget_beyond_the_pool(simclr_workdir, tmp_path):

@@ -18,8 +18,10 @@ import ml_collections
 from ssl_jax.active.learners import LEARNERS
 from ssl_jax.active.oracle import ORACLES
 from ssl_jax.active.strategies.base import QUERY_STRATEGIES
+from ssl_jax.capabilities import Represents
 from ssl_jax.errors import ConfigError, ResumeError
-from ssl_jax.registry import check_options
+from ssl_jax.registry import DATASETS, TASKS, check_options
+from ssl_jax.runs.finished import check_source
 
 TOP_LEVEL_KEYS = ("init_from", "data", "seed", "eval_batch_size", "active")
 
@@ -78,6 +80,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   )
   if not config.get("init_from"):
     raise ConfigError("config.init_from must name a finished pretraining workdir.")
+  check_pool_data(config)
   active = active_defaults()
   check_options("config.active", config.get("active", {}).keys(), active.keys())
   active.update(config.get("active", {}))
@@ -130,6 +133,24 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     )
   learner.check(active.learner_kwargs.to_dict(), config)  # last: it may read config files
   return config
+
+
+def check_pool_data(config: ml_collections.ConfigDict) -> None:
+  """config.data names a dataset whose options it accepts, of the modality the pretraining run
+  in config.init_from was trained on (read from its config.json), before any data is read."""
+  data = config.get("data") or ml_collections.ConfigDict()
+  if "name" not in data:
+    raise ConfigError(f"config.data needs a 'name'; valid dataset names: {DATASETS.names()}.")
+  options = {k: v for k, v in data.items() if k != "name"}
+  DATASETS.validate(data.name, options, num_positional=1, where="config.data")
+  pretraining = check_source(config.init_from, requires=(Represents,))
+  trained_on = TASKS.get(pretraining.task).modality
+  modality = DATASETS.fact(data.name, "modality")
+  if modality is not None and trained_on is not None and modality != trained_on:
+    raise ConfigError(
+      f"config.init_from={config.init_from!r} pretrained {pretraining.task!r} on {trained_on} "
+      f"data; dataset {data.name!r} is {modality} data."
+    )
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -43,7 +43,7 @@ class Task(abc.ABC):
   @classmethod
   def schedules_use_total_steps(cls) -> bool:
     """Whether the loss or update reads config.total_steps (a momentum or temperature
-    schedule): then total_steps cannot change when the run is resumed (run_config.py)."""
+    schedule): then total_steps cannot change when the run is resumed (runs/record.py)."""
     return False
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset):

@@ -108,7 +108,7 @@ class FineTuning(Task, Represents):
         ("semi_supervised", semi_supervised),
       )
     )
-    # The method's name was checked with the other options (`validate_options`).
+    # The method's name was checked before any work (`check_fine_tuning_options`).
     if "num_classes" not in dataset.info:
       raise ConfigError(
         f"Task {config.task!r} needs labelled data; {config.data.name!r} has no labels."
