@@ -86,6 +86,32 @@ def train_and_evaluate(
       raise
 
 
+def _run(
+  config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock, reevaluate: bool
+) -> dict[str, Any]:
+  """Resume or report, build, loop, finish: each phase one function below."""
+  start_time = time.perf_counter()
+  resume = check_workdir(config, workdir)
+  if resume.finished is not None and not reevaluate:
+    return report_finished(workdir, resume)
+  mesh = parallel.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    run = setup(config, workdir, mesh)
+    session = start_session(config, workdir, lock, run, resume)
+    writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
+    actions, best = periodic_actions(config, workdir, run, session, writer)
+    loop = train_steps(config, workdir, run, session, actions, writer)
+    train_seconds = time.perf_counter() - start_time
+    results = finish(config, workdir, run, session, loop, best, writer)
+  results["train_seconds"] = round(train_seconds, 1)
+  results["total_seconds"] = round(time.perf_counter() - start_time, 1)
+  if jax.process_index() == 0:
+    write_json(os.path.join(workdir, "results.json"), results)
+    if results["evals"]:
+      print(format_results_table(results["evals"]), flush=True)
+  return results
+
+
 @dataclasses.dataclass
 class Resume:
   """What the workdir holds before anything is written: its config.json, its saved steps, the
@@ -289,31 +315,6 @@ def finish(
     results["early_stopping"] = session.stopper.summary(step)
   if exported is not None:
     results["task_weights"] = exported
-  return results
-
-
-def _run(
-  config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock, reevaluate: bool
-) -> dict[str, Any]:
-  start_time = time.perf_counter()
-  resume = check_workdir(config, workdir)
-  if resume.finished is not None and not reevaluate:
-    return report_finished(workdir, resume)
-  mesh = parallel.make_mesh(config.mesh)
-  with jax.set_mesh(mesh):
-    run = setup(config, workdir, mesh)
-    session = start_session(config, workdir, lock, run, resume)
-    writer = MetricWriter(workdir, config.total_steps) if jax.process_index() == 0 else None
-    actions, best = periodic_actions(config, workdir, run, session, writer)
-    loop = train_steps(config, workdir, run, session, actions, writer)
-    train_seconds = time.perf_counter() - start_time
-    results = finish(config, workdir, run, session, loop, best, writer)
-  results["train_seconds"] = round(train_seconds, 1)
-  results["total_seconds"] = round(time.perf_counter() - start_time, 1)
-  if jax.process_index() == 0:
-    write_json(os.path.join(workdir, "results.json"), results)
-    if results["evals"]:
-      print(format_results_table(results["evals"]), flush=True)
   return results
 
 
