@@ -191,6 +191,7 @@ def _ids(workdir, k):
     return [int(row["id"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.e2e
 def test_fine_tune_learner_runs_the_trainer_each_round(simclr_workdir, tmp_path):
   config = _config(
     simclr_workdir,
@@ -293,6 +294,7 @@ def test_command_line_errors_and_the_stop_for_labels(simclr_workdir, tmp_path):
   assert os.path.isfile(tmp_path / "h" / "queries" / "round_0.csv")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
   "method",
   [{"method": "linear"}, {"method": "peft", "peft": {"rank": 2}}],

@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.e2e
 
 
 def _run(workdir, pretraining):

@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.e2e
+
 
 def test_train_step_benchmark_writes_json(tmp_path):
   out = tmp_path / "bench.json"

@@ -58,7 +58,14 @@ PEFT = {  # method -> its parameter count on the tiny encoder (width 32, 1 block
 }
 
 
-@pytest.mark.parametrize("method", ["full", "linear", "scratch", *PEFT])
+# full and lora in the default suite; the other methods in e2e (each compiles its own step).
+@pytest.mark.parametrize(
+  "method",
+  [
+    m if m in ("full", "lora") else pytest.param(m, marks=pytest.mark.e2e)
+    for m in ["full", "linear", "scratch", *PEFT]
+  ],
+)
 def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, method, devices):
   checkpoint_params = checkpoint_variables(pretrained)["params"]
   config = classification_config(pretrained, method=method)
@@ -75,6 +82,7 @@ def test_methods_start_from_the_checkpoint_and_train_what_they_say(pretrained, m
     assert task.trainable_parameters(end) == PEFT[method] + 32 * 10 + 10
 
 
+@pytest.mark.e2e
 def test_layer_decay_and_freezing_by_regex(pretrained, devices):
   start, end, _ = _trained(classification_config(pretrained, freeze="regex:embed", layer_decay=0.5))
   assert _equal(start["encoder"]["embed"], end["encoder"]["embed"])
@@ -134,6 +142,7 @@ def test_from_scratch_builds_config_model(pretrained, devices):
   assert not _equal(start["encoder"], end["encoder"]) and np.isfinite(float(metrics["loss"]))
 
 
+@pytest.mark.e2e
 def test_shipped_config_follows_init_from_for_the_tokenizer(pretrained, devices):
   from conftest import load_config
 
@@ -171,6 +180,7 @@ def _text_of(row, room):
   return row[:-1][:room]
 
 
+@pytest.mark.e2e
 def test_pet_scores_equal_the_masked_lm_at_the_mask(pretrained):
   from ssl_jax.data import tokenizer as tok
 
@@ -194,6 +204,7 @@ def pretrained_lm(gpt_workdir):
   return gpt_workdir
 
 
+@pytest.mark.e2e
 def test_causal_scores_equal_prefix_by_prefix_log_likelihoods(pretrained_lm):
   from ssl_jax.data import tokenizer as tok
 
@@ -231,6 +242,7 @@ def test_zero_shot_needs_a_language_model_to_score_with(pretrained, tmp_path):
     train.build_task(config, train.build_dataset(config, None))
 
 
+@pytest.mark.e2e
 def test_embedding_space_adversarial_training(pretrained, devices):
   def first_loss(**attack):
     config = classification_config(pretrained, method="full", **attack)
@@ -252,6 +264,7 @@ def test_embedding_space_adversarial_training(pretrained, devices):
     )
 
 
+@pytest.mark.e2e
 def test_freelb_run_and_text_robustness_evaluator(pretrained, tmp_path, devices):
   config = classification_config(pretrained, method="full", adversarial={"name": "freelb"})
   config.evals = {
@@ -265,6 +278,7 @@ def test_freelb_run_and_text_robustness_evaluator(pretrained, tmp_path, devices)
   assert row["embedding pgd acc @ l2 eps=20"] < row["clean acc"]
 
 
+@pytest.mark.e2e
 def test_task_weights_hold_only_what_trained_and_round_trip(pretrained, tmp_path, devices):
   from ssl_jax.adapt.task_weights import load_task_weights
 
@@ -289,6 +303,7 @@ def test_task_weights_hold_only_what_trained_and_round_trip(pretrained, tmp_path
     load_task_weights(str(tmp_path), fresh)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("pretraining", ["mlm", "causal_lm"])
 def test_semi_supervised_adds_the_pretraining_lm_loss(
   pretrained, pretrained_lm, pretraining, devices
@@ -354,6 +369,7 @@ def _tiny_pretraining(name, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
   "pretext, encoder_of",
   [

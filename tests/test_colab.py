@@ -3,7 +3,10 @@
 import json
 import os
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.e2e
 
 
 def _run_notebook(notebook: str) -> dict:

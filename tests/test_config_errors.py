@@ -213,6 +213,7 @@ def test_a_mismatched_pairing_exits_before_any_data_or_checkpoint(tmp_path):
   assert not workdir.exists()
 
 
+@pytest.mark.e2e
 def test_every_option_of_a_named_part_can_be_set_from_the_command_line(tmp_path):
   """DINO's student_temp is not in configs/dino_digits.py; its default is in the resolved
   config, so the flag is accepted, and config.json records every option."""

@@ -88,6 +88,7 @@ def _config(simclr_workdir, **stopping):
   return config
 
 
+@pytest.mark.e2e
 def test_a_run_evaluates_its_best_validated_state_and_stays_stopped(
   simclr_workdir, tmp_path, devices
 ):

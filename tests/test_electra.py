@@ -115,6 +115,7 @@ def test_generator_gets_no_gradient_through_its_samples(electra):
   assert float(jnp.abs(grads["embed"]["token_embed"]["embedding"]).max()) > 0
 
 
+@pytest.mark.e2e
 def test_electra_trains_and_reports(tmp_path):
   results = train.train_and_evaluate(tiny_electra_config(), str(tmp_path))
   report = results["evals"]["replaced_token_detection"]

@@ -131,6 +131,7 @@ def test_progress_line_shows_step_loss_lr_throughput_and_eta(tmp_path):
 # --- Periodic evaluation -----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_periodic_evaluator_writes_its_curve_to_metrics_and_tensorboard(tmp_path):
   """config.evals.knn.every=2 on a 6-step run: kNN accuracy at steps 2, 4 and 6 (the last from
   the final evaluation, equal to results.json), in metrics.jsonl and TensorBoard."""

@@ -24,7 +24,14 @@ def fine_tune_config(workdir, per_class=2, unlabelled="drop", method="full", **t
   return config
 
 
-@pytest.mark.parametrize("method", ["linear", "lora", "scratch"])
+@pytest.mark.parametrize(
+  "method",
+  [
+    "linear",
+    pytest.param("lora", marks=pytest.mark.e2e),
+    pytest.param("scratch", marks=pytest.mark.e2e),
+  ],
+)
 def test_methods_load_weights_and_statistics_and_train_what_they_say(
   simclr_workdir, method, devices
 ):
@@ -49,6 +56,7 @@ def test_methods_load_weights_and_statistics_and_train_what_they_say(
     assert not _equal(params["peft"], end_params["peft"])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("objective", ["pretext", "fixmatch"])
 def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objective, devices):
   config = fine_tune_config(simclr_workdir, unlabelled="pair", semi_supervised={"name": objective})
@@ -68,6 +76,7 @@ def test_semi_supervised_objectives_add_an_unlabelled_loss(simclr_workdir, objec
     assert metrics["pseudo_label_rate"] == 1.0  # threshold 0: every prediction is kept
 
 
+@pytest.mark.e2e
 def test_adversarial_fine_tune_and_robustness_evaluator(simclr_workdir, tmp_path, devices):
   config = fine_tune_config(simclr_workdir, per_class=0, adversarial={"name": "pgd", "steps": 2})
   config.evals = {"robustness": dict(eps=(0.0, 0.3), steps=3, step_size=0.15), "classification": {}}

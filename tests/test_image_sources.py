@@ -173,6 +173,7 @@ def test_record_split_behaves_like_arrays_in_the_pipelines():
     split.take(np.array([10]))
 
 
+@pytest.mark.e2e
 def test_training_on_an_image_folder_end_to_end(tmp_path):
   """Digits written as PNG files train and evaluate through the uint8 path."""
   from sklearn.datasets import load_digits
@@ -294,6 +295,7 @@ def test_tfds_errors_say_how_to_prepare_and_list_splits(tfds_dir, tmp_path):
     DATASETS.build("tfds", {"dataset": "my_images", "data_dir": tfds_dir}, None)
 
 
+@pytest.mark.e2e
 def test_training_on_a_tfds_dataset_with_the_online_probe(tfds_dir, tmp_path):
   """STL-10's layout end to end: pretrain over labelled + unlabelled records, the online probe
   learns from the labelled ones only, and its test accuracy is reported."""

@@ -153,6 +153,7 @@ def test_whole_word_masking_chooses_words_with_all_their_pieces():
   assert abs(rate - 0.15) < 0.01, rate
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("masking", ["exact", "whole_word"])
 def test_mlm_task_trains_with_each_masking(masking, devices, tmp_path):
   from conftest import tiny_mlm_config

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from conftest import REPO
 
 from ssl_jax import train
@@ -95,6 +96,7 @@ def _losses(workdir) -> dict[int, float]:
   return {row["step"]: row["loss"] for row in rows if "loss" in row}
 
 
+@pytest.mark.e2e
 def test_two_processes_preempted_and_resumed_equal_one_process_on_eight_devices(tmp_path):
   config_path = tmp_path / "tiny_simclr.py"
   config_path.write_text(CONFIG)
@@ -146,6 +148,7 @@ def test_two_processes_preempted_and_resumed_equal_one_process_on_eight_devices(
   assert results[0]["evals"] == results[1]["evals"]
 
 
+@pytest.mark.e2e
 def test_one_process_stops_after_the_step_its_signal_arrived_in():
   class Signals:
     requested = 0
@@ -184,6 +187,7 @@ def _run_alone(tmp_path, process_id: int, timeout: int):
   return result, time.monotonic() - started, port, workdir
 
 
+@pytest.mark.e2e
 def test_an_unreachable_coordinator_is_one_error_line_within_the_timeout(tmp_path):
   """Process 1 with no coordinator to answer, and process 0 whose partner never joins: each
   ends with one Error line naming the address after --distributed_timeout (not a C++ abort

@@ -61,6 +61,7 @@ def _tiny_config():
   return config
 
 
+@pytest.mark.e2e
 def test_train_steps_fill_the_queue_with_normalised_embeddings(devices):
   config = _tiny_config()
   mesh = parallel.make_mesh(config.mesh)

@@ -26,7 +26,9 @@ def _one_step(config, workdir, devices, mesh_sizes):
 
 
 @pytest.mark.parametrize(
-  "make_config", [tiny_simclr_config, tiny_mlm_config], ids=["simclr", "mlm"]
+  "make_config",
+  [tiny_simclr_config, pytest.param(tiny_mlm_config, marks=pytest.mark.e2e)],
+  ids=["simclr", "mlm"],
 )
 def test_sharded_step_equals_single_device_step(make_config, devices, tmp_path):
   config = make_config()

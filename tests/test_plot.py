@@ -119,6 +119,7 @@ def test_bad_arguments_are_one_error_line(capsys):
   assert len(err) == 1 and err[0].startswith("Error: argument --projection: invalid choice")
 
 
+@pytest.mark.e2e
 def test_embedding_map_colours_each_class(two_runs, tmp_path):
   features, labels, names = embedding_map.run_features(two_runs[0], max_points=150, seed=3)
   assert features.shape[0] == 150 == len(labels) and features.ndim == 2
@@ -147,6 +148,7 @@ def test_embedding_map_needs_labels_and_a_known_projection(tmp_path):
     embedding_map.project(np.zeros((2, 3)))
 
 
+@pytest.mark.e2e
 def test_embedding_map_of_an_unlabelled_text_run_is_refused(tmp_path):
   from conftest import tiny_mlm_config
 

@@ -81,6 +81,7 @@ def test_knn_in_chunks_matches_a_brute_force_vote():
     np.testing.assert_array_equal(found, expected)
 
 
+@pytest.mark.e2e
 def test_evaluators_report_progress(monkeypatch, capsys, tmp_path):
   from ssl_jax import train
 

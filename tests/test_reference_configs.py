@@ -62,6 +62,7 @@ def test_full_size_model_builds(name):
   assert abs(encoder - expected) / expected < 0.02, encoder
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", REFERENCE)
 def test_trains_two_steps_at_its_input_shape(name, devices):
   """Two steps at the dataset's image size with the model and heads narrowed for CPU."""
@@ -141,6 +142,7 @@ def test_text_reference_models_have_the_published_size(name):
   assert count == expected
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", TEXT_REFERENCE)
 def test_text_reference_trains_two_steps_at_its_sequence_length(name, devices):
   """On synthetic token rows of the config's length, narrowed to the tiny preset and a 1000

@@ -101,6 +101,7 @@ def _setup(config, workdir):
   return mesh, train.setup(config, workdir, mesh)
 
 
+@pytest.mark.e2e
 def test_reference_never_changes_and_beta_zero_has_no_reference_in_the_step(walks_gpt, tmp_path):
   pretrained = load_finished_run(walks_gpt, _prompts_like(walks_gpt)).variables
   for beta in (0.05, 0.0):
@@ -134,6 +135,7 @@ def _prompts_like(pretraining):
   return random_walk_prompts(tokenizer_path=os.path.join(pretraining, "tokenizer.model"))
 
 
+@pytest.mark.e2e
 def test_resume_inside_a_reused_batch_is_bitwise(walks_gpt, tmp_path):
   # updates_per_batch=2: step 3 reuses the samples of step 2, kept in the checkpointed state.
   config = tiny_reward_config(
@@ -170,7 +172,7 @@ def test_resume_inside_a_reused_batch_is_bitwise(walks_gpt, tmp_path):
     ({"task_kwargs.rewards": {"regex": {"pattern": "(("}}}, "is not a regular expression"),
     ({"task_kwargs.max_new_tokens": 100}, "exceed the policy's 64 positions"),
     ({"task_kwargs.init_from": "/nonexistent/run"}, "does not exist"),
-    ({"task_kwargs.max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+    ({"task_kwargs.max_new_tokens": 0}, "max_new_tokens=0 is out of range: it must be >= 1"),
     ({"evals": {"reward": {"samples_per_prompt": 0}}}, "samples_per_prompt must be >= 1"),
     ({"task_kwargs.rewards": {"keyword": {"weight": -1.0}}}, "weight=-1.0 is out of range"),
   ],
@@ -215,6 +217,7 @@ def _experiment(workdir, pretraining):
     return json.load(f)
 
 
+@pytest.mark.e2e
 def test_small_experiment_writes_the_table_and_reruns_nothing(walks_gpt, tmp_path):
   workdir = str(tmp_path / "rft")
   record = _experiment(workdir, walks_gpt)

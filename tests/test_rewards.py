@@ -142,6 +142,7 @@ def gpt_and_classifier(tmp_path_factory, gpt_workdir):
   return gpt, classifier
 
 
+@pytest.mark.e2e
 def test_classifier_reward_is_the_classifiers_probability(gpt_and_classifier):
   gpt, classifier = gpt_and_classifier
   tokenizer = tok.Tokenizer(os.path.join(gpt, "tokenizer.model"))

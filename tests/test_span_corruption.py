@@ -140,6 +140,7 @@ def tiny_t5_config(**overrides):
   return override(config, overrides)
 
 
+@pytest.mark.e2e
 def test_t5_task_trains_and_reports_against_unigram(tmp_path):
   results = train.train_and_evaluate(tiny_t5_config(), str(tmp_path))
   report = results["evals"]["span_corruption"]

@@ -117,6 +117,7 @@ def test_augmentation_is_deterministic_per_key_and_configured_by_name():
     ta.text_augment_config({"deletion_rte": 0.1})
 
 
+@pytest.mark.e2e
 def test_mlm_trains_on_augmented_rows(devices, tmp_path):
   from conftest import tiny_mlm_config
 

@@ -75,6 +75,7 @@ def write_pairs(path, count, seed):
   return str(path)
 
 
+@pytest.mark.e2e
 def test_a_classifier_reads_both_texts_of_the_pair(tmp_path):
   paths = write_pairs(tmp_path / "pairs.jsonl", 1200, 0)
   config = load_config("pair_python_packages")

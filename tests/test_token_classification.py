@@ -58,6 +58,7 @@ def tagger_config(train_path, test_path, **overrides):
   return override(config, overrides)
 
 
+@pytest.mark.e2e
 def test_a_tagger_from_scratch_learns_the_entities(conll, tmp_path):
   results = train.train_and_evaluate(tagger_config(*conll), str(tmp_path))
   table = results["evals"]["token_classification"]
@@ -95,6 +96,7 @@ def test_missing_and_bad_files_are_named(conll, tmp_path):
     conll_files(str(tmp_path), train_path=str(bad), test_path=test_path)
 
 
+@pytest.mark.e2e
 def test_prompt_tuning_a_pretrained_encoder_tags_through_the_prompt(conll, tmp_path):
   pretraining = str(tmp_path / "mlm")
   train.train_and_evaluate(tiny_mlm_config(evals={}), pretraining)

@@ -70,6 +70,7 @@ def test_mlm_smoke_run_reports_masked_accuracy_and_unigram_baseline(tmp_path):
   assert (tmp_path / "tokenizer.model").exists()
 
 
+@pytest.mark.e2e
 def test_resume_after_a_kill_is_bitwise_identical(tmp_path):
   config = tiny_simclr_config(total_steps=6, keep_checkpoints=10)
   full = str(tmp_path / "full")
@@ -133,6 +134,7 @@ def main_env():
   return {**os.environ, "PYTHONPATH": REPO}
 
 
+@pytest.mark.e2e
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_bitwise_identical(tmp_path, main_env):
   overrides = [
     "--config.model_kwargs.stage_sizes=(1,)",

@@ -200,7 +200,11 @@ def tiny_vision_config(method):
   return config
 
 
-@pytest.mark.parametrize("method", sorted(TINY))
+# A ResNet method and the ViT one in the default suite; the rest in e2e.
+@pytest.mark.parametrize(
+  "method",
+  [m if m in ("simclr", "mae") else pytest.param(m, marks=pytest.mark.e2e) for m in sorted(TINY)],
+)
 def test_one_train_step_on_8_devices(method, devices):
   config = tiny_vision_config(method)
   mesh = parallel.make_mesh(config.mesh)
@@ -237,6 +241,7 @@ def test_one_train_step_on_8_devices(method, devices):
     assert np.abs(after.model_state["dino_center"]).sum() > 0
 
 
+@pytest.mark.e2e
 def test_stop_gradient_in_byol_task_target_gets_no_gradient(devices):
   config = tiny_vision_config("byol")
   mesh = parallel.make_mesh(config.mesh)
@@ -282,6 +287,7 @@ def test_online_probe_skips_unlabelled_records_and_is_detached(devices):
   assert not np.asarray(grad).any()
 
 
+@pytest.mark.e2e
 def test_dino_freezes_the_prototypes_for_the_first_steps(devices):
   config = tiny_vision_config("dino")
   config.task_kwargs.freeze_last_layer_steps = 3

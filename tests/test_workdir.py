@@ -86,7 +86,10 @@ def _interrupted_copy(full_run: str, target) -> str:
   return str(target)
 
 
-@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize(
+  "damage",
+  [d if d == "truncated" else pytest.param(d, marks=pytest.mark.e2e) for d in sorted(DAMAGE)],
+)
 def test_a_damaged_latest_checkpoint_falls_back_and_ends_bitwise_equal(
   full_run, tmp_path, damage, capsys
 ):
@@ -104,6 +107,7 @@ def test_a_damaged_latest_checkpoint_falls_back_and_ends_bitwise_equal(
   assert steps == sorted(set(steps))
 
 
+@pytest.mark.e2e
 def test_every_checkpoint_damaged_is_one_error_and_nothing_is_deleted(full_run, tmp_path):
   workdir = _interrupted_copy(full_run, tmp_path / "run")
   for step in ("2", "4"):
@@ -114,6 +118,7 @@ def test_every_checkpoint_damaged_is_one_error_and_nothing_is_deleted(full_run, 
   assert not os.path.exists(os.path.join(workdir, LOCK_FILE))
 
 
+@pytest.mark.e2e
 def test_a_fine_tune_reads_the_newest_intact_pretraining_step_and_leaves_it_in_place(
   full_run, tmp_path, capsys
 ):
@@ -195,6 +200,7 @@ def test_a_second_ctrl_c_exits_at_once_with_130(monkeypatch):
   assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
 
+@pytest.mark.e2e
 def test_a_damaged_best_checkpoint_falls_back_to_the_previous_best(tmp_path, capsys):
   import jax.numpy as jnp
 
@@ -257,6 +263,7 @@ def _start_and_wait_for_steps(command, env, steps: int):
   return process
 
 
+@pytest.mark.e2e
 def test_a_second_run_on_a_live_workdir_exits_2_naming_the_first(tmp_path, main_env):
   workdir = str(tmp_path / "run")
   command = _main_command(
@@ -278,6 +285,7 @@ def test_a_second_run_on_a_live_workdir_exits_2_naming_the_first(tmp_path, main_
   assert not os.path.exists(os.path.join(workdir, LOCK_FILE))
 
 
+@pytest.mark.e2e
 def test_ctrl_c_saves_a_restorable_checkpoint_and_exits_130(tmp_path, main_env):
   import signal
 
@@ -319,6 +327,7 @@ def test_a_changed_vocabulary_is_refused_and_config_json_is_unchanged(tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_allowed_changes_are_kept_in_the_history_and_a_finished_run_is_reported(tmp_path, capsys):
   workdir = str(tmp_path)
   constant = {"optim.schedule": "constant", "optim.warmup_steps": 0}
@@ -420,6 +429,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.e2e
 def test_each_anticipated_error_is_one_line_exit_2_and_touches_nothing(tmp_path, main_env):
   cases = _write_error_inputs(tmp_path)
   assert set(cases) == set(EXPECTED)
@@ -483,6 +493,7 @@ def test_resume_and_checkpoint_errors_from_the_command_line(full_run, tmp_path, 
   assert "Traceback" not in damaged.stderr, damaged.stderr
 
 
+@pytest.mark.e2e
 def test_a_failed_save_names_the_directory_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
   import errno
 

@@ -38,6 +38,7 @@ def decoder():
   return model, model.init(jax.random.key(0), tokens, tokens > 0, train=False)["params"]
 
 
+@pytest.mark.e2e
 def test_causal_scores_match_a_prefix_by_prefix_computation(decoder):
   model, params = decoder
 

@@ -110,7 +110,7 @@ def load_finished_run(
   modality = TASKS.get(config.task).modality
   if modality != like.modality:
     raise ConfigError(
-      f"{what}={workdir!r} trained {config.task!r} on {modality} data; this data is "
+      f"{what}={workdir!r} pretrained {config.task!r} on {modality} data; this data is "
       f"{like.modality} data: point {what} at a run on {like.modality} data."
     )
   config.model_kwargs.update(model_overrides or {})
