@@ -104,8 +104,11 @@ def _same_definition(a: Any, b: Any) -> bool:
 class Registry(Generic[T]):
   """A mapping from names to builders of one kind of part (e.g. "model")."""
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, required_facts: Mapping[str, tuple[Any, ...]] | None = None):
+    """required_facts: {fact: its valid values} every entry must declare when it registers
+    (a dataset's `modality`), so pairing never meets an entry that is silent about it."""
     self.kind = kind
+    self.required_facts = dict(required_facts or {})
     self._entries: dict[str, T] = {}
     self._declared: dict[str, Declared] = {}
 
@@ -121,6 +124,12 @@ class Registry(Generic[T]):
     """Decorator: `@MODELS.register("resnet")` above a class or function, with what the part
     declares (see `Declared`), e.g. `@DATASETS.register("digits", modality="image",
     splits=("train", "test"), labels=True)`."""
+    for fact, valid in self.required_facts.items():
+      if facts.get(fact) not in valid:
+        raise ValueError(
+          f"{self.kind} {name!r} must declare {fact}= one of {list(valid)}, "
+          f"not {facts.get(fact)!r}."
+        )
     declared = Declared(tuple(requires), check, pairing, tuple(derived), dict(facts))
 
     def add(entry: T) -> T:
@@ -220,7 +229,7 @@ class Registry(Generic[T]):
 
 TASKS: Registry[Any] = Registry("task")
 MODELS: Registry[Any] = Registry("model")
-DATASETS: Registry[Any] = Registry("dataset")
+DATASETS: Registry[Any] = Registry("dataset", required_facts={"modality": ("image", "text")})
 EVALUATORS: Registry[Any] = Registry("evaluator")
 
 

@@ -273,7 +273,12 @@ def _cli(*arguments):
 
 def test_command_line_errors_and_the_stop_for_labels(simclr_workdir, tmp_path):
   config = "--config=configs/active_learning_digits.py"
-  bad = _cli(config, f"--workdir={tmp_path / 'a'}", "--config.active.strategy=entropy")
+  bad = _cli(
+    config,
+    f"--workdir={tmp_path / 'a'}",
+    f"--config.init_from={simclr_workdir}",
+    "--config.active.strategy=entropy",
+  )
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines()[-1].startswith("Error: Round 0 has no trained model")
   missing = _cli(config, f"--workdir={tmp_path / 'b'}", f"--config.init_from={tmp_path / 'none'}")

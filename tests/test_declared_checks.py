@@ -87,6 +87,13 @@ def test_modality_and_splits_are_paired_before_the_data_is_built(no_data, tmp_pa
 
 def test_every_dataset_declares_its_modality():
   assert {DATASETS.fact(name, "modality") for name in DATASETS.names()} == {"image", "text"}
+  with pytest.raises(
+    ValueError, match=r"'silent' must declare modality= one of \['image', 'text'\], not None"
+  ):
+    DATASETS.register("silent")(lambda workdir=None: None)
+  with pytest.raises(ValueError, match=r"not 'audio'"):
+    DATASETS.register("sounds", modality="audio")(lambda workdir=None: None)
+  assert "silent" not in DATASETS.names() and "sounds" not in DATASETS.names()
 
 
 def test_an_unknown_split_is_a_data_error():

@@ -101,7 +101,7 @@ def _dataset_with_nan(workdir=None, bad_index: int = 0) -> Dataset:
   )
 
 
-DATASETS.register("digits_with_a_nan_image")(_dataset_with_nan)
+DATASETS.register("digits_with_a_nan_image", modality="image")(_dataset_with_nan)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
