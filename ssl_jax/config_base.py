@@ -1,8 +1,8 @@
 """The default config every experiment starts from, and the checks that run before any work.
 
 Config files in `configs/` call `base_config()` and override fields; `resolve_defaults` fills
-in every option of every part the config names (task, model, data, evaluators, nested part
-blocks) with its default, so each can be set from the command line and config.json records it;
+in every option of every part the config names (its part slots: task, model, data,
+evaluators, the task's part blocks; `ssl_jax.part_slots`) with its default, so each can be set from the command line and config.json records it;
 `validate_config` then rejects unknown keys, unknown registry names, options a part does not
 accept, task/evaluator pairings that cannot work and missing files, each with a message naming
 the bad value and the valid choices.
@@ -16,20 +16,20 @@ from typing import Any
 
 import ml_collections
 
-from ssl_jax import early_stopping
+from ssl_jax import early_stopping, part_slots
 from ssl_jax.capabilities import OnlineProbe, describe_missing, missing_capabilities
 from ssl_jax.data.validation_split import VALIDATION
 from ssl_jax.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
+from ssl_jax.part_slots import BLOCK, MAP, PAIR, Slot
 from ssl_jax.registry import (
   DATASETS,
   EVALUATORS,
   MODELS,
   TASKS,
   ConfigError,
-  check_modality,
   check_options,
 )
-from ssl_jax.value_checks import check_values
+from ssl_jax.value_checks import Range, check_values
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -88,45 +88,40 @@ _SECTION_KEYS = ("optim", "mesh", "label_budget", "early_stopping")
 # Every evaluator's extra option: evaluate every N steps during training (0 = only at the end).
 EVERY = "every"
 
+# The parts a trainer config names, in the order they are checked (the task's own part
+# blocks follow the task: `task_slots`).
+DATA_SLOT = Slot("", "data", DATASETS, BLOCK, num_positional=1)
+TASK_SLOT = Slot("", "task", TASKS, PAIR, num_positional=2)
+MODEL_SLOT = Slot("", "model", MODELS, PAIR)
+EVALS_SLOT = Slot(
+  "", "evals", EVALUATORS, MAP, num_positional=1, extras={EVERY: 0}, extra_ranges={EVERY: Range(0)}
+)
 
-def _fill(section: ml_collections.ConfigDict, defaults: dict[str, Any]) -> None:
-  """Adds each default whose key `section` lacks; set values (and FieldReferences) stay."""
-  for key, value in defaults.items():
-    if key not in section:
-      section[key] = value
+
+def task_slots(task_class: type) -> list[Slot]:
+  """The part blocks a task class declares in its options (`Task.nested_parts`, a PEFT method
+  or an estimator) and its name -> options maps (`Task.nested_part_maps`, rewards)."""
+  blocks = [
+    Slot("task_kwargs", key, registry, BLOCK, default_name=name, paired_by_modality=True)
+    for key, (registry, name) in task_class.nested_parts.items()
+  ]
+  maps = [
+    Slot("task_kwargs", key, registry, MAP, num_positional=1, extras=extras)
+    for key, (registry, extras) in task_class.nested_part_maps.items()
+  ]
+  return blocks + maps
+
+
+def trainer_slots(config: ml_collections.ConfigDict) -> list[Slot]:
+  """Every part slot of a trainer config (the task's own only once the task name is known)."""
+  nested = task_slots(TASKS.get(config.task)) if config.get("task") in TASKS else []
+  return [DATA_SLOT, TASK_SLOT, *nested, MODEL_SLOT, EVALS_SLOT]
 
 
 def resolve_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills `config` in place with the default of every option of every part it names, and
   returns it. Unknown names are left for `validate_config` to report."""
-  with config.unlocked():
-    if config.task in TASKS:
-      _fill(config.task_kwargs, TASKS.option_defaults(config.task, num_positional=2))
-      for key, (registry, default_name) in TASKS.get(config.task).nested_parts.items():
-        block = config.task_kwargs.get(key) or ml_collections.ConfigDict()
-        if not isinstance(block, ml_collections.ConfigDict):
-          continue  # not a block: validate_config says so
-        _fill(block, {"name": default_name})
-        if block.name in registry:
-          _fill(block, registry.option_defaults(block.name))
-        config.task_kwargs[key] = block
-      for key, (registry, extras) in TASKS.get(config.task).nested_part_maps.items():
-        blocks = config.task_kwargs.get(key)
-        if isinstance(blocks, ml_collections.ConfigDict):
-          for name in list(blocks.keys()):
-            if blocks[name] is None:
-              blocks[name] = ml_collections.ConfigDict()
-            if name in registry and isinstance(blocks[name], ml_collections.ConfigDict):
-              _fill(blocks[name], {**extras, **registry.option_defaults(name, num_positional=1)})
-    if config.model in MODELS:
-      _fill(config.model_kwargs, MODELS.option_defaults(config.model))
-    if "name" in config.data and config.data.name in DATASETS:
-      _fill(config.data, DATASETS.option_defaults(config.data.name, num_positional=1))
-    for name in list(config.evals.keys()):
-      if name in EVALUATORS:
-        if config.evals[name] is None:
-          config.evals[name] = ml_collections.ConfigDict()
-        _fill(config.evals[name], {EVERY: 0, **EVALUATORS.option_defaults(name, num_positional=1)})
+  part_slots.fill_defaults(config, trainer_slots(config))
   return config
 
 
@@ -185,44 +180,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check_options(f"config.{section}", config[section].keys(), base[section].keys())
   check_run_values(config)
   check_optimizer(config.optim)
-  if "name" not in config.data:
-    raise ConfigError(f"config.data needs a 'name'; valid dataset names: {DATASETS.names()}.")
-  data_options = {k: v for k, v in config.data.items() if k != "name"}
-  DATASETS.validate(config.data.name, data_options, num_positional=1, where="config.data")
-  TASKS.validate(config.task, config.task_kwargs, num_positional=2, where="config.task_kwargs")
+  part_slots.validate(config, [DATA_SLOT, TASK_SLOT])
   check_data_pairing(config)
-  for key, (registry, _) in TASKS.get(config.task).nested_parts.items():
-    block = config.task_kwargs.get(key)
-    if block is not None:
-      if not isinstance(block, ml_collections.ConfigDict) or "name" not in block:
-        raise ConfigError(
-          f"config.task_kwargs.{key} is a block {{'name': ..., options...}} naming one of "
-          f"{registry.names()}; got {block!r}."
-        )
-      registry.validate(
-        block.name,
-        {k: v for k, v in block.items() if k != "name"},
-        where=f"config.task_kwargs.{key}",
-      )
-      check_modality(
-        registry, block.name, TASKS.get(config.task).modality, f"config.task_kwargs.{key}"
-      )
-  check_part_maps(config)
-  MODELS.validate(config.model, config.model_kwargs, where="config.model_kwargs")
+  part_slots.validate(config, trainer_slots(config)[2:], modality=TASKS.get(config.task).modality)
   early_stopping.validate(config.early_stopping)
-  for name, options in config.evals.items():
-    options = evaluator_options(options or {})
-    EVALUATORS.validate(name, options, num_positional=1, where=f"config.evals.{name}")
-    every = (config.evals[name] or {}).get(EVERY, 0)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-      raise ConfigError(f"config.evals.{name}.every must be an integer >= 0, got {every!r}.")
   check_pairing(config)
   if "online_probe" in config.evals and not config.online_probe:
     raise ConfigError(
       "config.evals.online_probe reads the probe trained during the run; set "
       "config.online_probe=True as well."
     )
-  for key, value in data_options.items():
+  check_data_paths(config.data)
+
+
+def check_data_paths(data: ml_collections.ConfigDict) -> None:
+  """Every path-like data option (`path`, `data_dir`, `*_path`, `*_dir`) exists."""
+  for key, value in data.items():
     is_path = (
       key in ("path", "data_dir")
       or key.endswith(("_path", "_dir"))
@@ -261,26 +234,6 @@ def check_data_pairing(config: ml_collections.ConfigDict) -> None:
         f"config.evals.{name} reads split(s) {unknown}; dataset {config.data.name!r} has "
         f"{list(splits)}."
       )
-
-
-def check_part_maps(config: ml_collections.ConfigDict) -> None:
-  """Each block of a task's name -> options map (`Task.nested_part_maps`): a known name whose
-  options the part accepts, plus the map's extra options."""
-  for key, (registry, extras) in TASKS.get(config.task).nested_part_maps.items():
-    blocks = config.task_kwargs.get(key)
-    if blocks is None:
-      continue
-    where = f"config.task_kwargs.{key}"
-    if not isinstance(blocks, ml_collections.ConfigDict):
-      raise ConfigError(
-        f"{where} maps names of {registry.names()} to their options; got {blocks!r}."
-      )
-    for name, block in blocks.items():
-      if not isinstance(block, ml_collections.ConfigDict):
-        raise ConfigError(f"{where}.{name} must be a block of options, got {block!r}.")
-      options = {k: v for k, v in block.items() if k not in extras}
-      registry.validate(name, options, num_positional=1, where=f"{where}.{name}")
-      check_values(f"{where}.{name}", {k: block[k] for k in extras if k in block}, extras)
 
 
 def check_optimizer(optim: ml_collections.ConfigDict) -> None:

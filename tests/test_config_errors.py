@@ -286,5 +286,5 @@ def test_fine_tuning_options_are_checked_before_any_data(tmp_path):
     validate_config(text)
   text.task_kwargs.init_from = ""
   text.evals = {"knn": {"every": True}}
-  with pytest.raises(ConfigError, match=r"config.evals.knn.every must be an integer >= 0"):
+  with pytest.raises(ConfigError, match=r"config.evals.knn.every=True is a bool; it takes a int"):
     validate_config(text)

@@ -15,11 +15,14 @@ from typing import Any
 
 import ml_collections
 
+from ssl_jax import part_slots
 from ssl_jax.active.learners import LEARNERS
 from ssl_jax.active.oracle import ORACLES
 from ssl_jax.active.strategies.base import QUERY_STRATEGIES
 from ssl_jax.capabilities import Represents
+from ssl_jax.config_base import DATA_SLOT
 from ssl_jax.errors import ConfigError, ResumeError
+from ssl_jax.part_slots import NAME, Slot
 from ssl_jax.registry import DATASETS, TASKS, check_options
 from ssl_jax.runs.finished import check_source
 
@@ -28,9 +31,8 @@ TOP_LEVEL_KEYS = ("init_from", "data", "seed", "eval_batch_size", "active")
 
 def fill_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The command line's defaults filler (`ssl_jax.config_file`): every option of every part
-  `config.active` names, so any of them can be overridden by flag."""
-  if isinstance(config.get("active"), ml_collections.ConfigDict):
-    fill_part_defaults(config.active)
+  the config names, so any of them can be overridden by flag."""
+  part_slots.fill_defaults(config, SLOTS)
   config.lock()
   return config
 
@@ -52,22 +54,15 @@ def active_defaults() -> ml_collections.ConfigDict:
   )
 
 
-# The parts `config.active` names: (the registry, how many arguments it takes before options).
-PARTS = {"strategy": (QUERY_STRATEGIES, 0), "first_strategy": (QUERY_STRATEGIES, 0)}
-PARTS["learner"] = (LEARNERS, 2)
-
-
-def fill_part_defaults(active: ml_collections.ConfigDict) -> None:
-  """Adds the option defaults of every part `active` names to its `<part>_kwargs` (set values
-  stay), so any option can be set from the command line and a config's record is complete."""
-  for part, (registry, positional) in PARTS.items():
-    name = active.get(part)
-    if name and name in registry:
-      options = active.get(f"{part}_kwargs") or ml_collections.ConfigDict()
-      for key, value in registry.option_defaults(name, positional).items():
-        if key not in options:
-          options[key] = value
-      active[f"{part}_kwargs"] = options
+# The parts an active-learning config names (`ssl_jax.part_slots`), in the order they are
+# checked; the pool's dataset is the trainer's data slot.
+ACTIVE_SLOTS = (
+  Slot("active", "strategy", QUERY_STRATEGIES),
+  Slot("active", "first_strategy", QUERY_STRATEGIES, optional=True),  # "": `strategy`
+  Slot("active", "learner", LEARNERS, num_positional=2),
+  Slot("active", "oracle", ORACLES, NAME, num_positional=2),
+)
+SLOTS = (DATA_SLOT, *ACTIVE_SLOTS)
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -80,12 +75,12 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   )
   if not config.get("init_from"):
     raise ConfigError("config.init_from must name a finished pretraining workdir.")
-  check_pool_data(config)
   active = active_defaults()
   check_options("config.active", config.get("active", {}).keys(), active.keys())
   active.update(config.get("active", {}))
-  fill_part_defaults(active)
   config.active = active
+  part_slots.fill_defaults(config, SLOTS)
+  check_pool_data(config)
   config.seed = int(config.get("seed", 0))
   config.eval_batch_size = int(config.get("eval_batch_size", 256))
   budgets = [int(b) for b in active.budgets]
@@ -94,12 +89,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       f"config.active.budgets={list(active.budgets)} must be positive and increasing (the "
       "labelled-set size after each round)."
     )
-  QUERY_STRATEGIES.validate(
-    active.strategy, active.strategy_kwargs, where="config.active.strategy_kwargs"
-  )
+  part_slots.validate(config, ACTIVE_SLOTS)
   first = active.first_strategy or active.strategy
-  first_kwargs = active.first_strategy_kwargs if active.first_strategy else active.strategy_kwargs
-  QUERY_STRATEGIES.validate(first, first_kwargs, where="config.active.first_strategy_kwargs")
   if not QUERY_STRATEGIES.get(first).cold_start():
     cold = [n for n in QUERY_STRATEGIES.names() if QUERY_STRATEGIES.get(n).cold_start()]
     raise ConfigError(
@@ -107,9 +98,6 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       f"set config.active.first_strategy to one of {cold}."
     )
   learner = LEARNERS.get(active.learner)
-  LEARNERS.validate(
-    active.learner, active.learner_kwargs, num_positional=2, where="config.active.learner_kwargs"
-  )
   oracle = ORACLES.get(active.oracle)
   known = {"labels"} if oracle.knows_all_labels else set()
   # Round 0 reads the pretrained features; later rounds what the learner provides.
@@ -138,11 +126,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def check_pool_data(config: ml_collections.ConfigDict) -> None:
   """config.data names a dataset whose options it accepts, of the modality the pretraining run
   in config.init_from was trained on (read from its config.json), before any data is read."""
-  data = config.get("data") or ml_collections.ConfigDict()
-  if "name" not in data:
-    raise ConfigError(f"config.data needs a 'name'; valid dataset names: {DATASETS.names()}.")
-  options = {k: v for k, v in data.items() if k != "name"}
-  DATASETS.validate(data.name, options, num_positional=1, where="config.data")
+  part_slots.validate(config, [DATA_SLOT])
+  data = config.data
   pretraining = check_source(config.init_from, requires=(Represents,))
   trained_on = TASKS.get(pretraining.task).modality
   modality = DATASETS.fact(data.name, "modality")
@@ -168,8 +153,9 @@ def check_resume(saved: dict[str, Any], config: ml_collections.ConfigDict) -> No
   added to ssl_jax since the run was saved take their defaults (an upgrade is no change)."""
   active = active_defaults()
   active.update(saved.get("active", {}))
-  fill_part_defaults(active)
-  old, new = _flat({**saved, "active": active.to_dict()}), _flat(config.to_dict())
+  filled = ml_collections.ConfigDict({**saved, "active": active.to_dict()})
+  part_slots.fill_defaults(filled, SLOTS)
+  old, new = _flat(filled.to_dict()), _flat(config.to_dict())
   old_budgets, new_budgets = list(old.pop("active.budgets")), list(new.pop("active.budgets"))
   changed = [
     f"{key} {old.get(key)!r} -> {new.get(key)!r}"
