@@ -1,8 +1,9 @@
 """The default config every experiment starts from, and the checks that run before any work.
 
 Config files in `configs/` call `base_config()` and override fields; `resolve_defaults` fills
-in every option of every part the config names (its part slots: task, model, data,
-evaluators, the task's part blocks; `ssl_jax.part_slots`) with its default, so each can be set from the command line and config.json records it;
+in every option of every part the config names (its part slots, `trainer_slots`: data, task,
+the task's part blocks, model, evaluators) with its default, so each can be set from the
+command line and config.json records it;
 `validate_config` then rejects unknown keys, unknown registry names, options a part does not
 accept, task/evaluator pairings that cannot work and missing files, each with a message naming
 the bad value and the valid choices.
@@ -180,9 +181,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check_options(f"config.{section}", config[section].keys(), base[section].keys())
   check_run_values(config)
   check_optimizer(config.optim)
+  # Data and task first, then their pairing: data of the wrong modality is named before any
+  # option of the parts the task composes.
   part_slots.validate(config, [DATA_SLOT, TASK_SLOT])
   check_data_pairing(config)
-  part_slots.validate(config, trainer_slots(config)[2:], modality=TASKS.get(config.task).modality)
+  rest = [slot for slot in trainer_slots(config) if slot not in (DATA_SLOT, TASK_SLOT)]
+  part_slots.validate(config, rest, modality=TASKS.get(config.task).modality)
   early_stopping.validate(config.early_stopping)
   check_pairing(config)
   if "online_probe" in config.evals and not config.online_probe:
