@@ -63,9 +63,10 @@ class Slot:
         return None
     return section
 
-  def options_of(self, block: Mapping[str, Any]) -> dict[str, Any]:
-    """A block's options as the part takes them (without `name` and the MAP's extras)."""
-    return {k: v for k, v in block.items() if k != "name" and k not in self.extras}
+  def split_block(self, block: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the options the part takes, the MAP's extras set) of a block; `name` goes to neither."""
+    options = {k: v for k, v in block.items() if k != "name" and k not in self.extras}
+    return options, {k: block[k] for k in self.extras if k in block}
 
 
 def _fill(section: ml_collections.ConfigDict, defaults: Mapping[str, Any]) -> None:
@@ -89,8 +90,12 @@ def fill_defaults(config: ml_collections.ConfigDict, slots: Sequence[Slot]) -> N
 def _fill_slot(slot: Slot, section: ml_collections.ConfigDict) -> None:
   registry, value = slot.registry, section.get(slot.key)
   if slot.form == PAIR:
-    if value and value in registry:
-      options = section.get(f"{slot.key}_kwargs") or ml_collections.ConfigDict()
+    options = section.get(f"{slot.key}_kwargs") or ml_collections.ConfigDict()
+    if (
+      isinstance(value, str)
+      and value in registry
+      and isinstance(options, (Mapping, ml_collections.ConfigDict))
+    ):
       _fill(options, registry.option_defaults(value, slot.num_positional))
       section[f"{slot.key}_kwargs"] = options
   elif slot.form == BLOCK:
@@ -110,18 +115,26 @@ def _fill_slot(slot: Slot, section: ml_collections.ConfigDict) -> None:
         _fill(value[name], {**slot.extras, **registry.option_defaults(name, slot.num_positional)})
 
 
-def parts(config: ml_collections.ConfigDict, slot: Slot) -> Iterator[tuple[str, dict, str]]:
-  """(name, options, where) of each part `slot` names in `config`, checking the slot's shape:
-  a block without a name, or a map that is not one, is a ConfigError."""
+Part = tuple[str, dict[str, Any], dict[str, Any], str]  # (name, options, extras, where)
+
+
+def parts(config: ml_collections.ConfigDict, slot: Slot) -> Iterator[Part]:
+  """Each part `slot` names in `config`, checking the slot's shape: a missing name, a block
+  without one, options or a map that are not blocks, are each a ConfigError."""
   section = slot.holder(config)
   value = None if section is None else section.get(slot.key)
   names = slot.registry.names()
   if slot.form in (PAIR, NAME):
     if not isinstance(value, str) or not (value or slot.optional):
       raise ConfigError(f"{slot.where} must name one of {names}; got {value!r}.")
-    if value:
-      options = (section.get(f"{slot.key}_kwargs") or {}) if slot.form == PAIR else {}
-      yield value, dict(options), f"{slot.where}_kwargs" if slot.form == PAIR else slot.where
+    if value and slot.form == NAME:
+      yield value, {}, {}, slot.where
+    elif value:
+      where = f"{slot.where}_kwargs"
+      options = section.get(f"{slot.key}_kwargs") or {}
+      if not isinstance(options, (Mapping, ml_collections.ConfigDict)):
+        raise ConfigError(f"{where} must be a block of options, got {options!r}.")
+      yield value, dict(options), {}, where
   elif slot.form == BLOCK:
     if value is None and slot.default_name is not None:
       return  # the default part, filled in by `fill_defaults`
@@ -129,7 +142,7 @@ def parts(config: ml_collections.ConfigDict, slot: Slot) -> Iterator[tuple[str, 
       raise ConfigError(
         f"{slot.where} is a block {{'name': ..., options...}} naming one of {names}; got {value!r}."
       )
-    yield value.name, slot.options_of(value), slot.where
+    yield value.name, *slot.split_block(value), slot.where
   elif value is not None:
     if not isinstance(value, ml_collections.ConfigDict):
       raise ConfigError(f"{slot.where} maps names of {names} to their options; got {value!r}.")
@@ -137,7 +150,7 @@ def parts(config: ml_collections.ConfigDict, slot: Slot) -> Iterator[tuple[str, 
       block = ml_collections.ConfigDict() if block is None else block
       if not isinstance(block, ml_collections.ConfigDict):
         raise ConfigError(f"{slot.where}.{name} must be a block of options, got {block!r}.")
-      yield name, slot.options_of(block), f"{slot.where}.{name}"
+      yield name, *slot.split_block(block), f"{slot.where}.{name}"
 
 
 def validate(
@@ -146,11 +159,8 @@ def validate(
   """Every part every slot names: a known name, options it accepts, their types and declared
   ranges, its own declared check, the MAP's extras, and (where the slot says) the modality."""
   for slot in slots:
-    for name, options, where in parts(config, slot):
+    for name, options, extras, where in parts(config, slot):
       slot.registry.validate(name, options, num_positional=slot.num_positional, where=where)
-      if slot.form == MAP:
-        block = slot.holder(config)[slot.key][name] or {}
-        extras = {k: block[k] for k in slot.extras if k in block}
-        check_values(where, extras, slot.extras, slot.extra_ranges)
+      check_values(where, extras, slot.extras, slot.extra_ranges)
       if slot.paired_by_modality and modality is not None:
         check_modality(slot.registry, name, modality, where)

@@ -94,6 +94,15 @@ def test_the_validator_names_the_bad_value_in_every_form(change, message):
     part_slots.validate(config, SLOTS)
 
 
+def test_options_that_are_not_a_block_are_named_not_a_traceback():
+  config = ml_collections.ConfigDict(
+    {"widget": "spin", "widget_kwargs": 5, "spare": "", "parts": {"only": "stop"}}
+  )
+  part_slots.fill_defaults(config, SLOTS)  # leaves what it cannot fill to the validator
+  with pytest.raises(ConfigError, match=r"config.widget_kwargs must be a block of options, got 5"):
+    part_slots.validate(config, SLOTS)
+
+
 def test_both_schemas_fill_the_data_block_through_the_same_slot():
   expected = {"name": "synthetic", **DATASETS.option_defaults("synthetic", num_positional=1)}
   trainer = ml_collections.ConfigDict({"task": "simclr", "data": {"name": "synthetic"}})
