@@ -58,13 +58,13 @@ def test_tokenizer_trains_saves_and_loads(tmp_path):
   ids = tok.encode(["the lazy fox"])[0]
   assert all(i > tokenizer.MASK_ID for i in ids)
   assert tok.decode(ids) == "the lazy fox"
-  assert tokenizer.Tokenizer(path).encode(["the lazy fox"])[0] == ids
+  assert tokenizer.load_tokenizer(path).encode(["the lazy fox"])[0] == ids
   assert tok.sp.id_to_piece(tokenizer.MASK_ID) == "[MASK]"
   with pytest.raises(FileNotFoundError, match="missing.model"):
-    tokenizer.Tokenizer(str(tmp_path / "missing.model"))
+    tokenizer.load_tokenizer(str(tmp_path / "missing.model"))
   (tmp_path / "corrupt.model").write_bytes(b"not a sentencepiece model")
   with pytest.raises(DataError, match="corrupt.model' cannot be read as a sentencepiece model"):
-    tokenizer.Tokenizer(str(tmp_path / "corrupt.model"))
+    tokenizer.load_tokenizer(str(tmp_path / "corrupt.model"))
 
 
 def test_python_text_splits_by_document_and_packs_rows(tmp_path):

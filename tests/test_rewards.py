@@ -145,7 +145,7 @@ def gpt_and_classifier(tmp_path_factory, gpt_workdir):
 @pytest.mark.e2e
 def test_classifier_reward_is_the_classifiers_probability(gpt_and_classifier):
   gpt, classifier = gpt_and_classifier
-  tokenizer = tok.Tokenizer(os.path.join(gpt, "tokenizer.model"))
+  tokenizer = tok.load_tokenizer(os.path.join(gpt, "tokenizer.model"))
   context = _context(tokenizer)
   reward = ClassifierProbability(context, workdir=classifier, target_class="logging")
   prompts_text, completions_text = ["Return the", "the"], ["value", "return the value"]

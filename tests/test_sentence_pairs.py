@@ -3,6 +3,7 @@ truncation side, true continuations, splits kept apart; the sentence splitter; a
 bert_pretraining task's joint loss on pair rows from the user's files."""
 
 import random
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -67,7 +68,8 @@ def test_nsp_label_rate_is_berts_rule():
   labels = np.array([label for _, _, label in pairs])
   assert len(labels) > 5000
   assert abs(labels.mean() - 2 / 3) < 0.015
-  rows = pair_rows(pairs, 32)
+  row_tokens = SimpleNamespace(pad_id=0, cls_id=2, sep_id=3)  # sentencepiece's ids
+  rows = pair_rows(pairs, 32, row_tokens)
   assert rows["tokens"].shape == rows["token_types"].shape == (len(pairs), 32)
   # [CLS] A [SEP] B [SEP]: types 0 through the first [SEP], 1 on B and the last [SEP].
   a, b, _ = pairs[0]
@@ -168,7 +170,7 @@ def test_no_pair_crosses_the_held_out_split(pair_files, tmp_path):
   data = text_file_pairs(
     str(tmp_path), paths=str(pair_files / "*.txt"), seq_len=40, vocab_size=60, test_percent=30
   )
-  tokenizer = tok.Tokenizer(data.info["tokenizer_path"])
+  tokenizer = tok.load_tokenizer(data.info["tokenizer_path"])
   texts = {"train": [], "test": []}
   for path in sorted(pair_files.glob("*.txt")):
     texts["test" if is_test_document(path.name, 30) else "train"].append(path.read_text())

@@ -45,7 +45,7 @@ def test_lines_format_one_document_per_line_split_by_name(corpus, tmp_path):
   assert np.sum(rows == tokenizer.CLS_ID) == 60 - expected_test  # one [CLS] per document
   assert (tmp_path / "tokenizer.model").exists()
   # Decoding the train rows gives back the train sentences.
-  tok = tokenizer.Tokenizer(str(tmp_path / "tokenizer.model"))
+  tok = tokenizer.load_tokenizer(str(tmp_path / "tokenizer.model"))
   text = tok.decode(rows.ravel().tolist())
   train_sentences = [s for n, s in zip(names, SENTENCES) if not is_test_document(n, 20)]
   assert all(s.replace(" ", "") in text.replace(" ", "") for s in train_sentences[:5])

@@ -29,7 +29,7 @@ def test_longest_first_truncation_keeps_both_beginnings():
 def test_types_follow_the_pair_layout():
   rows = jnp.array([[2, 9, 9, 3, 8, 3, 0], [2, 9, 3, 0, 0, 0, 0]])
   np.testing.assert_array_equal(
-    pair_token_types(rows), [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]]
+    pair_token_types(rows, 3), [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]]
   )
 
 

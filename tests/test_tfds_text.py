@@ -4,7 +4,7 @@ dataset this test writes."""
 import numpy as np
 import pytest
 
-from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.data.tokenizer import load_tokenizer
 from ssl_jax.registry import DATASETS
 
 WORDS = (
@@ -61,7 +61,7 @@ def test_tfds_text_reads_documents_with_a_test_split(tfds_text_dir, tmp_path):
   rows = {key: np.asarray(value) for key, value in dataset.split("train").items()}
   assert rows["tokens"].shape[1] == 16 and set(rows) == {"tokens", "segment_ids", "positions"}
   # Every train sentence is in the packed rows: decode them and find all of its words.
-  tokenizer = Tokenizer(info["tokenizer_path"])
+  tokenizer = load_tokenizer(info["tokenizer_path"])
   text = tokenizer.decode(rows["tokens"].ravel().tolist())
   assert set(text.split()) <= set(WORDS) and len(set(text.split())) == len(WORDS)
   # One [CLS] per document.

@@ -52,7 +52,7 @@ def test_rows_are_the_shards_documents_packed_and_read_back_by_index(corpus_dir,
     assert os.path.getsize(os.path.join(cache, f"{split}.rows")) == meta["rows"][split] * 96
   # Rebuild the expected rows by hand: each shard's documents (named by their line number in
   # the whole file), split by name, packed with the shard's own seed, shards in order.
-  tokenizer = tok.Tokenizer(data.info["tokenizer_path"])
+  tokenizer = tok.load_tokenizer(data.info["tokenizer_path"])
   names = {str(corpus_dir / "a.txt"): "a.txt", str(corpus_dir / "b.txt"): "b.txt"}
   shards = [s for p in sorted(names) for s in corpus_shards.line_shards(p, int(0.002 * 2**20))]
   assert len(shards) > 4

@@ -23,7 +23,16 @@ def _prompt(kind, scoring="sum", length=16):
     verbalizers[c, : len(word)] = word
   lengths = np.asarray([len(w) for w in WORDS], np.float32)
   return zero_shot.ZeroShotPrompt(
-    kind, scoring, np.asarray(PROMPT, np.int32), verbalizers, lengths, length
+    kind,
+    scoring,
+    np.asarray(PROMPT, np.int32),
+    verbalizers,
+    lengths,
+    length,
+    tok.PAD_ID,
+    tok.CLS_ID,
+    tok.SEP_ID,
+    tok.MASK_ID,
   )
 
 

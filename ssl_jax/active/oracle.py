@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.data.tokenizer import load_tokenizer
 from ssl_jax.errors import DataError, RunEnded
 from ssl_jax.files import atomic_path
 from ssl_jax.registry import Registry
@@ -103,7 +103,7 @@ class HumanOracle(Oracle):
       writer.writerows({**row, "label": ""} for row in rows)
 
   def texts(self, tokens: np.ndarray) -> list[str]:
-    tokenizer = Tokenizer(self.dataset.info["tokenizer_path"])
+    tokenizer = load_tokenizer(self.dataset.info["tokenizer_path"])
     return [tokenizer.decode([int(t) for t in row]) for row in tokens]
 
   def read_labels(self, table: str, indices: np.ndarray) -> np.ndarray:

@@ -33,14 +33,14 @@ SCORINGS = ("sum", "per_token", "pmi")
 
 
 def single_token_verbalizers(tokenizer: Any, words: Sequence[str]) -> list[int]:
-  """The one sentencepiece id of each label word (as a word: a leading space), for PET."""
+  """The one id of each label word (as a word: a leading space), for PET."""
   ids = []
   for word in words:
     pieces = tokenizer.encode([" " + word])[0]
     if len(pieces) != 1:
       raise ConfigError(
         f"Verbalizer {word!r} is {len(pieces)} pieces "
-        f"{[tokenizer.sp.id_to_piece(p) for p in pieces]}; masked-LM scoring "
+        f"{[tokenizer.piece(p) for p in pieces]}; masked-LM scoring "
         "needs one. Choose another word or score with a causal LM."
       )
     ids.append(pieces[0])
@@ -64,11 +64,15 @@ class ZeroShotPrompt:
   verbalizers: np.ndarray  # [C, V] each word's pieces, padded
   lengths: np.ndarray  # [C] pieces per word
   length: int  # positions of a scored sequence (at most the model's)
+  pad_id: int
+  cls_id: int
+  sep_id: int
+  mask_id: int | None  # PET's [MASK] (None for causal scoring)
 
   @classmethod
   def build(
     cls,
-    tokenizer: tok.Tokenizer,
+    tokenizer: tok.TextTokenizer,
     prompt: str,
     words: list[str],
     kind: str,
@@ -80,6 +84,7 @@ class ZeroShotPrompt:
       raise ConfigError(f"Unknown config.task_kwargs.scoring {scoring!r}; valid: {list(SCORINGS)}.")
     prompt_ids = tokenizer.encode([prompt])[0] if prompt else []
     if kind == PET:
+      tokenizer.require("mask", "masked-LM (PET) zero-shot scoring")
       ids = [[i] for i in single_token_verbalizers(tokenizer, words)]
     else:
       ids = [tokenizer.encode([" " + word])[0] for word in words]
@@ -102,6 +107,10 @@ class ZeroShotPrompt:
       verbalizers,
       np.asarray([len(i) for i in ids], np.float32),
       length,
+      tokenizer.pad_id,
+      tokenizer.cls_id,
+      tokenizer.sep_id,
+      tokenizer.mask_id,
     )
 
   def _layout(self, tokens: jnp.ndarray, extra: int):
@@ -109,10 +118,10 @@ class ZeroShotPrompt:
     `self.length`: (sequences [B, L2], index [1, L2], where the prompt ends [B, 1])."""
     length = self.length
     index = jnp.arange(length)[None]
-    cut = (tokens != tok.PAD_ID).sum(-1, keepdims=True) - 1  # the [SEP] position
+    cut = (tokens != self.pad_id).sum(-1, keepdims=True) - 1  # the [SEP] position
     cut = jnp.minimum(cut, length - len(self.prompt) - extra)
     text = jnp.pad(tokens, ((0, 0), (0, max(0, length - tokens.shape[1]))))[:, :length]
-    sequences = jnp.where(index < cut, text, tok.PAD_ID)
+    sequences = jnp.where(index < cut, text, self.pad_id)
     if len(self.prompt):
       prompt = jnp.asarray(self.prompt)[jnp.clip(index - cut, 0, len(self.prompt) - 1)]
       sequences = jnp.where((index >= cut) & (index < cut + len(self.prompt)), prompt, sequences)
@@ -131,7 +140,7 @@ class ZeroShotPrompt:
       offset[None] < jnp.asarray(self.lengths, jnp.int32)[:, None, None]
     )
     sequences = jnp.where(inside, piece, sequences[None]).transpose(1, 0, 2)
-    valid = sequences != tok.PAD_ID
+    valid = sequences != self.pad_id
     batch, classes = tokens.shape[0], len(words)
     at = jnp.broadcast_to(end[:, None] - 1 + jnp.arange(width)[None, None], (batch, classes, width))
     targets = jnp.broadcast_to(words[None], (batch, classes, width))
@@ -146,9 +155,9 @@ class ZeroShotPrompt:
     position [B]."""
     del pad_id
     sequences, index, end = self._layout(tokens, 2)
-    sequences = jnp.where(index == end, tok.MASK_ID, sequences)
-    sequences = jnp.where(index == end + 1, tok.SEP_ID, sequences)
-    return sequences, sequences != tok.PAD_ID, end[:, 0]
+    sequences = jnp.where(index == end, self.mask_id, sequences)
+    sequences = jnp.where(index == end + 1, self.sep_id, sequences)
+    return sequences, sequences != self.pad_id, end[:, 0]
 
 
 # (tokens [N, L], valid [N, L]) -> hidden states [N, L, D]; hidden [..., D] -> logits [..., V].
@@ -164,7 +173,7 @@ def causal_scores(
   """[B, classes] scores of each label word after "text + prompt" (see the module docstring)."""
 
   def continuation(rows):
-    sequences, valid, at, targets, weights = prompt.continuations(rows, tok.PAD_ID)
+    sequences, valid, at, targets, weights = prompt.continuations(rows, prompt.pad_id)
     batch, classes, length = sequences.shape
     hidden = encode(sequences.reshape(-1, length), valid.reshape(-1, length))
     hidden = jnp.take_along_axis(hidden, at.reshape(batch * classes, -1)[..., None], axis=1)
@@ -180,9 +189,9 @@ def causal_scores(
     scores = scores / prompt.lengths
   elif prompt.scoring == "pmi":
     empty = (
-      jnp.full((1, tokens.shape[1]), tok.PAD_ID, tokens.dtype)
+      jnp.full((1, tokens.shape[1]), prompt.pad_id, tokens.dtype)
       .at[:, :2]
-      .set(jnp.asarray([tok.CLS_ID, tok.SEP_ID], tokens.dtype))
+      .set(jnp.asarray([prompt.cls_id, prompt.sep_id], tokens.dtype))
     )
     scores = scores - continuation(empty)
   return scores
@@ -192,5 +201,5 @@ def pet_scores(
   prompt: ZeroShotPrompt, masked_log_probs: MaskedLogProbs, tokens: jnp.ndarray
 ) -> jnp.ndarray:
   """[B, classes] log p(each class's one-piece word at the [MASK] after "text + prompt")."""
-  sequences, _, positions = prompt.masked(tokens, tok.PAD_ID)
+  sequences, _, positions = prompt.masked(tokens, prompt.pad_id)
   return masked_log_probs(sequences, positions)[:, prompt.verbalizers[:, 0]]

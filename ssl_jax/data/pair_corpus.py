@@ -79,7 +79,7 @@ def pair_dataset(
     )
     if not pairs:
       raise DataError(f"{corpus_name}: the {split} documents make no {objective} pair.")
-    splits[split] = pair_rows(pairs, seq_len)
+    splits[split] = pair_rows(pairs, seq_len, tokenizer)
   labels = splits["train"]["pair_label"]
   return Dataset(
     splits=splits,

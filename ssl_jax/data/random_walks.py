@@ -156,11 +156,11 @@ def random_walk_prompts(
   if int(repeats) < 1:
     raise ConfigError(f"config.data.repeats must be >= 1, got {repeats!r}.")
   facts = graph_facts(num_nodes, edge_prob, graph_seed)
-  tokenizer = tok.Tokenizer(tokenizer_path)
+  tokenizer = tok.load_tokenizer(tokenizer_path)
   starts = [i for i in range(num_nodes) if i != GOAL]
-  encoded = [[tok.CLS_ID, *tokenizer.encode([facts["node_names"][i]])[0]] for i in starts]
+  encoded = [[tokenizer.cls_id, *tokenizer.encode([facts["node_names"][i]])[0]] for i in starts]
   length = max(len(e) for e in encoded)
-  prompts = np.full((len(starts), length), tok.PAD_ID, np.int32)
+  prompts = np.full((len(starts), length), tokenizer.pad_id, np.int32)
   for row, ids in enumerate(encoded):
     prompts[row, : len(ids)] = ids
   rows = {
@@ -172,15 +172,15 @@ def random_walk_prompts(
   return Dataset({"train": train, "test": rows}, "text", info=prompt_info(tokenizer, facts))
 
 
-def prompt_info(tokenizer: tok.Tokenizer, extra: dict | None = None) -> dict:
+def prompt_info(tokenizer: tok.TextTokenizer, extra: dict | None = None) -> dict:
   """The facts of a prompts dataset: the tokenizer's vocabulary and special ids, plus `extra`."""
   return {
     "vocab_size": tokenizer.vocab_size,
     "text_vocab_size": tokenizer.text_vocab_size,
     "tokenizer_path": tokenizer.path,
-    "pad_id": tok.PAD_ID,
-    "bos_id": tok.CLS_ID,
-    "eos_id": tok.SEP_ID,
+    "pad_id": tokenizer.pad_id,
+    "bos_id": tokenizer.cls_id,
+    "eos_id": tokenizer.sep_id,
     "special_ids": tokenizer.special_ids,
     **(extra or {}),
   }

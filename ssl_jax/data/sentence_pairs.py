@@ -162,13 +162,16 @@ def build_pairs(
   return pairs
 
 
-def pair_rows(pairs: Sequence[Pair], seq_len: int) -> dict[str, np.ndarray]:
-  """{"tokens", "token_types": [N, seq_len] int32, "pair_label": [N] int32} of the pairs."""
-  tokens = np.full((len(pairs), seq_len), tok.PAD_ID, np.int32)
+def pair_rows(
+  pairs: Sequence[Pair], seq_len: int, tokenizer: tok.TextTokenizer
+) -> dict[str, np.ndarray]:
+  """{"tokens", "token_types": [N, seq_len] int32, "pair_label": [N] int32} of the pairs,
+  `[CLS] A [SEP] B [SEP]` with the tokenizer's row tokens."""
+  tokens = np.full((len(pairs), seq_len), tokenizer.pad_id, np.int32)
   types = np.zeros((len(pairs), seq_len), np.int32)
   labels = np.zeros(len(pairs), np.int32)
   for row, (a, b, label) in enumerate(pairs):
-    ids = [tok.CLS_ID, *a, tok.SEP_ID, *b, tok.SEP_ID]
+    ids = [tokenizer.cls_id, *a, tokenizer.sep_id, *b, tokenizer.sep_id]
     if len(ids) > seq_len:
       raise ValueError(f"pair of {len(ids)} tokens exceeds seq_len {seq_len}")
     tokens[row, : len(ids)] = ids

@@ -89,7 +89,7 @@ def cached_text_dataset(
   token_cache.check_cache_root(cache_root)
   texts = sample_train_texts(corpus, test_percent, tokenizer_sample_mb << 20)
   base = corpus_tokenizer(texts, spec)
-  tokenizer = tok.Tokenizer(base.path, extra_ids)
+  tokenizer = tok.load_tokenizer(base.path, extra_ids)
   build = functools.partial(
     token_cache.build_token_cache,
     corpus,

@@ -61,11 +61,11 @@ def is_validation_document(name: str, validation_percent: int) -> bool:
   return zlib.crc32(f"{name}#validation".encode()) % 100 < validation_percent
 
 
-def encode_rows(tokenizer: tok.Tokenizer, texts: Sequence[str], seq_len: int) -> np.ndarray:
+def encode_rows(tokenizer: tok.TextTokenizer, texts: Sequence[str], seq_len: int) -> np.ndarray:
   """[N, seq_len] int32: [CLS] + the first seq_len - 2 pieces + [SEP], then padding."""
-  rows = np.full((len(texts), seq_len), tok.PAD_ID, np.int32)
+  rows = np.full((len(texts), seq_len), tokenizer.pad_id, np.int32)
   for i, ids in enumerate(tokenizer.encode(list(texts))):
-    row = [tok.CLS_ID] + ids[: seq_len - 2] + [tok.SEP_ID]
+    row = [tokenizer.cls_id] + ids[: seq_len - 2] + [tokenizer.sep_id]
     rows[i, : len(row)] = row
   return rows
 
@@ -116,7 +116,7 @@ def labelled_text_dataset(
   test_percent: int,
   validation_percent: int,
   classes: Sequence[str] | None = None,
-  encode: Callable[[tok.Tokenizer, Sequence[str], int], np.ndarray] = encode_rows,
+  encode: Callable[[tok.TextTokenizer, Sequence[str], int], np.ndarray] = encode_rows,
   tokenizer_text: Callable[[str], str] = lambda text: text,
 ) -> Dataset:
   """Splits (name, text, label) examples with `split_examples` into train / validation / test

@@ -1,5 +1,6 @@
-"""From documents to a packed text Dataset: held-out split by document, sentencepiece tokenizer
-(trained on the train documents and cached in the workdir, or loaded), packed rows.
+"""From documents to a packed text Dataset: held-out split by document, tokenizer (a sentencepiece
+model trained on the train documents and cached in the workdir, or loaded from
+`tokenizer_path`: a sentencepiece model or a model directory's tokenizer.json), packed rows.
 
 Every text source (the embedded Python text, the user's text and JSONL files) ends here, so
 they share one tokenizer contract and one row layout.
@@ -42,10 +43,16 @@ class TokenizerSpec:
 
   def check_path(self) -> None:
     """A tokenizer_path that does not exist: a MissingInputError before any text is read."""
-    if self.tokenizer_path and not os.path.isfile(self.tokenizer_path):
+    if self.tokenizer_path and not tok.is_tokenizer_source(self.tokenizer_path):
+      what = (
+        "is a directory without a tokenizer.json"
+        if os.path.isdir(self.tokenizer_path)
+        else "does not exist"
+      )
       raise MissingInputError(
-        f"config.data.tokenizer_path={self.tokenizer_path!r} does not exist. Point it at a "
-        "sentencepiece .model file, or leave it empty to train one in the workdir."
+        f"config.data.tokenizer_path={self.tokenizer_path!r} {what}. Point it at "
+        f"{tok.TOKENIZER_FORMATS}, or leave it empty to train a sentencepiece model in the "
+        "workdir."
       )
 
 
@@ -71,14 +78,14 @@ def text_dataset(
       f"{spec.corpus_name}: {len(train_docs)} train and {len(test_docs)} test documents "
       f"with test_percent={test_percent}; both splits need at least one."
     )
-  tokenizer = tok.Tokenizer(corpus_tokenizer(train_docs, spec).path, extra_ids)
+  tokenizer = tok.load_tokenizer(corpus_tokenizer(train_docs, spec).path, extra_ids)
   pack = functools.partial(
     pack_documents,
     seq_len=seq_len,
     order_seed=order_seed,
-    pad_id=tok.PAD_ID,
-    bos_id=tok.CLS_ID,
-    eos_id=tok.SEP_ID,
+    pad_id=tokenizer.pad_id,
+    bos_id=tokenizer.cls_id,
+    eos_id=tokenizer.sep_id,
   )
   return Dataset(
     splits={"train": pack(tokenizer.encode(train_docs)), "test": pack(tokenizer.encode(test_docs))},
@@ -92,7 +99,7 @@ def text_dataset(
   )
 
 
-def vocabulary_info(tokenizer: tok.Tokenizer) -> dict:
+def vocabulary_info(tokenizer: tok.TextTokenizer) -> dict:
   """The vocabulary facts every text dataset's `info` carries (sizes, tokenizer path, special
   token ids, word starts), which text tasks and evaluators read."""
   return {
@@ -100,33 +107,35 @@ def vocabulary_info(tokenizer: tok.Tokenizer) -> dict:
     "tokenizer_path": tokenizer.path,
     "text_vocab_size": tokenizer.text_vocab_size,
     "special_tokens": tokenizer.special_tokens(),
-    "pad_id": tok.PAD_ID,
-    "cls_id": tok.CLS_ID,
-    "sep_id": tok.SEP_ID,
-    "bos_id": tok.CLS_ID,
-    "eos_id": tok.SEP_ID,
-    "mask_id": tok.MASK_ID,
+    "tokenizer_kind": tokenizer.kind,
+    "pad_id": tokenizer.pad_id,
+    "cls_id": tokenizer.cls_id,
+    "sep_id": tokenizer.sep_id,
+    "bos_id": tokenizer.cls_id,
+    "eos_id": tokenizer.sep_id,
+    "mask_id": tokenizer.mask_id,
+    "unk_id": tokenizer.unk_id,
     "special_ids": tokenizer.special_ids,
     "word_start": tokenizer.word_start_table(),
   }
 
 
-def corpus_tokenizer(train_docs: Iterable[str], spec: TokenizerSpec) -> tok.Tokenizer:
-  """The sentencepiece model at `tokenizer_path`, else the one cached in the workdir, else one
+def corpus_tokenizer(train_docs: Iterable[str], spec: TokenizerSpec) -> tok.TextTokenizer:
+  """The tokenizer at `tokenizer_path` (`tok.load_tokenizer`), else the one cached in the workdir, else one
   trained on the lines of `train_docs` (and cached there; only then is `train_docs` read). In a
   multi-process run process 0 trains and writes it; the others then load it."""
   return first_on_process_zero(lambda: _corpus_tokenizer(train_docs, spec), "ssl_jax tokenizer")
 
 
-def _corpus_tokenizer(train_docs: Iterable[str], spec: TokenizerSpec) -> tok.Tokenizer:
+def _corpus_tokenizer(train_docs: Iterable[str], spec: TokenizerSpec) -> tok.TextTokenizer:
   workdir, vocab_size, tokenizer_path = spec.workdir, spec.vocab_size, spec.tokenizer_path
   tokenizer_type, corpus_name = spec.tokenizer_type, spec.corpus_name
   if tokenizer_path:
-    tokenizer = tok.Tokenizer(tokenizer_path)
+    tokenizer = tok.load_tokenizer(tokenizer_path)
   else:
     cached = os.path.join(workdir, "tokenizer.model") if workdir else ""
     if cached and os.path.isfile(cached):
-      tokenizer = tok.Tokenizer(cached)
+      tokenizer = tok.load_tokenizer(cached)
       check_cached_tokenizer(cached, tokenizer, vocab_size, tokenizer_type)
     else:
       lines = (line for text in train_docs for line in text.splitlines() if line.strip())
@@ -147,7 +156,7 @@ def _settings_path(model_path: str) -> str:
 
 
 def check_cached_tokenizer(
-  path: str, tokenizer: tok.Tokenizer, vocab_size: int, tokenizer_type: str
+  path: str, tokenizer: tok.TextTokenizer, vocab_size: int, tokenizer_type: str
 ) -> None:
   """A workdir's cached tokenizer must be the one this config would train: a DataError when
   config.data.vocab_size or tokenizer_type differ from what it was trained with."""

@@ -55,16 +55,22 @@ def fit_pair(a: list[int], b: list[int], room: int) -> tuple[list[int], list[int
   return a, b
 
 
-def encode_pair_rows(tokenizer: tok.Tokenizer, texts: Sequence[str], seq_len: int) -> np.ndarray:
+def encode_pair_rows(
+  tokenizer: tok.TextTokenizer, texts: Sequence[str], seq_len: int
+) -> np.ndarray:
   """[N, seq_len] int32 rows `[CLS] A [SEP] B [SEP]` of texts "A<SEPARATOR>B"."""
   if seq_len < 5:
     raise DataError(f"seq_len={seq_len}: a pair row needs at least 5 tokens.")
   halves = [text.split(SEPARATOR, 1) for text in texts]
   flat = tokenizer.encode([side for pair in halves for side in pair])
-  rows = np.full((len(texts), seq_len), tok.PAD_ID, np.int32)
+  rows = np.full((len(texts), seq_len), tokenizer.pad_id, np.int32)
   for i in range(len(texts)):
-    a, b = fit_pair(flat[2 * i] or [tok.UNK_ID], flat[2 * i + 1] or [tok.UNK_ID], seq_len - 3)
-    row = [tok.CLS_ID, *a, tok.SEP_ID, *b, tok.SEP_ID]
+    a, b = fit_pair(
+      flat[2 * i] or [tokenizer.stand_in_id],
+      flat[2 * i + 1] or [tokenizer.stand_in_id],
+      seq_len - 3,
+    )
+    row = [tokenizer.cls_id, *a, tokenizer.sep_id, *b, tokenizer.sep_id]
     rows[i, : len(row)] = row
   return rows
 

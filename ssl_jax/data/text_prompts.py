@@ -24,10 +24,10 @@ from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.registry import DATASETS
 
 
-def prompt_rows(tokenizer: tok.Tokenizer, texts: list[str], prompt_tokens: int) -> dict:
+def prompt_rows(tokenizer: tok.TextTokenizer, texts: list[str], prompt_tokens: int) -> dict:
   """{"prompt": [N, 1 + prompt_tokens] ([CLS] + the first pieces, padded), "prompt_length"}."""
-  encoded = [[tok.CLS_ID, *ids[:prompt_tokens]] for ids in tokenizer.encode(texts)]
-  prompts = np.full((len(encoded), prompt_tokens + 1), tok.PAD_ID, np.int32)
+  encoded = [[tokenizer.cls_id, *ids[:prompt_tokens]] for ids in tokenizer.encode(texts)]
+  prompts = np.full((len(encoded), prompt_tokens + 1), tokenizer.pad_id, np.int32)
   for row, ids in enumerate(encoded):
     prompts[row, : len(ids)] = ids
   return {"prompt": prompts, "prompt_length": np.array([len(e) for e in encoded], np.int32)}
@@ -70,7 +70,7 @@ def text_prompts(
       f"text_prompts: {len(splits['train'])} train and {len(splits['test'])} test documents with "
       f"test_percent={test_percent}; both splits need at least one."
     )
-  tokenizer = tok.Tokenizer(tokenizer_path)
+  tokenizer = tok.load_tokenizer(tokenizer_path)
   return Dataset(
     {split: prompt_rows(tokenizer, texts, int(prompt_tokens)) for split, texts in splits.items()},
     "text",

@@ -76,7 +76,7 @@ def row_dtype(vocab_size: int, seq_len: int) -> np.dtype:
 
 
 # Per worker process: the loaded tokenizer (loading costs more than a small shard).
-_WORKER_TOKENIZERS: dict[str, tok.Tokenizer] = {}
+_WORKER_TOKENIZERS: dict[str, tok.TextTokenizer] = {}
 
 
 def tokenize_shard(
@@ -95,7 +95,7 @@ def tokenize_shard(
   """
   shard = corpus.shards[index]
   if tokenizer_path not in _WORKER_TOKENIZERS:
-    _WORKER_TOKENIZERS[tokenizer_path] = tok.Tokenizer(tokenizer_path)
+    _WORKER_TOKENIZERS[tokenizer_path] = tok.load_tokenizer(tokenizer_path)
   tokenizer = _WORKER_TOKENIZERS[tokenizer_path]
   documents = {split: [] for split in SPLITS}
   for name, text in corpus.read_shard(shard):
@@ -110,7 +110,7 @@ def tokenize_shard(
       encoded = tokenizer.encode(texts)
       # A seed per shard: documents mix within rows, and rows do not depend on other shards.
       packed = pack_documents(
-        encoded, seq_len, [order_seed, index], tok.PAD_ID, tok.CLS_ID, tok.SEP_ID
+        encoded, seq_len, [order_seed, index], tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id
       )
       rows = np.stack([packed[c] for c in COLUMNS], axis=1).astype(dtype)
       if split == "train":

@@ -96,7 +96,7 @@ def inside_tag(tag: str) -> str:
 
 
 def align_tags(
-  tokenizer: tok.Tokenizer,
+  tokenizer: tok.TextTokenizer,
   sentences: Sequence[Sentence],
   tag_names: Sequence[str],
   seq_len: int,
@@ -105,17 +105,19 @@ def align_tags(
   """{"tokens", "tags" (tag index or IGNORE), "first_piece" (bool)}, each [N, seq_len]."""
   index = {name: i for i, name in enumerate(tag_names)}
   count = len(sentences)
-  tokens = np.full((count, seq_len), tok.PAD_ID, np.int32)
+  tokens = np.full((count, seq_len), tokenizer.pad_id, np.int32)
   labels = np.full((count, seq_len), IGNORE, np.int32)
   first = np.zeros((count, seq_len), bool)
   for row, (words, tags) in enumerate(sentences):
     unknown = sorted(set(tags) - set(index))
     if unknown:
       raise DataError(f"Tags {unknown} are not in the training tags {list(tag_names)}.")
-    tokens[row, 0] = tok.CLS_ID
+    tokens[row, 0] = tokenizer.cls_id
     position = 1
     for pieces, tag in zip(tokenizer.encode(list(words)), tags):
-      pieces = pieces or [tok.UNK_ID]  # a word sentencepiece drops entirely still holds a place
+      pieces = pieces or [
+        tokenizer.stand_in_id
+      ]  # a word the tokenizer drops entirely still holds a place
       if position + len(pieces) > seq_len - 1:
         break  # the row is full: the remaining words are cut, never half a word
       tokens[row, position : position + len(pieces)] = pieces
@@ -124,7 +126,7 @@ def align_tags(
         labels[row, position + 1 : position + len(pieces)] = index[inside_tag(tag)]
       first[row, position] = True
       position += len(pieces)
-    tokens[row, position] = tok.SEP_ID
+    tokens[row, position] = tokenizer.sep_id
   return {"tokens": tokens, "tags": labels, "first_piece": first}
 
 
@@ -159,7 +161,7 @@ def conll_files(
 
 def tagged_dataset(
   sentences: Mapping[str, Sequence[Sentence]],
-  tokenizer: tok.Tokenizer,
+  tokenizer: tok.TextTokenizer,
   seq_len: int,
   label_all_tokens: bool,
 ) -> Dataset:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.capabilities import NextTokenPredictor, SpanTargetPredictor
-from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.data.tokenizer import load_tokenizer
 from ssl_jax.evals.context import EvalContext
 from ssl_jax.losses import per_row_sums, token_nll
 from ssl_jax.models import sampling
@@ -139,7 +139,7 @@ def lm_samples(
       top_p,
     )
   )
-  tokenizer = Tokenizer(info["tokenizer_path"])
+  tokenizer = load_tokenizer(info["tokenizer_path"])
   samples = {}
   for i, row in enumerate(out, 1):
     prompt, continuation = (

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.data.tokenizer import TextTokenizer
 from ssl_jax.errors import ConfigError
 from ssl_jax.registry import Registry
 
@@ -37,7 +37,7 @@ class RewardContext:
   special ids, the completion length and the policy's row length."""
 
   info: dict[str, Any]
-  tokenizer: Tokenizer | None
+  tokenizer: TextTokenizer | None
   eos_id: int
   pad_id: int
   max_new_tokens: int

@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.capabilities import Classifier
-from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import ConfigError
 from ssl_jax.parallel import replicate_on_current_mesh
@@ -73,6 +72,9 @@ class ClassifierProbability(Reward):
     )
     self.target = names.index(target_class)
     self.include_prompt = bool(include_prompt)
+    # The classifier's rows start and end with its tokenizer's tokens (the prompts' tokenizer).
+    self.cls_id = int(info.get("cls_id", context.info.get("bos_id")))
+    self.sep_id = int(info.get("sep_id", context.eos_id))
 
   def __call__(self, prompts, completions, batch):
     if self.include_prompt:
@@ -80,12 +82,12 @@ class ClassifierProbability(Reward):
         prompts, batch["prompt_length"], completions, self.context.pad_id
       )
     else:
-      cls = jnp.full((completions.shape[0], 1), tok.CLS_ID, completions.dtype)
+      cls = jnp.full((completions.shape[0], 1), self.cls_id, completions.dtype)
       tokens = jnp.concatenate([cls, completions], 1)
     if tokens.shape[1] >= self.seq_len:
       tokens = tokens[:, : self.seq_len]
       last = tokens[:, -1]
-      tokens = tokens.at[:, -1].set(jnp.where(last != self.context.pad_id, tok.SEP_ID, last))
+      tokens = tokens.at[:, -1].set(jnp.where(last != self.context.pad_id, self.sep_id, last))
     else:
       pad = jnp.full((tokens.shape[0], self.seq_len - tokens.shape[1]), self.context.pad_id)
       tokens = jnp.concatenate([tokens, pad.astype(tokens.dtype)], 1)

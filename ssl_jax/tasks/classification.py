@@ -32,7 +32,6 @@ from ssl_jax.adapt import adversarial as attacks
 from ssl_jax.adapt import freeze
 from ssl_jax.capabilities import Attackable
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.tokenizer import SEP_ID
 from ssl_jax.losses import cross_entropy
 from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
@@ -104,7 +103,8 @@ class TextFineTuning(FineTuning):
       semi_supervised,
     )
     info = dataset.info
-    self.pad_id, self.mask_id = info["pad_id"], info["mask_id"]
+    self.pad_id, self.mask_id = info["pad_id"], info.get("mask_id")
+    self.sep_id = info.get("sep_id", info.get("eos_id"))
     self.model = TextClassifier(self.encoder_module(), self.num_classes, pooling, head_dropout)
     self.layer_decay = layer_decay
     # Sentence-pair rows feed their token types to an encoder with a type table; one without
@@ -123,7 +123,9 @@ class TextFineTuning(FineTuning):
 
   def model_args(self, tokens):
     valid = tokens != self.pad_id
-    return (tokens, valid, pair_token_types(tokens)) if self.pair_rows else (tokens, valid)
+    return (
+      (tokens, valid, pair_token_types(tokens, self.sep_id)) if self.pair_rows else (tokens, valid)
+    )
 
   def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     if self.layer_decay != 1.0:
@@ -166,7 +168,7 @@ class TextFineTuning(FineTuning):
   def represent(self, params, model_state, batch):
     tokens = batch["tokens"]
     valid = tokens != self.pad_id
-    types = pair_token_types(tokens) if self.pair_rows else None
+    types = pair_token_types(tokens, self.sep_id) if self.pair_rows else None
     hidden = self.model.apply(
       {"params": self.split_params(params)[0], **model_state},
       tokens,
@@ -215,10 +217,10 @@ class Classification(TextFineTuning, Attackable):
     return jax.lax.stop_gradient(logits)
 
 
-def pair_token_types(tokens: jnp.ndarray) -> jnp.ndarray:
+def pair_token_types(tokens: jnp.ndarray, sep_id: int) -> jnp.ndarray:
   """[B, L] int32 token types of `[CLS] A [SEP] B [SEP]` rows: 0 through the first [SEP],
   1 after it (padding too, which attention never reads)."""
-  separators = (tokens == SEP_ID).astype(jnp.int32)
+  separators = (tokens == sep_id).astype(jnp.int32)
   return (jnp.cumsum(separators, axis=1) - separators > 0).astype(jnp.int32)
 
 

@@ -31,7 +31,7 @@ import ml_collections
 from ssl_jax import rewards as _rewards  # noqa: F401  (registers the rewards and estimators)
 from ssl_jax.capabilities import NextTokenPredictor, RewardPolicy
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.data.tokenizer import load_tokenizer
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.sampling import completion_log_probs, sample_completions
 from ssl_jax.registry import TASKS
@@ -109,7 +109,7 @@ class RewardFinetuning(Task, RewardPolicy):
     self.beta = float(beta)
     self.eos_id, self.pad_id = int(info["eos_id"]), int(info["pad_id"])
     self.banned_ids = (self.pad_id,)  # padding is never a continuation
-    self.tokenizer = Tokenizer(info["tokenizer_path"]) if info.get("tokenizer_path") else None
+    self.tokenizer = load_tokenizer(info["tokenizer_path"]) if info.get("tokenizer_path") else None
     context = RewardContext(
       info, self.tokenizer, self.eos_id, self.pad_id, self.max_new_tokens, self.model.max_length
     )

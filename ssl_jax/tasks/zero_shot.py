@@ -25,7 +25,7 @@ from ssl_jax.capabilities import (
   tasks_with,
 )
 from ssl_jax.data.source import Dataset
-from ssl_jax.data.tokenizer import Tokenizer
+from ssl_jax.data.tokenizer import load_tokenizer
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.runs.finished import load_finished_run
 from ssl_jax.tasks.base import Task
@@ -84,7 +84,13 @@ class ZeroShot(Task, Classifier):
     encoder = pretext.encoder_module()
     seq_len = dataset.split(dataset.train_split)["tokens"].shape[1]
     self.prompt = zero_shot.ZeroShotPrompt.build(
-      Tokenizer(info["tokenizer_path"]), prompt, words, kind, scoring, seq_len, encoder.max_length
+      load_tokenizer(info["tokenizer_path"]),
+      prompt,
+      words,
+      kind,
+      scoring,
+      seq_len,
+      encoder.max_length,
     )
     self.pretext = pretext
 
