@@ -10,7 +10,7 @@ VOCAB = 97
 
 def small_bert_config(**extra) -> transformers.BertConfig:
   """2 layers of width 32 (4 heads), 16 positions, exact GELU, large random init."""
-  return transformers.BertConfig(
+  options = dict(
     vocab_size=VOCAB,
     hidden_size=32,
     num_hidden_layers=2,
@@ -19,8 +19,8 @@ def small_bert_config(**extra) -> transformers.BertConfig:
     max_position_embeddings=16,
     hidden_act="gelu",
     initializer_range=0.2,
-    **extra,
   )
+  return transformers.BertConfig(**{**options, **extra})
 
 
 def perturbed(model: torch.nn.Module) -> torch.nn.Module:
@@ -35,3 +35,96 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
 
 def torch_state(state_dict: dict) -> dict:
   return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
+
+
+# --- Model directories as `save_pretrained` writes them, made offline ---------------------------
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def embedded_texts(count: int = 400) -> list[str]:
+  """The embedded Python documentation (ssl_jax's offline corpus), `count` documents."""
+  from ssl_jax.data.python_text import python_documents
+
+  return [text for _, text in python_documents()[:count]]
+
+
+def wordpiece_tokenizer(texts, vocab_size: int = 400) -> transformers.PreTrainedTokenizerFast:
+  """A lowercasing WordPiece tokenizer (BERT's layout) trained on `texts` with `tokenizers`."""
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+  from tokenizers import trainers
+
+  backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+  backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+  backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  backend.train_from_iterator(
+    texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
+  )
+  cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+  backend.post_processor = processors.TemplateProcessing(
+    single="[CLS] $A [SEP]",
+    pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+    special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+  )
+  backend.decoder = decoders.WordPiece()
+  return transformers.BertTokenizerFast(tokenizer_object=backend)
+
+
+def byte_bpe_tokenizer(texts, vocab_size: int = 400) -> transformers.PreTrainedTokenizerFast:
+  """A byte-level BPE tokenizer (GPT-2's layout: one special token, <|endoftext|>)."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+  backend = Tokenizer(models.BPE())
+  backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  backend.decoder = decoders.ByteLevel()
+  backend.train_from_iterator(
+    texts,
+    trainers.BpeTrainer(
+      vocab_size=vocab_size,
+      special_tokens=["<|endoftext|>"],
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    ),
+  )
+  return transformers.GPT2TokenizerFast(
+    tokenizer_object=backend,
+    bos_token="<|endoftext|>",
+    eos_token="<|endoftext|>",
+    unk_token="<|endoftext|>",
+  )
+
+
+def bert_directory(
+  path, texts, max_positions: int = 64, **extra
+) -> transformers.BertForPreTraining:
+  """A random `BertForPreTraining` (2 layers, width 32) with its WordPiece tokenizer in `path`."""
+  tokenizer = wordpiece_tokenizer(texts)
+  torch.manual_seed(0)
+  config = small_bert_config(
+    vocab_size=len(tokenizer), max_position_embeddings=max_positions, **extra
+  )
+  config.architectures = ["BertForPreTraining"]
+  model = perturbed(transformers.BertForPreTraining(config))
+  model.save_pretrained(path)
+  tokenizer.save_pretrained(path)
+  return model
+
+
+def gpt2_directory(path, texts, max_positions: int = 64) -> transformers.GPT2LMHeadModel:
+  """A random `GPT2LMHeadModel` (2 layers, width 32) with its byte-level BPE tokenizer."""
+  tokenizer = byte_bpe_tokenizer(texts)
+  torch.manual_seed(0)
+  config = transformers.GPT2Config(
+    vocab_size=len(tokenizer),
+    n_embd=32,
+    n_layer=2,
+    n_head=4,
+    n_positions=max_positions,
+    initializer_range=0.2,
+    bos_token_id=tokenizer.eos_token_id,
+    eos_token_id=tokenizer.eos_token_id,
+  )
+  config.architectures = ["GPT2LMHeadModel"]
+  model = perturbed(transformers.GPT2LMHeadModel(config))
+  model.save_pretrained(path)
+  tokenizer.save_pretrained(path)
+  return model

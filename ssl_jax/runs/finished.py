@@ -18,6 +18,7 @@ from ssl_jax.capabilities import Capability, EncoderView, describe_missing
 from ssl_jax.errors import ConfigError, MissingInputError
 from ssl_jax.registry import TASKS
 from ssl_jax.runs.checkpoints import Checkpointer, saved_steps
+from ssl_jax.runs.model_source import check_directory, directory_run_parts, is_directory_source
 from ssl_jax.runs.record import CONFIG_FILE, HISTORY, TRAIN_FIELDS, read_run_config
 
 
@@ -63,8 +64,10 @@ def read_config(workdir: str, what: str = "init_from") -> ml_collections.ConfigD
 def check_source(
   workdir: str, requires: tuple[type[Capability], ...] = (EncoderView,), what: str = "init_from"
 ) -> ml_collections.ConfigDict:
-  """Checks, before any work, that `workdir` holds a run whose task has the capabilities
-  `requires`; returns its config."""
+  """Checks, before any work, that `workdir` holds a run (or is a model directory, see
+  `ssl_jax.runs.model_source`) whose task has the capabilities `requires`; returns its config."""
+  if is_directory_source(workdir):
+    return check_directory(workdir, requires, what)
   config = read_config(workdir, what)
   task_class = TASKS.get(config.task)
   missing = [c for c in requires if not issubclass(task_class, c)]
@@ -106,13 +109,10 @@ def load_finished_run(
 
   `model_overrides` change options of the run's model that keep its shapes (dropout, remat,
   dtype); a change of shape is caught when the weights are loaded."""
+  if is_directory_source(workdir):
+    return _load_model_directory(workdir, like, model_overrides, requires, what)
   config = check_source(workdir, requires, what).copy_and_resolve_references()
-  modality = TASKS.get(config.task).modality
-  if modality != like.modality:
-    raise ConfigError(
-      f"{what}={workdir!r} pretrained {config.task!r} on {modality} data; this data is "
-      f"{like.modality} data: point {what} at a run on {like.modality} data."
-    )
+  _check_modality(config, like, workdir, what)
   config.model_kwargs.update(model_overrides or {})
   pretraining_info = config.get("dataset_info", {})
   # The text pieces must agree; sentinels a T5 run appended never occur in the fine-tune's text.
@@ -138,3 +138,29 @@ def load_finished_run(
   variables = {"params": state["params"], "model_state": state.get("model_state") or {}}
   checkpoint = os.path.join(checkpoints.directory, str(step))
   return FinishedRun(config, task, variables, step, checkpoint, rows.split("train"))
+
+
+def _check_modality(config: ml_collections.ConfigDict, like: Any, source: str, what: str) -> None:
+  modality = TASKS.get(config.task).modality
+  if modality != like.modality:
+    raise ConfigError(
+      f"{what}={source!r} pretrained {config.task!r} on {modality} data; this data is "
+      f"{like.modality} data: point {what} at a run on {like.modality} data."
+    )
+
+
+def _load_model_directory(
+  path: str,
+  like: Any,
+  model_overrides: dict[str, Any] | None,
+  requires: tuple[type[Capability], ...],
+  what: str,
+) -> FinishedRun:
+  """A model directory as the run it stands for, at step 0 (`ssl_jax.runs.model_source`)."""
+  _check_modality(check_source(path, requires, what), like, path, what)
+  config, params = directory_run_parts(path, like, model_overrides, what)
+  rows = shape_only_dataset(config, like)
+  task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, rows)
+  return FinishedRun(
+    config, task, {"params": params, "model_state": {}}, 0, path, rows.split("train")
+  )

@@ -22,7 +22,9 @@ import ml_collections
 from ssl_jax.capabilities import PairPredictor
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import cross_entropy, weighted_accuracy, weighted_cross_entropy
+from ssl_jax.models.hf_bert import bert_pretraining_from_hf
 from ssl_jax.registry import TASKS, ConfigError
+from ssl_jax.runs.model_source import Architecture, register_architecture
 from ssl_jax.tasks.base import require_columns, split_variables
 from ssl_jax.tasks.mlm import MaskedLM, bert_mask, masked_lm_head
 
@@ -52,6 +54,19 @@ class BertPretrainingModel(nn.Module):
     masked = jnp.take_along_axis(hidden, masked_positions[..., None], axis=1)
     pooled = jnp.tanh(self.pooler(hidden[:, 0]))
     return self.head(masked, self.encoder.attend), self.pair_head(pooled).astype(jnp.float32)
+
+
+# A model directory of BertForPreTraining is a run of this task (`init_from` everywhere).
+register_architecture(
+  "BertForPreTraining",
+  Architecture(
+    "bert_pretraining",
+    "transformer_encoder",
+    bert_pretraining_from_hf,
+    fields={"token_types": ((), "int32"), "pair_label": ((), "int32")},
+    per_position=("token_types",),
+  ),
+)
 
 
 @TASKS.register("bert_pretraining")

@@ -12,7 +12,9 @@ import ml_collections
 from ssl_jax.capabilities import EncoderView, NextTokenPredictor
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
+from ssl_jax.models.huggingface import gpt2_from_hf
 from ssl_jax.registry import TASKS, ConfigError
+from ssl_jax.runs.model_source import Architecture, register_architecture
 from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
 from ssl_jax.tasks.text import TextTask, packing_inputs
 
@@ -27,6 +29,12 @@ def next_token_targets(
   if segment_ids is not None:
     weights = weights & (segment_ids[:, 1:] == segment_ids[:, :-1])
   return targets, weights.astype(jnp.float32)
+
+
+# A model directory of GPT2LMHeadModel is a run of this task (`init_from` everywhere).
+register_architecture(
+  "GPT2LMHeadModel", Architecture("causal_lm", "transformer_decoder", gpt2_from_hf)
+)
 
 
 @TASKS.register("causal_lm")

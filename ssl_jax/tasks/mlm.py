@@ -15,7 +15,9 @@ import ml_collections
 from ssl_jax.capabilities import EncoderView, MaskedTokenPredictor
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
+from ssl_jax.models.hf_bert import bert_from_hf
 from ssl_jax.registry import TASKS, ConfigError
+from ssl_jax.runs.model_source import Architecture, register_architecture
 from ssl_jax.tasks.base import mean_over_valid, split_variables, without_key
 from ssl_jax.tasks.text import TextTask, packing_inputs
 
@@ -201,6 +203,10 @@ def bert_mask_options(
     random_prob=random_prob,
     max_predictions=max_predictions or default_max_predictions(task.seq_len, rate),
   )
+
+
+# A model directory of BertForMaskedLM is a run of this task (`init_from` everywhere).
+register_architecture("BertForMaskedLM", Architecture("mlm", "transformer_encoder", bert_from_hf))
 
 
 @TASKS.register("mlm")
