@@ -51,8 +51,15 @@ def embedded_texts(count: int = 400) -> list[str]:
 
 def wordpiece_tokenizer(texts, vocab_size: int = 400) -> transformers.PreTrainedTokenizerFast:
   """A lowercasing WordPiece tokenizer (BERT's layout) trained on `texts` with `tokenizers`."""
-  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-  from tokenizers import trainers
+  from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+  )
 
   backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
   backend.normalizer = normalizers.BertNormalizer(lowercase=True)

@@ -22,8 +22,8 @@ import numpy as np
 
 from ssl_jax.capabilities import Capability, EncoderView, describe_missing
 from ssl_jax.errors import ConfigError
-from ssl_jax.runs.model_dir import ModelDirectory, is_model_directory, read_model_directory
 from ssl_jax.registry import MODELS, TASKS
+from ssl_jax.runs.model_dir import ModelDirectory, is_model_directory, read_model_directory
 from ssl_jax.runs.record import TRAIN_FIELDS
 
 # (state dict, config.json) -> (the flax model the task builds, the task's params).
