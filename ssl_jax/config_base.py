@@ -19,6 +19,7 @@ import ml_collections
 
 from ssl_jax import early_stopping, part_slots
 from ssl_jax.capabilities import OnlineProbe, describe_missing, missing_capabilities
+from ssl_jax.data.tokenizer import is_tokenizer_source, load_tokenizer
 from ssl_jax.data.validation_split import VALIDATION
 from ssl_jax.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from ssl_jax.part_slots import BLOCK, MAP, PAIR, Slot
@@ -30,6 +31,10 @@ from ssl_jax.registry import (
   ConfigError,
   check_options,
 )
+from ssl_jax.runs.finished import check_source
+from ssl_jax.runs.model_dir import is_model_directory
+from ssl_jax.runs.model_source import check_tokenizer
+from ssl_jax.tasks.continued import continued_model
 from ssl_jax.value_checks import Range, check_values
 
 
@@ -77,6 +82,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.total_steps = 1000
   config.batch_size = 256  # global, over all devices and processes
   config.seed = 0
+  # A finished run's workdir or a Hugging Face model directory this run continues from: its
+  # model and weights (ssl_jax/tasks/continued.py). Fine-tuning tasks name theirs in
+  # task_kwargs.init_from instead.
+  config.init_from = ""
   config.log_every = 50
   config.checkpoint_every = 500
   config.keep_checkpoints = 3
@@ -122,8 +131,15 @@ def trainer_slots(config: ml_collections.ConfigDict) -> list[Slot]:
 def resolve_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills `config` in place with the default of every option of every part it names, and
   returns it. Unknown names are left for `validate_config` to report."""
+  if config.get("init_from") and _source_exists(config.init_from):
+    continued_model(config)
   part_slots.fill_defaults(config, trainer_slots(config))
   return config
+
+
+def _source_exists(path: str) -> bool:
+  """init_from names something readable (else `validate_config` says what is wrong)."""
+  return os.path.isdir(path)
 
 
 def with_new_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +211,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "config.online_probe=True as well."
     )
   check_data_paths(config.data)
+  check_source_and_tokenizer(config)
+
+
+def check_source_and_tokenizer(config: ml_collections.ConfigDict) -> None:
+  """Before any data is read: `config.init_from` holds a run or model directory (and a model
+  directory's tokenizer is the data's), and the tokenizer has every special token the task
+  needs (`Task.token_roles`, e.g. [MASK] for masked language modelling)."""
+  task_class = TASKS.get(config.task)
+  tokenizer_path = config.data.get("tokenizer_path") or ""
+  if config.init_from:
+    if "init_from" in TASKS.option_defaults(config.task, num_positional=2):
+      raise ConfigError(
+        f"config.init_from={config.init_from!r}: task {config.task!r} names the run it starts "
+        "from in config.task_kwargs.init_from; leave config.init_from empty."
+      )
+    check_source(config.init_from, requires=(), what="config.init_from")
+    if is_model_directory(config.init_from) and task_class.modality == "text":
+      check_tokenizer(config.init_from, tokenizer_path, "config.init_from")
+  if tokenizer_path and task_class.token_roles and is_tokenizer_source(tokenizer_path):
+    tokenizer = load_tokenizer(tokenizer_path)
+    for role in task_class.token_roles:
+      tokenizer.require(role, f"task {config.task!r}")
 
 
 def check_data_paths(data: ml_collections.ConfigDict) -> None:

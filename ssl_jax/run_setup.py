@@ -26,6 +26,7 @@ from ssl_jax.optim import build_optimizer
 from ssl_jax.registry import DATASETS, TASKS, ConfigError
 from ssl_jax.state import TrainState
 from ssl_jax.tasks.base import Task
+from ssl_jax.tasks.continued import continue_from
 
 
 def init_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -149,6 +150,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, mesh: jax.shar
   state_sharding = parallel.state_shardings(mesh, jax.eval_shape(init, example))
   state = jax.jit(init, out_shardings=state_sharding)(example)
   params, model_state = task.load_pretrained(state.params, state.model_state)
+  if config.get("init_from"):  # continued pretraining (ssl_jax.tasks.continued)
+    params, model_state = continue_from(config, dataset, params, model_state)
   state = state.replace(params=params, model_state=model_state)
   train_step = jax.jit(
     make_train_step(task, tx),

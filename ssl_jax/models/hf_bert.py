@@ -58,7 +58,8 @@ def _encoder_from_hf(
     num_heads=heads,
     mlp_dim=hf_config["intermediate_size"],
     max_length=hf_config["max_position_embeddings"],
-    dropout_rate=0.0,
+    # ssl_jax has one dropout rate: BERT's hidden dropout (its attention dropout is the same).
+    dropout_rate=float(hf_config.get("hidden_dropout_prob", 0.0)),
     post_norm=True,
     norm_epsilon=hf_config["layer_norm_eps"],
     gelu_approximate=activation != "gelu",

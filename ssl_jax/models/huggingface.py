@@ -72,7 +72,7 @@ def gpt2_from_hf(
     num_heads=heads,
     mlp_dim=hf_config.get("n_inner") or 4 * width,
     max_length=hf_config["n_positions"],
-    dropout_rate=0.0,
+    dropout_rate=float(hf_config.get("resid_pdrop", 0.0)),  # ssl_jax has one dropout rate
     norm_epsilon=hf_config["layer_norm_epsilon"],
     gelu_approximate=activation != "gelu",
   )

@@ -18,7 +18,12 @@ from ssl_jax.capabilities import Capability, EncoderView, describe_missing
 from ssl_jax.errors import ConfigError, MissingInputError
 from ssl_jax.registry import TASKS
 from ssl_jax.runs.checkpoints import Checkpointer, saved_steps
-from ssl_jax.runs.model_source import check_directory, directory_run_parts, is_directory_source
+from ssl_jax.runs.model_source import (
+  check_directory,
+  directory_model_options,
+  directory_run_parts,
+  is_directory_source,
+)
 from ssl_jax.runs.record import CONFIG_FILE, HISTORY, TRAIN_FIELDS, read_run_config
 
 
@@ -74,6 +79,15 @@ def check_source(
   if missing:
     raise ConfigError(describe_missing(f"{what}={workdir!r}", config.task, missing))
   return config
+
+
+def source_model_options(path: str, what: str = "init_from") -> tuple[str, dict[str, Any]]:
+  """(config.model, config.model_kwargs) of the model a finished run or model directory
+  trained: what a run continuing from it builds."""
+  if is_directory_source(path):
+    return directory_model_options(path)
+  config = read_config(path, what)
+  return config.model, config.model_kwargs.to_dict()
 
 
 def shape_only_dataset(config: ml_collections.ConfigDict, like: Any) -> Any:

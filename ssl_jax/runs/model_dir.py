@@ -47,6 +47,16 @@ class ModelDirectory:
           weights[name] = np.asarray(f.get_tensor(name), np.float32)
     return weights
 
+  def shape_dict(self) -> dict[str, np.ndarray]:
+    """{name: zeros of the tensor's shape} without reading a weight (broadcast views: no
+    memory), for what only needs the shapes (the model's options)."""
+    shapes = {}
+    for file in self.files:
+      with safe_open(file, framework="flax") as f:
+        for name in f.keys():
+          shapes[name] = np.broadcast_to(np.float32(0), f.get_slice(name).get_shape())
+    return shapes
+
 
 def weight_files(path: str) -> tuple[str, ...]:
   """The safetensors files of a model directory (one file or the index's shards)."""

@@ -114,12 +114,10 @@ def _digest(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def check_tokenizer(path: str, like: Any, what: str) -> None:
-  """The data must be tokenized by the directory's own tokenizer (its ids are the model's)."""
-  ours = like.info.get("tokenizer_path")
-  if "vocab_size" in like.info and (
-    not ours or _digest(ours) != _digest(path) or not _digest(path)
-  ):
+def check_tokenizer(path: str, ours: str | None, what: str) -> None:
+  """The data must be tokenized by the directory's own tokenizer (its ids are the model's):
+  `ours` is the data's tokenizer path."""
+  if not ours or _digest(ours) != _digest(path) or not _digest(path):
     raise ConfigError(
       f"{what}={path!r} is a model directory; its model reads its own tokenizer's ids, but this "
       f"data is tokenized by {ours or 'a tokenizer of its own'!r}: set "
@@ -133,14 +131,25 @@ def directory_run_parts(
   """(the config of the run `path` stands for, its params) with `model_overrides` applied
   (dropout, dtype, remat: options that keep the shapes)."""
   directory = _read(path)
-  if like.modality == "text":
-    check_tokenizer(path, like, what)
+  if like.modality == "text" and "vocab_size" in like.info:
+    check_tokenizer(path, like.info.get("tokenizer_path"), what)
   model, params = ARCHITECTURES[directory.architecture].convert(
     directory.state_dict(), directory.hf_config
   )
   config = directory_config(directory, model)
   config.model_kwargs.update(model_overrides or {})
   return config, params
+
+
+def directory_model_options(path: str) -> tuple[str, dict[str, Any]]:
+  """(model name, model_kwargs) of the model a directory holds, from its config.json and its
+  weights' shapes (no weight is read)."""
+  directory = _read(path)
+  model, _ = ARCHITECTURES[directory.architecture].convert(
+    directory.shape_dict(), directory.hf_config
+  )
+  config = directory_config(directory, model)
+  return config.model, config.model_kwargs.to_dict()
 
 
 def is_directory_source(path: str) -> bool:

@@ -34,6 +34,9 @@ class Task(abc.ABC):
   # Options of `config.task_kwargs` that are nested blocks {"name": ..., options...} naming a
   # part in a registry: option -> (registry, default part name). The resolved config holds
   # each block with its part's option defaults.
+  # Special tokens (roles of `ssl_jax.data.tokenizer_base`) the task needs of a tokenizer,
+  # checked before any data is read (e.g. ("mask",) for masked language modelling).
+  token_roles: ClassVar[tuple[str, ...]] = ()
   nested_parts: ClassVar[dict[str, tuple[Registry, str]]] = {}
   # Options that map names of parts in a registry to their option blocks, several at once
   # ({"shortest_path": {"weight": 1.0}, ...}): option -> (registry, extra options every block

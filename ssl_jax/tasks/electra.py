@@ -104,6 +104,8 @@ class Electra(TextTask, EncoderView, ReplacedTokenDetector):
   temperature of the generator (1.0), max_predictions (0 picks `default_max_predictions`).
   """
 
+  token_roles = ("mask",)
+
   def __init__(
     self,
     config: ml_collections.ConfigDict,

@@ -218,6 +218,8 @@ class MaskedLM(TextTask, EncoderView, MaskedTokenPredictor):
   `config.augment` may turn on text augmentation of the input rows (`TextAugmentConfig`).
   """
 
+  token_roles = ("mask",)
+
   def __init__(
     self,
     config: ml_collections.ConfigDict,
