@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_mlm_config, trained_steps
+from conftest import tiny_gpt_config, tiny_mlm_config, trained_steps
 from hf_testing import bert_directory, embedded_texts, gpt2_directory
 from safetensors.numpy import load_file
 
@@ -269,3 +269,80 @@ def test_bad_model_directories_are_refused_before_any_work(directories, tmp_path
     load_finished_run(bert, _like(gpt2), requires=())
   with pytest.raises(MissingInputError):
     read_model_directory(str(tmp_path / "nowhere"), tuple(ARCHITECTURES))
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2"])
+def test_import_train_export_round_trip_loads_in_transformers(directories, tmp_path, name):
+  """Import -> a short continued pretraining -> `ssl_jax.export` -> transformers'
+  `from_pretrained` gives ssl_jax's logits (1e-4) and the same tokenizer."""
+  import transformers
+
+  from ssl_jax import export
+  from ssl_jax.train import train_and_evaluate
+
+  path, _ = directories[name]
+  if name == "bert":
+    config = tiny_mlm_config(**{"data.tokenizer_path": path, "init_from": path})
+  else:
+    config = tiny_gpt_config(**{"data.tokenizer_path": path, "init_from": path})
+  config.total_steps, config.evals = 2, {}
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(config, workdir)
+  out = str(tmp_path / "exported")
+  export.export(workdir, out)
+  assert sorted(os.listdir(out)) == [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+  ]
+  auto = transformers.AutoModelForMaskedLM if name == "bert" else transformers.AutoModelForCausalLM
+  loaded = auto.from_pretrained(out).eval()
+  tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+  text = TEXTS[5][:120]
+  ids = tokenizer(text, return_tensors="np")["input_ids"][:, :30]
+  with torch.no_grad():
+    theirs = loaded(input_ids=torch.from_numpy(ids)).logits.numpy()
+  like = _like(out)
+  run = load_finished_run(out, like, requires=())
+  tokens = jnp.asarray(ids, jnp.int32)
+  valid = jnp.ones(tokens.shape, bool)
+  if name == "bert":
+    at = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    ours = run.task.model.apply(
+      {"params": run.variables["params"]}, tokens, valid, at, train=False
+    )[0]
+  else:
+    model, params = run.task.sampling_model(run.variables["params"])
+    hidden = model.apply({"params": params}, tokens, valid, train=False)
+    ours = model.apply({"params": params}, hidden, method=lambda m, h: m.attend(h))
+  np.testing.assert_allclose(np.asarray(ours).reshape(theirs.shape), theirs, atol=1e-4)
+  # The exported weights are the trained ones, not the imported ones.
+  before, after = (
+    load_file(os.path.join(path, "model.safetensors")),
+    load_file(os.path.join(out, "model.safetensors")),
+  )
+  key = "bert.embeddings.word_embeddings.weight" if name == "bert" else "transformer.wte.weight"
+  assert before[key].shape == after[key].shape and not np.array_equal(before[key], after[key])
+
+
+def test_export_refuses_what_has_no_public_layout(tmp_path, mlm_workdir):
+  from ssl_jax import export
+
+  # The shared tiny MLM run is pre-norm (ssl_jax's default), which BERT cannot hold.
+  out = tmp_path / "out"
+  result = subprocess.run(
+    [sys.executable, "-m", "ssl_jax.export", mlm_workdir, "--out", str(out)],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    timeout=300,
+  )
+  _refused(result, "cannot be written as BertForMaskedLM", "pre-norm")
+  assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".export_")]
+  (tmp_path / "full").mkdir()
+  (tmp_path / "full" / "x").write_text("keep")
+  with pytest.raises(ConfigError, match="not empty"):
+    export.export(mlm_workdir, str(tmp_path / "full"))
+  assert os.listdir(tmp_path / "full") == ["x"]

@@ -24,8 +24,21 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model
 
 
 def is_model_directory(path: str) -> bool:
-  """A directory with a config.json (what `read_model_directory` goes on to check)."""
-  return bool(path) and os.path.isfile(os.path.join(path, CONFIG_JSON))
+  """A directory whose config.json is a model's (`model_type` or `architectures`), not an
+  ssl_jax run's (which names its `task`); `read_model_directory` checks the rest."""
+  file = os.path.join(path, CONFIG_JSON) if path else ""
+  if not file or not os.path.isfile(file):
+    return False
+  try:
+    with open(file) as f:
+      fields = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return False
+  return (
+    isinstance(fields, dict)
+    and "task" not in fields
+    and ("model_type" in fields or "architectures" in fields)
+  )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,140 @@
+"""`python -m ssl_jax.export <workdir> --out DIR`: a finished run as a Hugging Face model
+directory that transformers loads (`AutoModelForMaskedLM.from_pretrained(DIR)` and friends).
+
+  mlm                  post-norm transformer_encoder  ->  BertForMaskedLM
+  bert_pretraining     post-norm transformer_encoder  ->  BertForPreTraining (MLM + NSP/SOP)
+  causal_lm            pre-norm transformer_decoder   ->  GPT2LMHeadModel
+
+DIR gets `config.json`, `model.safetensors` and the run's tokenizer: a model directory's
+tokenizer files as they were (a run that started from one), or ssl_jax's sentencepiece model as
+`tokenizer.model` with its special tokens in `tokenizer_config.json`. What has no public layout
+(a pre-norm BERT, another task) is refused with one `Error:` line and exit 2; DIR is written
+whole (a temporary directory renamed) or not at all, and an existing non-empty DIR is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from absl import logging
+from safetensors.numpy import save_file
+
+import ssl_jax.train  # noqa: F401  (registers the tasks)
+from ssl_jax.data.source import Dataset
+from ssl_jax.errors import ConfigError, UserError
+from ssl_jax.models.hf_bert import bert_pretraining_to_hf, bert_to_hf
+from ssl_jax.models.huggingface import gpt2_to_hf
+from ssl_jax.registry import TASKS
+from ssl_jax.runs.finished import load_finished_run, read_config
+
+# task -> (the Hugging Face architecture, model_type, the conversion of the task's params).
+EXPORTS: dict[str, tuple[str, str, Callable[..., tuple[dict, dict]]]] = {
+  "mlm": ("BertForMaskedLM", "bert", bert_to_hf),
+  "bert_pretraining": ("BertForPreTraining", "bert", bert_pretraining_to_hf),
+  "causal_lm": ("GPT2LMHeadModel", "gpt2", gpt2_to_hf),
+}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray], dict]:
+  """(config.json fields, state dict, the run's dataset_info) of the run in `workdir`."""
+  config = read_config(workdir, "workdir")
+  if config.task not in EXPORTS:
+    raise ConfigError(
+      f"The run in {workdir!r} trained task {config.task!r}, which has no Hugging Face layout "
+      f"here; exportable tasks: {sorted(EXPORTS)}."
+    )
+  architecture, model_type, convert = EXPORTS[config.task]
+  post_norm = bool(config.model_kwargs.get("post_norm", False))
+  if post_norm != (model_type == "bert"):  # checked before any weight is read
+    raise ConfigError(
+      f"The run in {workdir!r} cannot be written as {architecture}: it is "
+      f"{'post' if post_norm else 'pre'}-norm (model_kwargs.post_norm={post_norm}), and "
+      f"{architecture} is {'post' if model_type == 'bert' else 'pre'}-norm."
+    )
+  info = config.get("dataset_info", {}).to_dict()
+  like = Dataset(
+    {"train": {"tokens": np.zeros((1, 2), np.int32)}},
+    TASKS.get(config.task).modality,
+    "train",
+    info,
+  )
+  run = load_finished_run(workdir, like, requires=(), what="workdir")
+  try:
+    hf_config, state = convert(run.task.encoder_module(), run.variables["params"])
+  except ValueError as error:  # a layout the architecture cannot hold (e.g. a pre-norm BERT)
+    raise ConfigError(
+      f"The run in {workdir!r} cannot be written as {architecture}: {error}"
+    ) from error
+  for role in ("pad", "bos", "eos"):
+    if info.get(f"{role}_id") is not None:
+      hf_config[f"{role}_token_id"] = int(info[f"{role}_id"])
+  hf_config.update(architectures=[architecture], model_type=model_type)
+  return hf_config, {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}, info
+
+
+def write_tokenizer(info: dict[str, Any], directory: str) -> None:
+  """The run's tokenizer files into `directory` (see the module docstring)."""
+  path = info.get("tokenizer_path", "")
+  source = path if os.path.isdir(path) else os.path.dirname(path)
+  if os.path.isfile(os.path.join(source, "tokenizer.json")) and (
+    os.path.isdir(path) or path.endswith(".json")
+  ):
+    for name in TOKENIZER_FILES:
+      if os.path.isfile(os.path.join(source, name)):
+        shutil.copy(os.path.join(source, name), directory)
+  elif os.path.isfile(path):
+    shutil.copy(path, os.path.join(directory, "tokenizer.model"))
+    roles = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+      json.dump({f"{role}_token": token for role, token in roles.items()}, f, indent=2)
+
+
+def export(workdir: str, out: str) -> str:
+  """Writes the run in `workdir` as a model directory at `out` (whole or not at all)."""
+  if os.path.isdir(out) and os.listdir(out):
+    raise ConfigError(f"--out={out!r} exists and is not empty; name a new directory.")
+  hf_config, state, info = exported_weights(workdir)
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".export_", dir=parent)
+  try:
+    save_file(state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(staging, "config.json"), "w") as f:
+      json.dump(hf_config, f, indent=2, sort_keys=True)
+    write_tokenizer(info, staging)
+    if os.path.isdir(out):
+      os.rmdir(out)
+    os.replace(staging, out)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  return out
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+    prog="python -m ssl_jax.export", description=__doc__.split("\n")[0]
+  )
+  parser.add_argument("workdir", help="a finished run's workdir")
+  parser.add_argument("--out", required=True, help="the model directory to write (new or empty)")
+  args = parser.parse_args(argv)
+  logging.set_verbosity(logging.ERROR)  # Orbax's notes on reading a run are not the user's
+  try:
+    written = export(args.workdir, args.out)
+  except UserError as error:
+    print(error.report(), file=sys.stderr, flush=True)
+    sys.exit(2)
+  print(f"Wrote {written} (config.json, model.safetensors, tokenizer files).")
+
+
+if __name__ == "__main__":
+  main()
