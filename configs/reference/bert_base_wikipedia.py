@@ -8,8 +8,15 @@ exports it to `BertForMaskedLM` exactly), 12 layers, width 768, 12 heads, exact 
 epsilon 1e-12, dropout 0.1; vocabulary 30522 (a sentencepiece unigram model trained on the
 corpus here, where BERT used WordPiece); sequence 512, batch 256, 1M steps, AdamW lr 1e-4 with
 10k warmup steps, weight decay 0.01; BERT's exact-count masking (15%, 80/10/10) over packed,
-document-aware rows. BERT used 128-token rows for 90% of the steps; run that phase with
---config.data.seq_len=128 and resume at 512 for the rest.
+document-aware rows. BERT used 128-token rows for 90% of the steps, then 512; the two phases
+are two runs, the second continuing from the first (`config.init_from`, which extends the
+position table; a new run, so its AdamW state and schedule start afresh):
+
+  python -m ssl_jax.main --config configs/reference/bert_base_wikipedia.py --workdir $W128 \
+    --config.data.seq_len=128 --config.total_steps=900000
+  python -m ssl_jax.main --config configs/reference/bert_base_wikipedia.py --workdir $W512 \
+    --config.init_from=$W128 --config.data.tokenizer_path=$W128/tokenizer.model \
+    --config.total_steps=100000
 Published anchors: RoBERTa (Liu et al. 2019, Table 3) reports held-out MLM perplexity 3.99 for
 BERT-base at batch 256 x 1M steps (MNLI-m 84.7, SST-2 92.7 after fine-tuning); BERT (Devlin
 et al. 2019) reports MNLI-m 84.6 and GLUE 79.6.
