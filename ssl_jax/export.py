@@ -4,6 +4,8 @@ directory that transformers loads (`AutoModelForMaskedLM.from_pretrained(DIR)` a
   mlm                  post-norm transformer_encoder  ->  BertForMaskedLM
   bert_pretraining     post-norm transformer_encoder  ->  BertForPreTraining (MLM + NSP/SOP)
   causal_lm            pre-norm transformer_decoder   ->  GPT2LMHeadModel
+  causal_lm            llama_decoder                  ->  LlamaForCausalLM (Qwen2ForCausalLM
+                                                          when it has attention biases)
 
 DIR gets `config.json`, `model.safetensors` and the run's tokenizer: a model directory's
 tokenizer files as they were (a run that started from one), or ssl_jax's sentencepiece model as
@@ -31,15 +33,22 @@ import ssl_jax.train  # noqa: F401  (registers the tasks)
 from ssl_jax.data.source import Dataset
 from ssl_jax.errors import ConfigError, UserError
 from ssl_jax.models.hf_bert import bert_pretraining_to_hf, bert_to_hf
+from ssl_jax.models.hf_llama import llama_to_hf
 from ssl_jax.models.huggingface import gpt2_to_hf
 from ssl_jax.registry import TASKS
 from ssl_jax.runs.finished import load_finished_run, read_config
 
-# task -> (the Hugging Face architecture, model_type, the conversion of the task's params).
-EXPORTS: dict[str, tuple[str, str, Callable[..., tuple[dict, dict]]]] = {
-  "mlm": ("BertForMaskedLM", "bert", bert_to_hf),
-  "bert_pretraining": ("BertForPreTraining", "bert", bert_pretraining_to_hf),
-  "causal_lm": ("GPT2LMHeadModel", "gpt2", gpt2_to_hf),
+# (task, model) -> (the Hugging Face architecture, model_type, the conversion of the task's
+# params); a converter may name the architecture itself (Llama or Qwen2).
+EXPORTS: dict[tuple[str, str], tuple[str, str, Callable[..., tuple[dict, dict]]]] = {
+  ("mlm", "transformer_encoder"): ("BertForMaskedLM", "bert", bert_to_hf),
+  ("bert_pretraining", "transformer_encoder"): (
+    "BertForPreTraining",
+    "bert",
+    bert_pretraining_to_hf,
+  ),
+  ("causal_lm", "transformer_decoder"): ("GPT2LMHeadModel", "gpt2", gpt2_to_hf),
+  ("causal_lm", "llama_decoder"): ("LlamaForCausalLM", "llama", llama_to_hf),
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -47,14 +56,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray], dict]:
   """(config.json fields, state dict, the run's dataset_info) of the run in `workdir`."""
   config = read_config(workdir, "workdir")
-  if config.task not in EXPORTS:
+  if (config.task, config.model) not in EXPORTS:
     raise ConfigError(
-      f"The run in {workdir!r} trained task {config.task!r}, which has no Hugging Face layout "
-      f"here; exportable tasks: {sorted(EXPORTS)}."
+      f"The run in {workdir!r} trained task {config.task!r} with model {config.model!r}, which "
+      f"has no Hugging Face layout here; exportable (task, model): {sorted(EXPORTS)}."
     )
-  architecture, model_type, convert = EXPORTS[config.task]
+  architecture, model_type, convert = EXPORTS[(config.task, config.model)]
   post_norm = bool(config.model_kwargs.get("post_norm", False))
-  if post_norm != (model_type == "bert"):  # checked before any weight is read
+  if model_type != "llama" and post_norm != (model_type == "bert"):  # before any weight is read
     raise ConfigError(
       f"The run in {workdir!r} cannot be written as {architecture}: it is "
       f"{'post' if post_norm else 'pre'}-norm (model_kwargs.post_norm={post_norm}), and "
@@ -77,7 +86,8 @@ def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray
   for role in ("pad", "bos", "eos"):
     if info.get(f"{role}_id") is not None:
       hf_config[f"{role}_token_id"] = int(info[f"{role}_id"])
-  hf_config.update(architectures=[architecture], model_type=model_type)
+  hf_config.setdefault("architectures", [architecture])
+  hf_config.setdefault("model_type", model_type)
   return hf_config, {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}, info
 
 

@@ -135,3 +135,60 @@ def gpt2_directory(path, texts, max_positions: int = 64) -> transformers.GPT2LMH
   model.save_pretrained(path)
   tokenizer.save_pretrained(path)
   return model
+
+
+def metaspace_bpe_tokenizer(texts, vocab_size: int = 400) -> transformers.PreTrainedTokenizerFast:
+  """A Llama-style tokenizer: BPE with byte fallback over "▁"-marked words, <unk>/<s>/</s>."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+  backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+  backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+  backend.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+  backend.train_from_iterator(
+    texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"])
+  )
+  return transformers.PreTrainedTokenizerFast(
+    tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+  )
+
+
+def llama_directory(path, texts, architecture: str = "LlamaForCausalLM", **extra):
+  """A random `LlamaForCausalLM` (grouped-query attention, llama3 rotary scaling, untied) or
+  `Qwen2ForCausalLM` (query/key/value biases, tied embeddings, byte-level BPE with
+  <|endoftext|> as its pad and end), 2 layers of width 32, with its tokenizer, in `path`."""
+  qwen = architecture == "Qwen2ForCausalLM"
+  if qwen:
+    tokenizer = byte_bpe_tokenizer(texts)
+    tokenizer.pad_token = tokenizer.eos_token
+    config_class, options = transformers.Qwen2Config, dict(tie_word_embeddings=True)
+  else:
+    tokenizer = metaspace_bpe_tokenizer(texts)
+    config_class = transformers.LlamaConfig
+    options = dict(
+      rope_scaling={
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32,
+      }
+    )
+  torch.manual_seed(0)
+  config = config_class(
+    vocab_size=len(tokenizer),
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=48,
+    max_position_embeddings=128,
+    initializer_range=0.2,
+    bos_token_id=tokenizer.bos_token_id,
+    eos_token_id=tokenizer.eos_token_id,
+    **{**options, **extra},
+  )
+  config.architectures = [architecture]
+  model = perturbed(getattr(transformers, architecture)(config))
+  model.save_pretrained(path)
+  tokenizer.save_pretrained(path)
+  return model

@@ -3,4 +3,4 @@
 Importing this package registers every model; models never import tasks, data or the trainer.
 """
 
-from ssl_jax.models import encoder_decoder, heads, resnet, transformer, vit  # registration
+from ssl_jax.models import encoder_decoder, heads, llama, resnet, transformer, vit  # registration

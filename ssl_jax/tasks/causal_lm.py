@@ -12,6 +12,7 @@ import ml_collections
 from ssl_jax.capabilities import EncoderView, NextTokenPredictor
 from ssl_jax.data.source import Dataset
 from ssl_jax.losses import weighted_accuracy, weighted_cross_entropy
+from ssl_jax.models.hf_llama import llama_from_hf
 from ssl_jax.models.huggingface import gpt2_from_hf
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.runs.model_source import Architecture, register_architecture
@@ -35,6 +36,8 @@ def next_token_targets(
 register_architecture(
   "GPT2LMHeadModel", Architecture("causal_lm", "transformer_decoder", gpt2_from_hf)
 )
+for _name in ("LlamaForCausalLM", "Qwen2ForCausalLM"):
+  register_architecture(_name, Architecture("causal_lm", "llama_decoder", llama_from_hf))
 
 
 @TASKS.register("causal_lm")
