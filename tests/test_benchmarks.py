@@ -129,3 +129,36 @@ def test_simclr_vs_pytorch_benchmark_writes_json(tmp_path):
   steps = record["step_seconds"]
   assert record["pytorch_over_ssl_jax"] == steps["pytorch"][0] / steps["ssl_jax"][0]
   assert 0 < record["ssl_jax_augmentation_seconds_median"] < record["ssl_jax_step_seconds_median"]
+
+
+def test_llama_vs_pytorch_benchmark_writes_json(tmp_path):
+  out = tmp_path / "llama.json"
+  result = subprocess.run(
+    [
+      sys.executable,
+      "benchmarks/llama_vs_pytorch.py",
+      "--depth=1",
+      "--width=32",
+      "--heads=4",
+      "--kv_heads=2",
+      "--mlp_dim=48",
+      "--seq_len=16",
+      "--batch_size=8",
+      "--new_tokens=4",
+      "--steps=1",
+      f"--out={out}",
+    ],
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stderr
+  record = json.loads(out.read_text())
+  assert record["shape"]["kv_heads"] == 2 and record["shape"]["new_tokens"] == 4
+  for part in ("train_step", "sampling"):
+    times = record[part]
+    assert (
+      times["pytorch_over_ssl_jax"] == times["pytorch_seconds"][0] / times["ssl_jax_seconds"][0]
+    )
