@@ -30,12 +30,11 @@ from absl import logging
 from safetensors.numpy import save_file
 
 import ssl_jax.train  # noqa: F401  (registers the tasks)
-from ssl_jax.data.source import Dataset
 from ssl_jax.errors import ConfigError, UserError
+from ssl_jax.features import recorded_dataset
 from ssl_jax.models.hf_bert import bert_pretraining_to_hf, bert_to_hf
 from ssl_jax.models.hf_llama import llama_to_hf
 from ssl_jax.models.huggingface import gpt2_to_hf
-from ssl_jax.registry import TASKS
 from ssl_jax.runs.finished import load_finished_run, read_config
 
 # (task, model) -> (the Hugging Face architecture, model_type, the conversion of the task's
@@ -70,13 +69,7 @@ def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray
       f"{architecture} is {'post' if model_type == 'bert' else 'pre'}-norm."
     )
   info = config.get("dataset_info", {}).to_dict()
-  like = Dataset(
-    {"train": {"tokens": np.zeros((1, 2), np.int32)}},
-    TASKS.get(config.task).modality,
-    "train",
-    info,
-  )
-  run = load_finished_run(workdir, like, requires=(), what="workdir")
+  run = load_finished_run(workdir, recorded_dataset(workdir), requires=(), what="workdir")
   try:
     hf_config, state = convert(run.task.encoder_module(), run.variables["params"])
   except ValueError as error:  # a layout the architecture cannot hold (e.g. a pre-norm BERT)
