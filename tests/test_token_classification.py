@@ -132,3 +132,18 @@ def test_a_tagger_is_not_a_row_classifier(conll):
     config.evals = {evaluator: {}}
     with pytest.raises(ConfigError, match=f"Evaluator '{evaluator}'.*{capability}"):
       validate_config(config)
+
+
+def test_rows_shorter_than_the_sentences_still_score_every_test_word(conll, tmp_path):
+  """seq_len 8 on the CoNLL files: sentences become windows, and the evaluator's words (its
+  owned first pieces joined by sentence) are the test file's, every entity included."""
+  from ssl_jax.data.token_tags import read_conll
+  from ssl_jax.evals.token_classification import word_tags
+
+  data = conll_files(
+    str(tmp_path), train_path=conll[0], test_path=conll[1], seq_len=8, vocab_size=40
+  )
+  rows, names = data.split("test"), list(data.info["tag_names"])
+  expected = [tags for _, tags in read_conll(conll[1])]
+  assert len(rows["tokens"]) > len(expected)  # some sentences needed several windows
+  assert word_tags(rows["tags"], rows["first_piece"], names, rows["sentence"]) == expected

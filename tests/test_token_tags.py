@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from ssl_jax.data import tokenizer as tok
+from ssl_jax.data.tag_windows import sentence_windows
 from ssl_jax.data.token_tags import IGNORE, align_tags, read_conll, tag_vocabulary
 from ssl_jax.errors import DataError
+from ssl_jax.evals.token_classification import word_tags
 
 WORDS = "the logging module writes records to handlers configured by basicConfig".split()
 
@@ -47,13 +49,49 @@ def test_first_piece_carries_the_tag_and_later_pieces_are_ignored(tokenizer):
   assert rows["first_piece"][0].sum() == 4  # scores stay per word
 
 
-def test_long_sentences_lose_whole_words(tokenizer):
-  words, tags = ["basicConfig"] * 10, ["B-API"] * 10
+def test_windows_by_hand():
+  # Ten one-piece words, rows of 4, overlap 1: windows start 3 and 6 (one word back); each
+  # overlap word is owned by the window where it sits nearer the middle.
+  assert sentence_windows([1] * 10, 4, 1) == [(0, 4, 0, 4), (3, 7, 4, 7), (6, 10, 7, 10)]
+  assert sentence_windows([2, 3, 1], 6, 2) == [(0, 3, 0, 3)]  # fits: one window
+  # A window always moves on, even when the overlap would take it back to its own start.
+  assert sentence_windows([3, 3, 3], 3, 5) == [(0, 1, 0, 1), (1, 2, 1, 2), (2, 3, 2, 3)]
+
+
+def test_every_word_is_owned_once_and_windows_fit():
+  rng = np.random.default_rng(0)
+  for _ in range(300):
+    room = int(rng.integers(1, 12))
+    lengths = rng.integers(1, room + 1, int(rng.integers(1, 40))).tolist()
+    windows = sentence_windows(lengths, room, int(rng.integers(0, room + 2)))
+    owned = [w for _, _, s, e in windows for w in range(s, e)]
+    assert owned == list(range(len(lengths)))
+    for start, end, owned_start, owned_end in windows:
+      assert start <= owned_start <= owned_end <= end and sum(lengths[start:end]) <= room
+    assert all(a[0] < b[0] for a, b in zip(windows, windows[1:]))
+
+
+def test_long_sentences_become_windows_that_score_every_word(tokenizer):
+  words = (WORDS * 3)[:30]
+  tags = [("B-API" if w == "basicConfig" else "O") for w in words]
   names = tag_vocabulary([(words, tags)])
-  size = len(tokenizer.encode(["basicConfig"])[0])
-  rows = align_tags(tokenizer, [(words, tags)], names, 2 + 3 * size + 1)
-  assert rows["first_piece"][0].sum() == 3  # three whole words fit, the fourth is dropped
-  assert rows["tokens"][0, 1 + 3 * size] == tok.SEP_ID
+  short = (["the", "module"], ["O", "O"])
+  rows = align_tags(tokenizer, [short, (words, tags)], names, 12, overlap=3)
+  assert (
+    rows["sentence"][0] == 0 and (rows["sentence"][1:] == 1).all() and len(rows["sentence"]) > 3
+  )
+  assert (rows["tokens"][:, 0] == tok.CLS_ID).all()
+  # Joined by sentence, the owned first pieces give back every word's tag, in order.
+  joined = word_tags(rows["tags"], rows["first_piece"], names, rows["sentence"])
+  assert joined == [short[1], tags]
+  # Training rows tag every word they hold, owned or not.
+  tagged = (rows["tags"] != IGNORE).sum(1)
+  assert (tagged >= rows["first_piece"].sum(1)).all() and tagged[1:].sum() > len(words)
+  # A word longer than the row keeps its first pieces, and its first piece is scored.
+  long_word = ["basicConfig" * 4]
+  size = len(tokenizer.encode(long_word)[0])
+  rows = align_tags(tokenizer, [(long_word, ["B-API"])], names, 6)
+  assert size > 4 and rows["first_piece"][0].sum() == 1 and rows["tokens"][0, 5] == tok.SEP_ID
 
 
 def test_conll_reader(tmp_path):

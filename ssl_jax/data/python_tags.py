@@ -157,6 +157,7 @@ def python_tags(
   tokenizer_path: str = "",
   tokenizer_type: str = "unigram",
   test_percent: int = 10,
+  window_overlap: int = -1,
 ) -> Dataset:
   """Tagged rows of the embedded Python text (see the module docstring). Give the pretraining
   run's `tokenizer_path` when fine-tuning; without one, a tokenizer is trained on the train
@@ -164,4 +165,4 @@ def python_tags(
   sentences = python_tagged_sentences(test_percent)
   spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "python_tags")
   tokenizer = corpus_tokenizer([" ".join(words) for words, _ in sentences["train"]], spec)
-  return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens)
+  return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens, window_overlap)

@@ -8,9 +8,11 @@ and optional `-DOCSTART-` lines (skipped).
 Alignment follows Hugging Face's `run_ner`: every word is encoded on its own, its first piece
 carries the word's tag and the other pieces are ignored (`IGNORE`), or with
 `label_all_tokens=True` carry the tag too with B-X turned into I-X. Rows are
-`[CLS] pieces [SEP]` padded to `seq_len`; a sentence too long for its row loses its last whole
-words (never part of a word), and `first_piece` marks where each kept word starts, so scores
-are always computed per word, whatever the labelling.
+`[CLS] pieces [SEP]` padded to `seq_len`; a sentence too long for its row becomes overlapping
+windows of whole words (`ssl_jax.data.tag_windows`), so every word of every sentence is
+predicted and scored once: `first_piece` marks the words a row owns and `sentence` the
+sentence it belongs to, so scores are computed per word of whole sentences, whatever the
+labelling.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.data.source import Dataset
+from ssl_jax.data.tag_windows import sentence_windows
 from ssl_jax.data.text_corpus import TokenizerSpec, corpus_tokenizer, vocabulary_info
 from ssl_jax.errors import ConfigError, DataError, MissingInputError
 from ssl_jax.registry import DATASETS
@@ -101,33 +104,47 @@ def align_tags(
   tag_names: Sequence[str],
   seq_len: int,
   label_all_tokens: bool = False,
+  overlap: int = -1,
 ) -> dict[str, np.ndarray]:
-  """{"tokens", "tags" (tag index or IGNORE), "first_piece" (bool)}, each [N, seq_len]."""
+  """{"tokens", "tags" (tag index or IGNORE), "first_piece" (bool), each [N, seq_len], and
+  "sentence" [N]}: one row per window of each sentence (`tag_windows`; one row when it fits).
+  Every word of a window carries its tag (training sees them all); `first_piece` marks the
+  first pieces of the words the row owns, so each word is scored once. `overlap`: pieces
+  shared by consecutive windows (-1: a quarter of the row)."""
   index = {name: i for i, name in enumerate(tag_names)}
-  count = len(sentences)
-  tokens = np.full((count, seq_len), tokenizer.pad_id, np.int32)
-  labels = np.full((count, seq_len), IGNORE, np.int32)
-  first = np.zeros((count, seq_len), bool)
-  for row, (words, tags) in enumerate(sentences):
+  room = seq_len - 2
+  overlap = room // 4 if overlap < 0 else overlap
+  rows: list[tuple[int, list[list[int]], list[str], int, int]] = []
+  for number, (words, tags) in enumerate(sentences):
     unknown = sorted(set(tags) - set(index))
     if unknown:
       raise DataError(f"Tags {unknown} are not in the training tags {list(tag_names)}.")
+    # A word the tokenizer drops entirely still holds a place; one longer than the row keeps
+    # its first pieces.
+    pieces = [(p or [tokenizer.stand_in_id])[:room] for p in tokenizer.encode(list(words))]
+    for start, end, owned_start, owned_end in sentence_windows(
+      [len(p) for p in pieces], room, overlap
+    ):
+      rows.append(
+        (number, pieces[start:end], tags[start:end], owned_start - start, owned_end - start)
+      )
+  tokens = np.full((len(rows), seq_len), tokenizer.pad_id, np.int32)
+  labels = np.full((len(rows), seq_len), IGNORE, np.int32)
+  first = np.zeros((len(rows), seq_len), bool)
+  sentence = np.zeros(len(rows), np.int32)
+  for row, (number, word_pieces, tags, owned_start, owned_end) in enumerate(rows):
+    sentence[row] = number
     tokens[row, 0] = tokenizer.cls_id
     position = 1
-    for pieces, tag in zip(tokenizer.encode(list(words)), tags):
-      pieces = pieces or [
-        tokenizer.stand_in_id
-      ]  # a word the tokenizer drops entirely still holds a place
-      if position + len(pieces) > seq_len - 1:
-        break  # the row is full: the remaining words are cut, never half a word
-      tokens[row, position : position + len(pieces)] = pieces
+    for i, (word, tag) in enumerate(zip(word_pieces, tags)):
+      tokens[row, position : position + len(word)] = word
       labels[row, position] = index[tag]
       if label_all_tokens:
-        labels[row, position + 1 : position + len(pieces)] = index[inside_tag(tag)]
-      first[row, position] = True
-      position += len(pieces)
+        labels[row, position + 1 : position + len(word)] = index[inside_tag(tag)]
+      first[row, position] = owned_start <= i < owned_end
+      position += len(word)
     tokens[row, position] = tokenizer.sep_id
-  return {"tokens": tokens, "tags": labels, "first_piece": first}
+  return {"tokens": tokens, "tags": labels, "first_piece": first, "sentence": sentence}
 
 
 @DATASETS.register("conll_files", modality="text")
@@ -141,6 +158,7 @@ def conll_files(
   vocab_size: int = 4000,
   tokenizer_path: str = "",
   tokenizer_type: str = "unigram",
+  window_overlap: int = -1,
 ) -> Dataset:
   """Tagged rows of the user's CoNLL files (`train_path`, `test_path`, optional
   `validation_path`). The tag set is the training file's (`tag_vocabulary`); a test tag not
@@ -156,7 +174,7 @@ def conll_files(
   sentences = {split: read_conll(path) for split, path in paths.items() if path}
   spec = TokenizerSpec(workdir, vocab_size, tokenizer_path, tokenizer_type, "conll_files")
   tokenizer = corpus_tokenizer([" ".join(words) for words, _ in sentences["train"]], spec)
-  return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens)
+  return tagged_dataset(sentences, tokenizer, seq_len, label_all_tokens, window_overlap)
 
 
 def tagged_dataset(
@@ -164,6 +182,7 @@ def tagged_dataset(
   tokenizer: tok.TextTokenizer,
   seq_len: int,
   label_all_tokens: bool,
+  window_overlap: int = -1,
 ) -> Dataset:
   """The Dataset of tagged sentences by split ("train" required): aligned rows, the train
   tag set, and each row's `tag_group` for label budgets (`sentence_groups`)."""
@@ -171,7 +190,7 @@ def tagged_dataset(
     raise ConfigError(f"config.data.seq_len={seq_len}: a tagged row needs [CLS], a word, [SEP].")
   tag_names = tag_vocabulary(sentences["train"])
   splits = {
-    split: align_tags(tokenizer, rows, tag_names, seq_len, label_all_tokens)
+    split: align_tags(tokenizer, rows, tag_names, seq_len, label_all_tokens, window_overlap)
     for split, rows in sentences.items()
   }
   counts = collections.Counter(
@@ -179,7 +198,8 @@ def tagged_dataset(
   )
   kinds = sorted(counts)
   for split, rows in sentences.items():
-    splits[split]["tag_group"] = sentence_groups(rows, kinds, counts)
+    # Each window carries its sentence's group.
+    splits[split]["tag_group"] = sentence_groups(rows, kinds, counts)[splits[split]["sentence"]]
   return Dataset(
     splits=splits,
     modality="text",

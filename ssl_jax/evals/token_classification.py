@@ -14,9 +14,21 @@ from ssl_jax.evals.entity_f1 import entity_scores
 from ssl_jax.registry import EVALUATORS
 
 
-def word_tags(tags: np.ndarray, first_piece: np.ndarray, names: list[str]) -> list[list[str]]:
-  """Each row's tags at its words' first pieces, as tag names."""
-  return [[names[t] for t in row[first]] for row, first in zip(tags, first_piece)]
+def word_tags(
+  tags: np.ndarray, first_piece: np.ndarray, names: list[str], sentence: np.ndarray | None = None
+) -> list[list[str]]:
+  """Each sentence's tags at its words' first pieces, as tag names: the rows (windows) of one
+  sentence (`sentence`, consecutive) joined in order; one sentence per row without it."""
+  rows = [[names[t] for t in row[first]] for row, first in zip(tags, first_piece)]
+  if sentence is None:
+    return rows
+  joined: list[list[str]] = []
+  for i, words in enumerate(rows):
+    if i and sentence[i] == sentence[i - 1]:
+      joined[-1].extend(words)
+    else:
+      joined.append(list(words))
+  return joined
 
 
 def tagging_scores(
@@ -43,11 +55,14 @@ def token_classification(ctx: EvalContext, split: str = "test") -> dict[str, dic
   task = ctx.task
   rows = ctx.dataset.split(split)
   names = list(ctx.dataset.info["tag_names"])
-  predicted = ctx.apply(task.tag_predictions, ctx.variables, dict(rows))
-  true = word_tags(rows["tags"], rows["first_piece"], names)
+  predicted = ctx.apply(task.tag_predictions, ctx.variables, {"tokens": rows["tokens"]})
+  sentence = rows.get("sentence")
+  true = word_tags(rows["tags"], rows["first_piece"], names, sentence)
   outside = [["O"] * len(sentence) for sentence in true]
   kinds = list(ctx.dataset.info.get("entity_types", ()))
   return {
-    ctx.name: tagging_scores(true, word_tags(predicted, rows["first_piece"], names), kinds),
+    ctx.name: tagging_scores(
+      true, word_tags(predicted, rows["first_piece"], names, sentence), kinds
+    ),
     'all "O"': tagging_scores(true, outside, kinds),
   }
