@@ -6,6 +6,12 @@ directory that transformers loads (`AutoModelForMaskedLM.from_pretrained(DIR)` a
   causal_lm            pre-norm transformer_decoder   ->  GPT2LMHeadModel
   causal_lm            llama_decoder                  ->  LlamaForCausalLM (Qwen2ForCausalLM
                                                           when it has attention biases)
+  token_classification a BERT encoder                 ->  BertForTokenClassification (its tag
+                                                          names as id2label)
+
+A LoRA fine-tune is written with its adapters merged into the weights, or with --adapter as
+the adapter alone in PEFT's layout, on the model directory it started from
+(`ssl_jax.export_adapters`).
 
 DIR gets `config.json`, `model.safetensors` and the run's tokenizer: a model directory's
 tokenizer files as they were (a run that started from one), or ssl_jax's sentencepiece model as
@@ -17,6 +23,7 @@ whole (a temporary directory renamed) or not at all, and an existing non-empty D
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -31,11 +38,17 @@ from safetensors.numpy import save_file
 
 import ssl_jax.train  # noqa: F401  (registers the tasks)
 from ssl_jax.errors import ConfigError, UserError
+from ssl_jax.export_adapters import lora_of, merged, write_peft_adapter
 from ssl_jax.features import recorded_dataset
-from ssl_jax.models.hf_bert import bert_pretraining_to_hf, bert_to_hf
+from ssl_jax.models.hf_bert import (
+  bert_pretraining_to_hf,
+  bert_to_hf,
+  bert_token_classifier_to_hf,
+)
 from ssl_jax.models.hf_llama import llama_to_hf
 from ssl_jax.models.huggingface import gpt2_to_hf
 from ssl_jax.runs.finished import load_finished_run, read_config
+from ssl_jax.runs.model_dir import is_model_directory
 
 # (task, model) -> (the Hugging Face architecture, model_type, the conversion of the task's
 # params); a converter may name the architecture itself (Llama or Qwen2).
@@ -48,12 +61,31 @@ EXPORTS: dict[tuple[str, str], tuple[str, str, Callable[..., tuple[dict, dict]]]
   ),
   ("causal_lm", "transformer_decoder"): ("GPT2LMHeadModel", "gpt2", gpt2_to_hf),
   ("causal_lm", "llama_decoder"): ("LlamaForCausalLM", "llama", llama_to_hf),
+  ("token_classification", "transformer_encoder"): (
+    "BertForTokenClassification",
+    "bert",
+    bert_token_classifier_to_hf,
+  ),
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray], dict]:
-  """(config.json fields, state dict, the run's dataset_info) of the run in `workdir`."""
+@dataclasses.dataclass
+class Exported:
+  """What a run becomes: config.json fields and state dict (merged when it trained LoRA
+  adapters), its dataset_info, and for a LoRA run its params and LoRA config."""
+
+  hf_config: dict[str, Any]
+  state: dict[str, np.ndarray]
+  info: dict[str, Any]
+  architecture: str
+  lora_params: dict[str, Any] | None = None
+  lora_config: Any = None
+  base: str = ""
+
+
+def exported_weights(workdir: str) -> Exported:
+  """The run in `workdir` converted (see `Exported`); what has no layout is refused."""
   config = read_config(workdir, "workdir")
   if (config.task, config.model) not in EXPORTS:
     raise ConfigError(
@@ -61,8 +93,10 @@ def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray
       f"has no Hugging Face layout here; exportable (task, model): {sorted(EXPORTS)}."
     )
   architecture, model_type, convert = EXPORTS[(config.task, config.model)]
+  base = config.task_kwargs.get("init_from", "")
   post_norm = bool(config.model_kwargs.get("post_norm", False))
-  if model_type != "llama" and post_norm != (model_type == "bert"):  # before any weight is read
+  # A pretraining run's layout is in its config; a fine-tune's is its source's (checked below).
+  if not base and model_type != "llama" and post_norm != (model_type == "bert"):
     raise ConfigError(
       f"The run in {workdir!r} cannot be written as {architecture}: it is "
       f"{'post' if post_norm else 'pre'}-norm (model_kwargs.post_norm={post_norm}), and "
@@ -70,8 +104,11 @@ def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray
     )
   info = config.get("dataset_info", {}).to_dict()
   run = load_finished_run(workdir, recorded_dataset(workdir), requires=(), what="workdir")
+  params = run.variables["params"]
+  lora_config = lora_of(run.task, params)
+  plain = merged(params, lora_config) if lora_config else params
   try:
-    hf_config, state = convert(run.task.encoder_module(), run.variables["params"])
+    hf_config, state = convert(run.task.encoder_module(), plain)
   except ValueError as error:  # a layout the architecture cannot hold (e.g. a pre-norm BERT)
     raise ConfigError(
       f"The run in {workdir!r} cannot be written as {architecture}: {error}"
@@ -79,9 +116,15 @@ def exported_weights(workdir: str) -> tuple[dict[str, Any], dict[str, np.ndarray
   for role in ("pad", "bos", "eos"):
     if info.get(f"{role}_id") is not None:
       hf_config[f"{role}_token_id"] = int(info[f"{role}_id"])
+  if "tag_names" in info:  # a token classifier: its labels by name
+    hf_config["id2label"] = dict(enumerate(info["tag_names"]))
+    hf_config["label2id"] = {name: i for i, name in enumerate(info["tag_names"])}
   hf_config.setdefault("architectures", [architecture])
   hf_config.setdefault("model_type", model_type)
-  return hf_config, {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}, info
+  state = {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
+  return Exported(
+    hf_config, state, info, architecture, params if lora_config else None, lora_config, base
+  )
 
 
 def write_tokenizer(info: dict[str, Any], directory: str) -> None:
@@ -101,19 +144,41 @@ def write_tokenizer(info: dict[str, Any], directory: str) -> None:
       json.dump({f"{role}_token": token for role, token in roles.items()}, f, indent=2)
 
 
-def export(workdir: str, out: str) -> str:
-  """Writes the run in `workdir` as a model directory at `out` (whole or not at all)."""
+def export(workdir: str, out: str, adapter: bool = False) -> str:
+  """Writes the run in `workdir` as a model directory at `out` (whole or not at all); with
+  `adapter`, a LoRA fine-tune's adapter alone in PEFT's layout."""
   if os.path.isdir(out) and os.listdir(out):
     raise ConfigError(f"--out={out!r} exists and is not empty; name a new directory.")
-  hf_config, state, info = exported_weights(workdir)
+  exported = exported_weights(workdir)
+  if adapter and exported.lora_config is None:
+    raise ConfigError(f"--adapter: the run in {workdir!r} trained no LoRA adapters.")
+  if adapter and not is_model_directory(exported.base):
+    raise ConfigError(
+      f"--adapter: the run in {workdir!r} started from {exported.base!r}, not a model "
+      "directory, so no base model would hold the adapter: export it merged (without "
+      "--adapter), or export its pretraining run first and fine-tune from that directory."
+    )
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".export_", dir=parent)
   try:
-    save_file(state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
-    with open(os.path.join(staging, "config.json"), "w") as f:
-      json.dump(hf_config, f, indent=2, sort_keys=True)
-    write_tokenizer(info, staging)
+    if adapter:
+      head = {k: v for k, v in exported.state.items() if k.startswith("classifier.")}
+      write_peft_adapter(
+        staging,
+        exported.lora_params,
+        exported.lora_config,
+        exported.architecture,
+        head,
+        exported.base,
+      )
+    else:
+      save_file(
+        exported.state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"}
+      )
+      with open(os.path.join(staging, "config.json"), "w") as f:
+        json.dump(exported.hf_config, f, indent=2, sort_keys=True)
+    write_tokenizer(exported.info, staging)
     if os.path.isdir(out):
       os.rmdir(out)
     os.replace(staging, out)
@@ -129,14 +194,19 @@ def main(argv: list[str] | None = None) -> None:
   )
   parser.add_argument("workdir", help="a finished run's workdir")
   parser.add_argument("--out", required=True, help="the model directory to write (new or empty)")
+  parser.add_argument(
+    "--adapter",
+    action="store_true",
+    help="a LoRA fine-tune: write its adapter alone in PEFT's layout (default: merged weights)",
+  )
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.ERROR)  # Orbax's notes on reading a run are not the user's
   try:
-    written = export(args.workdir, args.out)
+    written = export(args.workdir, args.out, args.adapter)
   except UserError as error:
     print(error.report(), file=sys.stderr, flush=True)
     sys.exit(2)
-  print(f"Wrote {written} (config.json, model.safetensors, tokenizer files).")
+  print(f"Wrote {written}: {', '.join(sorted(os.listdir(written)))}.")
 
 
 if __name__ == "__main__":
