@@ -48,6 +48,7 @@ from ssl_jax.plot.figure_file import save_figure
 from ssl_jax.plot.result_figures import FIGURES
 from ssl_jax.progress import Progress
 from ssl_jax.report.tables import TABLES
+from ssl_jax.runs.model_dir import is_model_directory
 
 markdown, robustness_markdown = TABLES["label_efficiency"], TABLES["robustness"]
 
@@ -79,7 +80,14 @@ _SUITES = flags.DEFINE_list(
   "suites",
   ["digits", "text", "text_gpt", "text_t5", "text_electra"],
   "digits; text (from the BERT run); text_gpt (from the GPT run); text_t5, text_electra (from "
-  "the T5 and ELECTRA runs: linear probe and full fine-tune).",
+  "the T5 and ELECTRA runs: linear probe and full fine-tune); text_hf (from the model directory "
+  "--model_directory: from scratch, linear probe, full fine-tune, LoRA).",
+)
+_MODEL_DIRECTORY = flags.DEFINE_string(
+  "model_directory", "", "A Hugging Face model directory (BERT / GPT-2 / Llama) for text_hf."
+)
+_RESULTS_NAME = flags.DEFINE_string(
+  "results_name", "label_efficiency", "Basename of the JSON, markdown and figure written."
 )
 _BUDGETS = flags.DEFINE_list("budgets", ["1", "5", "10", "0"], "Labels per class; 0 = all.")
 _DRAWS = flags.DEFINE_integer("draws", 5, "Label draws (seeds at 'all') per budget.")
@@ -137,6 +145,9 @@ TEXT_PEFT_METHODS = {
 # only init_from changes: the two rows every encoder gets.
 ENCODER_METHODS = {name: TEXT_METHODS[name] for name in ("linear probe", "full fine-tune")}
 LR_CANDIDATES = (3e-3, 1e-2, 3e-2, 1e-1)
+# A model directory's rows (`text_hf`): its architecture from scratch, and three ways of
+# fine-tuning its weights.
+HF_METHODS = ("from scratch", "linear probe", "full fine-tune", "LoRA (rank 8, query/value)")
 
 
 def pretrain(module, workdir: str) -> str:
@@ -172,7 +183,9 @@ def task_weights_bytes(
 _TEXT_OVERRIDES = dict(total_steps=150, batch_size=32)
 SUITE_OVERRIDES = {
   "digits": {},
-  **{suite: _TEXT_OVERRIDES for suite in ("text", "text_gpt", "text_t5", "text_electra")},
+  **{
+    suite: _TEXT_OVERRIDES for suite in ("text", "text_gpt", "text_t5", "text_electra", "text_hf")
+  },
 }
 
 
@@ -191,7 +204,9 @@ def cell_config(
   config.task_kwargs.init_from = init_from
   config.task_kwargs.update(task_kwargs)
   if "tokenizer_path" in config.data:  # text: read the pieces the encoder was trained on
-    config.data.tokenizer_path = os.path.join(init_from, "tokenizer.model")
+    config.data.tokenizer_path = (
+      init_from if is_model_directory(init_from) else os.path.join(init_from, "tokenizer.model")
+    )
   config.optim.update(optim)
   config.label_budget.update(dict(per_class=per_class, draw=draw, unlabelled=unlabelled))
   config.seed = draw
@@ -396,13 +411,28 @@ def main(argv):
     sections.append(
       f"## python_packages from the {encoder} run, test accuracy (%)\n\n" + markdown(table)
     )
+  if "text_hf" in _SUITES.value:
+    if not is_model_directory(_MODEL_DIRECTORY.value):
+      raise app.UsageError(
+        f"--model_directory={_MODEL_DIRECTORY.value!r} is not a model directory."
+      )
+    methods = {name: TEXT_METHODS[name] for name in HF_METHODS}
+    table = label_efficiency(
+      "text_hf", classify_python_packages, methods, _MODEL_DIRECTORY.value, root
+    )
+    results["text_hf"] = table
+    sections.append(
+      f"## python_packages from the model directory {_MODEL_DIRECTORY.value}, test accuracy "
+      "(%)\n\n" + markdown(table)
+    )
   results["seconds"] = round(time.perf_counter() - start, 1)
-  write_json(os.path.join(root, "label_efficiency.json"), results)
+  name = _RESULTS_NAME.value
+  write_json(os.path.join(root, f"{name}.json"), results)
   report = "\n\n".join(sections)
-  save_figure(FIGURES["label_efficiency"](results), os.path.join(root, "label_efficiency.png"))
+  save_figure(FIGURES["label_efficiency"](results), os.path.join(root, f"{name}.png"))
   if any(suite.endswith(" robustness") for suite in results):
     save_figure(FIGURES["robustness"](results), os.path.join(root, "robustness.png"))
-  with open(os.path.join(root, "label_efficiency.md"), "w") as f:
+  with open(os.path.join(root, f"{name}.md"), "w") as f:
     f.write(report + "\n")
   print(report)
 

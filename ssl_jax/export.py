@@ -8,6 +8,8 @@ directory that transformers loads (`AutoModelForMaskedLM.from_pretrained(DIR)` a
                                                           when it has attention biases)
   token_classification a BERT encoder                 ->  BertForTokenClassification (its tag
                                                           names as id2label)
+  classification       a BERT encoder, pooling=pooler ->  BertForSequenceClassification (its
+                                                          class names as id2label)
 
 A LoRA fine-tune is written with its adapters merged into the weights, or with --adapter as
 the adapter alone in PEFT's layout, on the model directory it started from
@@ -42,6 +44,7 @@ from ssl_jax.export_adapters import lora_of, merged, write_peft_adapter
 from ssl_jax.features import recorded_dataset
 from ssl_jax.models.hf_bert import (
   bert_pretraining_to_hf,
+  bert_sequence_classifier_to_hf,
   bert_to_hf,
   bert_token_classifier_to_hf,
 )
@@ -61,6 +64,11 @@ EXPORTS: dict[tuple[str, str], tuple[str, str, Callable[..., tuple[dict, dict]]]
   ),
   ("causal_lm", "transformer_decoder"): ("GPT2LMHeadModel", "gpt2", gpt2_to_hf),
   ("causal_lm", "llama_decoder"): ("LlamaForCausalLM", "llama", llama_to_hf),
+  ("classification", "transformer_encoder"): (
+    "BertForSequenceClassification",
+    "bert",
+    bert_sequence_classifier_to_hf,
+  ),
   ("token_classification", "transformer_encoder"): (
     "BertForTokenClassification",
     "bert",
@@ -116,9 +124,10 @@ def exported_weights(workdir: str) -> Exported:
   for role in ("pad", "bos", "eos"):
     if info.get(f"{role}_id") is not None:
       hf_config[f"{role}_token_id"] = int(info[f"{role}_id"])
-  if "tag_names" in info:  # a token classifier: its labels by name
-    hf_config["id2label"] = dict(enumerate(info["tag_names"]))
-    hf_config["label2id"] = {name: i for i, name in enumerate(info["tag_names"])}
+  names = info.get("tag_names") or info.get("class_names")
+  if names and "num_labels" in hf_config:  # a classifier: its labels by name
+    hf_config["id2label"] = dict(enumerate(names))
+    hf_config["label2id"] = {name: i for i, name in enumerate(names)}
   hf_config.setdefault("architectures", [architecture])
   hf_config.setdefault("model_type", model_type)
   state = {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
@@ -163,7 +172,9 @@ def export(workdir: str, out: str, adapter: bool = False) -> str:
   staging = tempfile.mkdtemp(prefix=".export_", dir=parent)
   try:
     if adapter:
-      head = {k: v for k, v in exported.state.items() if k.startswith("classifier.")}
+      head = {
+        k: v for k, v in exported.state.items() if k.startswith(("classifier.", "bert.pooler."))
+      }
       write_peft_adapter(
         staging,
         exported.lora_params,

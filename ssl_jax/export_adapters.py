@@ -36,7 +36,11 @@ _TASK_TYPES = {
   "BertForTokenClassification": "TOKEN_CLS",
   "BertForSequenceClassification": "SEQ_CLS",
 }
-_HEADS = {"BertForTokenClassification": "classifier", "BertForSequenceClassification": "classifier"}
+# The modules a fine-tune trains besides its adapters, saved whole (`modules_to_save`).
+_HEADS = {
+  "BertForTokenClassification": ["classifier"],
+  "BertForSequenceClassification": ["classifier", "pooler"],
+}
 
 
 def lora_of(task: Any, params: dict[str, Any]) -> lora.LoraConfig | None:
@@ -105,7 +109,7 @@ def write_peft_adapter(
     "lora_alpha": config.alpha,
     "lora_dropout": config.dropout,
     "target_modules": sorted(set(modules)),
-    "modules_to_save": [_HEADS[architecture]],
+    "modules_to_save": _HEADS[architecture],
     "bias": "none",
     "fan_in_fan_out": False,
     "use_rslora": False,

@@ -192,3 +192,20 @@ def llama_directory(path, texts, architecture: str = "LlamaForCausalLM", **extra
   model.save_pretrained(path)
   tokenizer.save_pretrained(path)
   return model
+
+
+if __name__ == "__main__":
+  # python tests/hf_testing.py {bert,gpt2,llama,qwen2} DIR: the tests' model directory, for
+  # trying the documented commands offline.
+  import sys
+
+  kind, directory = sys.argv[1], sys.argv[2]
+  texts = embedded_texts()
+  makers = {
+    "bert": lambda: bert_directory(directory, texts),
+    "gpt2": lambda: gpt2_directory(directory, texts),
+    "llama": lambda: llama_directory(directory, texts),
+    "qwen2": lambda: llama_directory(directory, texts, "Qwen2ForCausalLM"),
+  }
+  makers[kind]()
+  print(f"Wrote a random {kind} model directory with its tokenizer to {directory}")

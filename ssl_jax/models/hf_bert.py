@@ -142,6 +142,23 @@ def bert_token_classifier_from_hf(
   }
 
 
+def bert_sequence_classifier_to_hf(
+  encoder: TransformerEncoder, params: Params
+) -> tuple[dict[str, Any], dict[str, Array]]:
+  """(BertConfig fields with `num_labels`, `BertForSequenceClassification` state dict) of a
+  `TextClassifier` with pooling="pooler" ({"encoder", "pooler", "head"})."""
+  if "pooler" not in params:
+    raise ValueError(
+      "its classifier pools without BERT's pooler (task_kwargs.pooling 'mean' or 'first'); "
+      "fine-tune with task_kwargs.pooling='pooler' for BertForSequenceClassification's layout"
+    )
+  config, sd = _encoder_to_hf(encoder, params["encoder"])
+  sd["bert.pooler.dense.weight"], sd["bert.pooler.dense.bias"] = linear_from(params["pooler"])
+  sd["classifier.weight"], sd["classifier.bias"] = linear_from(params["head"])
+  config["num_labels"] = int(sd["classifier.weight"].shape[0])
+  return config, sd
+
+
 def _check_bert_layout(encoder: TransformerEncoder) -> None:
   if not encoder.post_norm or encoder.causal or encoder.embedding_width != encoder.dims["width"]:
     raise ValueError(

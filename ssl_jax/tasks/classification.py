@@ -37,13 +37,15 @@ from ssl_jax.models.transformer import TextEmbedding, TransformerEncoder
 from ssl_jax.registry import TASKS, ConfigError
 from ssl_jax.tasks.base import build_model, mean_over_valid
 from ssl_jax.tasks.fine_tuning import PRETEXT, FineTuning, check_fine_tuning_options
+from ssl_jax.tasks.pretrained_weights import check_shapes, place_like
 
-POOLINGS = ("mean", "first")
+POOLINGS = ("mean", "first", "pooler")
 
 
 class TextClassifier(nn.Module):
-  """encoder -> pooled hidden state (mean over real tokens, or the first token) -> dropout ->
-  linear head."""
+  """encoder -> pooled hidden state (mean over real tokens, the first token, or BERT's pooler:
+  tanh of a dense layer on the first token, `BertForSequenceClassification`'s layout) ->
+  dropout -> linear head."""
 
   encoder: nn.Module
   num_classes: int
@@ -60,6 +62,8 @@ class TextClassifier(nn.Module):
   ) -> jnp.ndarray:
     hidden = self.encoder(tokens, valid, train=train, **_types(token_types))
     pooled = mean_over_valid(hidden, valid) if self.pooling == "mean" else hidden[:, 0]
+    if self.pooling == "pooler":
+      pooled = jnp.tanh(nn.Dense(hidden.shape[-1], name="pooler")(pooled))
     pooled = nn.Dropout(self.dropout_rate)(pooled, deterministic=not train)
     return nn.Dense(self.num_classes, name="head")(pooled.astype(jnp.float32))
 
@@ -113,6 +117,17 @@ class TextFineTuning(FineTuning):
     self.pair_rows = info.get("num_token_types", 0) >= 2 and (
       isinstance(encoder, TransformerEncoder) and encoder.num_token_types >= 2
     )
+
+  def load_pretrained(self, params, model_state):
+    """The encoder's weights (`FineTuning`), and with pooling="pooler" the source's own
+    pooler when it has one (BERT's pretraining: the NSP head's), as transformers'
+    `BertForSequenceClassification.from_pretrained` starts."""
+    params, model_state = super().load_pretrained(params, model_state)
+    source = self.source.variables["params"] if self.source is not None else {}
+    if self.method != "scratch" and "pooler" in params and "pooler" in source:
+      check_shapes(source["pooler"], params["pooler"], self.source.checkpoint)
+      params = {**params, "pooler": place_like(source["pooler"], params["pooler"])}
+    return params, model_state
 
   def build_scratch_encoder(self):
     tokens = self.dataset.split(self.dataset.train_split)["tokens"]
