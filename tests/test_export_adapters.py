@@ -19,6 +19,9 @@ from ssl_jax.errors import ConfigError
 from ssl_jax.runs.finished import load_finished_run
 from ssl_jax.train import train_and_evaluate
 
+# Whole fine-tuning runs: the e2e tier.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def base_and_files(tmp_path_factory):

@@ -100,6 +100,7 @@ def test_causal_lm_from_the_directory_is_the_same_step_with_fsdp(directories):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("estimator", ["rloo", "grpo"])
 def test_reward_finetuning_runs_on_an_imported_llama(directories, tmp_path, estimator):
   from ssl_jax.recipes import python_reward_config
@@ -123,6 +124,7 @@ def test_reward_finetuning_runs_on_an_imported_llama(directories, tmp_path, esti
   assert os.path.isdir(os.path.join(tmp_path, estimator, "checkpoints", "2"))
 
 
+@pytest.mark.e2e
 def test_export_round_trip_loads_in_transformers(directories, tmp_path):
   import transformers
 

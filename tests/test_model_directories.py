@@ -271,6 +271,7 @@ def test_bad_model_directories_are_refused_before_any_work(directories, tmp_path
     read_model_directory(str(tmp_path / "nowhere"), tuple(ARCHITECTURES))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_import_train_export_round_trip_loads_in_transformers(directories, tmp_path, name):
   """Import -> a short continued pretraining -> `ssl_jax.export` -> transformers'
