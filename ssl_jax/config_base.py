@@ -139,7 +139,7 @@ def resolve_defaults(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 def _source_exists(path: str) -> bool:
   """init_from names something readable (else `validate_config` says what is wrong)."""
-  return os.path.isdir(path)
+  return os.path.exists(path)
 
 
 def with_new_defaults(recorded: dict[str, Any]) -> dict[str, Any]:

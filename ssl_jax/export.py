@@ -11,6 +11,12 @@ directory that transformers loads (`AutoModelForMaskedLM.from_pretrained(DIR)` a
   classification       a BERT encoder, pooling=pooler ->  BertForSequenceClassification (its
                                                           class names as id2label)
 
+A vision run (any task whose model is a ResNet or ViT) is written as timm's backbone files:
+`model.safetensors` with timm's names (no classifier) and timm's `config.json`
+({"architecture", "num_classes": 0, "num_features"}): `timm.create_model(name,
+num_classes=0)` loads it, once its layout is timm's (a ResNet with the 7x7 stem and torch
+padding, a ViT with the exact GELU).
+
 A LoRA fine-tune is written with its adapters merged into the weights, or with --adapter as
 the adapter alone in PEFT's layout, on the model directory it started from
 (`ssl_jax.export_adapters`).
@@ -50,6 +56,8 @@ from ssl_jax.models.hf_bert import (
 )
 from ssl_jax.models.hf_llama import llama_to_hf
 from ssl_jax.models.huggingface import gpt2_to_hf
+from ssl_jax.models.resnet import ResNet
+from ssl_jax.models.timm_weights import resnet_to_timm, vit_to_timm
 from ssl_jax.runs.finished import load_finished_run, read_config
 from ssl_jax.runs.model_dir import is_model_directory
 
@@ -95,10 +103,13 @@ class Exported:
 def exported_weights(workdir: str) -> Exported:
   """The run in `workdir` converted (see `Exported`); what has no layout is refused."""
   config = read_config(workdir, "workdir")
+  if config.model in VISION_MODELS:
+    return exported_backbone(workdir, config)
   if (config.task, config.model) not in EXPORTS:
     raise ConfigError(
       f"The run in {workdir!r} trained task {config.task!r} with model {config.model!r}, which "
-      f"has no Hugging Face layout here; exportable (task, model): {sorted(EXPORTS)}."
+      f"has no Hugging Face layout here; exportable (task, model): {sorted(EXPORTS)}, and any "
+      f"vision run whose model is one of {list(VISION_MODELS)} (as timm weights)."
     )
   architecture, model_type, convert = EXPORTS[(config.task, config.model)]
   base = config.task_kwargs.get("init_from", "")
@@ -139,6 +150,8 @@ def exported_weights(workdir: str) -> Exported:
 def write_tokenizer(info: dict[str, Any], directory: str) -> None:
   """The run's tokenizer files into `directory` (see the module docstring)."""
   path = info.get("tokenizer_path", "")
+  if not path:  # a vision run
+    return
   source = path if os.path.isdir(path) else os.path.dirname(path)
   if os.path.isfile(os.path.join(source, "tokenizer.json")) and (
     os.path.isdir(path) or path.endswith(".json")
@@ -151,6 +164,42 @@ def write_tokenizer(info: dict[str, Any], directory: str) -> None:
     roles = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
       json.dump({f"{role}_token": token for role, token in roles.items()}, f, indent=2)
+
+
+VISION_MODELS = ("resnet", "resnet18", "resnet50", "vit", "vit_ti", "vit_s", "vit_b")
+
+
+def timm_name(model: Any) -> str:
+  """timm's name of an architecture with this structure ("resnet" / "vit" when it has none)."""
+  if isinstance(model, ResNet):
+    names = {((2, 2, 2, 2), "basic"): "resnet18", ((3, 4, 6, 3), "basic"): "resnet34"}
+    names[((3, 4, 6, 3), "bottleneck")] = "resnet50"
+    known = names.get((tuple(model.stage_sizes), model.block)) if model.width == 64 else None
+    return known or "resnet"
+  sizes = {(192, 12): "tiny", (384, 12): "small", (768, 12): "base"}
+  size = sizes.get((model.width, model.depth))
+  return f"vit_{size}_patch{model.patch_size}_{model.image_size}" if size else "vit"
+
+
+def exported_backbone(workdir: str, config: Any) -> Exported:
+  """A vision run's encoder as timm's state dict (backbone, no classifier) and config."""
+  run = load_finished_run(workdir, recorded_dataset(workdir), requires=(), what="workdir")
+  encoder = run.task.encoder_module()
+  variables = run.task.encoder_variables(run.variables["params"], run.variables["model_state"])
+  try:
+    if isinstance(encoder, ResNet):
+      state = resnet_to_timm(encoder, variables["params"], variables.get("batch_stats", {}))
+      features = encoder.width * 2 ** (len(encoder.stage_sizes) - 1)
+      features *= 4 if encoder.block == "bottleneck" else 1
+    else:
+      state = vit_to_timm(encoder, variables["params"])
+      features = encoder.width
+  except ValueError as error:
+    raise ConfigError(
+      f"The run in {workdir!r} cannot be written as a timm model: {error}"
+    ) from error
+  timm_config = {"architecture": timm_name(encoder), "num_classes": 0, "num_features": features}
+  return Exported(timm_config, state, {}, timm_config["architecture"])
 
 
 def export(workdir: str, out: str, adapter: bool = False) -> str:
@@ -184,9 +233,8 @@ def export(workdir: str, out: str, adapter: bool = False) -> str:
         exported.base,
       )
     else:
-      save_file(
-        exported.state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"}
-      )
+      state = {k: np.ascontiguousarray(v) for k, v in exported.state.items()}
+      save_file(state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
       with open(os.path.join(staging, "config.json"), "w") as f:
         json.dump(exported.hf_config, f, indent=2, sort_keys=True)
     write_tokenizer(exported.info, staging)

@@ -41,8 +41,8 @@ def recorded_dataset(source: str) -> Dataset:
   """A one-row dataset with the facts a run (or model directory) recorded: what rebuilding it
   needs when none of its data is at hand."""
   if is_model_directory(source):
-    info = dict(_directory_vocabulary(source))
     modality = TASKS.get(check_source(source, requires=()).task).modality
+    info = dict(_directory_vocabulary(source)) if modality == "text" else {}
   else:
     config = read_config(source)
     info = config.get("dataset_info", {}).to_dict()

@@ -45,6 +45,7 @@ class ViT(nn.Module):
     pool: "cls" (class token) or "mean" (mean of the patch tokens).
     position_embedding: "learned" or "sincos" (fixed).
     dtype: compute dtype of the Transformer ("float32" or "bfloat16"); params stay float32.
+    gelu_approximate: the MLP's GELU as tanh (True) or exact (timm's and the paper's).
 
   `__call__(images, train, keep=None, return_tokens=False)`: `keep` [B, K] selects the patch
   tokens that enter the encoder (MAE's visible patches); `return_tokens` returns all output
@@ -60,6 +61,7 @@ class ViT(nn.Module):
   pool: str = "cls"
   position_embedding: str = "learned"
   dtype: str = "float32"
+  gelu_approximate: bool = True
 
   @nn.compact
   def __call__(
@@ -84,9 +86,14 @@ class ViT(nn.Module):
     cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, self.width))
     x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)).astype(x.dtype), x], 1)
     for i in range(self.depth):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, 0.0, self.dtype, name=f"block_{i}")(
-        x, None, train
-      )
+      x = EncoderBlock(
+        self.num_heads,
+        self.mlp_dim,
+        0.0,
+        self.dtype,
+        gelu_approximate=self.gelu_approximate,
+        name=f"block_{i}",
+      )(x, None, train)
     x = nn.LayerNorm(name="final_norm")(x).astype(jnp.float32)
     if return_tokens:
       return x
@@ -117,6 +124,7 @@ def _preset(size: str):
     pool: str = "cls",
     position_embedding: str = "learned",
     dtype: str = "float32",
+    gelu_approximate: bool = True,
   ) -> ViT:
     return ViT(
       patch_size=patch_size,
@@ -128,6 +136,7 @@ def _preset(size: str):
       pool=pool,
       position_embedding=position_embedding,
       dtype=dtype,
+      gelu_approximate=gelu_approximate,
     )
 
   build.__doc__ = f"ViT-{size[0].upper()}: width {width}, depth {depth}, {heads} heads."

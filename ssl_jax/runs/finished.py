@@ -172,9 +172,7 @@ def _load_model_directory(
 ) -> FinishedRun:
   """A model directory as the run it stands for, at step 0 (`ssl_jax.runs.model_source`)."""
   _check_modality(check_source(path, requires, what), like, path, what)
-  config, params = directory_run_parts(path, like, model_overrides, what)
+  config, variables = directory_run_parts(path, like, model_overrides, what)
   rows = shape_only_dataset(config, like)
   task = TASKS.build(config.task, config.task_kwargs.to_dict(), config, rows)
-  return FinishedRun(
-    config, task, {"params": params, "model_state": {}}, 0, path, rows.split("train")
-  )
+  return FinishedRun(config, task, variables, 0, path, rows.split("train"))

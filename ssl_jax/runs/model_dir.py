@@ -23,9 +23,19 @@ SHARD_INDEX = "model.safetensors.index.json"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5")
 
 
+# timm's files name no architecture that says how to read them: the weights' names do.
+TIMM_FAMILIES = {
+  "timm:resnet": ("conv1.weight", "layer1.0.conv1.weight"),
+  "timm:vit": ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight"),
+}
+
+
 def is_model_directory(path: str) -> bool:
-  """A directory whose config.json is a model's (`model_type` or `architectures`), not an
-  ssl_jax run's (which names its `task`); `read_model_directory` checks the rest."""
+  """A directory whose config.json is a model's (`model_type` or `architectures`, or timm's
+  `architecture`), not an ssl_jax run's (which names its `task`), or a timm `.safetensors`
+  file; `read_model_directory` checks the rest."""
+  if path and path.endswith(".safetensors"):
+    return os.path.isfile(path)
   file = os.path.join(path, CONFIG_JSON) if path else ""
   if not file or not os.path.isfile(file):
     return False
@@ -37,8 +47,17 @@ def is_model_directory(path: str) -> bool:
   return (
     isinstance(fields, dict)
     and "task" not in fields
-    and ("model_type" in fields or "architectures" in fields)
+    and ("model_type" in fields or "architectures" in fields or "architecture" in fields)
   )
+
+
+def timm_architecture(files: tuple[str, ...]) -> str:
+  """The `TIMM_FAMILIES` entry whose marker tensors the files hold ("" for none)."""
+  names = set()
+  for file in files:
+    with safe_open(file, framework="flax") as f:
+      names.update(f.keys())
+  return next((arch for arch, keys in TIMM_FAMILIES.items() if set(keys) <= names), "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +121,8 @@ def weight_files(path: str) -> tuple[str, ...]:
 def read_model_directory(path: str, architectures: tuple[str, ...]) -> ModelDirectory:
   """Checks (before any weight is read) that `path` is a model directory of one of
   `architectures` with safetensors weights."""
+  if path.endswith(".safetensors") and os.path.isfile(path):  # a bare timm weights file
+    return _checked(path, {}, timm_architecture((path,)), (path,), architectures)
   if not os.path.isdir(path):
     raise MissingInputError(f"Model directory {path!r} does not exist.")
   config_file = os.path.join(path, CONFIG_JSON)
@@ -114,9 +135,22 @@ def read_model_directory(path: str, architectures: tuple[str, ...]) -> ModelDire
       raise ConfigError(f"{config_file} is not valid JSON ({error}).") from error
   named = hf_config.get("architectures") or []
   architecture = named[0] if named else ""
+  files = weight_files(path)
+  if not named and "architecture" in hf_config:  # timm's config.json (`save_for_hf`)
+    architecture = timm_architecture(files) or str(hf_config["architecture"])
+  return _checked(path, hf_config, architecture, files, architectures)
+
+
+def _checked(
+  path: str,
+  hf_config: dict[str, Any],
+  architecture: str,
+  files: tuple[str, ...],
+  architectures: tuple[str, ...],
+) -> ModelDirectory:
   if architecture not in architectures:
     raise ConfigError(
       f"Model directory {path!r} holds architecture {architecture or 'unnamed'!r} "
       f"(model_type {hf_config.get('model_type')!r}); valid: {sorted(architectures)}."
     )
-  return ModelDirectory(path, hf_config, architecture, weight_files(path))
+  return ModelDirectory(path, hf_config, architecture, files)

@@ -26,7 +26,8 @@ from ssl_jax.registry import MODELS, TASKS
 from ssl_jax.runs.model_dir import ModelDirectory, is_model_directory, read_model_directory
 from ssl_jax.runs.record import TRAIN_FIELDS
 
-# (state dict, config.json) -> (the flax model the task builds, the task's params).
+# (state dict, config.json) -> (the flax model the task builds, the task's params[, the task's
+# model state: batch statistics]).
 Convert = Callable[[Mapping[str, np.ndarray], Mapping[str, Any]], tuple[Any, dict[str, Any]]]
 
 
@@ -59,19 +60,27 @@ def _read(path: str) -> ModelDirectory:
 
 def directory_config(directory: ModelDirectory, model: Any) -> ml_collections.ConfigDict:
   """The config of the run a model directory stands for: task, model and the model's options
-  as converted (each option the registered model takes, at the converted module's value)."""
+  as converted (each option the registered model takes, at the converted module's value), and
+  one row's fields: a text model's full length of tokens, a vision model's images."""
   architecture = ARCHITECTURES[directory.architecture]
   defaults = MODELS.option_defaults(architecture.model)
   options = {key: getattr(model, key) for key in defaults}
-  options.update(vocab_size=model.vocab_size, max_length=model.max_length)
-  for key in ("num_token_types",):
-    if hasattr(model, key):
-      options[key] = getattr(model, key)
-  length = model.max_length
-  fields = {"tokens": [[length], "int32"]}
+  info: dict[str, Any] = {}
+  if hasattr(model, "vocab_size"):  # a text model
+    options.update(vocab_size=model.vocab_size, max_length=model.max_length)
+    if hasattr(model, "num_token_types"):
+      options["num_token_types"] = model.num_token_types
+    length = model.max_length
+    fields = {"tokens": [[length], "int32"]}
+    info = {"vocab_size": model.vocab_size, "tokenizer_path": directory.path}
+  else:
+    length, fields = 0, {}
   for key, (shape, dtype) in architecture.fields.items():
     prefix = [length] if key in architecture.per_position else []
     fields[key] = [prefix + list(shape), dtype]
+  if not info:  # a vision model: a ViT is made for one image size, a ResNet takes ImageNet's
+    size = getattr(model, "image_size", 224)
+    fields["image"] = [[size, size, 3], "float32"]
   return ml_collections.ConfigDict(
     {
       "task": architecture.task,
@@ -80,11 +89,7 @@ def directory_config(directory: ModelDirectory, model: Any) -> ml_collections.Co
       "model_kwargs": options,
       "augment": {},
       "init_from_directory": directory.path,
-      "dataset_info": {
-        "vocab_size": model.vocab_size,
-        "tokenizer_path": directory.path,
-        TRAIN_FIELDS: fields,
-      },
+      "dataset_info": {**info, TRAIN_FIELDS: fields},
     },
     allow_dotted_keys=True,
   )
@@ -128,26 +133,28 @@ def check_tokenizer(path: str, ours: str | None, what: str) -> None:
 def directory_run_parts(
   path: str, like: Any, model_overrides: dict[str, Any] | None, what: str
 ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
-  """(the config of the run `path` stands for, its params) with `model_overrides` applied
-  (dropout, dtype, remat: options that keep the shapes)."""
+  """(the config of the run `path` stands for, its variables {"params", "model_state"}) with
+  `model_overrides` applied (dropout, dtype, remat: options that keep the shapes)."""
   directory = _read(path)
   if like.modality == "text" and "vocab_size" in like.info:
     check_tokenizer(path, like.info.get("tokenizer_path"), what)
-  model, params = ARCHITECTURES[directory.architecture].convert(
-    directory.state_dict(), directory.hf_config
-  )
+  model, params, model_state = _converted(directory, directory.state_dict())
   config = directory_config(directory, model)
   config.model_kwargs.update(model_overrides or {})
-  return config, params
+  return config, {"params": params, "model_state": model_state}
+
+
+def _converted(directory: ModelDirectory, state_dict: dict) -> tuple[Any, Any, Any]:
+  """(model, params, model state) of a directory's weights (a converter may give no state)."""
+  converted = ARCHITECTURES[directory.architecture].convert(state_dict, directory.hf_config)
+  return converted if len(converted) == 3 else (*converted, {})
 
 
 def directory_model_options(path: str) -> tuple[str, dict[str, Any]]:
   """(model name, model_kwargs) of the model a directory holds, from its config.json and its
   weights' shapes (no weight is read)."""
   directory = _read(path)
-  model, _ = ARCHITECTURES[directory.architecture].convert(
-    directory.shape_dict(), directory.hf_config
-  )
+  model, _, _ = _converted(directory, directory.shape_dict())
   config = directory_config(directory, model)
   return config.model, config.model_kwargs.to_dict()
 

@@ -8,8 +8,27 @@ import ml_collections
 
 from ssl_jax.data.source import Dataset
 from ssl_jax.models.heads import MLPHead
+from ssl_jax.models.timm_weights import resnet_from_timm, vit_from_timm
 from ssl_jax.registry import TASKS
+from ssl_jax.runs.model_source import Architecture, register_architecture
 from ssl_jax.tasks.vision import VisionTask, merge_states
+
+
+def _resnet_backbone(state_dict, config):
+  model, params, stats = resnet_from_timm(state_dict, config)
+  return model, {"encoder": params}, {"encoder": {"batch_stats": stats}}
+
+
+def _vit_backbone(state_dict, config):
+  model, params = vit_from_timm(state_dict, config)
+  return model, {"encoder": params}
+
+
+# timm's ResNet and ViT files (a `.safetensors`, or a directory as timm's `save_for_hf` writes
+# it) are read as the encoder of a SimCLR run (a fresh projector): what image fine-tunes,
+# probes and continued pretraining of any vision task start from.
+register_architecture("timm:resnet", Architecture("simclr", "resnet", _resnet_backbone))
+register_architecture("timm:vit", Architecture("simclr", "vit", _vit_backbone))
 
 
 def nt_xent(z: jnp.ndarray, temperature: float) -> tuple[jnp.ndarray, jnp.ndarray]:
