@@ -347,3 +347,32 @@ def test_export_refuses_what_has_no_public_layout(tmp_path, mlm_workdir):
   with pytest.raises(ConfigError, match="not empty"):
     export.export(mlm_workdir, str(tmp_path / "full"))
   assert os.listdir(tmp_path / "full") == ["x"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("learner", ["linear_head", "fine_tune"])
+def test_active_learning_queries_from_a_model_directory(directories, tmp_path, learner):
+  """The active-learning loop reads its encoder (linear head on the frozen features) and its
+  per-round fine-tune from an imported BERT directory, with its tokenizer."""
+  from conftest import load_config
+
+  from ssl_jax.active import rounds
+
+  path, _ = directories["bert"]
+  config = load_config("active_learning_python_packages")
+  config.init_from = path
+  config.data.tokenizer_path = path
+  config.data.seq_len = 32
+  config.active.budgets = [20, 40]
+  config.active.learner = learner
+  if learner == "fine_tune":
+    config.active.learner_kwargs = {
+      "config_file": os.path.join(REPO, "configs", "classify_python_packages.py"),
+      "overrides": {"total_steps": 3, "batch_size": 16, "eval_batch_size": 32},
+    }
+  else:
+    config.active.learner_kwargs = {"steps": 20}
+  result = rounds.run_active_learning(config, str(tmp_path / learner))
+  assert list(result["curve"]) == ["20", "40"] and all(
+    0 <= a <= 1 for a in result["curve"].values()
+  )

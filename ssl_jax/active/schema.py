@@ -3,7 +3,8 @@ it names (query strategies, the learner, the oracle) and their option defaults, 
 that runs before any round: names, options and their values, the budgets, which strategy can
 read what the learner provides, and the resume contract of a saved run.
 
-  config.init_from   a finished pretraining workdir (the encoder queried from)
+  config.init_from   a finished pretraining workdir or a model directory (the encoder queried
+                     from)
   config.data        the pool's dataset (its train split; test for the accuracy)
   config.active      strategy (+ _kwargs), first_strategy (+ _kwargs), budgets, learner
                      (+ _kwargs), warm_start, oracle
@@ -74,7 +75,9 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     TOP_LEVEL_KEYS,
   )
   if not config.get("init_from"):
-    raise ConfigError("config.init_from must name a finished pretraining workdir.")
+    raise ConfigError(
+      "config.init_from must name a finished pretraining workdir or a model directory."
+    )
   active = active_defaults()
   check_options("config.active", config.get("active", {}).keys(), active.keys())
   active.update(config.get("active", {}))
