@@ -205,8 +205,8 @@ def exported_backbone(workdir: str, config: Any) -> Exported:
 def export(workdir: str, out: str, adapter: bool = False) -> str:
   """Writes the run in `workdir` as a model directory at `out` (whole or not at all); with
   `adapter`, a LoRA fine-tune's adapter alone in PEFT's layout."""
-  if os.path.isdir(out) and os.listdir(out):
-    raise ConfigError(f"--out={out!r} exists and is not empty; name a new directory.")
+  if (os.path.isdir(out) and os.listdir(out)) or (os.path.exists(out) and not os.path.isdir(out)):
+    raise ConfigError(f"--out={out!r} exists and is not an empty directory; name a new one.")
   exported = exported_weights(workdir)
   if adapter and exported.lora_config is None:
     raise ConfigError(f"--adapter: the run in {workdir!r} trained no LoRA adapters.")

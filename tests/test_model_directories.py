@@ -252,11 +252,18 @@ def test_bad_model_directories_are_refused_before_any_work(directories, tmp_path
   empty = tmp_path / "empty"
   shutil.copytree(bert, empty)
   os.remove(empty / "model.safetensors")
+  damaged = tmp_path / "damaged"
+  shutil.copytree(bert, damaged)
+  (damaged / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
   mlm = ["--config", "configs/bert_python_text.py"]
   cases = [
     (["--config.init_from", str(pickled), f"--config.data.tokenizer_path={pickled}"], ["pickle"]),
     (["--config.init_from", str(unknown)], ["'T5Model'", "'BertForPreTraining'"]),
     (["--config.init_from", str(empty)], ["holds no weights"]),
+    (
+      ["--config.init_from", str(damaged), f"--config.data.tokenizer_path={damaged}"],
+      ["is not a readable safetensors file"],
+    ),
     ([f"--config.init_from={bert}"], [f"config.data.tokenizer_path='{bert}'"]),
     ([f"--config.data.tokenizer_path={gpt2}"], ["no mask token", "task 'mlm'"]),
   ]
@@ -344,7 +351,7 @@ def test_export_refuses_what_has_no_public_layout(tmp_path, mlm_workdir):
   assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".export_")]
   (tmp_path / "full").mkdir()
   (tmp_path / "full" / "x").write_text("keep")
-  with pytest.raises(ConfigError, match="not empty"):
+  with pytest.raises(ConfigError, match="is not an empty directory"):
     export.export(mlm_workdir, str(tmp_path / "full"))
   assert os.listdir(tmp_path / "full") == ["x"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from safetensors import safe_open
 
-from ssl_jax.errors import ConfigError, MissingInputError
+from ssl_jax.errors import ConfigError, DataError, MissingInputError
 
 CONFIG_JSON = "config.json"
 WEIGHTS = "model.safetensors"
@@ -55,7 +55,7 @@ def timm_architecture(files: tuple[str, ...]) -> str:
   """The `TIMM_FAMILIES` entry whose marker tensors the files hold ("" for none)."""
   names = set()
   for file in files:
-    with safe_open(file, framework="flax") as f:
+    with _opened(file) as f:
       names.update(f.keys())
   return next((arch for arch, keys in TIMM_FAMILIES.items() if set(keys) <= names), "")
 
@@ -74,7 +74,7 @@ class ModelDirectory:
     """{name: float32 numpy array} of every tensor in the weight files."""
     weights = {}
     for file in self.files:
-      with safe_open(file, framework="flax") as f:
+      with _opened(file) as f:
         for name in f.keys():
           weights[name] = np.asarray(f.get_tensor(name), np.float32)
     return weights
@@ -84,10 +84,18 @@ class ModelDirectory:
     memory), for what only needs the shapes (the model's options)."""
     shapes = {}
     for file in self.files:
-      with safe_open(file, framework="flax") as f:
+      with _opened(file) as f:
         for name in f.keys():
           shapes[name] = np.broadcast_to(np.float32(0), f.get_slice(name).get_shape())
     return shapes
+
+
+def _opened(file: str):
+  """safetensors' reader of `file`; a file it cannot read is one DataError naming it."""
+  try:
+    return safe_open(file, framework="flax")
+  except Exception as error:  # safetensors raises its own SafetensorError (an Exception)
+    raise DataError(f"{file} is not a readable safetensors file ({error}).") from error
 
 
 def weight_files(path: str) -> tuple[str, ...]:
