@@ -142,3 +142,32 @@ def test_export_round_trip_loads_in_transformers(directories, tmp_path):
       theirs = loaded(input_ids=torch.from_numpy(tokens)).logits.numpy()
     model, params = _imported(out)
     np.testing.assert_allclose(_logits(model, params, tokens), theirs, atol=1e-4)
+
+
+@pytest.mark.e2e
+def test_zero_shot_and_fine_tuning_from_an_imported_llama(directories, tmp_path):
+  """Zero-shot scoring (causal, per token) and a classification fine-tune, both from the
+  imported Qwen2 directory with its tokenizer; the fine-tune starts at the file's weights."""
+  from conftest import load_config
+  from safetensors.numpy import load_file
+
+  path, _ = directories["Qwen2ForCausalLM"]
+  zero_shot = load_config("zero_shot_python_packages")
+  zero_shot.task_kwargs.init_from = path
+  zero_shot.model = "llama_decoder"
+  zero_shot.data.tokenizer_path = path
+  zero_shot.data.seq_len = 32
+  results = ssl_jax.train.train_and_evaluate(zero_shot, str(tmp_path / "zero_shot"))
+  table = results["evals"]["classification"]
+  assert 0.0 <= next(iter(table.values()))["test acc"] <= 1.0
+  fine_tune = load_config("classify_python_packages")
+  fine_tune.task_kwargs.init_from = path
+  fine_tune.model = "llama_decoder"
+  fine_tune.data.tokenizer_path = path
+  fine_tune.data.seq_len = 32
+  fine_tune.update(dict(total_steps=2, batch_size=16, eval_batch_size=32, checkpoint_every=2))
+  fine_tune.evals = {}
+  (start, _), _, metrics = trained_steps(fine_tune, steps=1)
+  embed = load_file(os.path.join(path, "model.safetensors"))["model.embed_tokens.weight"]
+  np.testing.assert_array_equal(start["encoder"]["token_embed"]["embedding"], embed)
+  assert np.isfinite(metrics["loss"])

@@ -252,6 +252,9 @@ def test_bad_model_directories_are_refused_before_any_work(directories, tmp_path
   empty = tmp_path / "empty"
   shutil.copytree(bert, empty)
   os.remove(empty / "model.safetensors")
+  mismatched = tmp_path / "mismatched"
+  shutil.copytree(bert, mismatched)
+  (mismatched / "config.json").write_text(json.dumps({**hf_config, "num_attention_heads": 3}))
   damaged = tmp_path / "damaged"
   shutil.copytree(bert, damaged)
   (damaged / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
@@ -260,6 +263,10 @@ def test_bad_model_directories_are_refused_before_any_work(directories, tmp_path
     (["--config.init_from", str(pickled), f"--config.data.tokenizer_path={pickled}"], ["pickle"]),
     (["--config.init_from", str(unknown)], ["'T5Model'", "'BertForPreTraining'"]),
     (["--config.init_from", str(empty)], ["holds no weights"]),
+    (
+      ["--config.init_from", str(mismatched), f"--config.data.tokenizer_path={mismatched}"],
+      ["weights do not match its config.json"],
+    ),
     (
       ["--config.init_from", str(damaged), f"--config.data.tokenizer_path={damaged}"],
       ["is not a readable safetensors file"],

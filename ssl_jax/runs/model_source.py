@@ -146,7 +146,13 @@ def directory_run_parts(
 
 def _converted(directory: ModelDirectory, state_dict: dict) -> tuple[Any, Any, Any]:
   """(model, params, model state) of a directory's weights (a converter may give no state)."""
-  converted = ARCHITECTURES[directory.architecture].convert(state_dict, directory.hf_config)
+  try:
+    converted = ARCHITECTURES[directory.architecture].convert(state_dict, directory.hf_config)
+  except (KeyError, ValueError, TypeError) as error:  # names or shapes config.json does not fit
+    raise ConfigError(
+      f"Model directory {directory.path!r} ({directory.architecture}): its weights do not "
+      f"match its config.json ({error})."
+    ) from error
   return converted if len(converted) == 3 else (*converted, {})
 
 
