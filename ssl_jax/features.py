@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import numpy as np
@@ -29,6 +28,7 @@ from ssl_jax import parallel
 from ssl_jax.capabilities import Classifier, Represents
 from ssl_jax.data.source import Dataset, unit_float_images
 from ssl_jax.data.text_classification import encode_rows
+from ssl_jax.data.text_corpus import vocabulary_info
 from ssl_jax.data.tokenizer import load_tokenizer
 from ssl_jax.errors import ConfigError
 from ssl_jax.registry import TASKS
@@ -42,30 +42,13 @@ def recorded_dataset(source: str) -> Dataset:
   needs when none of its data is at hand."""
   if is_model_directory(source):
     modality = TASKS.get(check_source(source, requires=()).task).modality
-    info = dict(_directory_vocabulary(source)) if modality == "text" else {}
+    info = vocabulary_info(load_tokenizer(source)) if modality == "text" else {}
   else:
     config = read_config(source)
     info = config.get("dataset_info", {}).to_dict()
     modality = TASKS.get(config.task).modality
   info.pop(TRAIN_FIELDS, None)
   return Dataset({"train": {"tokens": np.zeros((1, 2), np.int32)}}, modality, "train", info)
-
-
-def _directory_vocabulary(path: str) -> dict[str, Any]:
-  tokenizer = load_tokenizer(path)
-  return {
-    "tokenizer_path": path,
-    "vocab_size": tokenizer.vocab_size,
-    "text_vocab_size": tokenizer.text_vocab_size,
-    "pad_id": tokenizer.pad_id,
-    "cls_id": tokenizer.cls_id,
-    "sep_id": tokenizer.sep_id,
-    "bos_id": tokenizer.bos_id,
-    "eos_id": tokenizer.eos_id,
-    "mask_id": tokenizer.mask_id,
-    "special_ids": tokenizer.special_ids,
-    "word_start": tokenizer.word_start_table(),
-  }
 
 
 @dataclasses.dataclass

@@ -18,11 +18,11 @@ from ssl_jax.capabilities import Capability, EncoderView, describe_missing
 from ssl_jax.errors import ConfigError, MissingInputError
 from ssl_jax.registry import TASKS
 from ssl_jax.runs.checkpoints import Checkpointer, saved_steps
+from ssl_jax.runs.model_dir import is_model_directory
 from ssl_jax.runs.model_source import (
   check_directory,
   directory_model_options,
   directory_run_parts,
-  is_directory_source,
 )
 from ssl_jax.runs.record import CONFIG_FILE, HISTORY, TRAIN_FIELDS, read_run_config
 
@@ -71,7 +71,7 @@ def check_source(
 ) -> ml_collections.ConfigDict:
   """Checks, before any work, that `workdir` holds a run (or is a model directory, see
   `ssl_jax.runs.model_source`) whose task has the capabilities `requires`; returns its config."""
-  if is_directory_source(workdir):
+  if is_model_directory(workdir):
     return check_directory(workdir, requires, what)
   config = read_config(workdir, what)
   task_class = TASKS.get(config.task)
@@ -84,7 +84,7 @@ def check_source(
 def source_model_options(path: str, what: str = "init_from") -> tuple[str, dict[str, Any]]:
   """(config.model, config.model_kwargs) of the model a finished run or model directory
   trained: what a run continuing from it builds."""
-  if is_directory_source(path):
+  if is_model_directory(path):
     return directory_model_options(path)
   config = read_config(path, what)
   return config.model, config.model_kwargs.to_dict()
@@ -123,7 +123,7 @@ def load_finished_run(
 
   `model_overrides` change options of the run's model that keep its shapes (dropout, remat,
   dtype); a change of shape is caught when the weights are loaded."""
-  if is_directory_source(workdir):
+  if is_model_directory(workdir):
     return _load_model_directory(workdir, like, model_overrides, requires, what)
   config = check_source(workdir, requires, what).copy_and_resolve_references()
   _check_modality(config, like, workdir, what)

@@ -23,7 +23,7 @@ import numpy as np
 from ssl_jax.capabilities import Capability, EncoderView, describe_missing
 from ssl_jax.errors import ConfigError
 from ssl_jax.registry import MODELS, TASKS
-from ssl_jax.runs.model_dir import ModelDirectory, is_model_directory, read_model_directory
+from ssl_jax.runs.model_dir import ModelDirectory, read_model_directory
 from ssl_jax.runs.record import TRAIN_FIELDS
 
 # (state dict, config.json) -> (the flax model the task builds, the task's params[, the task's
@@ -163,7 +163,3 @@ def directory_model_options(path: str) -> tuple[str, dict[str, Any]]:
   model, _, _ = _converted(directory, directory.shape_dict())
   config = directory_config(directory, model)
   return config.model, config.model_kwargs.to_dict()
-
-
-def is_directory_source(path: str) -> bool:
-  return is_model_directory(path)

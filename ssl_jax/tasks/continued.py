@@ -76,7 +76,7 @@ def transplanted(source: Any, fresh: Any, encoder_paths: set[str]) -> tuple[Any,
     return np.asarray(leaf)
 
   merged = jax.tree_util.tree_map_with_path(take, jax.device_get(fresh))
-  landed = set(have) - {k for k in kept}
+  landed = set(have) - set(kept)
   missing = sorted(p for p in encoder_paths if p not in landed)
   if problems or missing:
     raise CheckpointMismatchError(
